@@ -1,0 +1,77 @@
+"""The ``trigeo`` command line: one sub-command group per stage.
+
+Each stage's commands live in that stage's package (``trigeo/<stage>/cli.py``)
+and import heavy libraries inside the command body, so ``trigeo --help`` and
+``trigeo mesh ...`` start without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from trigeo import __version__
+from trigeo.errors import TrigeoError
+
+_stderr = Console(stderr=True)
+
+
+class _ReportedError(click.ClickException):
+    """A ``TrigeoError`` shown as one red line, exit status 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        _stderr.print(f"[bold red]error:[/bold red] {self.message}", highlight=False)
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TrigeoError as exc:
+            raise _ReportedError(str(exc)) from exc
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="trigeo",
+    help="Where in the world was this photo taken? Mesh, data, train, predict, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# (module, attribute, command name, kind): "group" adds a sub-Typer, "command" a function.
+_SUBCOMMANDS: list[tuple[str, str, str, str]] = [
+    ("trigeo.mesh.cli", "app", "mesh", "group"),
+]
+
+
+def _register() -> None:
+    for module_name, attribute, name, kind in _SUBCOMMANDS:
+        target = getattr(importlib.import_module(module_name), attribute)
+        if kind == "group":
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+
+
+@app.command()
+def version() -> None:
+    """Print the trigeo version."""
+    typer.echo(__version__)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

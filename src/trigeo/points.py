@@ -1,0 +1,185 @@
+"""Read and validate coordinate tables (CSV or Parquet) with lat/lon columns.
+
+Shared by every command that takes ``--points FILE``. Errors name the file,
+the column and the 1-based data row (the header is row 0), so a user can open
+the file and fix it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
+
+from trigeo.errors import InputError
+
+__all__ = ["LAT_NAMES", "LON_NAMES", "find_column", "read_table", "read_points", "validate_latlng"]
+
+LAT_NAMES = ("lat", "latitude")
+LON_NAMES = ("lon", "lng", "longitude", "long")
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Read a CSV or Parquet file into an Arrow table, with clear errors.
+
+    CSV columns are read as strings first so that a non-numeric cell can be
+    reported by row rather than failing type inference somewhere in the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file does not exist", source=path)
+    if path.is_dir():
+        raise InputError("expected a file, got a directory", source=path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", source=path)
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith((".parquet", ".pq")):
+            return pq.read_table(path)
+        convert = pacsv.ConvertOptions(strings_can_be_null=False)
+        table = pacsv.read_csv(path, convert_options=convert)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot be read as a table ({exc})", source=path) from exc
+    return table
+
+
+def find_column(
+    table: pa.Table, wanted: str | None, candidates: tuple[str, ...], what: str, source: Path
+) -> str:
+    """Return the column to use for ``what`` (case-insensitive match)."""
+    names = {name.lower().strip(): name for name in table.column_names}
+    if wanted is not None:
+        if wanted in table.column_names:
+            return wanted
+        if wanted.lower() in names:
+            return names[wanted.lower()]
+        raise InputError(
+            f"no column named {wanted!r} for {what}; columns are {table.column_names}",
+            source=source,
+            column=wanted,
+        )
+    for candidate in candidates:
+        if candidate in names:
+            return names[candidate]
+    raise InputError(
+        f"no {what} column found (looked for {', '.join(candidates)}, any case); "
+        f"columns are {table.column_names}. Name it with --{what[:3]}-col.",
+        source=source,
+    )
+
+
+def _to_float(table: pa.Table, column: str, source: Path) -> NDArray[np.float64]:
+    array = table.column(column).combine_chunks()
+    if pa.types.is_floating(array.type) or pa.types.is_integer(array.type):
+        if array.null_count:
+            row = int(np.flatnonzero(np.asarray(array.is_null()))[0]) + 1
+            raise InputError("missing value", source=source, row=row, column=column)
+        return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)
+    strings = pc.utf8_trim_whitespace(pc.cast(array, pa.string()))
+    try:
+        return np.asarray(pc.cast(strings, pa.float64()).to_numpy(zero_copy_only=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    values = strings.to_pylist()
+    for index, value in enumerate(values):
+        try:
+            float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InputError(
+                f"value {value!r} is not a number", source=source, row=index + 1, column=column
+            ) from None
+    raise InputError("values could not be converted to numbers", source=source, column=column)
+
+
+def validate_latlng(
+    lat: NDArray[np.float64],
+    lon: NDArray[np.float64],
+    *,
+    source: str | Path | None = None,
+    lat_col: str = "lat",
+    lon_col: str = "lon",
+    wrap_longitude: bool = False,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Check coordinates and return them (longitudes wrapped if asked).
+
+    Raises
+    ------
+    InputError
+        Naming the first offending row for NaN/inf, ``|lat| > 90`` and, unless
+        ``wrap_longitude``, longitudes outside ``[-180, 180]``.
+    """
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    if lat.size == 0:
+        raise InputError("no coordinates (zero data rows)", source=source)
+    for values, name in ((lat, lat_col), (lon, lon_col)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"value {values[row]} is not finite ({int(bad.sum())} such rows)",
+                source=source,
+                row=row + 1,
+                column=name,
+            )
+    bad = np.abs(lat) > 90.0
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"latitude {lat[row]} is outside [-90, 90] ({int(bad.sum())} such rows); "
+            "are latitude and longitude swapped?",
+            source=source,
+            row=row + 1,
+            column=lat_col,
+        )
+    if wrap_longitude:
+        lon = (lon + 180.0) % 360.0 - 180.0
+    else:
+        bad = np.abs(lon) > 180.0
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"longitude {lon[row]} is outside [-180, 180] ({int(bad.sum())} such rows); "
+                "pass --wrap-longitude to wrap them",
+                source=source,
+                row=row + 1,
+                column=lon_col,
+            )
+    return lat, lon
+
+
+def read_points(
+    path: str | Path,
+    lat_col: str | None = None,
+    lon_col: str | None = None,
+    *,
+    wrap_longitude: bool = False,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Read validated latitude/longitude arrays (degrees) from CSV or Parquet.
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` (optionally compressed) or ``.parquet`` file with a header.
+    lat_col, lon_col
+        Column names; found case-insensitively among ``lat/latitude`` and
+        ``lon/lng/longitude`` when not given.
+    wrap_longitude
+        Wrap longitudes outside ``[-180, 180]`` instead of rejecting them.
+    """
+    path = Path(path)
+    table = read_table(path)
+    if table.num_rows == 0:
+        raise InputError("file has a header but no data rows", source=path)
+    lat_name = find_column(table, lat_col, LAT_NAMES, "latitude", path)
+    lon_name = find_column(table, lon_col, LON_NAMES, "longitude", path)
+    lat = _to_float(table, lat_name, path)
+    lon = _to_float(table, lon_name, path)
+    return validate_latlng(
+        lat, lon, source=path, lat_col=lat_name, lon_col=lon_name, wrap_longitude=wrap_longitude
+    )
