@@ -51,6 +51,8 @@ app = typer.Typer(
 # (module, attribute, command name, kind): "group" adds a sub-Typer, "command" a function.
 _SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     ("trigeo.mesh.cli", "app", "mesh", "group"),
+    ("trigeo.evaluate.cli", "evaluate", "evaluate", "command"),
+    ("trigeo.data.cli", "app", "data", "group"),
 ]
 
 
