@@ -1,0 +1,157 @@
+"""The evaluation standard's numbers: distances, accuracy, bootstrap, KL, Wilcoxon."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import wilcoxon
+
+from trigeo.evaluate.metrics import (
+    DEFAULT_THRESHOLDS_KM,
+    MISS_ERROR_KM,
+    accuracy_at,
+    bootstrap_accuracy_ci,
+    class_frequencies,
+    compare_models,
+    error_km,
+    kl_divergence,
+    outdoor_mask,
+    prediction_entropy,
+    summarize_errors,
+)
+
+# Reference distances on a sphere of R = 6372.795 km, computed independently with
+# the Vincenty (atan2) great-circle formula. Sanity check by hand: the commonly
+# quoted Paris-London distance at R = 6371 km is 343.56 km; x 6372.795 / 6371
+# = 343.65 km. New York-Los Angeles: 3935.7 km at 6371 -> 3936.8 km.
+CITY_PAIRS = [
+    ((48.8566, 2.3522), (51.5074, -0.1278), 343.6528556837378),  # Paris - London
+    ((40.7128, -74.0060), (34.0522, -118.2437), 3936.8551330474916),  # New York - LA
+    ((-33.8688, 151.2093), (35.6762, 139.6503), 7828.0235049821185),  # Sydney - Tokyo
+    ((-18.1416, 178.4419), (-13.8333, -171.7500), 1152.6490222004932),  # Fiji - Samoa
+    ((-0.1807, -78.4678), (1.3521, 103.8198), 19734.89021149187),  # Quito - Singapore
+]
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), CITY_PAIRS)
+def test_error_km_matches_reference_city_pairs(a, b, expected):
+    assert error_km(a[0], a[1], b[0], b[1]) == pytest.approx(expected, abs=1e-6)
+    assert error_km(b[0], b[1], a[0], a[1]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_error_km_radius_is_configurable_and_short_range_is_precise():
+    (a, b, expected) = CITY_PAIRS[0]
+    assert error_km(*a, *b, radius_km=6371.0) == pytest.approx(expected * 6371.0 / 6372.795)
+    # 1 m apart along a meridian: arccos form would lose this; haversine keeps it.
+    one_metre_deg = np.degrees(0.001 / 6372.795)
+    assert error_km(10.0, 20.0, 10.0 + one_metre_deg, 20.0) == pytest.approx(0.001, rel=1e-6)
+    assert MISS_ERROR_KM == pytest.approx(20020.725954833764)
+
+
+def test_accuracy_counts_d_equal_t_as_correct_unless_strict():
+    errors = np.array([0.5, 1.0, 25.0, 199.9, 200.0, 750.0, 2500.0, 2500.1, 10000.0, 3.0])
+    assert accuracy_at(errors).tolist() == [20.0, 40.0, 60.0, 70.0, 80.0]
+    assert accuracy_at(errors, strict_less=True).tolist() == [10.0, 30.0, 50.0, 60.0, 70.0]
+    assert accuracy_at(errors, (10.0,)).tolist() == [30.0]
+
+
+def test_accuracy_matches_direct_count(rng):
+    errors = rng.exponential(800.0, size=5000)
+    expected = [100.0 * np.mean(errors <= t) for t in DEFAULT_THRESHOLDS_KM]
+    np.testing.assert_allclose(accuracy_at(errors), expected)
+
+
+def test_accuracy_rejects_nan_and_bad_thresholds():
+    with pytest.raises(ValueError, match="NaN"):
+        accuracy_at([1.0, np.nan])
+    with pytest.raises(ValueError, match="thresholds"):
+        accuracy_at([1.0], (-1.0,))
+    assert np.isnan(accuracy_at([])).all()
+
+
+def test_summarize_errors():
+    assert summarize_errors([1.0, 2.0, 9.0]) == {"mean_km": 4.0, "median_km": 2.0}
+
+
+def test_bootstrap_is_seeded_and_matches_index_resampling(rng):
+    errors = rng.exponential(600.0, size=4000)
+    low, high = bootstrap_accuracy_ci(errors, n_resamples=4000, seed=3)
+    low2, high2 = bootstrap_accuracy_ci(errors, n_resamples=4000, seed=3)
+    np.testing.assert_array_equal(low, low2)
+    np.testing.assert_array_equal(high, high2)
+    acc = accuracy_at(errors)
+    assert np.all(low <= acc) and np.all(acc <= high)
+    # The classic bootstrap, resampling photo indices, gives the same intervals.
+    idx = rng.integers(0, errors.size, size=(2000, errors.size))
+    boots = np.stack([accuracy_at(errors[row]) for row in idx])
+    ref_low, ref_high = np.quantile(boots, [0.025, 0.975], axis=0)
+    np.testing.assert_allclose(low, ref_low, atol=0.3)
+    np.testing.assert_allclose(high, ref_high, atol=0.3)
+    # Normal-approximation width of a proportion, for scale.
+    p = acc / 100
+    np.testing.assert_allclose(high - low, 100 * 2 * 1.96 * np.sqrt(p * (1 - p) / 4000), rtol=0.1)
+
+
+def test_bootstrap_handles_unsorted_thresholds_and_degenerate_cases():
+    errors = np.array([1.0, 2.0, 3.0, 500.0])
+    low, high = bootstrap_accuracy_ci(errors, (1000.0, 0.5), n_resamples=200)
+    assert low.tolist() == [100.0, 0.0] and high.tolist() == [100.0, 0.0]
+    low, high = bootstrap_accuracy_ci([], (1.0,))
+    assert np.isnan(low).all() and np.isnan(high).all()
+
+
+def test_kl_is_zero_for_identical_distributions_and_matches_hand_value():
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    assert kl_divergence(labels, labels[::-1], 4) == 0.0
+    # Counts +1: true [3,2,4,1]/10, predicted [1,5,3,1]/10 (pred = [1,1,1,1,2,2]).
+    pred = np.array([1, 1, 1, 1, 2, 2])
+    p = np.array([3, 2, 4, 1]) / 10
+    q = np.array([1, 5, 3, 1]) / 10
+    assert kl_divergence(labels, pred, 4) == pytest.approx(np.sum(p * np.log(p / q)))
+    assert kl_divergence(labels, pred, 4) > 0
+
+
+def test_entropy_of_uniform_predictions_is_ln_k():
+    k = 37
+    assert prediction_entropy(np.arange(k).repeat(5), k) == pytest.approx(np.log(k))
+    assert prediction_entropy(np.zeros(10, dtype=int), k) == 0.0
+    assert class_frequencies([0, 1], 3, pseudocount=1.0).tolist() == pytest.approx(
+        [0.4, 0.4, 0.2]
+    )
+    with pytest.raises(ValueError, match="class labels"):
+        class_frequencies([5], 3)
+
+
+def test_wilcoxon_p_values_equal_scipy_on_the_same_pairs(rng):
+    ids = np.array([f"p{i}" for i in range(300)])
+    a = rng.exponential(500, 300)
+    b = a * rng.uniform(0.7, 1.2, 300)
+    c = rng.exponential(450, 300)
+    # Model c scored the photos in another order and missed 20 of them.
+    order = rng.permutation(300)[:280]
+    results = compare_models({"a": (ids, a), "b": (ids, b), "c": (ids[order], c[order])})
+    assert [(r.model_a, r.model_b) for r in results] == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert results[0].p_value == wilcoxon(a, b).pvalue
+    assert results[0].statistic == wilcoxon(a, b).statistic
+    kept = np.sort(order)
+    assert results[1].n_photos == 280
+    assert results[1].p_value == pytest.approx(wilcoxon(a[kept], c[kept]).pvalue, rel=1e-12)
+    assert results[2].p_value == pytest.approx(wilcoxon(b[kept], c[kept]).pvalue, rel=1e-12)
+    assert results[0].median_difference_km == pytest.approx(np.median(a - b))
+
+
+def test_wilcoxon_of_identical_errors_is_undefined_not_an_error():
+    ids = np.array(["x", "y", "z"])
+    errors = np.array([1.0, 2.0, 3.0])
+    (result,) = compare_models({"a": (ids, errors), "b": (ids, errors.copy())})
+    assert np.isnan(result.p_value) and result.n_photos == 3
+
+
+def test_outdoor_mask_uses_half_threshold_and_treats_missing_as_indoor():
+    assert outdoor_mask([0.0, 0.49, 0.5, 1.0, np.nan]).tolist() == [
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]
