@@ -104,3 +104,37 @@ def split(
         seed=seed,
     )
     console.print(f"[green]split[/green] {root}: {dataset.meta['counts']['splits']}")
+
+
+@app.command()
+def shard(
+    root: Annotated[Path, typer.Argument(help="Source dataset directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Output dataset directory.")],
+    shard_size: Annotated[int, typer.Option(help="Samples per tar shard.")] = 10_000,
+    max_side: Annotated[int, typer.Option(help="Longer side of the stored JPEGs.")] = 512,
+    quality: Annotated[int, typer.Option(help="JPEG quality of re-encoded images.")] = 90,
+    workers: Annotated[int, typer.Option(help="Threads decoding and encoding images.")] = 2,
+) -> None:
+    """Write a dataset's images into webdataset tar shards (resumable)."""
+    from trigeo.data.shard import REPORT_FILE, shard_dataset
+
+    total = len(_open_table(root))
+    with _progress() as progress:
+        task = progress.add_task("sharding", total=total)
+        dataset, report = shard_dataset(
+            root,
+            out,
+            shard_size=shard_size,
+            max_side=max_side,
+            quality=quality,
+            workers=workers,
+            progress=lambda n: progress.advance(task, n),
+        )
+    report.print_summary(console, out / REPORT_FILE)
+    console.print(f"[green]wrote[/green] {len(dataset.meta['shards'])} shard(s) in {out}")
+
+
+def _open_table(root: Path) -> Any:
+    from trigeo.data.table import Dataset
+
+    return Dataset.open(root).table

@@ -1,0 +1,136 @@
+"""Safe image decoding and resizing for importers (no torch).
+
+Corrupt, truncated and non-image files and decompression bombs are turned
+into a :class:`BadImageError` with a short reason an import report can count.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import warnings
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["BadImageError", "ShardIndex", "decode_image", "encode_resized", "split_image_ref"]
+
+
+class BadImageError(Exception):
+    """An image that cannot be used; ``reason`` is a short category for reports."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def decode_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode and fully load image bytes, converting to RGB.
+
+    Parameters
+    ----------
+    data
+        Encoded image bytes.
+    max_pixels
+        Refuse images with more pixels than this (decompression bombs);
+        defaults to Pillow's ``Image.MAX_IMAGE_PIXELS``.
+
+    Raises
+    ------
+    BadImageError
+        ``empty file``, ``not an image``, ``decompression bomb``,
+        ``truncated image`` or ``corrupt image``.
+    """
+    if not data:
+        raise BadImageError("empty file")
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if limit is not None and image.width * image.height > limit:
+                raise BadImageError(
+                    "decompression bomb", f"{image.width}x{image.height} pixels > {limit}"
+                )
+            image.load()
+    except BadImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImageError("decompression bomb", str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise BadImageError("not an image", str(exc)) from exc
+    except OSError as exc:
+        reason = "truncated image" if "truncated" in str(exc).lower() else "corrupt image"
+        raise BadImageError(reason, str(exc)) from exc
+    except (SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
+        raise BadImageError("corrupt image", f"{type(exc).__name__}: {exc}") from exc
+    if image.mode != "RGB":
+        try:
+            image = image.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise BadImageError("corrupt image", str(exc)) from exc
+    return image
+
+
+def encode_resized(
+    data: bytes, max_side: int | None = 512, quality: int = 90, max_pixels: int | None = None
+) -> tuple[bytes, tuple[int, int]]:
+    """Decode, shrink so the longer side is at most ``max_side``, and JPEG-encode.
+
+    A JPEG that is already RGB and small enough is passed through unchanged
+    (after a full decode proves it is intact), so sharding is lossless there.
+
+    Returns
+    -------
+    (jpeg_bytes, (width, height))
+    """
+    image = decode_image(data, max_pixels=max_pixels)
+    fits = max_side is None or max(image.size) <= max_side
+    if fits and data[:3] == b"\xff\xd8\xff":
+        return data, image.size
+    if not fits:
+        assert max_side is not None
+        image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue(), image.size
+
+
+def split_image_ref(image: str) -> tuple[str, str | None]:
+    """Split an ``image`` value into (path, shard key or None)."""
+    path, sep, key = image.partition("#")
+    if sep and path.endswith(".tar"):
+        return path, key
+    return image, None
+
+
+class ShardIndex:
+    """Read sample members from webdataset tars by key (an index per tar, built lazily)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._index: dict[str, dict[str, tuple[int, int]]] = {}
+
+    def _build(self, shard: str) -> dict[str, tuple[int, int]]:
+        index: dict[str, tuple[int, int]] = {}
+        with tarfile.open(self.root / shard, "r:") as tar:
+            for member in tar:
+                if member.isfile():
+                    key, _, ext = member.name.rpartition(".")
+                    if ext.lower() in ("jpg", "jpeg", "png", "webp") and key not in index:
+                        index[key] = (member.offset_data, member.size)
+        return index
+
+    def read(self, image: str) -> bytes:
+        """Bytes of an ``image`` value: a file under the root or ``shard.tar#KEY``."""
+        path, key = split_image_ref(image)
+        if key is None:
+            return (self.root / path).read_bytes()
+        if path not in self._index:
+            self._index[path] = self._build(path)
+        offset, size = self._index[path][key]
+        with open(self.root / path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(size)
