@@ -1,0 +1,491 @@
+"""Exact point location in a triangulation of the sphere.
+
+The predicate
+-------------
+A triangle ``(a, b, c)`` is stored counter-clockwise seen from outside the
+sphere. A point ``p`` (the unit vector ``latlng_to_xyz(lat, lon)``, rounded to
+float64 exactly as :func:`trigeo.sphere.latlng_to_xyz` computes it) lies in the
+triangle when the three determinants ``det(a, b, p)``, ``det(b, c, p)`` and
+``det(c, a, p)`` are all ``>= 0``, the determinants taken in EXACT arithmetic
+on the float64 inputs. Exactness means the triangles of a triangulation cover
+every point (no gaps between neighbours from rounding) and a point on an edge
+or a vertex is in every triangle that touches it.
+
+Tie rule: a point is assigned to the LOWEST triangle index among all triangles
+that contain it. :func:`locate_brute_force` implements the rule literally by
+testing every triangle; :class:`TriangleLocator` gives the same answer fast.
+
+How exactness stays cheap: the determinant is first evaluated in floating point
+as ``n · p`` with the edge normal ``n = a × b`` precomputed. Its rounding error
+is below ``2e-15`` for unit vectors, so any value with ``|n · p| > 1e-13`` has
+the right sign; only the rare values inside that band are recomputed with
+Python integers (exact).
+
+The fast path
+-------------
+A hierarchy of latitude/longitude rasters. A raster cell whose whole area
+(plus a safety margin) lies strictly inside one triangle answers directly,
+without trigonometry. A cell that only one triangle can touch also answers
+directly (the triangulation covers the sphere, so that triangle contains every
+point of the cell). Other cells split 4x4 into children, down to a maximum
+depth; the points of a leaf test its short candidate list in ascending
+triangle order with the exact predicate, which reproduces the tie rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from trigeo.sphere import latlng_to_xyz, xyz_to_latlng
+
+__all__ = [
+    "TriangleLocator",
+    "contains_exact",
+    "edge_normals",
+    "locate_brute_force",
+    "orient_exact",
+]
+
+# |n·p| above this has a certain sign (float error < 2e-15 for unit vectors).
+_FILTER = 1e-13
+# Raster cells are widened by this many degrees so a point that floor() puts in
+# a neighbouring cell by rounding is still inside the rectangle we reasoned about.
+_PAD_DEG = 1e-7
+# Margin on normalized n·p when deciding "certainly inside/outside" for a cell.
+_MARGIN = 1e-9
+_SCALE_BITS = 1100  # 2**1100 turns every float64 (>= 2**-1074) into an integer
+
+
+def edge_normals(xyz: NDArray[np.float64], triangles: NDArray[np.integer]) -> NDArray[np.float64]:
+    """Edge normals ``(T, 3, 3)``: row ``i`` is ``v_i × v_{i+1}`` of each triangle.
+
+    Written out component by component (not ``np.cross``) so the rounding is
+    fixed and identical wherever the normals are computed.
+    """
+    a = xyz[triangles]  # (T, 3, 3): corner, component
+    b = a[:, [1, 2, 0], :]
+    n = np.empty_like(a)
+    n[..., 0] = a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1]
+    n[..., 1] = a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2]
+    n[..., 2] = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+    return n
+
+
+def _dot3(n: NDArray[np.float64], p: NDArray[np.float64]) -> NDArray[np.float64]:
+    # Fixed evaluation order: (nx*px + ny*py) + nz*pz.
+    return n[..., 0] * p[..., 0] + n[..., 1] * p[..., 1] + n[..., 2] * p[..., 2]
+
+
+def _as_int(value: float) -> int:
+    num, den = float(value).as_integer_ratio()
+    return num * ((1 << _SCALE_BITS) // den)
+
+
+def orient_exact(a: ArrayLike, b: ArrayLike, p: ArrayLike) -> int:
+    """Exact sign (-1, 0, 1) of ``det([a; b; p])`` for float64 3-vectors."""
+    ax, ay, az = (_as_int(v) for v in np.asarray(a, dtype=np.float64))
+    bx, by, bz = (_as_int(v) for v in np.asarray(b, dtype=np.float64))
+    px, py, pz = (_as_int(v) for v in np.asarray(p, dtype=np.float64))
+    det = ax * (by * pz - bz * py) - ay * (bx * pz - bz * px) + az * (bx * py - by * px)
+    return (det > 0) - (det < 0)
+
+
+def _edge_signs(
+    s: NDArray[np.float64],
+    xyz: NDArray[np.float64],
+    tri: NDArray[np.integer],
+    p: NDArray[np.float64],
+) -> NDArray[np.int8]:
+    """Exact signs of float estimates ``s`` (m, 3) for triangles ``tri`` (m, 3), points p (m, 3)."""
+    sign = np.sign(s).astype(np.int8)
+    rows, cols = np.nonzero(np.abs(s) <= _FILTER)
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        sign[r, c] = orient_exact(xyz[tri[r, c]], xyz[tri[r, (c + 1) % 3]], p[r])
+    return sign
+
+
+def contains_exact(
+    xyz: NDArray[np.float64],
+    triangles: NDArray[np.integer],
+    normals: NDArray[np.float64],
+    tri_index: NDArray[np.integer],
+    p: NDArray[np.float64],
+) -> NDArray[np.bool_]:
+    """Exact test: does triangle ``tri_index[k]`` contain point ``p[k]`` (closed)?"""
+    s = _dot3(normals[tri_index], p[:, None, :])  # (m, 3)
+    certain_out = (s < -_FILTER).any(axis=1)
+    result = (s > _FILTER).all(axis=1)
+    unsure = np.flatnonzero(~certain_out & ~result)
+    if unsure.size:
+        signs = _edge_signs(s[unsure], xyz, triangles[tri_index[unsure]], p[unsure])
+        result[unsure] = (signs >= 0).all(axis=1)
+    return result
+
+
+def locate_brute_force(
+    xyz: NDArray[np.float64],
+    triangles: NDArray[np.integer],
+    p: NDArray[np.float64],
+    chunk: int = 256,
+) -> NDArray[np.int64]:
+    """Reference point location: lowest index of every triangle containing each point.
+
+    Tests every triangle for every point (O(n·T)); for tests and validation.
+    Returns -1 where no triangle contains the point (impossible for a valid
+    triangulation of the whole sphere).
+    """
+    p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
+    normals = edge_normals(xyz, triangles)
+    out = np.full(len(p), -1, dtype=np.int64)
+    n_tri = len(triangles)
+    for start in range(0, len(p), chunk):
+        q = p[start : start + chunk]
+        s = _dot3(normals[None, :, :, :], q[:, None, None, :])  # (m, T, 3)
+        inside = (s > _FILTER).all(axis=2)
+        maybe = ~(s < -_FILTER).any(axis=2) & ~inside
+        for i, t in zip(*np.nonzero(maybe), strict=True):
+            signs = [
+                orient_exact(xyz[triangles[t, e]], xyz[triangles[t, (e + 1) % 3]], q[i])
+                for e in range(3)
+            ]
+            inside[i, t] = min(signs) >= 0
+        has = inside.any(axis=1)
+        first = np.argmax(inside, axis=1)
+        out[start : start + len(q)] = np.where(has, first, -1)
+        del s
+    assert n_tri == len(triangles)
+    return out
+
+
+@dataclass
+class _Level:
+    """One raster level: ``code`` per cell of the blocks at this depth.
+
+    code >= 0: triangle id. code == -1: no triangle. code <= -2: ``-2 - j`` where
+    j < n_children indexes a child block on the next level, otherwise a leaf
+    candidate list ``j - n_children``.
+    """
+
+    code: NDArray[np.int64]  # (n_blocks * f * f,) or root grid
+    n_children: int
+
+
+class TriangleLocator:
+    """Fast exact point location for a triangulation of the whole sphere.
+
+    Parameters
+    ----------
+    xyz
+        Vertex unit vectors ``(V, 3)``.
+    triangles
+        Counter-clockwise vertex indices ``(T, 3)``.
+    root_deg
+        Cell size in degrees of the root raster.
+    factor
+        Children per side when a cell splits.
+    max_depth
+        Number of split levels below the root.
+    leaf_size
+        A cell with at most this many candidate triangles stops splitting.
+    split_ratio
+        A cell whose bounding radius is below this fraction of its smallest
+        candidate triangle's radius stops splitting.
+    full_cover
+        The triangles cover the whole sphere, so a cell with one candidate
+        answers directly. Set False for a patch of triangles.
+    """
+
+    def __init__(
+        self,
+        xyz: NDArray[np.float64],
+        triangles: NDArray[np.integer],
+        *,
+        root_deg: float = 2.0,
+        factor: int = 4,
+        max_depth: int = 5,
+        leaf_size: int = 2,
+        split_ratio: float = 0.1,
+        full_cover: bool = True,
+    ) -> None:
+        self.xyz = np.ascontiguousarray(xyz, dtype=np.float64)
+        self.triangles = np.ascontiguousarray(triangles, dtype=np.int64)
+        self.normals = edge_normals(self.xyz, self.triangles)
+        self.factor = int(factor)
+        self.max_depth = int(max_depth)
+        self.leaf_size = int(leaf_size)
+        self.split_ratio = float(split_ratio)
+        self.full_cover = bool(full_cover)
+        self.n_lat0 = round(180.0 / root_deg)
+        self.n_lon0 = 2 * self.n_lat0
+        self._build()
+
+    # ------------------------------------------------------------------ build
+    def _triangle_caps(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        v = self.xyz[self.triangles]
+        c = v.sum(axis=1)
+        c /= np.linalg.norm(c, axis=1, keepdims=True)
+        chord = np.linalg.norm(v - c[:, None, :], axis=2).max(axis=1)
+        radius = 2.0 * np.arcsin(np.minimum(chord / 2.0, 1.0)) + 1e-9
+        return c, radius
+
+    def _root_pairs(
+        self, centre: NDArray[np.float64], radius: NDArray[np.float64], n_lat: int, n_lon: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """(root cell, triangle) pairs whose lat/lon boxes overlap a triangle's bounding cap."""
+        clat, clon = xyz_to_latlng(centre)
+        r_deg = np.degrees(radius) + 1e-6
+        lat_lo = clat - r_deg
+        lat_hi = clat + r_deg
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.sin(radius + 1e-8) / np.cos(np.radians(clat))
+        full = (lat_hi >= 90.0) | (lat_lo <= -90.0) | ~(ratio < 1.0) | (r_deg >= 90.0)
+        half = np.where(full, 180.0, np.degrees(np.arcsin(np.clip(ratio, 0.0, 1.0))) + 1e-6)
+        dlat = 180.0 / n_lat
+        dlon = 360.0 / n_lon
+        r0 = np.clip(np.floor((lat_lo + 90.0) / dlat), 0, n_lat - 1).astype(np.int64)
+        r1 = np.clip(np.floor((lat_hi + 90.0) / dlat), 0, n_lat - 1).astype(np.int64)
+        c0 = np.floor((clon - half + 180.0) / dlon).astype(np.int64)
+        c1 = np.floor((clon + half + 180.0) / dlon).astype(np.int64)
+        wide = full | (c1 - c0 + 1 >= n_lon)
+        c0 = np.where(wide, 0, c0)
+        c1 = np.where(wide, n_lon - 1, c1)
+        nr = r1 - r0 + 1
+        nc = c1 - c0 + 1
+        sizes = nr * nc
+        tri = np.repeat(np.arange(len(centre), dtype=np.int64), sizes)
+        offset = np.arange(sizes.sum(), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        nc_rep = np.repeat(nc, sizes)
+        row = np.repeat(r0, sizes) + offset // nc_rep
+        col = (np.repeat(c0, sizes) + offset % nc_rep) % n_lon
+        return row * n_lon + col, tri
+
+    def _cell_geometry(
+        self, lat0: NDArray[np.float64], lon0: NDArray[np.float64], dlat: float, dlon: float
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Centre unit vector and an angular radius (rad) bounding each padded cell."""
+        lo_lat = np.maximum(lat0 - _PAD_DEG, -90.0)
+        hi_lat = np.minimum(lat0 + dlat + _PAD_DEG, 90.0)
+        clat = 0.5 * (lo_lat + hi_lat)
+        clon = lon0 + 0.5 * dlon
+        centre = latlng_to_xyz(clat, clon)
+        # Any point: walk along the centre meridian, then along a parallel.
+        cos_max = np.where(
+            (lo_lat <= 0.0) & (hi_lat >= 0.0),
+            1.0,
+            np.cos(np.radians(np.minimum(np.abs(lo_lat), np.abs(hi_lat)))),
+        )
+        half_lat = np.radians(0.5 * (hi_lat - lo_lat))
+        half_lon = np.radians(0.5 * dlon + _PAD_DEG)
+        return centre, half_lat + cos_max * half_lon + 1e-12
+
+    def _classify(
+        self,
+        centre: NDArray[np.float64],
+        radius: NDArray[np.float64],
+        cell: NDArray[np.int64],
+        tri: NDArray[np.int64],
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """For pairs (cell, triangle): (certainly disjoint, cell certainly inside)."""
+        n = self._unit_normals[tri]  # (m, 3, 3)
+        c = centre[cell]
+        d = n[:, :, 0] * c[:, None, 0] + n[:, :, 1] * c[:, None, 1] + n[:, :, 2] * c[:, None, 2]
+        r = radius[cell][:, None] + self._margin[tri]
+        disjoint = (d < -r).any(axis=1)
+        inside = (d > r).all(axis=1)
+        return disjoint, inside
+
+    def _build(self) -> None:
+        norms = np.linalg.norm(self.normals, axis=2)
+        self._unit_normals = self.normals / np.maximum(norms, 1e-300)[:, :, None]
+        # Normalizing a short edge's normal amplifies its rounding error.
+        self._margin = _MARGIN + 1e-13 / np.maximum(norms, 1e-300)
+        tri_centre, tri_radius = self._triangle_caps()
+
+        f = self.factor
+        n_lat, n_lon = self.n_lat0, self.n_lon0
+        dlat = 180.0 / n_lat
+        dlon = 360.0 / n_lon
+        rows, cols = np.divmod(np.arange(n_lat * n_lon), n_lon)
+        lat0 = -90.0 + rows * dlat
+        lon0 = -180.0 + cols * dlon
+        centre, radius = self._cell_geometry(lat0, lon0, dlat, dlon)
+        cell, tri = self._root_pairs(tri_centre, tri_radius, n_lat, n_lon)
+
+        self.levels: list[NDArray[np.int64]] = []
+        self.level_dlat: list[float] = []
+        self.level_dlon: list[float] = []
+        self.level_ncol: list[int] = []
+        self.block_row: list[NDArray[np.int64]] = []  # global row/col of each block's origin
+        self.block_col: list[NDArray[np.int64]] = []
+        leaf_ptr: list[int] = [0]
+        leaf_tris: list[NDArray[np.int64]] = []
+        n_leaves = 0
+
+        # Level bookkeeping: cells at this level are identified by global (row, col).
+        cell_row = rows.astype(np.int64)
+        cell_col = cols.astype(np.int64)
+        depth = 0
+        parent_links: list[tuple[int, NDArray[np.int64], NDArray[np.int64]]] = []
+        while True:
+            n_cells = len(cell_row)
+            code = np.full(n_cells, -1, dtype=np.int64)
+            disjoint, inside = self._classify(centre, radius, cell, tri)
+            # Direct answers: a cell strictly inside one triangle.
+            if inside.any():
+                code[cell[inside]] = tri[inside]
+            keep = ~disjoint & ~inside
+            direct = np.zeros(n_cells, dtype=bool)
+            direct[cell[inside]] = True
+            keep &= ~direct[cell]
+            cell, tri = cell[keep], tri[keep]
+            order = np.lexsort((tri, cell))
+            cell, tri = cell[order], tri[order]
+            counts = np.bincount(cell, minlength=n_cells)
+            if self.full_cover:
+                single = (counts == 1) & ~direct
+                sel = single[cell]
+                code[cell[sel]] = tri[sel]
+                direct |= single
+                cell, tri = cell[~sel], tri[~sel]
+                counts[single] = 0
+            pending = np.flatnonzero(counts > 0)
+            # Cells touching a pole meet every triangle around it at any size:
+            # splitting them never helps, so they are leaves.
+            at_pole = (cell_row == 0) | (cell_row == self.n_lat0 * f**depth - 1)
+            # A cell much smaller than its smallest candidate sits on a vertex or an
+            # edge; splitting it would only follow that vertex down.
+            smallest = np.full(n_cells, np.inf)
+            np.minimum.at(smallest, cell, tri_radius[tri])
+            big = radius > self.split_ratio * smallest
+            wants = (counts > self.leaf_size) & ~at_pole & big
+            split = pending[wants[pending]] if depth < self.max_depth else []
+            split = np.asarray(split, dtype=np.int64)
+            leaf = np.setdiff1d(pending, split, assume_unique=True)
+            # Leaves: candidate lists in ascending triangle order.
+            if leaf.size:
+                in_leaf = np.zeros(n_cells, dtype=bool)
+                in_leaf[leaf] = True
+                sel = in_leaf[cell]
+                lc, lt = cell[sel], tri[sel]
+                lcounts = np.bincount(lc, minlength=n_cells)[leaf]
+                leaf_tris.append(lt)
+                ends = np.cumsum(lcounts) + leaf_ptr[-1]
+                leaf_ptr.extend(ends.tolist())
+                code[leaf] = -2 - (n_leaves + np.arange(leaf.size))  # fixed up below
+                n_leaves += leaf.size
+            self.levels.append(code)
+            self.level_dlat.append(dlat)
+            self.level_dlon.append(dlon)
+            parent_links.append((depth, split, code))
+            if split.size == 0:
+                break
+            # Children of split cells, block by block (f x f per parent).
+            in_split = np.full(n_cells, -1, dtype=np.int64)
+            in_split[split] = np.arange(split.size)
+            sel = in_split[cell] >= 0
+            pc, pt = in_split[cell[sel]], tri[sel]
+            code[split] = -(10**15) - np.arange(split.size)  # child marker, fixed up below
+            dlat /= f
+            dlon /= f
+            sub = np.arange(f * f)
+            child_row = (cell_row[split][:, None] * f + sub[None, :] // f).ravel()
+            child_col = (cell_col[split][:, None] * f + sub[None, :] % f).ravel()
+            self.block_row.append(cell_row[split] * f)
+            self.block_col.append(cell_col[split] * f)
+            lat0 = -90.0 + child_row * dlat
+            lon0 = -180.0 + child_col * dlon
+            centre, radius = self._cell_geometry(lat0, lon0, dlat, dlon)
+            # Each parent pair (block b, tri) expands to f*f child pairs.
+            cell = (pc[:, None] * (f * f) + sub[None, :]).ravel()
+            tri = np.repeat(pt, f * f)
+            cell_row, cell_col = child_row, child_col
+            depth += 1
+
+        # Resolve codes: child blocks are numbered per level; leaves globally.
+        self.leaf_ptr = np.asarray(leaf_ptr, dtype=np.int64)
+        self.leaf_tris = (
+            np.concatenate(leaf_tris) if leaf_tris else np.zeros(0, dtype=np.int64)
+        ).astype(np.int64)
+        self.n_leaves = n_leaves
+        for code in self.levels:
+            child = code <= -(10**15)
+            # child block j -> code -2 - n_leaves - j
+            code[child] = -2 - n_leaves - (-(10**15) - code[child])
+
+    # ------------------------------------------------------------------ query
+    def locate_xyz_latlng(
+        self, lat: NDArray[np.float64], lon: NDArray[np.float64]
+    ) -> NDArray[np.int64]:
+        """Triangle index for each (lat, lon) in degrees (validated by the caller)."""
+        lat = np.asarray(lat, dtype=np.float64).ravel()
+        lon = np.asarray(lon, dtype=np.float64).ravel()
+        n = lat.size
+        out = np.empty(n, dtype=np.int64)
+        f = self.factor
+        row = ((lat + 90.0) * (1.0 / self.level_dlat[0])).astype(np.int64)
+        col = ((lon + 180.0) * (1.0 / self.level_dlon[0])).astype(np.int64)
+        np.clip(row, 0, self.n_lat0 - 1, out=row)
+        np.clip(col, 0, self.n_lon0 - 1, out=col)
+        code = self.levels[0][row * self.n_lon0 + col]
+        idx = np.arange(n)
+        depth = 0
+        leaf_base = -2 - self.n_leaves
+        while True:
+            done = code >= -1
+            if done.all():
+                out[idx] = code
+                break
+            out[idx[done]] = code[done]
+            is_leaf = (code <= -2) & (code > leaf_base)
+            if is_leaf.any():
+                self._resolve_leaves(
+                    lat[idx[is_leaf]], lon[idx[is_leaf]], -2 - code[is_leaf], out, idx[is_leaf]
+                )
+            go = code <= leaf_base
+            if not go.any():
+                break
+            idx = idx[go]
+            block = leaf_base - code[go]
+            depth += 1
+            dlat = self.level_dlat[depth]
+            dlon = self.level_dlon[depth]
+            la = lat[idx]
+            lo = lon[idx]
+            r = ((la + 90.0) * (1.0 / dlat)).astype(np.int64) - self.block_row[depth - 1][block]
+            c = ((lo + 180.0) * (1.0 / dlon)).astype(np.int64) - self.block_col[depth - 1][block]
+            np.clip(r, 0, f - 1, out=r)
+            np.clip(c, 0, f - 1, out=c)
+            code = self.levels[depth][block * (f * f) + r * f + c]
+        return out
+
+    def _resolve_leaves(
+        self,
+        lat: NDArray[np.float64],
+        lon: NDArray[np.float64],
+        leaf: NDArray[np.int64],
+        out: NDArray[np.int64],
+        where: NDArray[np.int64],
+    ) -> None:
+        p = latlng_to_xyz(lat, lon)
+        start = self.leaf_ptr[leaf]
+        length = self.leaf_ptr[leaf + 1] - start
+        result = np.full(len(leaf), -1, dtype=np.int64)
+        pending = np.arange(len(leaf))
+        k = 0
+        while pending.size:
+            pending = pending[length[pending] > k]
+            if not pending.size:
+                break
+            t = self.leaf_tris[start[pending] + k]
+            hit = contains_exact(self.xyz, self.triangles, self.normals, t, p[pending])
+            result[pending[hit]] = t[hit]
+            pending = pending[~hit]
+            k += 1
+        out[where] = result
+
+    def locate(self, lat: ArrayLike, lon: ArrayLike) -> NDArray[np.int64]:
+        """Triangle index of each point (lowest containing index), -1 if none."""
+        return self.locate_xyz_latlng(np.asarray(lat), np.asarray(lon))
