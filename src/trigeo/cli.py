@@ -53,6 +53,8 @@ _SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     ("trigeo.mesh.cli", "app", "mesh", "group"),
     ("trigeo.evaluate.cli", "evaluate", "evaluate", "command"),
     ("trigeo.data.cli", "app", "data", "group"),
+    ("trigeo.train.cli", "app", "train", "group"),
+    ("trigeo.predict.cli", "predict", "predict", "command"),
 ]
 
 

