@@ -54,8 +54,11 @@ def test_user_average_takes_argmax_of_mean_vector_by_hand():
 def test_averaging_without_location_for_chosen_cell_asks_for_mesh():
     preds = _preds([[3, 1], [2, 1]], [[0.5, 0.45], [0.5, 0.45]])
     table = pd.DataFrame(
-        {"photo_id": ["p0", "p1"], "user_id": ["a", "a"],
-         "posted_at": pd.to_datetime(["2020-01-01"] * 2, utc=True)}
+        {
+            "photo_id": ["p0", "p1"],
+            "user_id": ["a", "a"],
+            "posted_at": pd.to_datetime(["2020-01-01"] * 2, utc=True),
+        }
     )
     with pytest.raises(InputError, match="--mesh"):
         average_by_user(preds, table)
@@ -82,8 +85,11 @@ def test_album_average_differs_from_user_average():
     probs = [[0.6, 0.4]] * 24 + [[0.9, 0.1]]
     preds = _preds(cells, probs, lat=[0] * 24 + [5])
     table = pd.DataFrame(
-        {"photo_id": [f"p{i}" for i in range(n)], "user_id": ["u"] * n,
-         "posted_at": pd.date_range("2020-01-01", periods=n, freq="D", tz="UTC")}
+        {
+            "photo_id": [f"p{i}" for i in range(n)],
+            "user_id": ["u"] * n,
+            "posted_at": pd.date_range("2020-01-01", periods=n, freq="D", tz="UTC"),
+        }
     )
     assert average_by_user(preds, table).top_cells[:, 0].tolist() == [0] * n
     albums = average_by_album(preds, table)

@@ -77,8 +77,9 @@ def test_credible_sets_from_full_vectors_match_top_k_path(rng):
     truth = rng.integers(0, 300, 500)
     full = credible_sets(None, probs, truth, cell_areas_km2=np.arange(300.0))
     order = np.argsort(-probs, axis=1)
-    topk = credible_sets(order, np.take_along_axis(probs, order, 1), truth,
-                         cell_areas_km2=np.arange(300.0))
+    topk = credible_sets(
+        order, np.take_along_axis(probs, order, 1), truth, cell_areas_km2=np.arange(300.0)
+    )
     for a, b in zip(full, topk, strict=True):
         np.testing.assert_array_equal(a.size, b.size)
         np.testing.assert_array_equal(a.covered, b.covered)
@@ -110,3 +111,4 @@ def test_ece_is_zero_when_confidence_equals_accuracy_and_matches_hand_value():
     assert expected_calibration_error(conf, correct) == pytest.approx(0.5 * 0.95)
     mean_conf, acc, counts = reliability_curve(conf, correct)
     assert counts.sum() == 8 and np.nanmax(mean_conf) == pytest.approx(0.95)
+    assert np.nansum(acc * counts) == 1.0

@@ -115,9 +115,7 @@ def test_entropy_of_uniform_predictions_is_ln_k():
     k = 37
     assert prediction_entropy(np.arange(k).repeat(5), k) == pytest.approx(np.log(k))
     assert prediction_entropy(np.zeros(10, dtype=int), k) == 0.0
-    assert class_frequencies([0, 1], 3, pseudocount=1.0).tolist() == pytest.approx(
-        [0.4, 0.4, 0.2]
-    )
+    assert class_frequencies([0, 1], 3, pseudocount=1.0).tolist() == pytest.approx([0.4, 0.4, 0.2])
     with pytest.raises(ValueError, match="class labels"):
         class_frequencies([5], 3)
 

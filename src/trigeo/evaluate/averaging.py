@@ -205,6 +205,7 @@ def _averaged(
     suffix: str,
     centroids: tuple[NDArray, NDArray] | None,
     n_cells: int | None,
+    centroid_kind: str = "given",
 ) -> Predictions:
     cells, probs = average_groups(preds, groups, n_cells=n_cells)
     lat, lon = _cell_locations(preds, cells[:, 0], centroids)
@@ -216,7 +217,11 @@ def _averaged(
         top_probs=probs.astype(np.float32),
         model_id=f"{preds.model_id} {suffix}",
         mesh_hash=preds.mesh_hash,
-        meta={**preds.meta, "derived": suffix},
+        meta={
+            **preds.meta,
+            "derived": suffix,
+            "location_label": "file" if centroids is None else centroid_kind,
+        },
     )
 
 
@@ -230,7 +235,7 @@ def _lookup(preds: Predictions, table: pd.DataFrame) -> pd.DataFrame:
         missing = np.asarray(preds.photo_id)[position < 0]
         raise InputError(
             f"model {preds.model_id!r}: {missing.size} predicted photos are not in the photo "
-            f"table (e.g. {missing[0]!r}); averaging needs every photo's user and time"
+            f"table (e.g. {str(missing[0])!r}); averaging needs every photo's user and time"
         )
     return indexed.iloc[position]
 
@@ -241,6 +246,7 @@ def average_by_user(
     *,
     centroids: tuple[NDArray, NDArray] | None = None,
     n_cells: int | None = None,
+    label: str = "given",
 ) -> Predictions:
     """User averaging: every photo of a user gets the argmax of the user's mean vector.
 
@@ -255,6 +261,8 @@ def average_by_user(
         it, label points are read from the file's own top-1 rows.
     n_cells
         Number of cells of the mesh.
+    label
+        Name of the centroid kind given (``cell``/``imagery``), for the report.
 
     Returns
     -------
@@ -263,7 +271,7 @@ def average_by_user(
     """
     rows = _lookup(preds, table)
     groups = pd.factorize(rows["user_id"].astype(str))[0]
-    return _averaged(preds, groups, "+user-avg", centroids, n_cells)
+    return _averaged(preds, groups, "+user-avg", centroids, n_cells, label)
 
 
 def average_by_album(
@@ -273,6 +281,7 @@ def average_by_album(
     album_size: int = ALBUM_SIZE,
     centroids: tuple[NDArray, NDArray] | None = None,
     n_cells: int | None = None,
+    label: str = "given",
 ) -> Predictions:
     """Album averaging: the user mean taken over albums of ``album_size`` photos.
 
@@ -281,4 +290,4 @@ def average_by_album(
     """
     rows = _lookup(preds, table)
     groups = album_keys(rows["user_id"], rows["posted_at"], rows["photo_id"], album_size)
-    return _averaged(preds, groups, "+album-avg", centroids, n_cells)
+    return _averaged(preds, groups, "+album-avg", centroids, n_cells, label)

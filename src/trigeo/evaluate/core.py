@@ -322,7 +322,7 @@ def _locations(
     preds: Predictions, rows: NDArray, mesh: MeshLike | None, label: str | None, source: str
 ) -> tuple[NDArray, NDArray, str]:
     if label is None or not preds.has_cells:
-        return preds.lat[rows], preds.lon[rows], "file"
+        return preds.lat[rows], preds.lon[rows], str(preds.meta.get("location_label", "file"))
     if mesh is None:
         raise InputError(
             f"--label {label} re-derives locations from cell centroids, which needs the "
@@ -621,11 +621,14 @@ def evaluate(
                 matched = mesh_map.get(preds.mesh_hash or "")
                 centroids = None
                 n_cells = None
+                kind = config.label or "imagery"
                 if matched is not None:
-                    centroids = matched[1].centroids(kind=config.label or "imagery")
+                    centroids = matched[1].centroids(kind=kind)
                     n_cells = int(matched[1].n_cells_)
                 for derive in (average_by_user, average_by_album):
-                    derived = derive(preds, truth.table, centroids=centroids, n_cells=n_cells)
+                    derived = derive(
+                        preds, truth.table, centroids=centroids, n_cells=n_cells, label=kind
+                    )
                     results.append(
                         _score_model(derived, source, truth, mesh_map, truth_cells, config)
                     )

@@ -98,6 +98,7 @@ def plot_median_error_map(
     log scale.
     """
     from matplotlib.colors import LogNorm
+    from matplotlib.ticker import FuncFormatter
 
     plt = _pyplot()
     frame = pd.DataFrame({"error": np.asarray(errors_km, dtype=np.float64)})
@@ -136,6 +137,9 @@ def plot_median_error_map(
         )
         bar = fig.colorbar(dots, ax=ax, shrink=0.7, pad=0.02)
         bar.set_label("median error (km)")
+        # Plain numbers read better than 6x10^0 on a km scale.
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
     ax.set_title(f"{title}: median error per {unit} (dot size ~ photos)", fontsize=10)
     return _png(fig)
 
@@ -158,7 +162,7 @@ def plot_country_confusion(
     counts = pd.crosstab(true_country[keep], pooled[keep]).reindex(
         index=labels, columns=columns, fill_value=0
     )
-    matrix = counts.to_numpy(dtype=np.float64)
+    matrix = counts.to_numpy(dtype=np.float64, copy=True)
     matrix /= np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(0.5 * len(columns) + 2.5, 0.45 * len(labels) + 1.8))
     image = ax.imshow(matrix * 100, cmap="Blues", vmin=0, vmax=100, aspect="auto")

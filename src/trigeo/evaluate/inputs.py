@@ -134,7 +134,7 @@ def check_predictions(
     if dup.any():
         first = int(np.flatnonzero(dup)[0])
         raise InputError(
-            f"duplicated photo_id {ids.iloc[first]!r} ({int(dup.sum())} duplicated rows: "
+            f"duplicated photo_id {str(ids.iloc[first])!r} ({int(dup.sum())} duplicated rows: "
             f"{_examples(ids[dup].unique())}); each photo must be predicted once",
             source=source,
             row=first + 1,
@@ -148,7 +148,7 @@ def check_predictions(
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise InputError(
-                f"top_probs of photo {preds.photo_id[row]!r} sum to {sums[row]:.4f}; top-k "
+                f"top_probs of photo {str(preds.photo_id[row])!r} sum to {sums[row]:.4f}; top-k "
                 f"probabilities must be non-negative and sum to at most 1 "
                 f"({int(bad.sum())} such rows)",
                 source=source,
@@ -196,7 +196,7 @@ def check_predictions(
             if bad.any():
                 row = start + int(np.flatnonzero(bad)[0])
                 raise InputError(
-                    f"the probability vector of photo {preds.photo_id[row]!r} sums to "
+                    f"the probability vector of photo {str(preds.photo_id[row])!r} sums to "
                     f"{sums[row - start]:.4f}, not 1 ({int(bad.sum())} such rows in this block)",
                     source=Path(source).with_suffix(".probs.npy"),
                     row=row + 1,

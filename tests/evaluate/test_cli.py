@@ -1,0 +1,245 @@
+"""``trigeo evaluate`` through the Typer root, with a real DelaunayMesh."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from trigeo.cli import app
+from trigeo.mesh import DelaunayMesh
+from trigeo.predictions import write_predictions
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def mesh_path(tmp_path: Path, table: pd.DataFrame) -> Path:
+    train = table[table["split"] == "train"]
+    mesh = DelaunayMesh(refinement_limit=5, minimum_examples=2).fit(
+        train["lat"].to_numpy(), train["lon"].to_numpy()
+    )
+    return mesh.save(tmp_path / "mesh.npz")
+
+
+def _write_model(path: Path, table: pd.DataFrame, mesh: DelaunayMesh, wrong: float, seed: int):
+    val = table[table["split"] == "val"]
+    rng = np.random.default_rng(seed)
+    cells = mesh.locate(val["lat"].to_numpy(), val["lon"].to_numpy())
+    cells = np.where(cells < 0, 0, cells)
+    flip = rng.random(len(val)) < wrong
+    top1 = np.where(flip, rng.integers(0, mesh.n_cells_, len(val)), cells)
+    top = np.stack([top1, (top1 + 1) % mesh.n_cells_, (top1 + 2) % mesh.n_cells_], axis=1)
+    probs = np.tile([0.7, 0.2, 0.1], (len(val), 1))
+    lat, lon = mesh.centroids("imagery")
+    write_predictions(
+        path,
+        val["photo_id"],
+        lat[top1],
+        lon[top1],
+        top_cells=top,
+        top_probs=probs,
+        model_id=path.stem,
+        mesh_hash=mesh.mesh_hash,
+    )
+    return path
+
+
+def test_cli_writes_report_with_two_models_and_a_peer(tmp_path, dataset, table, mesh_path):
+    mesh = DelaunayMesh.load(mesh_path)
+    a = _write_model(tmp_path / "model_a.parquet", table, mesh, 0.1, 1)
+    b = _write_model(tmp_path / "model_b.parquet", table, mesh, 0.5, 2)
+    val = table[table["split"] == "val"]
+    peer = tmp_path / "peer.csv"
+    val[["photo_id", "lat", "lon"]].assign(lat=val["lat"] + 0.2).iloc[:-6].to_csv(peer, index=False)
+    out = tmp_path / "report"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--truth",
+            str(dataset.root),
+            "--pred",
+            str(a),
+            "--pred",
+            str(b),
+            "--pred",
+            str(peer),
+            "--mesh",
+            str(mesh_path),
+            "--oracle",
+            "--averaging",
+            "--bootstrap",
+            "200",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "no prediction for 6 of 120 photos" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["provenance"]["trigeo_version"]
+    assert metrics["provenance"]["config"]["radius_km"] == 6372.795
+    assert any(k.startswith("pred:") for k in metrics["provenance"]["inputs"])
+    assert [m["model"] for m in metrics["models"]] == [
+        "model_a",
+        "model_a +user-avg",
+        "model_a +album-avg",
+        "model_b",
+        "model_b +user-avg",
+        "model_b +album-avg",
+        "peer",
+    ]
+    assert len(metrics["oracle"]) == 2 and len(metrics["wilcoxon"]) == 21
+    peer_row = metrics["models"][-1]
+    assert peer_row["photos_missing"] == 6 and len(peer_row["missing_photo_ids"]) == 6
+    assert (out / "missing" / "peer.txt").read_text().split() == peer_row["missing_photo_ids"]
+    model_a = metrics["models"][0]
+    assert model_a["accuracy_pct"]["2500km"] >= metrics["models"][3]["accuracy_pct"]["2500km"]
+    assert model_a["calibration"]["sets"][0]["level"] == 0.5
+    # metrics.json is strict JSON (no NaN) and every accuracy has a CI around it.
+    json.loads((out / "metrics.json").read_text(), parse_constant=pytest.fail)
+    for key, (lo, hi) in model_a["accuracy_ci95_pct"].items():
+        assert lo <= model_a["accuracy_pct"][key] <= hi
+
+    md = (out / "report.md").read_text()
+    for title in (
+        "Accuracy by model and mesh",
+        "Outdoor only vs all",
+        "KL divergence",
+        "Pairwise Wilcoxon",
+        "Bootstrap 95%",
+        "Accuracy by continent",
+        "Calibrated uncertainty",
+        "Top country confusions",
+        "Missing predictions",
+    ):
+        assert title in md
+    html = (out / "report.html").read_text()
+    # Self-contained: figures are embedded PNGs and nothing is fetched from the network.
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) >= 3
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert "http://" not in html and "https://" not in html
+    assert (out / "figures" / "error_cdf.png").stat().st_size > 5000
+
+
+def test_cli_oracle_only(tmp_path, dataset, mesh_path):
+    out = tmp_path / "oracle"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--oracle",
+            "--truth",
+            str(dataset.root),
+            "--mesh",
+            str(mesh_path),
+            "--out",
+            str(out),
+            "--no-figures",
+            "--label",
+            "imagery",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"] == [] and [r["label"] for r in metrics["oracle"]] == ["imagery"]
+    assert "oracle (best possible)" in (out / "report.md").read_text()
+
+
+def test_cli_strict_less_radius_and_exclude(tmp_path, dataset, table):
+    val = table[table["split"] == "val"]
+    peer = tmp_path / "peer.csv"
+    val[["photo_id", "lat", "lon"]].iloc[:100].to_csv(peer, index=False)
+    out = tmp_path / "r"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--truth",
+            str(dataset.root),
+            "--pred",
+            str(peer),
+            "--strict-less",
+            "--radius-km",
+            "6371",
+            "--missing",
+            "exclude",
+            "--thresholds",
+            "0,1",
+            "--no-figures",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (model,) = json.loads((out / "metrics.json").read_text())["models"]
+    # Exact predictions: d = 0 counts at t = 0 only with <=; 20 photos are excluded.
+    assert model["accuracy_pct"] == {"0km": 0.0, "1km": 100.0}
+    assert model["photos_scored"] == 100 and model["photos_missing"] == 20
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("photo_id,lat,lon\np0000,1,2\np0000,1,2\n", "duplicated photo_id 'p0000'"),
+        ("photo_id,lat,lon\nnope,1,2\n", "none of its 1 photo ids"),
+        ("photo_id,lat\np0000,1\n", "no longitude column"),
+    ],
+)
+def test_cli_bad_input_is_one_clear_error(tmp_path, dataset, content, message):
+    peer = tmp_path / "bad.csv"
+    peer.write_text(content)
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--truth",
+            str(dataset.root),
+            "--pred",
+            str(peer),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    # The root CLI turns TrigeoError into a one-line error (exit status 2 once the root's
+    # ClickException matches typer's vendored click); either way it must name the problem.
+    assert result.exit_code != 0
+    assert message in result.output + str(result.exception)
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_cli_mesh_hash_mismatch_is_reported(tmp_path, dataset, table, mesh_path):
+    mesh = DelaunayMesh.load(mesh_path)
+    other = DelaunayMesh(refinement_limit=50, minimum_examples=1).fit(
+        table["lat"].to_numpy(), table["lon"].to_numpy()
+    )
+    model = _write_model(tmp_path / "m.parquet", table, other, 0.0, 0)
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--truth",
+            str(dataset.root),
+            "--pred",
+            str(model),
+            "--mesh",
+            str(mesh_path),
+            "--no-figures",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"mesh hash {other.mesh_hash[:12]!r} matches none of the given meshes" in (
+        result.output.replace("\n", "")
+    )
+    assert mesh.mesh_hash != other.mesh_hash

@@ -1,0 +1,145 @@
+"""End-to-end scoring of several models on hand-made truth with a small grid mesh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import wilcoxon
+
+from trigeo.errors import InputError
+from trigeo.evaluate.core import EvaluationConfig, Truth, evaluate, oracle_rows
+from trigeo.evaluate.metrics import accuracy_at, error_km
+from trigeo.predictions import Predictions
+
+
+def _model(truth: Truth, mesh, name: str, wrong_share: float, seed: int) -> Predictions:
+    """Top-1 = true cell except for a share of photos; lat/lon = imagery centroid."""
+    rng = np.random.default_rng(seed)
+    cells = mesh.locate(truth.lat, truth.lon)
+    wrong = rng.random(len(truth)) < wrong_share
+    top1 = np.where(wrong, (cells + 1 + rng.integers(0, 3, len(truth))) % mesh.n_cells_, cells)
+    top = np.stack([top1, (top1 + 1) % mesh.n_cells_], axis=1)
+    lat, lon = mesh.centroids("imagery")
+    return Predictions(
+        photo_id=truth.photo_id.copy(),
+        lat=lat[top1],
+        lon=lon[top1],
+        top_cells=top.astype(np.int32),
+        top_probs=np.tile(np.float32([0.8, 0.2]), (len(truth), 1)),
+        model_id=name,
+        mesh_hash=mesh.mesh_hash,
+    )
+
+
+@pytest.fixture
+def truth(dataset) -> Truth:
+    return Truth.from_dataset(dataset)
+
+
+def test_perfect_model_reaches_the_oracle_and_has_zero_kl(truth, grid_mesh):
+    perfect = _model(truth, grid_mesh, "perfect", 0.0, 0)
+    result = evaluate(truth, [("p", perfect)], meshes=[("grid", grid_mesh)], oracle=True)
+    (model,) = result.models
+    oracle = {row["label"]: row for row in result.oracle}
+    assert list(oracle) == ["cell", "imagery"]
+    np.testing.assert_allclose(model.accuracy, list(oracle["imagery"]["accuracy_pct"].values()))
+    assert model.kl == 0.0
+    assert model.calibration["top1_cell_accuracy"] == 1.0
+    # Every photo's truth is its top-1 cell: every credible set covers it.
+    assert all(s["coverage"] == 1.0 for s in model.calibration["sets"])
+    # ECE: confidence 0.8 everywhere, accuracy 1.0.
+    assert model.calibration["ece"] == pytest.approx(0.2, abs=1e-6)
+    # --label cell moves every prediction to the cell centroid: the cell oracle.
+    relabelled = evaluate(
+        truth, [("p", perfect)], meshes=[("grid", grid_mesh)], config=EvaluationConfig(label="cell")
+    )
+    np.testing.assert_allclose(
+        relabelled.models[0].accuracy, list(oracle["cell"]["accuracy_pct"].values())
+    )
+    assert relabelled.models[0].label == "cell"
+
+
+def test_oracle_matches_direct_computation(truth, grid_mesh):
+    cells = grid_mesh.locate(truth.lat, truth.lon)
+    lat, lon = grid_mesh.centroids("imagery")
+    inside = cells >= 0
+    errors = error_km(truth.lat[inside], truth.lon[inside], lat[cells[inside]], lon[cells[inside]])
+    (row,) = oracle_rows(truth, grid_mesh, "grid", EvaluationConfig(), labels=("imagery",))
+    np.testing.assert_allclose(list(row["accuracy_pct"].values()), accuracy_at(errors))
+    assert row["photos"] == inside.sum() and row["photos_outside"] == (~inside).sum()
+    assert row["median_km"] == pytest.approx(np.median(errors))
+
+
+def test_two_models_tables_tests_and_subsets(truth, grid_mesh):
+    good = _model(truth, grid_mesh, "good", 0.1, 1)
+    bad = _model(truth, grid_mesh, "bad", 0.6, 2)
+    result = evaluate(
+        truth,
+        [("g", good), ("b", bad)],
+        meshes=[("grid", grid_mesh)],
+        config=EvaluationConfig(averaging=True),
+    )
+    names = [m.name for m in result.models]
+    assert names == [
+        "good",
+        "good +user-avg",
+        "good +album-avg",
+        "bad",
+        "bad +user-avg",
+        "bad +album-avg",
+    ]
+    g, b = result.models[0], result.models[3]
+    assert g.accuracy[-1] > b.accuracy[-1]
+    assert 0 < g.kl < b.kl
+    # The Wilcoxon p-value of good vs bad is scipy's on the per-photo errors.
+    test = next(w for w in result.wilcoxon if (w.model_a, w.model_b) == ("good", "bad"))
+    assert test.p_value == wilcoxon(g.errors_km, b.errors_km).pvalue
+    assert len(result.wilcoxon) == 15
+    # Outdoor subset: photos with outdoor >= 0.5, scored from the same errors.
+    outdoor = truth.outdoor[g.truth_rows] >= 0.5
+    assert g.outdoor["photos"] == outdoor.sum() > 0
+    np.testing.assert_allclose(
+        list(g.outdoor["accuracy_pct"].values()), accuracy_at(g.errors_km[outdoor])
+    )
+    # Per-continent rows add up to all photos; Europe is Paris + London.
+    per_model = result.continents[result.continents["model"] == "good"]
+    assert per_model["photos"].sum() == len(truth)
+    assert per_model.set_index("continent").loc["Europe", "photos"] == 30
+    # Country confusions only list mistakes.
+    frame = result.confusions["bad"]
+    assert len(frame) > 0 and (frame["true"] != frame["predicted"]).all()
+
+
+def test_outdoor_only_restricts_the_truth(dataset):
+    everything = Truth.from_dataset(dataset)
+    outdoor = Truth.from_dataset(dataset, outdoor_only=True)
+    assert len(outdoor) == int((everything.outdoor >= 0.5).sum())
+    assert np.all(outdoor.outdoor >= 0.5)
+
+
+def test_truth_selection_errors(dataset):
+    with pytest.raises(InputError, match="split 'test' is empty"):
+        Truth.from_dataset(dataset, split="test")
+    table = dataset.table.assign(outdoor=np.nan)
+    with pytest.raises(InputError, match="--outdoor-only needs the 'outdoor' column"):
+        Truth.from_table(table, outdoor_only=True)
+
+
+def test_nothing_to_evaluate_and_duplicate_model_names(truth, grid_mesh):
+    with pytest.raises(InputError, match="nothing to evaluate"):
+        evaluate(truth, [])
+    with pytest.raises(InputError, match="--oracle needs a mesh"):
+        evaluate(truth, [], oracle=True)
+    model = _model(truth, grid_mesh, "same", 0.1, 1)
+    with pytest.raises(InputError, match="model id"):
+        evaluate(truth, [("a", model), ("b", model)])
+
+
+def test_peer_kl_uses_the_given_mesh(truth, grid_mesh):
+    peer = Predictions(
+        photo_id=truth.photo_id, lat=truth.lat + 0.01, lon=truth.lon, model_id="peer"
+    )
+    result = evaluate(truth, [("peer.csv", peer)], meshes=[("grid", grid_mesh)])
+    (model,) = result.models
+    assert model.kl == 0.0 and model.kl_mesh == "grid" and model.calibration is None
+    assert model.accuracy[1] == 100.0
