@@ -138,3 +138,47 @@ def _open_table(root: Path) -> Any:
     from trigeo.data.table import Dataset
 
     return Dataset.open(root).table
+
+
+@app.command()
+def yfcc(
+    metadata: Annotated[Path, typer.Argument(help="YFCC100M metadata TSV (.bz2/.gz or plain).")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset directory to write.")],
+    limit: Annotated[int | None, typer.Option(help="Stop after this many lines.")] = None,
+    download_root: Annotated[
+        Path | None, typer.Option(help="Folder of downloaded images (else image = URL).")
+    ] = None,
+    image_layout: Annotated[
+        str, typer.Option(help="'id': ROOT/<photo_id>.<ext>; 'hash': ROOT/abc/def/<hash>.jpg.")
+    ] = "id",
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of photos in M1's validation part.")
+    ] = 0.18,
+    heads_fraction: Annotated[
+        float, typer.Option(help="Share of that part that trains M2/M3.")
+    ] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the hash-based split.")] = 0,
+) -> None:
+    """Import geotagged photos from the YFCC100M metadata (streaming, bounded memory)."""
+    from trigeo.data.yfcc import REPORT_FILE, import_yfcc
+
+    total = metadata.stat().st_size if metadata.exists() else 0
+    with _progress() as progress:
+        task = progress.add_task("importing lines", total=limit)
+        meta, report = import_yfcc(
+            metadata,
+            out,
+            limit=limit,
+            download_root=download_root,
+            image_layout=image_layout,
+            val_fraction=val_fraction,
+            heads_fraction=heads_fraction,
+            seed=seed,
+            progress=lambda n: progress.advance(task, n),
+        )
+    report.print_summary(console, out / REPORT_FILE)
+    counts = meta["counts"]
+    console.print(
+        f"[green]wrote[/green] {out}: {counts['photos']} photos, {counts['users']} users "
+        f"from {total / 1e6:.1f} MB at {report.notes.get('rows_per_second')} lines/s"
+    )

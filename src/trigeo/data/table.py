@@ -28,6 +28,8 @@ model is reported on it). No ``train`` photo ever trains M2 or M3.
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SPLITS",
     "Dataset",
+    "TableWriter",
     "validate_table",
 ]
 
@@ -249,7 +252,7 @@ class Dataset:
         with atomic_path(root / TABLE_FILE) as tmp:
             pq.write_table(_to_arrow(table), tmp, compression="zstd")
         counts = {
-            "photos": int(len(table)),
+            "photos": len(table),
             "users": int(table["user_id"].nunique()),
             "splits": {str(k): int(v) for k, v in table["split"].value_counts().items()},
         }
@@ -265,3 +268,107 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.root)!r}, photos={len(self.table)})"
+
+
+class TableWriter:
+    """Write a dataset table in row-group batches, for tables too big for memory.
+
+    Each batch is validated with :func:`validate_table` and appended to a
+    temporary Parquet file; :meth:`close` renames it to ``table.parquet`` and
+    writes ``dataset.json`` (counts, table hash, provenance), exactly as
+    :meth:`Dataset.write` would. Photo ids must be unique across batches: the
+    caller (an importer) removes duplicates, since only it can report them.
+
+    Parameters
+    ----------
+    root
+        Dataset directory.
+    extra_fields
+        Arrow fields of the extra columns every batch carries, in order.
+
+    Examples
+    --------
+    >>> with TableWriter("out", [pa.field("country", pa.string())]) as writer:  # doctest: +SKIP
+    ...     for batch in batches:
+    ...         writer.write(batch)
+    ...     writer.close(provenance, images="urls")
+    """
+
+    def __init__(self, root: str | Path, extra_fields: Iterable[pa.Field] = ()) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.schema = pa.schema([*SCHEMA, *extra_fields])
+        self._tmp = self.root / f".{TABLE_FILE}.{os.getpid()}.partial"
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self._tmp, self.schema, compression="zstd"
+        )
+        self.rows = 0
+        self._splits: Counter[str] = Counter()
+        self._users = np.empty(0, dtype=np.uint64)
+
+    def write(self, df: pd.DataFrame | pa.Table) -> None:
+        """Append one batch (an empty batch is ignored).
+
+        A DataFrame is validated with :func:`validate_table`. A ``pyarrow.Table``
+        is only cast to the schema: importers that build rows column-wise and
+        check them themselves use it to skip the pandas round trip.
+        """
+        if self._writer is None:
+            raise ArtifactError(f"{self.root}: TableWriter is closed")
+        if len(df) == 0:
+            return
+        if isinstance(df, pa.Table):
+            table = df.select(self.schema.names).cast(self.schema)
+        else:
+            df = validate_table(df, source=self.root / TABLE_FILE)
+            table = pa.Table.from_pandas(
+                df[self.schema.names], schema=self.schema, preserve_index=False
+            )
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+        counts = table.column("split").value_counts()
+        for item in counts.to_pylist():
+            self._splits[str(item["values"])] += int(item["counts"])
+        users = table.column("user_id").unique().to_numpy(zero_copy_only=False)
+        self._users = np.union1d(self._users, pd.util.hash_array(users.astype(object)))
+
+    def close(self, provenance: dict[str, Any], **meta: Any) -> dict[str, Any]:
+        """Finish the table and write ``dataset.json``; returns its content.
+
+        The table is not read back (it may not fit in memory); open it with
+        :meth:`Dataset.open` when it does.
+        """
+        if self._writer is None:
+            raise ArtifactError(f"{self.root}: TableWriter is closed")
+        self._writer.close()
+        self._writer = None
+        if self.rows == 0:
+            self._tmp.unlink(missing_ok=True)
+            raise InputError("the table has no rows", source=self.root / TABLE_FILE)
+        os.replace(self._tmp, self.root / TABLE_FILE)
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            **meta,
+            "counts": {
+                "photos": self.rows,
+                "users": int(self._users.size),
+                "splits": {str(k): int(v) for k, v in self._splits.items()},
+            },
+            "table_sha256": hash_file(self.root / TABLE_FILE),
+            "provenance": provenance,
+        }
+        write_json_atomic(self.root / META_FILE, record)
+        return record
+
+    def abort(self) -> None:
+        """Drop the partial table (nothing under the final name is touched)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()

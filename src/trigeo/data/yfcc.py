@@ -1,0 +1,604 @@
+"""Import the YFCC100M metadata TSV into a dataset table, streaming.
+
+The file (plain, ``.bz2`` or ``.gz``, detected from its first bytes) is read
+with pyarrow's streaming CSV reader in blocks and written to Parquet in
+row-group batches, so memory stays bounded on the full 100M-line file. Bytes
+that are not UTF-8 are replaced (U+FFFD) before parsing, so a bad byte costs
+at most the row it is in, never the import.
+
+Layouts (see ``docs`` and paper-notes), 0-based columns:
+
+* **25 columns**: line number, photo id, hash, user NSID, nickname, date taken,
+  date uploaded (epoch s), device, title, description, user tags, machine tags,
+  longitude, latitude, accuracy, page URL, download URL, license name, license
+  URL, server id, farm id, secret, original secret, original extension, marker.
+* **23 columns**: two of the first three are missing and every later column
+  moves two places left. If the first field is numeric it is the photo id
+  (the 2014 release: no line number, no hash); otherwise it is the hash and
+  the photo id is taken from the page URL (``.../photos/USER/ID/``).
+
+Kept: photos (marker 0) with both coordinates. Every other row is counted in
+the import report under a reason: wrong column count, bad marker, video, not
+geotagged, bad coordinate number, coordinates out of range, bad upload time,
+missing user id, missing photo id, duplicate photo id.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import gzip
+import io
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trigeo.data.report import ImportReport
+from trigeo.data.table import TableWriter
+from trigeo.errors import InputError
+from trigeo.provenance import hash_file, make_provenance
+
+__all__ = [
+    "REPORT_FILE",
+    "YfccLayout",
+    "detect_layout",
+    "id_keys",
+    "import_yfcc",
+    "split_from_keys",
+    "write_yfcc",
+]
+
+REPORT_FILE = "import-report.json"
+EXTRA_FIELDS = (pa.field("accuracy", pa.float64()), pa.field("taken_local", pa.string()))
+_MIN_UPLOAD, _MAX_UPLOAD = 0, 4_102_444_800  # 1970 .. 2100
+
+
+@dataclass(frozen=True)
+class YfccLayout:
+    """Where each field sits in one layout (``None``: absent)."""
+
+    columns: int
+    photo_id: int | None
+    hash: int | None
+    user: int
+    taken: int
+    uploaded: int
+    lon: int
+    lat: int
+    accuracy: int
+    page_url: int
+    download_url: int
+    extension: int
+    marker: int
+
+    @classmethod
+    def of(cls, columns: int, first_field_numeric: bool = True) -> YfccLayout:
+        if columns == 25:
+            return cls(25, 1, 2, 3, 5, 6, 12, 13, 14, 15, 16, 23, 24)
+        if columns == 23:
+            photo_id, hash_ = (0, None) if first_field_numeric else (None, 0)
+            return cls(23, photo_id, hash_, 1, 3, 4, 10, 11, 12, 13, 14, 21, 22)
+        raise ValueError(f"no YFCC layout has {columns} columns")
+
+    def used(self) -> list[int]:
+        fields = (
+            self.photo_id,
+            self.hash,
+            self.user,
+            self.taken,
+            self.uploaded,
+            self.lon,
+            self.lat,
+            self.accuracy,
+            self.page_url,
+            self.download_url,
+            self.extension,
+            self.marker,
+        )
+        return sorted({f for f in fields if f is not None})
+
+
+def _open_bytes(path: Path) -> tuple[BinaryIO, str]:
+    with open(path, "rb") as handle:
+        magic = handle.read(3)
+    if magic.startswith(b"BZh"):
+        return bz2.open(path, "rb"), "bz2"  # type: ignore[return-value]
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(path, "rb"), "gzip"  # type: ignore[return-value]
+    return open(path, "rb"), "none"
+
+
+class _Utf8Clean(io.RawIOBase):
+    """A byte stream with invalid UTF-8 replaced by U+FFFD (chunk-boundary safe)."""
+
+    def __init__(self, raw: BinaryIO, chunk: int = 1 << 22) -> None:
+        self._raw = raw
+        self._chunk = chunk
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        view = memoryview(target).cast("B")
+        while not self._buffer and not self._eof:
+            data = self._raw.read(self._chunk)
+            self._eof = not data
+            text = self._decoder.decode(data, final=self._eof)
+            self._buffer = text.encode("utf-8")
+        n = min(len(view), len(self._buffer))
+        view[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def detect_layout(path: str | Path) -> YfccLayout:
+    """Detect the 25- or 23-column layout from the first non-empty line.
+
+    Raises
+    ------
+    InputError
+        If the first line has another number of tab-separated fields.
+    """
+    path = Path(path)
+    raw, _ = _open_bytes(path)
+    with raw:
+        line = b""
+        for number, candidate in enumerate(raw, start=1):
+            if candidate.strip():
+                line = candidate.rstrip(b"\r\n")
+                break
+            if number > 1000:
+                break
+    if not line:
+        raise InputError("no data lines; is this a YFCC100M metadata file?", source=path)
+    fields = line.decode("utf-8", errors="replace").split("\t")
+    if len(fields) not in (23, 25):
+        raise InputError(
+            f"line 1 has {len(fields)} tab-separated columns; the YFCC100M metadata has "
+            "25 (or 23 in copies without the line number and hash)",
+            source=path,
+        )
+    return YfccLayout.of(len(fields), first_field_numeric=fields[0].strip().isdigit())
+
+
+class _SeenIds:
+    """Membership of 64-bit id hashes in sorted runs (bounded work per batch)."""
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        found = np.zeros(hashes.size, dtype=bool)
+        for run in self._runs:
+            pos = np.searchsorted(run, hashes).clip(0, run.size - 1)
+            found |= run[pos] == hashes
+        return found
+
+    def add(self, hashes: np.ndarray) -> None:
+        if hashes.size == 0:
+            return
+        self._runs.append(np.sort(hashes))
+        if len(self._runs) > 8:
+            self._runs = [np.sort(np.concatenate(self._runs))]
+
+
+def import_yfcc(
+    metadata: str | Path,
+    out: str | Path,
+    *,
+    limit: int | None = None,
+    download_root: str | Path | None = None,
+    image_layout: str = "id",
+    val_fraction: float = 0.18,
+    heads_fraction: float = 0.5,
+    seed: int = 0,
+    row_group_rows: int = 500_000,
+    block_bytes: int = 1 << 24,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Any], ImportReport]:
+    """Stream a YFCC100M metadata TSV into a dataset directory.
+
+    Parameters
+    ----------
+    metadata
+        The TSV, plain or compressed (bz2/gzip, detected from the content).
+    out
+        Dataset directory to write.
+    limit
+        Stop after this many data lines.
+    download_root
+        Where the images were downloaded. ``image`` then holds absolute paths:
+        ``ROOT/<photo_id>.<ext>`` with ``image_layout="id"``, or the Multimedia
+        Commons layout ``ROOT/abc/def/<hash>.jpg`` with ``image_layout="hash"``.
+        Without it, ``image`` holds the download URL.
+    val_fraction, heads_fraction, seed
+        Split assigned per photo from a seeded hash of its id (streaming);
+        re-split exactly with ``trigeo data split``.
+    row_group_rows
+        Rows per Parquet row group (bounds memory).
+    block_bytes
+        Bytes per parsing block.
+    progress
+        Called with the number of lines read after each block.
+
+    Returns
+    -------
+    (meta, ImportReport)
+        ``meta`` is the content of the written ``dataset.json`` (the table is
+        not read back: it may be larger than memory).
+    """
+    import pyarrow.csv as pacsv
+
+    metadata, out = Path(metadata), Path(out)
+    if not metadata.is_file():
+        raise InputError("no such file", source=metadata)
+    if image_layout not in ("id", "hash"):
+        raise InputError(f"image_layout must be 'id' or 'hash', got {image_layout!r}")
+    layout = detect_layout(metadata)
+    if download_root is not None and image_layout == "hash" and layout.hash is None:
+        raise InputError(
+            "this file has no hash column, so images cannot be found by hash; "
+            "use the id image layout",
+            source=metadata,
+        )
+    root = None if download_root is None else Path(download_root).resolve()
+    report = ImportReport("data.yfcc", metadata)
+    report.notes["layout_columns"] = layout.columns
+    invalid: list[int] = [0]
+
+    def on_invalid(row: Any) -> str:
+        invalid[0] += 1
+        report.skip(
+            "wrong column count",
+            where=f"line {row.number}" if row.number is not None else None,
+            detail=f"{row.actual_columns} columns, expected {row.expected_columns}",
+        )
+        return "skip"
+
+    names = [f"f{i}" for i in range(layout.columns)]
+    used = [names[i] for i in layout.used()]
+    raw, compression = _open_bytes(metadata)
+    report.notes["compression"] = compression
+    stream = io.BufferedReader(_Utf8Clean(raw), buffer_size=1 << 20)
+    reader = pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(column_names=names, block_size=block_bytes),
+        parse_options=pacsv.ParseOptions(
+            delimiter="\t", quote_char=False, escape_char=False, invalid_row_handler=on_invalid
+        ),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=used,
+            column_types=dict.fromkeys(used, pa.string()),
+            strings_can_be_null=False,
+        ),
+    )
+    seen = _SeenIds()
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    good_rows = 0
+    start = time.perf_counter()
+    config = {
+        "stage": "data.yfcc",
+        "limit": limit,
+        "download_root": None if root is None else str(root),
+        "image_layout": image_layout,
+        "val_fraction": val_fraction,
+        "heads_fraction": heads_fraction,
+        "seed": seed,
+        "layout_columns": layout.columns,
+    }
+    with TableWriter(out, EXTRA_FIELDS) as writer:
+        try:
+            for batch in _batches(reader):
+                if limit is not None:
+                    room = limit - good_rows - invalid[0]
+                    if room <= 0:
+                        break
+                    batch = batch.slice(0, room)
+                frame = _convert(
+                    batch,
+                    layout,
+                    good_rows,
+                    report,
+                    seen,
+                    root,
+                    image_layout,
+                    (val_fraction, heads_fraction, seed),
+                )
+                good_rows += batch.num_rows
+                if frame is not None:
+                    pending.append(frame)
+                    pending_rows += frame.num_rows
+                if pending_rows >= row_group_rows:
+                    writer.write(pa.concat_tables(pending))
+                    pending, pending_rows = [], 0
+                if progress:
+                    progress(batch.num_rows)
+        finally:
+            stream.close()
+        if pending:
+            writer.write(pa.concat_tables(pending))
+        report.read = good_rows + invalid[0]
+        report.written = writer.rows
+        seconds = time.perf_counter() - start
+        report.notes["rows_per_second"] = round(report.read / seconds) if seconds > 0 else None
+        if writer.rows == 0:
+            report.write(out / REPORT_FILE)
+            raise InputError(
+                f"no geotagged photo among {report.read} lines; see {out / REPORT_FILE}",
+                source=metadata,
+            )
+        provenance = make_provenance(config, {metadata.name: hash_file(metadata)})
+        meta = writer.close(
+            provenance, images="urls" if root is None else "paths", source="yfcc100m"
+        )
+    report.write(out / REPORT_FILE)
+    return meta, report
+
+
+def _batches(reader: Any) -> Iterator[pa.RecordBatch]:
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        yield batch
+
+
+_REASONS = (
+    "bad marker",
+    "video",
+    "not geotagged",
+    "bad coordinate number",
+    "coordinates out of range",
+    "bad upload time",
+    "missing user id",
+    "missing photo id",
+    "duplicate photo id",
+)
+_ID_PATTERN = r"^[0-9A-Za-z_.:@-]{1,64}$"
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _to_float(values: pa.Array) -> np.ndarray:
+    """Strings to float64; unparsable values become NaN (fast path: one Arrow cast)."""
+    try:
+        return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pd.to_numeric(values.to_pandas(), errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser: spreads 64-bit keys uniformly (for hash-based splits)."""
+    with np.errstate(over="ignore"):
+        x = x.astype(np.uint64)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def id_keys(ids: pa.Array) -> np.ndarray:
+    """64-bit keys of photo ids: the number itself for numeric ids, else a hash."""
+    numeric = pc.match_substring_regex(ids, r"^[0-9]{1,19}$").to_numpy(zero_copy_only=False)
+    keys = np.empty(len(ids), dtype=np.uint64)
+    if numeric.all():
+        return pc.cast(ids, pa.uint64()).to_numpy(zero_copy_only=False)
+    where = np.flatnonzero(numeric)
+    if where.size:
+        keys[where] = pc.cast(ids.take(pa.array(where)), pa.uint64()).to_numpy(zero_copy_only=False)
+    other = np.flatnonzero(~numeric)
+    text = ids.take(pa.array(other)).to_numpy(zero_copy_only=False).astype(object)
+    keys[other] = pd.util.hash_array(text) | np.uint64(1 << 63)
+    return keys
+
+
+def split_from_keys(
+    keys: np.ndarray, val_fraction: float, heads_fraction: float, seed: int
+) -> np.ndarray:
+    """Per-photo split from a seeded hash of its id key: streaming and order-free."""
+    salt = _mix64(np.array([seed], dtype=np.uint64))[0]
+    u = (_mix64(keys ^ salt) >> np.uint64(11)).astype(np.float64) / 2.0**53
+    split = np.full(keys.size, "train", dtype=object)
+    split[u < val_fraction] = "val"
+    split[u < val_fraction * heads_fraction] = "heads"
+    return split
+
+
+def _convert(
+    batch: pa.RecordBatch,
+    layout: YfccLayout,
+    offset: int,
+    report: ImportReport,
+    seen: _SeenIds,
+    root: Path | None,
+    image_layout: str,
+    split_args: tuple[float, float, int],
+) -> pa.Table | None:
+    """Map one parsed block to table rows; count every dropped row by reason."""
+    n = batch.num_rows
+
+    def col(index: int) -> pa.Array:
+        return pc.utf8_trim_whitespace(batch.column(f"f{index}"))
+
+    def is_empty(values: pa.Array) -> np.ndarray:
+        return pc.equal(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False)
+
+    reason = np.zeros(n, dtype=np.int8)
+
+    def flag(code: int, mask: np.ndarray) -> None:
+        reason[(reason == 0) & mask] = code
+
+    marker = col(layout.marker)
+    is_photo = pc.equal(marker, "0").to_numpy(zero_copy_only=False)
+    is_video = pc.equal(marker, "1").to_numpy(zero_copy_only=False)
+    flag(1, ~(is_photo | is_video))
+    flag(2, is_video)
+    lon_s, lat_s = col(layout.lon), col(layout.lat)
+    flag(3, is_empty(lon_s) | is_empty(lat_s))
+    lon = np.full(n, np.nan)
+    lat = np.full(n, np.nan)
+    uploaded = np.full(n, np.nan)
+    cand = np.flatnonzero(reason == 0)
+    take = pa.array(cand, type=pa.int64())
+    lon[cand] = _to_float(lon_s.take(take))
+    lat[cand] = _to_float(lat_s.take(take))
+    flag(4, ~(np.isfinite(lon) & np.isfinite(lat)))
+    with np.errstate(invalid="ignore"):
+        flag(5, (np.abs(lat) > 90) | (np.abs(lon) > 180))
+    uploaded_s = col(layout.uploaded)
+    uploaded[cand] = _to_float(uploaded_s.take(take))
+    with np.errstate(invalid="ignore"):
+        flag(6, ~((uploaded > _MIN_UPLOAD) & (uploaded < _MAX_UPLOAD)))
+    user = col(layout.user)
+    flag(7, is_empty(user))
+    if layout.photo_id is not None:
+        ids = col(layout.photo_id)
+    else:
+        found = pc.extract_regex(col(layout.page_url), r"/photos/[^/]+/(?P<id>[0-9]+)")
+        ids = pc.fill_null(pc.struct_field(found, [0]), "")
+    valid_id = pc.match_substring_regex(ids, _ID_PATTERN)
+    flag(8, ~pc.fill_null(valid_id, False).to_numpy(zero_copy_only=False))
+
+    ok = np.flatnonzero(reason == 0)
+    keys = id_keys(ids.take(pa.array(ok, type=pa.int64())))
+    dup = seen.contains(keys) | pd.Series(keys).duplicated().to_numpy()
+    reason[ok[dup]] = 9
+    seen.add(keys[~dup])
+    keys = keys[~dup]
+
+    bad = np.flatnonzero(reason)
+    if bad.size:
+        codes, counts = np.unique(reason[bad], return_counts=True)
+        for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+            rows = bad[reason[bad] == code][:5]
+            for i in rows.tolist():
+                detail = {
+                    1: f"marker {marker[i].as_py()!r}",
+                    4: f"lat {lat_s[i].as_py()!r}, lon {lon_s[i].as_py()!r}",
+                    5: f"lat {lat[i]}, lon {lon[i]}",
+                    6: f"uploaded {uploaded_s[i].as_py()!r}",
+                }.get(code, f"photo {ids[i].as_py()!r}")
+                report.skip(_REASONS[code - 1], where=f"data row {offset + i + 1}", detail=detail)
+            report.skipped[_REASONS[code - 1]] += count - rows.size
+
+    keep = np.flatnonzero(reason == 0)
+    k = keep.size
+    if k == 0:
+        return None
+    take = pa.array(keep, type=pa.int64())
+    ids_k = ids.take(take)
+    if root is None:
+        image = col(layout.download_url).take(take)
+    elif image_layout == "hash":
+        assert layout.hash is not None
+        h = col(layout.hash).take(take)
+        image = pc.binary_join_element_wise(
+            str(root),
+            pc.utf8_slice_codeunits(h, 0, 3),
+            pc.utf8_slice_codeunits(h, 3, 6),
+            pc.binary_join_element_wise(h, ".jpg", ""),
+            "/",
+        )
+    else:
+        ext = col(layout.extension).take(take)
+        ext = pc.if_else(pc.equal(pc.utf8_length(ext), 0), "jpg", ext)
+        image = pc.binary_join_element_wise(
+            pc.binary_join_element_wise(str(root), ids_k, "/"), ext, "."
+        )
+    posted = (uploaded[keep] * 1e6).astype(np.int64)
+    return pa.table(
+        {
+            "photo_id": ids_k,
+            "image": image,
+            "lat": pa.array(lat[keep]),
+            "lon": pa.array(lon[keep]),
+            "user_id": user.take(take),
+            "posted_at": pa.array(posted, type=pa.timestamp("us", tz="UTC")),
+            "taken_at": pa.nulls(k, type=pa.timestamp("us", tz="UTC")),
+            "outdoor": pa.nulls(k, type=pa.float64()),
+            "split": pa.array(split_from_keys(keys, *split_args), type=pa.string()),
+            "accuracy": pa.array(_to_float(col(layout.accuracy).take(take))),
+            "taken_local": col(layout.taken).take(take),
+        }
+    )
+
+
+_DESCRIPTION = (
+    "View+from+the+old+town+walls+at+sunset%2C+taken+on+our+second+day.+"
+    "The+light+was+amazing+and+the+streets+were+full+of+people+walking+home.+"
+    "More+photos+in+the+set%3A+%3Ca+href%3D%22http%3A%2F%2Fwww.flickr.com%2F%22%3Ehere%3C%2Fa%3E"
+)
+
+
+def write_yfcc(table: pd.DataFrame, path: str | Path, layout: int = 25) -> Path:
+    """Write a dataset table as YFCC100M metadata lines (for tests and benchmarks).
+
+    Coordinates, user, upload time and ids round-trip through :func:`import_yfcc`;
+    free-text fields are filled with plausible URL-encoded placeholders.
+    A ``.bz2`` or ``.gz`` suffix compresses the output.
+    """
+    path = Path(path)
+    n = len(table)
+    ids = table["photo_id"].astype(str).to_numpy(dtype=object)
+    users = table["user_id"].astype(str).to_numpy(dtype=object)
+    uploaded = (pd.to_datetime(table["posted_at"], utc=True).astype("int64") // 10**6).astype(str)
+    taken = pd.to_datetime(table.get("taken_at", table["posted_at"]), utc=True)
+    taken_s = taken.dt.strftime("%Y-%m-%d %H:%M:%S.0").fillna("").to_numpy(dtype=object)
+    rng = np.random.default_rng(0)
+    hashes = np.array([f"{v:032x}" for v in rng.integers(0, 2**62, size=n)], dtype=object)
+    lon = np.char.mod("%.6f", table["lon"].to_numpy(dtype=np.float64)).astype(object)
+    lat = np.char.mod("%.6f", table["lat"].to_numpy(dtype=np.float64)).astype(object)
+    columns = [
+        np.arange(n).astype(str).astype(object),
+        ids,
+        hashes,
+        users,
+        np.array(["nick"] * n, dtype=object),
+        taken_s,
+        uploaded.to_numpy(dtype=object),
+        np.array(["Canon+EOS+400D"] * n, dtype=object),
+        np.array(["a+title"] * n, dtype=object),
+        np.array([_DESCRIPTION] * n, dtype=object),
+        np.array(["tag,another"] * n, dtype=object),
+        np.array([""] * n, dtype=object),
+        lon,
+        lat,
+        np.array(["16"] * n, dtype=object),
+        "http://www.flickr.com/photos/" + users + "/" + ids + "/",
+        "http://farm4.staticflickr.com/3/" + ids + "_abc.jpg",
+        np.array(["Attribution License"] * n, dtype=object),
+        np.array(["http://creativecommons.org/licenses/by/2.0/"] * n, dtype=object),
+        np.array(["3"] * n, dtype=object),
+        np.array(["4"] * n, dtype=object),
+        np.array(["abc"] * n, dtype=object),
+        np.array(["def"] * n, dtype=object),
+        np.array(["jpg"] * n, dtype=object),
+        np.array(["0"] * n, dtype=object),
+    ]
+    if layout == 23:
+        columns = [columns[1], *columns[3:]]
+    elif layout != 25:
+        raise InputError(f"layout must be 25 or 23, got {layout}")
+    lines = pd.DataFrame({i: c for i, c in enumerate(columns)})
+    text = lines.to_csv(sep="\t", header=False, index=False, lineterminator="\n", quoting=3)
+    data = text.encode("utf-8")
+    if path.suffix == ".bz2":
+        data = bz2.compress(data)
+    elif path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    path.write_bytes(data)
+    return path
