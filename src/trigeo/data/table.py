@@ -128,7 +128,8 @@ def validate_table(df: pd.DataFrame, source: str | Path | None = None) -> pd.Dat
         raise InputError("outdoor must lie in [0, 1]", source=source, row=row, column="outdoor")
     for name in ("posted_at", "taken_at"):
         try:
-            df[name] = pd.to_datetime(df[name], utc=True)
+            # The table stores microseconds; finer times (file mtimes) are floored.
+            df[name] = pd.to_datetime(df[name], utc=True).dt.floor("us")
         except (TypeError, ValueError) as exc:
             raise InputError(f"not a timestamp ({exc})", source=source, column=name) from exc
     nulls = df["posted_at"].isna().to_numpy()
