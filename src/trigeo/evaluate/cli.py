@@ -101,6 +101,7 @@ def evaluate(
     Writes report.md, a self-contained report.html and metrics.json to --out.
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     from trigeo.data.table import Dataset
@@ -159,21 +160,24 @@ def evaluate(
     written = write_report(evaluation, out, provenance, drawn)
 
     table = RichTable(title=f"accuracy (%), {len(truth_photos):,} photos")
-    table.add_column("model")
+    table.add_column("model", overflow="fold")
+    table.add_column("mesh")
     table.add_column("label")
     for t in config.thresholds_km:
         table.add_column(f"{t:g} km", justify="right")
     table.add_column("median km", justify="right")
     for row in evaluation.oracle:
         table.add_row(
-            f"{row['model']} [{row['mesh']}]",
+            "oracle",
+            escape(row["mesh"]),
             row["label"],
             *(f"{v:.2f}" for v in row["accuracy_pct"].values()),
             f"{row['median_km']:.1f}",
         )
     for result in evaluation.models:
         table.add_row(
-            result.name,
+            escape(result.name),
+            escape(result.mesh_name or "-"),
             result.label,
             *(f"{v:.2f}" for v in result.accuracy),
             f"{result.median_km:.1f}",
