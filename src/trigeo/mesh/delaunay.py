@@ -24,7 +24,7 @@ from scipy.spatial import ConvexHull
 
 from trigeo import __version__
 from trigeo.errors import ArtifactError, InputError
-from trigeo.mesh.locate import TriangleLocator
+from trigeo.mesh.locate import TriangleLocator, walk_locate
 from trigeo.points import validate_latlng
 from trigeo.provenance import atomic_path, hash_arrays, make_provenance
 from trigeo.sphere import EARTH_RADIUS_KM, latlng_to_xyz, triangle_area, xyz_to_latlng
@@ -184,8 +184,9 @@ class DelaunayMesh:
         vertices = initial_grid(self.init_grid)
         xyz = latlng_to_xyz(vertices[:, 0], vertices[:, 1])
         triangles = _hull_triangles(xyz)
-        locator = TriangleLocator(xyz, triangles)
-        tri_of = locator.locate(lat, lon)
+        # Unit vectors once: every round re-locates photos by walking on them.
+        points = latlng_to_xyz(lat, lon)
+        tri_of = self._walk_from_grid(xyz, triangles, points, lat, lon)
         self.n_rounds_ = 0
         self.n_unsplittable_ = 0
         for round_index in range(self.max_rounds):
@@ -215,7 +216,7 @@ class DelaunayMesh:
             vertices = np.vstack([vertices, np.column_stack([new_lat, new_lon])])
             xyz = latlng_to_xyz(vertices[:, 0], vertices[:, 1])
             new_triangles = _hull_triangles(xyz)
-            tri_of = self._relocate(xyz, triangles, new_triangles, tri_of, lat, lon)
+            tri_of = self._relocate(xyz, triangles, new_triangles, tri_of, points, lat, lon)
             triangles = new_triangles
         self.vertices_ = vertices
         self.triangles_ = triangles
@@ -254,38 +255,66 @@ class DelaunayMesh:
         return varied & (area >= self.min_area_km2)
 
     @staticmethod
+    def _walk_from_grid(
+        xyz: NDArray[np.float64],
+        triangles: NDArray[np.int64],
+        points: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        lon: NDArray[np.float64],
+    ) -> NDArray[np.int64]:
+        """Locate photos in the initial grid: walk from the triangle of a 1° cell's centre."""
+        rows, cols = np.divmod(np.arange(180 * 360), 360)
+        centres = latlng_to_xyz(-89.5 + rows, -179.5 + cols)
+        # Centres walk one after another from the previous centre's triangle.
+        start = np.zeros(len(centres), dtype=np.int64)
+        grid = np.empty(len(centres), dtype=np.int64)
+        prev = 0
+        for row in range(180):
+            block = slice(row * 360, (row + 1) * 360)
+            start[block] = prev
+            found = walk_locate(xyz, triangles, centres[block], start[block], max_steps=100000)
+            grid[block] = np.where(found >= 0, found, 0)
+            prev = int(grid[row * 360])
+        r = np.clip((lat + 90.0).astype(np.int64), 0, 179)
+        c = np.clip((lon + 180.0).astype(np.int64), 0, 359)
+        result = walk_locate(xyz, triangles, points, grid[r * 360 + c])
+        lost = np.flatnonzero(result < 0)
+        if lost.size:
+            result[lost] = TriangleLocator(xyz, triangles).locate(lat[lost], lon[lost])
+        return result
+
+    @staticmethod
     def _relocate(
         xyz: NDArray[np.float64],
         old: NDArray[np.int64],
         new: NDArray[np.int64],
         tri_of: NDArray[np.int64],
+        points: NDArray[np.float64],
         lat: NDArray[np.float64],
         lon: NDArray[np.float64],
     ) -> NDArray[np.int64]:
         """Triangle of every photo after re-triangulation, touching only changed triangles.
 
-        Triangles present in both triangulations keep their photos; the new
-        triangles cover exactly the area of the vanished ones, so only the
-        photos of vanished triangles are located again, among the new ones.
+        Triangles present in both triangulations keep their photos. A photo of
+        a vanished triangle walks from a new triangle at one of its old
+        corners (every old vertex survives), which is a few steps away.
         """
         n_v = len(xyz)
-        old_keys = _triangle_keys(old, n_v)
-        new_keys = _triangle_keys(new, n_v)
-        _, old_idx, new_idx = np.intersect1d(old_keys, new_keys, return_indices=True)
+        _, old_idx, new_idx = np.intersect1d(
+            _triangle_keys(old, n_v), _triangle_keys(new, n_v), return_indices=True
+        )
         old_to_new = np.full(len(old), -1, dtype=np.int64)
         old_to_new[old_idx] = new_idx
         result = old_to_new[tri_of]
         moved = np.flatnonzero(result < 0)
         if moved.size:
-            fresh = np.ones(len(new), dtype=bool)
-            fresh[new_idx] = False
-            fresh_ids = np.flatnonzero(fresh)
-            patch = TriangleLocator(xyz, new[fresh_ids], full_cover=False)
-            local = patch.locate(lat[moved], lon[moved])
-            found = local >= 0
-            result[moved[found]] = fresh_ids[local[found]]
-            if not found.all():  # a photo on the patch border: ask the whole mesh
-                lost = moved[~found]
+            incident = np.empty(n_v, dtype=np.int64)
+            incident[new.ravel()] = np.repeat(np.arange(len(new)), 3)
+            start = incident[old[tri_of[moved], 0]]
+            found = walk_locate(xyz, new, points[moved], start)
+            result[moved] = found
+            lost = moved[found < 0]
+            if lost.size:  # rounding trapped a walk: ask the exact locator
                 result[lost] = TriangleLocator(xyz, new).locate(lat[lost], lon[lost])
         return result
 

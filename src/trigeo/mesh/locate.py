@@ -34,11 +34,10 @@ triangle order with the exact predicate, which reproduces the tie rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from trigeo.mesh import _kernels
 from trigeo.sphere import latlng_to_xyz, xyz_to_latlng
 
 __all__ = [
@@ -47,6 +46,8 @@ __all__ = [
     "edge_normals",
     "locate_brute_force",
     "orient_exact",
+    "triangle_neighbors",
+    "walk_locate",
 ]
 
 # |n·p| above this has a certain sign (float error < 2e-15 for unit vectors).
@@ -160,17 +161,72 @@ def locate_brute_force(
     return out
 
 
-@dataclass
-class _Level:
-    """One raster level: ``code`` per cell of the blocks at this depth.
+def triangle_neighbors(triangles: NDArray[np.integer]) -> NDArray[np.int64]:
+    """Neighbour across each edge: ``(T, 3)``, edge ``i`` runs from corner i to i+1."""
+    tri = np.asarray(triangles, dtype=np.int64)
+    n_v = int(tri.max()) + 1
+    a = tri.ravel()
+    b = tri[:, [1, 2, 0]].ravel()
+    keys = a * n_v + b
+    order = np.argsort(keys)
+    pos = np.searchsorted(keys[order], b * n_v + a)
+    pos = np.minimum(pos, len(keys) - 1)
+    found = keys[order][pos] == b * n_v + a
+    neighbours = np.where(found, order[pos] // 3, -1)
+    return neighbours.reshape(-1, 3)
 
-    code >= 0: triangle id. code == -1: no triangle. code <= -2: ``-2 - j`` where
-    j < n_children indexes a child block on the next level, otherwise a leaf
-    candidate list ``j - n_children``.
+
+def walk_locate(
+    xyz: NDArray[np.float64],
+    triangles: NDArray[np.integer],
+    p: NDArray[np.float64],
+    start: NDArray[np.int64],
+    normals: NDArray[np.float64] | None = None,
+    neighbors: NDArray[np.int64] | None = None,
+    max_steps: int = 4096,
+) -> NDArray[np.int64]:
+    """A triangle containing each point (floating-point walk, no tie rule), -1 if lost.
+
+    Used while refining, where only counts matter; the final counts of a mesh
+    come from the exact :class:`TriangleLocator`.
     """
+    if normals is None:
+        normals = edge_normals(xyz, np.asarray(triangles))
+    if neighbors is None:
+        neighbors = triangle_neighbors(triangles)
+    start = np.ascontiguousarray(start, dtype=np.int64)
+    p = np.ascontiguousarray(p, dtype=np.float64)
+    if _kernels.HAVE_NUMBA:
+        return _kernels.walk(p, start, normals, neighbors, max_steps)
+    out = np.full(len(start), -1, dtype=np.int64)
+    active = np.arange(len(start))
+    t = start.copy()
+    for _ in range(max_steps):
+        if not active.size:
+            break
+        s = _dot3(normals[t], p[active][:, None, :])
+        edge = np.argmin(s, axis=1)
+        worst = s[np.arange(active.size), edge]
+        done = ~(worst < 0.0)
+        out[active[done]] = t[done]
+        keep = ~done
+        active = active[keep]
+        t = neighbors[t[keep], edge[keep]]
+    return out
 
-    code: NDArray[np.int64]  # (n_blocks * f * f,) or root grid
-    n_children: int
+
+_TABLES: tuple[NDArray[np.float64], ...] | None = None
+_ROOT_CACHE: dict[tuple[int, int], tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
+
+
+def _trig_tables() -> tuple[NDArray[np.float64], ...]:
+    """sin/cos of latitudes and longitudes on a 0.01-degree grid (for the kernel)."""
+    global _TABLES
+    if _TABLES is None:
+        lat = np.radians(-90.0 + np.arange(18002) * 0.01)
+        lon = np.radians(-180.0 + np.arange(36002) * 0.01)
+        _TABLES = (np.sin(lat), np.cos(lat), np.sin(lon), np.cos(lon))
+    return _TABLES
 
 
 class TriangleLocator:
@@ -203,9 +259,9 @@ class TriangleLocator:
         xyz: NDArray[np.float64],
         triangles: NDArray[np.integer],
         *,
-        root_deg: float = 2.0,
-        factor: int = 4,
-        max_depth: int = 5,
+        root_deg: float = 0.5,
+        factor: int = 8,
+        max_depth: int = 2,
         leaf_size: int = 2,
         split_ratio: float = 0.1,
         full_cover: bool = True,
@@ -289,6 +345,10 @@ class TriangleLocator:
         tri: NDArray[np.int64],
     ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
         """For pairs (cell, triangle): (certainly disjoint, cell certainly inside)."""
+        if _kernels.HAVE_NUMBA:
+            return _kernels.classify_pairs(
+                self._unit_normals, self._margin, centre, radius, cell, tri
+            )
         n = self._unit_normals[tri]  # (m, 3, 3)
         c = centre[cell]
         d = n[:, :, 0] * c[:, None, 0] + n[:, :, 1] * c[:, None, 1] + n[:, :, 2] * c[:, None, 2]
@@ -309,9 +369,12 @@ class TriangleLocator:
         dlat = 180.0 / n_lat
         dlon = 360.0 / n_lon
         rows, cols = np.divmod(np.arange(n_lat * n_lon), n_lon)
-        lat0 = -90.0 + rows * dlat
-        lon0 = -180.0 + cols * dlon
-        centre, radius = self._cell_geometry(lat0, lon0, dlat, dlon)
+        key = (n_lat, n_lon)
+        if key not in _ROOT_CACHE:
+            _ROOT_CACHE[key] = self._cell_geometry(
+                -90.0 + rows * dlat, -180.0 + cols * dlon, dlat, dlon
+            )
+        centre, radius = _ROOT_CACHE[key]
         cell, tri = self._root_pairs(tri_centre, tri_radius, n_lat, n_lon)
 
         self.levels: list[NDArray[np.int64]] = []
@@ -358,7 +421,9 @@ class TriangleLocator:
             # A cell much smaller than its smallest candidate sits on a vertex or an
             # edge; splitting it would only follow that vertex down.
             smallest = np.full(n_cells, np.inf)
-            np.minimum.at(smallest, cell, tri_radius[tri])
+            if cell.size:
+                starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+                smallest[cell[starts]] = np.minimum.reduceat(tri_radius[tri], starts)
             big = radius > self.split_ratio * smallest
             wants = (counts > self.leaf_size) & ~at_pole & big
             split = pending[wants[pending]] if depth < self.max_depth else []
@@ -414,6 +479,15 @@ class TriangleLocator:
             child = code <= -(10**15)
             # child block j -> code -2 - n_leaves - j
             code[child] = -2 - n_leaves - (-(10**15) - code[child])
+        # Flat copies for the compiled kernels.
+        self._codes = np.concatenate(self.levels).astype(np.int32)
+        self._level_offset = np.cumsum([0] + [len(c) for c in self.levels]).astype(np.int64)
+        self._inv_dlat = 1.0 / np.asarray(self.level_dlat)
+        self._inv_dlon = 1.0 / np.asarray(self.level_dlon)
+        rows_ = self.block_row or [np.zeros(0, dtype=np.int64)]
+        self._block_row = np.concatenate(rows_).astype(np.int64)
+        self._block_col = np.concatenate(self.block_col or rows_).astype(np.int64)
+        self._block_offset = np.cumsum([0] + [len(b) for b in self.block_row]).astype(np.int64)
 
     # ------------------------------------------------------------------ query
     def locate_xyz_latlng(
@@ -486,6 +560,58 @@ class TriangleLocator:
             k += 1
         out[where] = result
 
+    def _locate_compiled(
+        self, lat: NDArray[np.float64], lon: NDArray[np.float64]
+    ) -> NDArray[np.int64]:
+        leaf_base = -2 - self.n_leaves
+        out = _kernels.locate_points(
+            lat,
+            lon,
+            self._codes,
+            self._level_offset,
+            self._inv_dlat,
+            self._inv_dlon,
+            self._block_row,
+            self._block_col,
+            self._block_offset,
+            self.n_lat0,
+            self.n_lon0,
+            self.factor,
+            leaf_base,
+            self.leaf_ptr,
+            self.leaf_tris,
+            self.normals,
+            # The kernel's table-based unit vector is within ~1e-15 of the
+            # canonical one; a band 10x wider than usual keeps its signs certain.
+            10.0 * _FILTER,
+            *_trig_tables(),
+        )
+        unsure = np.flatnonzero(out <= -2)
+        if unsure.size:
+            # Decide these on the canonical unit vector (trigeo.sphere), exactly.
+            p = latlng_to_xyz(lat[unsure], lon[unsure])
+            slots = -2 - out[unsure]
+            leaves = np.searchsorted(self.leaf_ptr, slots, side="right") - 1
+            for j in range(unsure.size):
+                out[unsure[j]] = self._finish_exact(p[j], int(slots[j]), int(leaves[j]))
+        return out
+
+    def _finish_exact(self, p: NDArray[np.float64], slot: int, leaf: int) -> int:
+        """Exact test of a point against candidate slots ``slot..end`` of its leaf.
+
+        Slots before ``slot`` were certainly outside, so the first exact hit
+        from here on is still the lowest containing index in the leaf.
+        """
+        for k in range(slot, int(self.leaf_ptr[leaf + 1])):
+            t = self.leaf_tris[k : k + 1]
+            if contains_exact(self.xyz, self.triangles, self.normals, t, p[None, :])[0]:
+                return int(t[0])
+        return -1
+
     def locate(self, lat: ArrayLike, lon: ArrayLike) -> NDArray[np.int64]:
         """Triangle index of each point (lowest containing index), -1 if none."""
-        return self.locate_xyz_latlng(np.asarray(lat), np.asarray(lon))
+        lat = np.ascontiguousarray(lat, dtype=np.float64).ravel()
+        lon = np.ascontiguousarray(lon, dtype=np.float64).ravel()
+        if _kernels.HAVE_NUMBA:
+            return self._locate_compiled(lat, lon)
+        return self.locate_xyz_latlng(lat, lon)
