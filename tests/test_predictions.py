@@ -71,3 +71,9 @@ def test_bad_prediction_files_name_the_problem(tmp_path):
             model_id="x",
             mesh_hash=None,
         )
+
+
+def test_peer_csv_keeps_numeric_photo_ids_verbatim(tmp_path):
+    path = tmp_path / "peer.csv"
+    path.write_text("photo_id,lat,lon\n00123,1,2\n4567,3,4\n")
+    assert read_predictions(path).photo_id.tolist() == ["00123", "4567"]

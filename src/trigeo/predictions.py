@@ -110,6 +110,24 @@ def write_predictions(
     return path
 
 
+def _ids_as_text(table: pa.Table, path: Path) -> pa.Table:
+    """Re-read a CSV whose photo ids were inferred as numbers, keeping them verbatim.
+
+    Type inference would turn ``00123`` into ``123``, which then matches no
+    photo of the dataset.
+    """
+    names = {name.lower(): name for name in table.column_names}
+    column = names.get("photo_id")
+    if column is None or pa.types.is_string(table.schema.field(column).type):
+        return table
+    if not path.name.lower().endswith((".csv", ".csv.gz", ".csv.bz2", ".tsv")):
+        return table
+    import pyarrow.csv as pacsv
+
+    convert = pacsv.ConvertOptions(strings_can_be_null=False, column_types={column: pa.string()})
+    return pacsv.read_csv(path, convert_options=convert)
+
+
 def read_predictions(
     path: str | Path, *, lat_col: str | None = None, lon_col: str | None = None
 ) -> Predictions:
@@ -129,6 +147,7 @@ def read_predictions(
         raise
     except Exception as exc:  # pragma: no cover - defensive: pyarrow raises many types
         raise ArtifactError(f"{path}: cannot read predictions ({exc})") from exc
+    table = _ids_as_text(table, path)
     raw_meta = (table.schema.metadata or {}).get(_META_KEY)
     meta: dict[str, Any] = json.loads(raw_meta) if raw_meta else {}
     names = {name.lower(): name for name in table.column_names}
