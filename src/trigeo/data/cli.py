@@ -222,3 +222,44 @@ def photos(
         f"[green]wrote[/green] {out}: {len(dataset.table)} photos; "
         f"time sources {report.notes.get('time_sources')}; rejects in {out / REJECTS_FILE}"
     )
+
+
+@app.command()
+def info(
+    root: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    map_png: Annotated[
+        Path | None, typer.Option("--map", help="Write a photo-density world map (PNG).")
+    ] = None,
+) -> None:
+    """Counts, users, time span and (with --map) a density map of a dataset."""
+    from rich.table import Table
+
+    from trigeo.data.info import describe_dataset, plot_density_map
+    from trigeo.data.table import Dataset
+
+    dataset = Dataset.open(root)
+    summary = describe_dataset(dataset)
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for key, value in summary.items():
+        table.add_row(f"[bold]{key}[/bold]", str(value))
+    console.print(table)
+    if map_png is not None:
+        plot_density_map(dataset.table, map_png)
+        console.print(f"[green]map[/green] {map_png}")
+
+
+@app.command("plot-time")
+def plot_time(
+    root: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.")],
+    seed: Annotated[int, typer.Option(help="Seed choosing one photo per user.")] = 0,
+) -> None:
+    """Box plots of true longitude by UTC posting hour (one photo per user)."""
+    from trigeo.data.info import plot_time_longitude
+    from trigeo.data.table import Dataset
+
+    result = plot_time_longitude(Dataset.open(root).table, out, seed=seed)
+    console.print(
+        f"[green]wrote[/green] {out}: {result['photos']} photos, circular correlation "
+        f"{result['circular_correlation']:.3f}"
+    )
