@@ -143,3 +143,58 @@ def test_peer_kl_uses_the_given_mesh(truth, grid_mesh):
     (model,) = result.models
     assert model.kl == 0.0 and model.kl_mesh == "grid" and model.calibration is None
     assert model.accuracy[1] == 100.0
+
+
+def test_averaging_uses_only_the_evaluated_photos(dataset, grid_mesh):
+    every = Truth.from_dataset(dataset, split=None)
+    model = _model(every, grid_mesh, "all-splits", 0.2, 3)
+    val = Truth.from_dataset(dataset)
+    result = evaluate(
+        val, [("m", model)], meshes=[("grid", grid_mesh)], config=EvaluationConfig(averaging=True)
+    )
+    assert [m.n_scored for m in result.models] == [len(val)] * 3
+    assert not result.warnings  # photos of other splits are not "unknown"
+
+
+def test_full_probability_vectors_drive_calibration_and_averaging(tmp_path, truth, grid_mesh):
+    from trigeo.evaluate.inputs import load_predictions
+    from trigeo.predictions import write_predictions
+
+    rng = np.random.default_rng(5)
+    k_cells = grid_mesh.n_cells_
+    cells = grid_mesh.locate(truth.lat, truth.lon)
+    full = rng.dirichlet(np.full(k_cells, 0.2), size=len(truth))
+    full[np.arange(len(truth)), np.maximum(cells, 0)] += 1.0
+    full = (full / full.sum(axis=1, keepdims=True)).astype(np.float32)
+    top = np.argsort(-full, axis=1)[:, :3]
+    lat, lon = grid_mesh.centroids("imagery")
+    path = write_predictions(
+        tmp_path / "full.parquet",
+        truth.photo_id,
+        lat[top[:, 0]],
+        lon[top[:, 0]],
+        top_cells=top,
+        top_probs=np.take_along_axis(full, top, 1),
+        model_id="full",
+        mesh_hash=grid_mesh.mesh_hash,
+        full_probs=full,
+    )
+    preds = load_predictions(path)
+    assert preds.full_probs is not None
+    result = evaluate(
+        truth,
+        [(str(path), preds)],
+        meshes=[("grid", grid_mesh)],
+        config=EvaluationConfig(averaging=True),
+    )
+    model = result.models[0]
+    assert model.calibration["probabilities"] == "full"
+    assert all(s["complete"] == 1.0 for s in model.calibration["sets"])
+    user_avg = result.models[1]
+    # Dense user averaging: each user's photos share the argmax of their mean full vector.
+    users = truth.table["user_id"].to_numpy()
+    for user in np.unique(users)[:4]:
+        rows = np.flatnonzero(users == user)
+        expected = lat[full[rows].mean(axis=0).argmax()]
+        scored = np.isin(user_avg.truth_rows, rows)
+        np.testing.assert_allclose(user_avg.pred_lat[scored], expected)

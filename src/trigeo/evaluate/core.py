@@ -574,6 +574,24 @@ def _continent_table(
     return pd.DataFrame.from_records(records)
 
 
+def _subset(preds: Predictions, keep: NDArray[np.bool_]) -> Predictions:
+    """The rows of ``preds`` where ``keep`` is true (all arrays, full vectors included)."""
+    if keep.all():
+        return preds
+    rows = np.flatnonzero(keep)
+    return Predictions(
+        photo_id=preds.photo_id[rows],
+        lat=preds.lat[rows],
+        lon=preds.lon[rows],
+        top_cells=None if preds.top_cells is None else preds.top_cells[rows],
+        top_probs=None if preds.top_probs is None else preds.top_probs[rows],
+        model_id=preds.model_id,
+        mesh_hash=preds.mesh_hash,
+        meta=preds.meta,
+        full_probs=None if preds.full_probs is None else np.asarray(preds.full_probs[rows]),
+    )
+
+
 def evaluate(
     truth: Truth,
     predictions: Sequence[tuple[str, Predictions]],
@@ -625,9 +643,11 @@ def evaluate(
                 if matched is not None:
                     centroids = matched[1].centroids(kind=kind)
                     n_cells = int(matched[1].n_cells_)
+                # Users and albums are formed from the evaluated photos only.
+                evaluated = _subset(preds, np.isin(preds.photo_id, truth.photo_id))
                 for derive in (average_by_user, average_by_album):
                     derived = derive(
-                        preds, truth.table, centroids=centroids, n_cells=n_cells, label=kind
+                        evaluated, truth.table, centroids=centroids, n_cells=n_cells, label=kind
                     )
                     results.append(
                         _score_model(derived, source, truth, mesh_map, truth_cells, config)
