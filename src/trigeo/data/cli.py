@@ -263,3 +263,43 @@ def plot_time(
         f"[green]wrote[/green] {out}: {result['photos']} photos, circular correlation "
         f"{result['circular_correlation']:.3f}"
     )
+
+
+@app.command()
+def download(
+    root: Annotated[Path, typer.Argument(help="Dataset whose image column holds URLs.")],
+    workers: Annotated[int, typer.Option(help="Concurrent downloads.")] = 16,
+    retries: Annotated[int, typer.Option(help="Retries after a transient failure.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 20.0,
+    backoff: Annotated[float, typer.Option(help="First retry delay (doubles).")] = 1.0,
+    drop_failed: Annotated[
+        bool, typer.Option("--drop-failed", help="Remove rows whose image failed.")
+    ] = False,
+    shard_out: Annotated[
+        Path | None, typer.Option(help="Then write webdataset shards to this dataset dir.")
+    ] = None,
+) -> None:
+    """Fetch images into local files (resumable; dead links reported)."""
+    from trigeo.data.download import DEAD_FILE, REPORT_FILE, download_images
+
+    total = int(_open_table(root)["image"].astype(str).str.contains("://").sum())
+    with _progress() as progress:
+        task = progress.add_task("downloading", total=total)
+        _, report = download_images(
+            root,
+            workers=workers,
+            retries=retries,
+            timeout=timeout,
+            backoff=backoff,
+            drop_failed=drop_failed,
+            progress=lambda n: progress.advance(task, n),
+        )
+    report.print_summary(console, root / REPORT_FILE)
+    if report.n_skipped:
+        console.print(f"dead links: {root / DEAD_FILE}")
+    if shard_out is not None:
+        from trigeo.data.shard import REPORT_FILE as SHARD_REPORT
+        from trigeo.data.shard import shard_dataset
+
+        _, shard_report = shard_dataset(root, shard_out)
+        shard_report.print_summary(console, shard_out / SHARD_REPORT)
