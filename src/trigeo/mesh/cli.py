@@ -122,3 +122,117 @@ def info(mesh_path: MeshArg, as_json: JsonOpt = False) -> None:
         f"max {area['max']:.4g}"
     )
     typer.echo(f"mesh hash             {summary['mesh_hash'][:16]}")
+
+
+@app.command()
+def oracle(
+    mesh_path: MeshArg,
+    points: PointsOpt,
+    lat_col: LatColOpt = None,
+    lon_col: LonColOpt = None,
+    wrap_longitude: WrapOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Best possible accuracy: each point labelled with its own cell's centroid."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from trigeo.mesh.delaunay import DelaunayMesh
+    from trigeo.mesh.oracle import oracle_report
+    from trigeo.points import read_points
+
+    mesh = DelaunayMesh.load(mesh_path)
+    lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude)
+    report = oracle_report(mesh, lat, lon)
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    table = Table(
+        title=f"best possible accuracy, {report['points_in_kept_cells']} of "
+        f"{report['points']} points in {report['cells']} kept cells"
+    )
+    table.add_column("label")
+    for key in report["cell_centroid"]:
+        table.add_column(f"{key} km", justify="right")
+    for label in ("cell_centroid", "imagery_centroid"):
+        table.add_row(label, *(f"{v:.2f}" for v in report[label].values()))
+    Console().print(table)
+
+
+@app.command()
+def locate(
+    mesh_path: MeshArg,
+    points: PointsOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output CSV or Parquet (by extension).")],
+    lat_col: LatColOpt = None,
+    lon_col: LonColOpt = None,
+    wrap_longitude: WrapOpt = False,
+) -> None:
+    """Add a `cell` column (kept cell id, -1 in a dropped triangle) to a points table."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from trigeo.mesh.delaunay import DelaunayMesh
+    from trigeo.points import read_points, read_table
+    from trigeo.provenance import atomic_path
+
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise InputError("output must end in .csv or .parquet", source=out)
+    mesh = DelaunayMesh.load(mesh_path)
+    lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude)
+    table = read_table(points)
+    cells = pa.array(mesh.locate(lat, lon), type=pa.int64())
+    if "cell" in table.column_names:
+        table = table.set_column(table.column_names.index("cell"), "cell", cells)
+    else:
+        table = table.append_column("cell", cells)
+    with atomic_path(out) as tmp:
+        if suffix == ".csv":
+            pacsv.write_csv(table, tmp)
+        else:
+            pq.write_table(table, tmp)
+    kept = int((cells.to_numpy() >= 0).sum())
+    typer.echo(f"{out}: {len(table)} rows, {kept} in kept cells")
+
+
+@app.command()
+def export(
+    mesh_path: MeshArg,
+    geojson: Annotated[Path, typer.Option("--geojson", help="GeoJSON file to write.")],
+    step_deg: Annotated[
+        float, typer.Option("--step-deg", help="Densify edges to at most this many degrees.")
+    ] = 1.0,
+) -> None:
+    """Export triangles as GeoJSON (edges densified, split at the antimeridian)."""
+    from trigeo.mesh.delaunay import DelaunayMesh
+    from trigeo.mesh.geojson import write_geojson
+
+    mesh = DelaunayMesh.load(mesh_path)
+    write_geojson(mesh, geojson, max_step_deg=step_deg)
+    typer.echo(f"{geojson}: {len(mesh.triangles_)} triangles, {mesh.n_cells_} kept cells")
+
+
+@app.command()
+def plot(
+    mesh_path: MeshArg,
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
+    points: Annotated[
+        Path | None, typer.Option("--points", help="Optional points to overlay (CSV/Parquet).")
+    ] = None,
+    lat_col: LatColOpt = None,
+    lon_col: LonColOpt = None,
+    wrap_longitude: WrapOpt = False,
+) -> None:
+    """World map of the mesh: triangles, kept cells shaded, coastlines (offline)."""
+    from trigeo.mesh.delaunay import DelaunayMesh
+    from trigeo.mesh.plot import plot_mesh
+    from trigeo.points import read_points
+
+    mesh = DelaunayMesh.load(mesh_path)
+    coords = None
+    if points is not None:
+        coords = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude)
+    plot_mesh(mesh, out, points=coords)
+    typer.echo(f"{out}: written")
