@@ -28,6 +28,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import gzip
+import hashlib
 import io
 import time
 from collections.abc import Callable, Iterator
@@ -105,14 +106,40 @@ class YfccLayout:
         return sorted({f for f in fields if f is not None})
 
 
-def _open_bytes(path: Path) -> tuple[BinaryIO, str]:
+class _HashingReader(io.RawIOBase):
+    """A file read once, hashing its bytes on the way (no second pass for provenance)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb")
+        self.digest = hashlib.sha256()
+        self.eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        n = self._file.readinto(target)
+        if n:
+            self.digest.update(memoryview(target)[:n])
+        else:
+            self.eof = True
+        return n or 0
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _open_bytes(path: Path) -> tuple[BinaryIO, str, _HashingReader]:
     with open(path, "rb") as handle:
         magic = handle.read(3)
+    hashing = _HashingReader(path)
+    raw = io.BufferedReader(hashing, buffer_size=1 << 20)
     if magic.startswith(b"BZh"):
-        return bz2.open(path, "rb"), "bz2"  # type: ignore[return-value]
+        return bz2.open(raw, "rb"), "bz2", hashing  # type: ignore[return-value]
     if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(path, "rb"), "gzip"  # type: ignore[return-value]
-    return open(path, "rb"), "none"
+        return gzip.open(raw, "rb"), "gzip", hashing  # type: ignore[return-value]
+    return raw, "none", hashing  # type: ignore[return-value]
 
 
 class _Utf8Clean(io.RawIOBase):
@@ -154,7 +181,7 @@ def detect_layout(path: str | Path) -> YfccLayout:
         If the first line has another number of tab-separated fields.
     """
     path = Path(path)
-    raw, _ = _open_bytes(path)
+    raw, _, _ = _open_bytes(path)
     with raw:
         line = b""
         for number, candidate in enumerate(raw, start=1):
@@ -271,7 +298,7 @@ def import_yfcc(
 
     names = [f"f{i}" for i in range(layout.columns)]
     used = [names[i] for i in layout.used()]
-    raw, compression = _open_bytes(metadata)
+    raw, compression, hashing = _open_bytes(metadata)
     report.notes["compression"] = compression
     stream = io.BufferedReader(_Utf8Clean(raw), buffer_size=1 << 20)
     reader = pacsv.open_csv(
@@ -342,7 +369,9 @@ def import_yfcc(
                 f"no geotagged photo among {report.read} lines; see {out / REPORT_FILE}",
                 source=metadata,
             )
-        provenance = make_provenance(config, {metadata.name: hash_file(metadata)})
+        # A full read hashed the file on the way; a --limit run hashes it now.
+        digest = hashing.digest.hexdigest() if hashing.eof else hash_file(metadata)
+        provenance = make_provenance(config, {metadata.name: digest})
         meta = writer.close(
             provenance, images="urls" if root is None else "paths", source="yfcc100m"
         )

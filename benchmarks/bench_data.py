@@ -1,0 +1,127 @@
+"""Data-stage speed: YFCC import rows/s and synthetic-world photos/s, against named peers.
+
+* **Import** streams a YFCC100M-layout TSV (25 columns, realistic field
+  lengths, written by ``trigeo.data.yfcc.write_yfcc`` from a synthetic world)
+  into a dataset. Peer: a plain ``csv.reader`` pass over the same file that
+  only splits the lines (no parsing, no output), in the same run.
+* **Synth** generates the synthetic world at 64 px (sampling, rendering, JPEG
+  encoding, file writes, table). Peer: Pillow JPEG encode-only of the same
+  number of 64 px images already in memory.
+
+``--mp16`` is accepted for uniformity with the other benchmarks and unused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import csv
+import io
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_MP16 = HERE.parent.parent / "shared" / "data" / "mp16_gps_100k.csv"
+
+
+def _best(fn, repeats: int) -> float:
+    """Best wall time of ``repeats`` runs (the machine is shared; best is least noisy)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_import(work: Path, rows: int, repeats: int, with_bz2: bool) -> None:
+    from trigeo.data.synth import WorldConfig, sample_photos
+    from trigeo.data.yfcc import import_yfcc, write_yfcc
+
+    table, _ = sample_photos(WorldConfig(photos=rows, users=max(rows // 20, 1), seed=1))
+    tsv = write_yfcc(table, work / "yfcc.tsv")
+    size_mb = tsv.stat().st_size / 1e6
+
+    def csv_pass() -> None:
+        with open(tsv, newline="", encoding="utf-8") as fh:
+            for _ in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+                pass
+
+    def trigeo_import() -> None:
+        import_yfcc(tsv, work / "out", seed=0)
+
+    t_peer = _best(csv_pass, repeats)
+    t_ours = _best(trigeo_import, repeats)
+    print(f"import  file: {rows:,} rows, {size_mb:.1f} MB (25 columns, all geotagged photos)")
+    print(f"import  peer csv.reader (split only): {rows / t_peer:>12,.0f} rows/s")
+    print(f"import  trigeo data yfcc (to Parquet): {rows / t_ours:>12,.0f} rows/s")
+    print(f"import  ratio trigeo / csv.reader: {t_peer / t_ours:.2f}x")
+    if with_bz2:
+        compressed = work / "yfcc.tsv.bz2"
+        compressed.write_bytes(bz2.compress(tsv.read_bytes(), compresslevel=9))
+
+        def bz2_pass() -> None:
+            with bz2.open(compressed, "rb") as fh:
+                while fh.read(1 << 22):
+                    pass
+
+        t_bz2_peer = _best(bz2_pass, 1)
+        t_bz2 = _best(lambda: import_yfcc(compressed, work / "out_bz2", seed=0), 1)
+        print(f"import  peer bz2 decompress only: {rows / t_bz2_peer:>12,.0f} rows/s")
+        print(f"import  trigeo data yfcc (.bz2):  {rows / t_bz2:>12,.0f} rows/s")
+
+
+def bench_synth(work: Path, photos: int, repeats: int) -> None:
+    from PIL import Image
+
+    from trigeo.data.synth import WorldConfig, make_world, render_images, sample_photos
+
+    _, params = sample_photos(WorldConfig(photos=photos, users=max(photos // 15, 1)))
+    pixels = render_images(params, 64, seed=0)
+
+    def encode_only() -> None:
+        for i in range(photos):
+            buffer = io.BytesIO()
+            Image.fromarray(pixels[i]).save(buffer, format="JPEG", quality=90)
+
+    def world(workers: int):
+        def run() -> None:
+            out = work / f"world{workers}"
+            shutil.rmtree(out, ignore_errors=True)
+            make_world(out, photos=photos, users=max(photos // 15, 1), seed=0, workers=workers)
+
+        return run
+
+    t_peer = _best(encode_only, repeats)
+    t_one = _best(world(1), repeats)
+    t_two = _best(world(2), repeats)
+    print(f"synth   {photos:,} photos at 64 px")
+    print(f"synth   peer PIL JPEG encode-only (in memory): {photos / t_peer:>10,.0f} photos/s")
+    print(f"synth   trigeo data synth, 1 worker:  {photos / t_one:>10,.0f} photos/s")
+    print(f"synth   trigeo data synth, 2 workers: {photos / t_two:>10,.0f} photos/s")
+    print(f"synth   ratio (1 worker) / encode-only: {t_peer / t_one:.2f}x")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mp16", type=Path, default=DEFAULT_MP16, help="unused here")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, one repeat")
+    args = parser.parse_args()
+    rows = 60_000 if args.quick else 400_000
+    photos = 2_000 if args.quick else 10_000
+    repeats = 1 if args.quick else 3
+    with tempfile.TemporaryDirectory(prefix="trigeo-bench-data-") as tmp:
+        work = Path(tmp)
+        bench_import(work, rows, repeats, with_bz2=not args.quick)
+        bench_synth(work, photos, repeats)
+    print(f"numpy {np.__version__}, python {sys.version.split()[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
