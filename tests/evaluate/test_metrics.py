@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import wilcoxon
 
 from trigeo.evaluate.metrics import (
@@ -153,3 +155,28 @@ def test_outdoor_mask_uses_half_threshold_and_treats_missing_as_indoor():
         True,
         False,
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    errors=st.lists(st.floats(0, 20100, allow_nan=False), min_size=1, max_size=200),
+    seed=st.integers(0, 2**31),
+)
+def test_accuracy_and_bootstrap_properties(errors, seed):
+    errors = np.array(errors)
+    acc = accuracy_at(errors)
+    assert np.all(np.diff(acc) >= 0) and np.all((acc >= 0) & (acc <= 100))
+    assert np.all(accuracy_at(errors, strict_less=True) <= acc)
+    low, high = bootstrap_accuracy_ci(errors, n_resamples=200, seed=seed)
+    assert np.all(low <= acc + 1e-9) and np.all(acc <= high + 1e-9)
+    assert np.all(np.diff(low) >= -1e-9) and np.all(np.diff(high) >= -1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    true=st.lists(st.integers(0, 9), min_size=1, max_size=100),
+    pred=st.lists(st.integers(0, 9), min_size=1, max_size=100),
+)
+def test_kl_is_non_negative_and_entropy_bounded(true, pred):
+    assert kl_divergence(true, pred, 10) >= -1e-12
+    assert 0.0 <= prediction_entropy(pred, 10) <= np.log(10) + 1e-12

@@ -139,6 +139,7 @@ class CredibleSets:
 
 
 _FULL_TOP = 256
+_TOPK_CHUNK_ROWS = 262144
 
 
 def _sets_from_sorted(
@@ -244,9 +245,22 @@ def credible_sets(
         c = np.asarray(cells).astype(np.int64)
         if c.shape != p.shape or p.ndim != 2 or p.shape[0] != true_cells.shape[0]:
             raise ValueError(f"cells {c.shape} and probs {p.shape} must both be (n, k)")
-        order = np.argsort(-p, axis=1, kind="stable")
-        c, p = np.take_along_axis(c, order, axis=1), np.take_along_axis(p, order, axis=1)
-        results = _sets_from_sorted(c, p, true_cells, levels, areas)
+        parts = []
+        # Chunks bound the (rows x k) temporaries at millions of photos.
+        for start in range(0, p.shape[0], _TOPK_CHUNK_ROWS):
+            cc = c[start : start + _TOPK_CHUNK_ROWS]
+            pp = p[start : start + _TOPK_CHUNK_ROWS]
+            order = np.argsort(-pp, axis=1, kind="stable")
+            cc, pp = np.take_along_axis(cc, order, axis=1), np.take_along_axis(pp, order, axis=1)
+            parts.append(
+                _sets_from_sorted(
+                    cc, pp, true_cells[start : start + _TOPK_CHUNK_ROWS], levels, areas
+                )
+            )
+        results = [
+            tuple(np.concatenate([part[index][j] for part in parts]) for j in range(4))
+            for index in range(len(levels))
+        ]
     return [
         CredibleSets(float(level), *result) for level, result in zip(levels, results, strict=True)
     ]

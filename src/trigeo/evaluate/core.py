@@ -223,6 +223,7 @@ class ModelResult:
     calibration: dict[str, Any] | None = None
     reliability: tuple[NDArray, NDArray, NDArray] | None = None
     true_cells: NDArray[np.int64] | None = None
+    pred_country: NDArray[np.str_] | None = None
 
     @property
     def n_scored(self) -> int:
@@ -674,8 +675,8 @@ def evaluate(
         for r in results:
             answered = r.answered
             true_country = truth.country[r.truth_rows[answered]]
-            pred_country = country_of(r.pred_lat[answered], r.pred_lon[answered])
-            confusions[r.name] = country_confusions(true_country, pred_country)
+            r.pred_country = country_of(r.pred_lat[answered], r.pred_lon[answered])
+            confusions[r.name] = country_confusions(true_country, r.pred_country)
     messages = [str(w.message) for w in caught if issubclass(w.category, EvaluationWarning)]
     for w in caught:
         if not issubclass(w.category, EvaluationWarning):

@@ -352,7 +352,9 @@ def build_figures(
                 f"Where each frequent true country's photos were placed: {m.name}.",
                 plot_country_confusion(
                     truth.country[m.truth_rows[answered]],
-                    country_of(m.pred_lat[answered], m.pred_lon[answered]),
+                    m.pred_country
+                    if m.pred_country is not None
+                    else country_of(m.pred_lat[answered], m.pred_lon[answered]),
                     m.name,
                 ),
             )
