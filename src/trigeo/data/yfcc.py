@@ -32,6 +32,7 @@ import hashlib
 import io
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -143,25 +144,35 @@ def _open_bytes(path: Path) -> tuple[BinaryIO, str, _HashingReader]:
 
 
 class _Utf8Clean(io.RawIOBase):
-    """A byte stream with invalid UTF-8 replaced by U+FFFD (chunk-boundary safe)."""
+    """A byte stream with invalid UTF-8 replaced by U+FFFD (chunk-boundary safe).
+
+    Pure-ASCII chunks (nearly all of YFCC, whose text is URL-encoded) pass
+    through untouched; others are decoded with ``errors="replace"``.
+    """
 
     def __init__(self, raw: BinaryIO, chunk: int = 1 << 22) -> None:
         self._raw = raw
         self._chunk = chunk
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = b""
+        self._buffer = memoryview(b"")
         self._eof = False
 
     def readable(self) -> bool:
         return True
 
+    def _refill(self) -> None:
+        data = self._raw.read(self._chunk)
+        self._eof = not data
+        pending = self._decoder.getstate()[0]
+        if data.isascii() and not pending:
+            self._buffer = memoryview(data)
+        else:
+            self._buffer = memoryview(self._decoder.decode(data, final=self._eof).encode("utf-8"))
+
     def readinto(self, target: Any) -> int:
         view = memoryview(target).cast("B")
-        while not self._buffer and not self._eof:
-            data = self._raw.read(self._chunk)
-            self._eof = not data
-            text = self._decoder.decode(data, final=self._eof)
-            self._buffer = text.encode("utf-8")
+        while not len(self._buffer) and not self._eof:
+            self._refill()
         n = min(len(view), len(self._buffer))
         view[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
@@ -328,7 +339,16 @@ def import_yfcc(
         "seed": seed,
         "layout_columns": layout.columns,
     }
-    with TableWriter(out, EXTRA_FIELDS) as writer:
+    # Row groups are compressed and written on a second thread while the next
+    # blocks are parsed (Arrow releases the GIL); the queue bounds memory.
+    with TableWriter(out, EXTRA_FIELDS) as writer, ThreadPoolExecutor(1) as write_pool:
+        in_flight: list[Future[None]] = []
+
+        def flush(tables: list[pa.Table]) -> None:
+            while len(in_flight) >= 2:
+                in_flight.pop(0).result()
+            in_flight.append(write_pool.submit(writer.write, pa.concat_tables(tables)))
+
         try:
             for batch in _batches(reader):
                 if limit is not None:
@@ -351,14 +371,16 @@ def import_yfcc(
                     pending.append(frame)
                     pending_rows += frame.num_rows
                 if pending_rows >= row_group_rows:
-                    writer.write(pa.concat_tables(pending))
+                    flush(pending)
                     pending, pending_rows = [], 0
                 if progress:
                     progress(batch.num_rows)
         finally:
             stream.close()
         if pending:
-            writer.write(pa.concat_tables(pending))
+            flush(pending)
+        for future in in_flight:
+            future.result()
         report.read = good_rows + invalid[0]
         report.written = writer.rows
         seconds = time.perf_counter() - start
@@ -460,8 +482,11 @@ def _convert(
     """Map one parsed block to table rows; count every dropped row by reason."""
     n = batch.num_rows
 
-    def col(index: int) -> pa.Array:
-        return pc.utf8_trim_whitespace(batch.column(f"f{index}"))
+    def col(index: int, trim: bool = False) -> pa.Array:
+        values = batch.column(f"f{index}")
+        # Only the last field can carry a stray "\r" (CRLF files) or blanks that
+        # matter; numbers with blanks fall back to pandas parsing.
+        return pc.utf8_trim_whitespace(values) if trim else values
 
     def is_empty(values: pa.Array) -> np.ndarray:
         return pc.equal(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False)
@@ -471,7 +496,7 @@ def _convert(
     def flag(code: int, mask: np.ndarray) -> None:
         reason[(reason == 0) & mask] = code
 
-    marker = col(layout.marker)
+    marker = col(layout.marker, trim=True)
     is_photo = pc.equal(marker, "0").to_numpy(zero_copy_only=False)
     is_video = pc.equal(marker, "1").to_numpy(zero_copy_only=False)
     flag(1, ~(is_photo | is_video))
