@@ -48,14 +48,20 @@ ProgressCallback = Callable[[dict[str, Any]], None]
 def initial_grid(n: int = 31) -> NDArray[np.float64]:
     """Initial vertices ``(n*n + 2, 2)`` as (lat, lon) degrees.
 
-    ``n`` rows uniform in sin(latitude) (the bands between rows have equal
-    area, Archimedes), ``n`` equally spaced longitudes starting at -180, then
-    the south and north poles.
+    ``n`` rows uniform in sin(latitude) at ``z = -1 + (2i - 1)/n`` (the middle
+    row is the equator) with ``n`` equally spaced longitudes each, every other
+    row shifted by half a step, then the south and north poles. By Archimedes
+    the bands between rows have equal area and each polar cap half that, so a
+    cap's n triangles and a band's 2n triangles have nearly the same area (the
+    study's "equal surface area per triangle"); the half-step shift makes the
+    band triangles near-isosceles instead of cut trapezoids, and avoids four
+    co-circular vertices, so the Delaunay triangulation is unique.
     """
-    z = -1.0 + 2.0 * np.arange(1, n + 1) / (n + 1)
+    z = -1.0 + (2.0 * np.arange(1, n + 1) - 1.0) / n
     lat = np.degrees(np.arcsin(z))
     lon = -180.0 + 360.0 * np.arange(n) / n
     grid_lat, grid_lon = np.meshgrid(lat, lon, indexing="ij")
+    grid_lon = grid_lon + (np.arange(n)[:, None] % 2) * (180.0 / n)
     vertices = np.column_stack([grid_lat.ravel(), grid_lon.ravel()])
     poles = np.array([[-90.0, 0.0], [90.0, 0.0]])
     return np.vstack([vertices, poles])
@@ -401,7 +407,8 @@ class DelaunayMesh:
         Exact: a point on an edge or vertex goes to the lowest-index triangle
         containing it (see :mod:`trigeo.mesh.locate`).
         """
-        return self.cell_of_triangle_[self.locate_triangle(lat, lon)]
+        triangle = self.locate_triangle(lat, lon)
+        return self.cell_of_triangle_[triangle]
 
     def centroids(self, kind: str = "cell") -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(lat, lon) of each kept cell's label point.
