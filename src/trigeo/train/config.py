@@ -150,6 +150,7 @@ class TrainConfig:
     precision: str = "auto"
     progress: bool = True
     log_every_n_steps: int = 50
+    cpu_threads: int | None = None
     keep_checkpoints: int = 1
 
     def validate(self, source: Any = None) -> TrainConfig:

@@ -1,0 +1,144 @@
+"""End-to-end M1 training on a tiny world: artifact, resume, frozen backbone, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import lightning
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from trigeo.errors import InputError
+from trigeo.models import M1Model, M1Net
+from trigeo.train.config import load_config
+from trigeo.train.m1 import train_m1
+from trigeo.train.module import StopAfterBatches
+
+
+def _config(**overrides):
+    return load_config("test", overrides)
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    dataset, _, mesh_path = world
+    out = tmp_path_factory.mktemp("trained") / "model"
+    notes: list[str] = []
+    model = train_m1(dataset.root, mesh_path, out, _config(), report=notes.append)
+    return model, out, notes
+
+
+def test_model_directory_holds_everything_predict_needs(trained, world):
+    model, out, _ = trained
+    dataset, mesh, _ = world
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "mesh.npz", "model.json", "config.yaml", "metrics.json"} <= names
+    record = json.loads((out / "model.json").read_text())
+    assert record["label_kind"] == "imagery" and record["mesh_hash"] == mesh.mesh_hash
+    assert record["data_config"]["input_size"] == [3, 32, 32]
+    assert record["config"]["backbone"] == "test_resnet"
+    assert record["provenance"]["inputs"]["dataset"] == dataset.hash
+    assert (out / "logs" / "csv" / "stage-1-sgd-full" / "metrics.csv").exists()
+    assert any((out / "logs" / "tensorboard" / "stage-1-sgd-full").glob("events.*"))
+    for stage in ("stage-0-adagrad-beta1", "stage-1-sgd-full"):
+        assert (out / "checkpoints" / stage / "last.ckpt").exists()
+    assert M1Model.load(out).model_id == model.model_id
+
+
+def test_photos_in_dropped_cells_are_excluded_and_counted(trained, world):
+    model, _, notes = trained
+    dataset, mesh, _ = world
+    train = dataset.photos("train")
+    dropped = int((mesh.locate(train["lat"].to_numpy(), train["lon"].to_numpy()) < 0).sum())
+    assert model.metrics["excluded_dropped_cells"] == dropped
+    assert model.metrics["used_photos"] == len(train) - dropped
+    assert any(f"{dropped} in dropped cells excluded" in note for note in notes)
+
+
+def test_training_learns_the_tiny_world(trained):
+    model, _, _ = trained
+    final = model.metrics["final"]
+    # Four colour-coded cities: chance is about 25 %.
+    assert final["val/acc_2500km"] >= 75.0
+    assert model.metrics["train_images_per_second"] > 0
+    assert [s["stage"] for s in model.metrics["stages"]] == ["adagrad-beta1", "sgd-full"]
+
+
+def test_interrupted_run_resumes_to_the_same_metrics(world, trained, tmp_path):
+    dataset, _, mesh_path = world
+    reference = trained[0].metrics["final"]
+    out = tmp_path / "model"
+    # Stage 0: 32 samples / 8 = 4 batches; stage 1: 12 batches per epoch. Crash in epoch 2.
+    with pytest.raises(StopAfterBatches.SimulatedCrashError):
+        train_m1(dataset.root, mesh_path, out, _config(), callbacks=[StopAfterBatches(4 + 12 + 5)])
+    assert (out / "checkpoints" / "stage-0-adagrad-beta1" / "done.safetensors").exists()
+    assert not (out / "model.json").exists()
+    with pytest.raises(InputError, match="--resume"):
+        train_m1(dataset.root, mesh_path, out, _config())
+    resumed = train_m1(dataset.root, mesh_path, out, _config(), resume=True)
+    for key, value in reference.items():
+        if key.startswith("val/acc"):
+            assert resumed.metrics["final"][key] == pytest.approx(value, abs=0.5), key
+    assert resumed.metrics["final"]["val/loss"] == pytest.approx(reference["val/loss"], rel=1e-3)
+
+
+def test_frozen_backbone_caches_features_and_trains_only_the_head(world, tmp_path):
+    dataset, mesh, mesh_path = world
+    out = tmp_path / "frozen"
+    config = _config(freeze_backbone=True)
+    model = train_m1(dataset.root, mesh_path, out, config)
+    cached = sorted(p.name for p in (out / "features").iterdir())
+    assert len(cached) == 2 and all("test_resnet" in name for name in cached)
+    lightning.seed_everything(config.seed, verbose=False)
+    initial = M1Net("test_resnet", mesh.n_cells_)
+    saved = load_file(str(out / "model.safetensors"))
+    for name, tensor in initial.backbone.state_dict().items():
+        np.testing.assert_array_equal(saved[f"backbone.{name}"].numpy(), tensor.numpy())
+    assert not np.array_equal(saved["head.weight"].numpy(), initial.head.weight.detach().numpy())
+    assert model.metrics["final"]["val/acc_2500km"] > 25.0
+
+
+def test_mesh_from_other_coordinates_is_refused_before_training(world, tmp_path):
+    from trigeo.mesh import DelaunayMesh
+
+    dataset, _, _ = world
+    rng = np.random.default_rng(0)
+    elsewhere = DelaunayMesh(refinement_limit=1000, minimum_examples=5).fit(
+        rng.normal(-15, 0.5, 60), rng.normal(-60, 0.5, 60)
+    )
+    elsewhere.save(tmp_path / "elsewhere.npz")
+    out = tmp_path / "model"
+    with pytest.raises(InputError, match="fall outside the mesh's kept cells"):
+        train_m1(dataset.root, tmp_path / "elsewhere.npz", out, _config())
+    assert not (out / "checkpoints").exists()
+
+
+def test_recorded_mesh_hash_must_match(world, tmp_path):
+    dataset, _, mesh_path = world
+    with pytest.raises(InputError, match="mesh hash"):
+        train_m1(dataset.root, mesh_path, tmp_path / "m", _config(mesh_hash="f" * 64))
+
+
+def test_unknown_backbone_is_refused_with_suggestions(world, tmp_path):
+    dataset, _, mesh_path = world
+    with pytest.raises(InputError, match="resnet10t"):
+        train_m1(dataset.root, mesh_path, tmp_path / "m", _config(backbone="resnet10"))
+    assert not (tmp_path / "m").exists()
+
+
+def test_weights_that_do_not_fit_are_refused(world, tmp_path):
+    import timm
+    import torch
+
+    dataset, _, mesh_path = world
+    torch.save(timm.create_model("test_efficientnet").state_dict(), tmp_path / "w.pth")
+    with pytest.raises(InputError, match="w.pth"):
+        train_m1(dataset.root, mesh_path, tmp_path / "m", _config(weights=str(tmp_path / "w.pth")))
+    assert not (tmp_path / "m").exists()
+
+
+def test_empty_split_is_refused(world, tmp_path):
+    dataset, _, mesh_path = world
+    with pytest.raises(InputError, match="empty"):
+        train_m1(dataset.root, mesh_path, tmp_path / "m", _config(train_split="winter"))
