@@ -163,12 +163,12 @@ class Truth:
                 raise InputError("no evaluated photo is outdoor", source=source, column="outdoor")
         rows = rows.reset_index(drop=True)
         return cls(
-            photo_id=rows["photo_id"].astype(str).to_numpy(),
+            photo_id=np.asarray(rows["photo_id"].astype(str), dtype=str),
             lat=rows["lat"].to_numpy(dtype=np.float64),
             lon=rows["lon"].to_numpy(dtype=np.float64),
             outdoor=rows["outdoor"].to_numpy(dtype=np.float64, na_value=np.nan),
             table=rows,
-            all_ids=table["photo_id"].astype(str).to_numpy(),
+            all_ids=np.asarray(table["photo_id"].astype(str), dtype=str),
         )
 
     @classmethod
@@ -645,7 +645,9 @@ def evaluate(
                     centroids = matched[1].centroids(kind=kind)
                     n_cells = int(matched[1].n_cells_)
                 # Users and albums are formed from the evaluated photos only.
-                evaluated = _subset(preds, np.isin(preds.photo_id, truth.photo_id))
+                # A hash lookup: np.isin on string ids can fall back to an O(n^2) loop.
+                keep = pd.Index(truth.photo_id).get_indexer(preds.photo_id) >= 0
+                evaluated = _subset(preds, keep)
                 for derive in (average_by_user, average_by_album):
                     derived = derive(
                         evaluated, truth.table, centroids=centroids, n_cells=n_cells, label=kind

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from trigeo.sphere import EARTH_RADIUS_KM, distance_km
@@ -252,7 +253,10 @@ def compare_models(
         ids_a, err_a = errors_by_model[a]
         for b in names[i + 1 :]:
             ids_b, err_b = errors_by_model[b]
-            _, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
+            # Hash join on photo ids (order of model a).
+            ib_all = pd.Index(np.asarray(ids_b)).get_indexer(np.asarray(ids_a))
+            ia = np.flatnonzero(ib_all >= 0)
+            ib = ib_all[ia]
             x, y = np.asarray(err_a)[ia], np.asarray(err_b)[ib]
             diff = x - y
             stat = p = float("nan")
