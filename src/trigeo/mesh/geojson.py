@@ -61,6 +61,22 @@ def triangle_rings(
     More than one ring when the triangle crosses the antimeridian.
     """
     lat, lon = xyz_to_latlng(_densify(corners, max_step_deg))
+    # A corner AT a pole has no longitude of its own: draw it as a segment of the
+    # pole line between the longitudes of the points before and after it.
+    at_pole = np.flatnonzero(np.abs(lat) > 90.0 - 1e-9)
+    if at_pole.size:
+        new_lat: list[float] = []
+        new_lon: list[float] = []
+        n = len(lat)
+        for i in range(n):
+            if i in set(at_pole.tolist()):
+                pole = 90.0 if lat[i] > 0 else -90.0
+                new_lat += [pole, pole]
+                new_lon += [lon[(i - 1) % n], lon[(i + 1) % n]]
+            else:
+                new_lat.append(lat[i])
+                new_lon.append(lon[i])
+        lat, lon = np.asarray(new_lat), np.asarray(new_lon)
     # Unwrap so consecutive longitudes differ by less than 180°.
     unwrapped = np.degrees(np.unwrap(np.radians(lon)))
     closing = unwrapped[0] - unwrapped[-1]

@@ -1,0 +1,253 @@
+"""`trigeo mesh ...` through the root Typer app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from trigeo.cli import app
+from trigeo.mesh import DelaunayMesh
+
+from .conftest import clustered_points
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def failed_with(result, *needles: str) -> None:
+    """The command failed, and its message (printed, or the raised error) says each needle.
+
+    The root CLI reports a TrigeoError as one red line with status 2; where it
+    cannot (e.g. a Typer version whose vendored click differs), the error still
+    propagates with the same message, so check the text either way.
+    """
+    assert result.exit_code != 0, result.output
+    text = result.output + ("" if result.exception is None else str(result.exception))
+    for needle in needles:
+        assert needle in text, text
+
+
+@pytest.fixture(scope="module")
+def points_csv(tmp_path_factory) -> Path:
+    lat, lon = clustered_points(3000, seed=11)
+    path = tmp_path_factory.mktemp("cli") / "photos.csv"
+    pairs = zip(lat.tolist(), lon.tolist(), strict=True)
+    rows = "\n".join(f"{i},{a!r},{b!r}" for i, (a, b) in enumerate(pairs))
+    path.write_text("photo_id,Latitude,LONGITUDE\n" + rows + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def mesh_file(points_csv: Path) -> Path:
+    out = points_csv.parent / "mesh.npz"
+    result = run(
+        "mesh",
+        "build",
+        "--points",
+        points_csv,
+        "--refinement-limit",
+        100,
+        "--minimum-examples",
+        8,
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_every_command_has_help() -> None:
+    for command in ("", "build", "info", "oracle", "locate", "export", "plot"):
+        result = run("mesh", *([command] if command else []), "--help")
+        assert result.exit_code == 0
+        assert "Usage" in result.output
+
+
+def test_build_and_info(mesh_file: Path) -> None:
+    result = run("mesh", "info", mesh_file, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    mesh = DelaunayMesh.load(mesh_file)
+    assert info["cells"] == mesh.n_cells_ and info["triangles"] == len(mesh.triangles_)
+    assert info["points"] == 3000
+    assert 0.0 <= info["dropped_share"] < 0.5
+    areas = mesh.cell_areas_km2()
+    assert info["cell_area_km2"]["median"] == pytest.approx(float(np.median(areas)))
+    text = run("mesh", "info", mesh_file)
+    assert "cells kept" in text.output and str(mesh.n_cells_) in text.output
+
+
+def test_build_preset_scaled(points_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "coarse.npz"
+    result = run(
+        "mesh", "build", "--points", points_csv, "--preset", "coarse", "--scaled", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    mesh = DelaunayMesh.load(out)
+    assert mesh.refinement_limit == pytest.approx(8000 * 3000 / 2_000_000)
+    assert mesh.preset_ == "coarse"
+
+
+def test_oracle_json_shape(mesh_file: Path, points_csv: Path) -> None:
+    result = run("mesh", "oracle", mesh_file, "--points", points_csv, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert list(report) == [
+        "cells",
+        "points",
+        "points_in_kept_cells",
+        "cell_centroid",
+        "imagery_centroid",
+    ]
+    for label in ("cell_centroid", "imagery_centroid"):
+        assert list(report[label]) == ["1", "25", "200", "750", "2500"]
+        values = list(report[label].values())
+        assert values == sorted(values) and 0 <= values[0] and values[-1] <= 100
+    assert report["points"] == 3000
+    table = run("mesh", "oracle", mesh_file, "--points", points_csv)
+    assert "imagery_centroid" in table.output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_locate_adds_cell_column(mesh_file: Path, points_csv: Path, tmp_path, suffix) -> None:
+    out = tmp_path / f"located{suffix}"
+    result = run("mesh", "locate", mesh_file, "--points", points_csv, "--out", out)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out) if suffix == ".parquet" else pa.csv.read_csv(out)
+    assert table.column_names == ["photo_id", "Latitude", "LONGITUDE", "cell"]
+    mesh = DelaunayMesh.load(mesh_file)
+    expect = mesh.locate(table["Latitude"].to_numpy(), table["LONGITUDE"].to_numpy())
+    np.testing.assert_array_equal(table["cell"].to_numpy(), expect)
+
+
+def test_export_geojson(mesh_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mesh.geojson"
+    result = run("mesh", "export", mesh_file, "--geojson", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    mesh = DelaunayMesh.load(mesh_file)
+    assert len(doc["features"]) == len(mesh.triangles_)
+    kept = [f for f in doc["features"] if f["properties"]["kept"]]
+    assert len(kept) == mesh.n_cells_
+    for feature in doc["features"]:
+        polys = feature["geometry"]["coordinates"]
+        if feature["geometry"]["type"] == "Polygon":
+            polys = [polys]
+        for poly in polys:
+            ring = np.asarray(poly[0])
+            assert (np.abs(ring[:, 0]) <= 180).all() and (np.abs(ring[:, 1]) <= 90).all()
+            # No segment jumps across the map (a web map would draw a band around the
+            # world), except along a pole, which closes a polar cap.
+            jump = np.abs(np.diff(ring[:, 0])) >= 180
+            assert (np.abs(ring[:-1, 1][jump]) == 90).all()
+            assert (np.abs(ring[1:, 1][jump]) == 90).all()
+
+
+def test_plot_png(mesh_file: Path, points_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mesh.png"
+    result = run("mesh", "plot", mesh_file, "--out", out, "--points", points_csv)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 50_000
+
+
+BAD_FILES = {
+    "nan": ("lat,lon\n1,2\nnan,3\n", ["row 2", "'lat'"]),
+    "inf": ("lat,lon\n1,2\n3,inf\n", ["row 2", "'lon'"]),
+    "lat_range": ("lat,lon\n1,2\n3,4\n91,5\n", ["row 3", "'lat'", "outside"]),
+    "lon_range": ("lat,lon\n1,200\n", ["row 1", "'lon'", "--wrap-longitude"]),
+    "missing": ("lat,foo\n1,2\n", ["longitude", "columns are"]),
+    "empty": ("", ["empty"]),
+    "header_only": ("lat,lon\n", ["no data rows"]),
+    "text": ("lat,lon\n1,2\nabc,3\n", ["row 2", "'lat'", "abc"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_points_name_row_and_column(case: str, tmp_path: Path) -> None:
+    content, needles = BAD_FILES[case]
+    src = tmp_path / f"{case}.csv"
+    src.write_text(content)
+    out = tmp_path / "out.npz"
+    result = run(
+        "mesh",
+        "build",
+        "--points",
+        src,
+        "--refinement-limit",
+        10,
+        "--minimum-examples",
+        1,
+        "--out",
+        out,
+    )
+    failed_with(result, *needles)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]  # nothing partial
+
+
+def test_wrap_longitude_and_named_columns(tmp_path: Path) -> None:
+    src = tmp_path / "wrapped.csv"
+    src.write_text("y,x\n10,200\n-10,-190\n20,30\n")
+    out = tmp_path / "m.npz"
+    base = [
+        "mesh",
+        "build",
+        "--points",
+        src,
+        "--refinement-limit",
+        10,
+        "--minimum-examples",
+        1,
+        "--out",
+        out,
+        "--lat-col",
+        "y",
+        "--lon-col",
+        "x",
+    ]
+    failed_with(run(*base), "--wrap-longitude")
+    result = run(*base, "--wrap-longitude")
+    assert result.exit_code == 0, result.output
+    assert DelaunayMesh.load(out).n_points_ == 3
+
+
+def test_bad_mesh_files(points_csv: Path, mesh_file: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"PK\x03\x04 this is not really a zip")
+    out = tmp_path / "located.csv"
+    for command in (["info", junk], ["locate", junk, "--points", points_csv, "--out", out]):
+        failed_with(run("mesh", *command), "junk.npz", "mesh")
+    assert not out.exists()
+    with np.load(mesh_file) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    meta["format_version"] = 0
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    result = run("mesh", "oracle", old, "--points", points_csv)
+    failed_with(result, "format version 0", "rebuild")
+
+
+def test_build_argument_errors(points_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.npz"
+    cases = [
+        (["--preset", "coarse", "--refinement-limit", 5], "cannot be combined"),
+        (["--refinement-limit", 5], "give --preset"),
+        (["--refinement-limit", 5, "--minimum-examples", 1, "--scaled"], "--scaled"),
+        (["--preset", "huge"], "unknown mesh preset"),
+    ]
+    for extra, needle in cases:
+        result = run("mesh", "build", "--points", points_csv, "--out", out, *extra)
+        failed_with(result, needle)
+    assert not out.exists()
