@@ -5,8 +5,10 @@
   into a dataset. Peer: a plain ``csv.reader`` pass over the same file that
   only splits the lines (no parsing, no output), in the same run.
 * **Synth** generates the synthetic world at 64 px (sampling, rendering, JPEG
-  encoding, file writes, table). Peer: Pillow JPEG encode-only of the same
-  number of 64 px images already in memory.
+  encoding, file writes, table). Peers: Pillow JPEG encode-only of the same
+  number of 64 px images already in memory, and creating as many new files
+  (the filesystem's ceiling: on a busy disk, file creation dominates). Run on
+  the temporary directory's disk and, when present, on /dev/shm.
 
 ``--mp16`` is accepted for uniformity with the other benchmarks and unused.
 """
@@ -81,30 +83,62 @@ def bench_synth(work: Path, photos: int, repeats: int) -> None:
 
     from trigeo.data.synth import WorldConfig, make_world, render_images, sample_photos
 
-    _, params = sample_photos(WorldConfig(photos=photos, users=max(photos // 15, 1)))
+    users = max(photos // 15, 1)
+    _, params = sample_photos(WorldConfig(photos=photos, users=users))
     pixels = render_images(params, 64, seed=0)
+    encoded: list[bytes] = []
 
     def encode_only() -> None:
+        encoded.clear()
         for i in range(photos):
             buffer = io.BytesIO()
             Image.fromarray(pixels[i]).save(buffer, format="JPEG", quality=90)
+            encoded.append(buffer.getvalue())
 
-    def world(workers: int):
+    def create_files(where: Path):
         def run() -> None:
-            out = work / f"world{workers}"
+            folder = where / "files"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            for i, data in enumerate(encoded):
+                (folder / f"{i:07d}.jpg").write_bytes(data)
+
+        return run
+
+    def world(where: Path, workers: int):
+        def run() -> None:
+            out = where / f"world{workers}"
             shutil.rmtree(out, ignore_errors=True)
-            make_world(out, photos=photos, users=max(photos // 15, 1), seed=0, workers=workers)
+            make_world(out, photos=photos, users=users, seed=0, workers=workers)
 
         return run
 
     t_peer = _best(encode_only, repeats)
-    t_one = _best(world(1), repeats)
-    t_two = _best(world(2), repeats)
     print(f"synth   {photos:,} photos at 64 px")
     print(f"synth   peer PIL JPEG encode-only (in memory): {photos / t_peer:>10,.0f} photos/s")
-    print(f"synth   trigeo data synth, 1 worker:  {photos / t_one:>10,.0f} photos/s")
-    print(f"synth   trigeo data synth, 2 workers: {photos / t_two:>10,.0f} photos/s")
-    print(f"synth   ratio (1 worker) / encode-only: {t_peer / t_one:.2f}x")
+    places = [("disk", work)]
+    shm = Path("/dev/shm")
+    if shm.is_dir():
+        places.append(("RAM disk", Path(tempfile.mkdtemp(prefix="trigeo-bench-", dir=shm))))
+    try:
+        for label, where in places:
+            t_files = _best(create_files(where), repeats)
+            t_one = _best(world(where, 1), repeats)
+            t_two = _best(world(where, 2), repeats)
+            print(
+                f"synth   [{label}] peer: create {photos:,} new JPEG files: "
+                f"{photos / t_files:>10,.0f} files/s"
+            )
+            print(
+                f"synth   [{label}] trigeo data synth, 1 worker:  {photos / t_one:>10,.0f} photos/s"
+            )
+            print(
+                f"synth   [{label}] trigeo data synth, 2 workers: {photos / t_two:>10,.0f} photos/s"
+            )
+            print(f"synth   [{label}] ratio (2 workers) / encode-only: {t_peer / t_two:.2f}x")
+    finally:
+        for _, where in places[1:]:
+            shutil.rmtree(where, ignore_errors=True)
 
 
 def main() -> int:

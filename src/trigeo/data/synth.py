@@ -773,18 +773,27 @@ def render_images(
     rng = np.random.default_rng(seed)
     outdoor = params["outdoor"]
     b = outdoor.size
-    img = np.empty((b, size, size, 3), np.float32)
     idx_out, idx_in = np.flatnonzero(outdoor), np.flatnonzero(~outdoor)
+    groups = []
     if idx_out.size:
-        img[idx_out] = _render_outdoor({k: v[idx_out] for k, v in params.items()}, size, rng)
+        groups.append(
+            (idx_out, _render_outdoor({k: v[idx_out] for k, v in params.items()}, size, rng))
+        )
     if idx_in.size:
-        img[idx_in] = _render_indoor({k: v[idx_in] for k, v in params.items()}, size, rng)
-    # Sensor noise: mostly luminance, a little per channel.
-    img += noise * rng.standard_normal((b, size, size, 1), dtype=np.float32)
-    img *= 255.0
-    img += 0.5
-    np.clip(img, 0.0, 255.0, out=img)
-    return img.astype(np.uint8)
+        groups.append(
+            (idx_in, _render_indoor({k: v[idx_in] for k, v in params.items()}, size, rng))
+        )
+    # Sensor noise (luminance), then 8-bit conversion per group: the float
+    # images are never gathered into one batch array.
+    grain = rng.standard_normal((b, size, size, 1), dtype=np.float32)
+    out = np.empty((b, size, size, 3), np.uint8)
+    for idx, img in groups:
+        img += noise * grain[idx]
+        img *= 255.0
+        img += 0.5
+        np.clip(img, 0.0, 255.0, out=img)
+        out[idx] = img.astype(np.uint8)
+    return out
 
 
 def _encode_jpeg(array: np.ndarray, quality: int) -> bytes:
