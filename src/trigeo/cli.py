@@ -36,7 +36,11 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except TrigeoError as exc:
-            raise _ReportedError(str(exc)) from exc
+            # typer >= 0.20 runs a vendored click whose main loop does not recognise
+            # click.ClickException, so show the error here and exit with its status.
+            error = _ReportedError(str(exc))
+            error.show()
+            raise SystemExit(error.exit_code) from exc
 
 
 app = typer.Typer(
