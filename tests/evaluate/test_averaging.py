@@ -121,3 +121,13 @@ def test_averaging_peer_predictions_is_a_clear_error():
     peer = Predictions(photo_id=np.array(["a"]), lat=np.zeros(1), lon=np.zeros(1), model_id="peer")
     with pytest.raises(InputError, match="no cell probabilities"):
         average_groups(peer, np.array([0]))
+
+
+def test_ties_go_to_the_lower_cell_id_in_both_paths():
+    full = np.zeros((2, 5), dtype=np.float32)
+    full[:, [1, 3]] = 0.5
+    preds = _preds([[3, 1], [3, 1]], [[0.5, 0.5], [0.5, 0.5]], full=full)
+    dense_cells, _ = average_groups(preds, np.array([0, 0]), k=2)
+    preds.full_probs = None
+    sparse_cells, _ = average_groups(preds, np.array([0, 0]), n_cells=5)
+    assert dense_cells.tolist() == sparse_cells.tolist() == [[1, 3], [1, 3]]

@@ -79,8 +79,11 @@ def _group_topk_sparse(
     mean.sum_duplicates()
     mean.eliminate_zeros()
     coo = mean.tocoo()
-    # Sort entries by group, then by falling probability (ties: lower cell id first).
-    order = np.lexsort((coo.col, -coo.data, coo.row))
+    # Sort entries by group, then by falling probability, ties by lower cell id. numpy
+    # orders complex numbers by (real, imag), so one stable sort of row - i*prob does it
+    # (the CSR entries come row-major with sorted columns, which the stable sort keeps for
+    # ties; np.lexsort on three keys is ~10x slower at 10^7 entries).
+    order = np.argsort(coo.row - 1j * coo.data, kind="stable")
     g, c, v = coo.row[order], coo.col[order], coo.data[order]
     starts = np.searchsorted(g, np.arange(n_groups))
     rank = np.arange(g.size) - starts[g]
