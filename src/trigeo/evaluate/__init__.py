@@ -4,57 +4,57 @@ One trusted, documented standard for every model (see ``docs/evaluation.md``):
 great-circle distance on a sphere of radius 6372.795 km, a photo is correct at
 threshold ``t`` when its error ``d <= t``, thresholds 1/25/200/750/2500 km.
 
-Pure numpy/scipy/pandas: importing this package never imports torch.
+Pure numpy/scipy/pandas: importing this package never imports torch. Names are
+loaded on first use, so ``trigeo --help`` (which imports ``trigeo.evaluate.cli``)
+does not pay for pandas and scipy.
 """
 
-from trigeo.evaluate.averaging import album_keys, average_by_album, average_by_user
-from trigeo.evaluate.calibration import (
-    apply_temperature,
-    credible_sets,
-    expected_calibration_error,
-    fit_temperature,
-    log_softmax,
-)
-from trigeo.evaluate.core import Evaluation, EvaluationConfig, Truth, evaluate, oracle_rows
-from trigeo.evaluate.geography import continent_of, country_of
-from trigeo.evaluate.inputs import EvaluationWarning, load_predictions
-from trigeo.evaluate.metrics import (
-    DEFAULT_THRESHOLDS_KM,
-    accuracy_at,
-    bootstrap_accuracy_ci,
-    compare_models,
-    error_km,
-    kl_divergence,
-    outdoor_mask,
-    prediction_entropy,
-    summarize_errors,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_THRESHOLDS_KM",
-    "Evaluation",
-    "EvaluationConfig",
-    "EvaluationWarning",
-    "Truth",
-    "accuracy_at",
-    "album_keys",
-    "apply_temperature",
-    "average_by_album",
-    "average_by_user",
-    "bootstrap_accuracy_ci",
-    "compare_models",
-    "continent_of",
-    "country_of",
-    "credible_sets",
-    "error_km",
-    "evaluate",
-    "expected_calibration_error",
-    "fit_temperature",
-    "kl_divergence",
-    "load_predictions",
-    "log_softmax",
-    "oracle_rows",
-    "outdoor_mask",
-    "prediction_entropy",
-    "summarize_errors",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "album_keys": "averaging",
+    "average_by_album": "averaging",
+    "average_by_user": "averaging",
+    "apply_temperature": "calibration",
+    "credible_sets": "calibration",
+    "expected_calibration_error": "calibration",
+    "fit_temperature": "calibration",
+    "log_softmax": "calibration",
+    "Evaluation": "core",
+    "EvaluationConfig": "core",
+    "Truth": "core",
+    "evaluate": "core",
+    "oracle_rows": "core",
+    "continent_of": "geography",
+    "country_of": "geography",
+    "EvaluationWarning": "inputs",
+    "load_predictions": "inputs",
+    "DEFAULT_THRESHOLDS_KM": "metrics",
+    "accuracy_at": "metrics",
+    "bootstrap_accuracy_ci": "metrics",
+    "compare_models": "metrics",
+    "error_km": "metrics",
+    "kl_divergence": "metrics",
+    "outdoor_mask": "metrics",
+    "prediction_entropy": "metrics",
+    "summarize_errors": "metrics",
+    "write_report": "report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trigeo.evaluate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"trigeo.evaluate.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,22 @@
+"""Evaluation stays light: no torch, and the CLI module defers heavy imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print('\\n'.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_evaluate_imports_without_torch():
+    modules = _modules_after("import trigeo.evaluate, trigeo.evaluate.report")
+    assert "torch" not in modules and "lightning" not in modules
+
+
+def test_cli_module_defers_matplotlib_and_pandas():
+    modules = _modules_after("import trigeo.evaluate.cli")
+    assert "matplotlib" not in modules and "pandas" not in modules and "torch" not in modules
