@@ -71,7 +71,7 @@ def m1(
 ) -> None:
     """Train M1 on a dataset's train split over a mesh's kept cells."""
     from trigeo.train.config import load_config
-    from trigeo.train.m1 import train_m1
+    from trigeo.train.m1 import launch_rank, train_m1
 
     overrides: dict[str, Any] = {
         "backbone": backbone,
@@ -92,6 +92,8 @@ def m1(
     }
     cfg = load_config(config, overrides)
     model = train_m1(data, mesh, out, cfg, resume=resume, report=_report)
+    if launch_rank() != 0:
+        return
     final = model.metrics.get("final", {})
     shown = ", ".join(f"{k.removeprefix('val/')} {v:.1f}" for k, v in final.items() if "acc" in k)
     console.print(

@@ -173,6 +173,22 @@ def prepare_m1(data: str | Path, mesh_path: str | Path, config: Any) -> Prepared
     )
 
 
+def launch_rank() -> int:
+    """Global rank of this process as the launcher set it (0 when not distributed).
+
+    Lightning's DDP launcher re-runs the command in each child with
+    ``LOCAL_RANK``/``NODE_RANK`` set; torchrun and SLURM set ``RANK``/``SLURM_PROCID``.
+    Only rank 0 checks and writes the run state; the others follow it.
+    """
+    import os
+
+    for name in ("RANK", "SLURM_PROCID"):
+        if name in os.environ:
+            return int(os.environ[name])
+    local, node = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("NODE_RANK", 0))
+    return local + node * 1000 if (local or node) else 0
+
+
 def _check_state(out: Path, run: PreparedRun, config: Any, resume: bool) -> dict[str, Any]:
     from trigeo.train.config import config_to_dict
 
@@ -185,6 +201,8 @@ def _check_state(out: Path, run: PreparedRun, config: Any, resume: bool) -> dict
         "n_stages": len(config.stages),
     }
     path = out / STATE_FILE
+    if launch_rank() != 0:
+        return state
     if path.exists():
         previous = json.loads(path.read_text("utf-8"))
         if not resume:
