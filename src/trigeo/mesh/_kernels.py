@@ -162,8 +162,7 @@ if HAVE_NUMBA:
         n_lon0,
         factor,
         leaf_base,
-        leaf_ptr,
-        leaf_tris,
+        leaf_data,
         normals,
         band,
         lat_sin,
@@ -173,8 +172,10 @@ if HAVE_NUMBA:
     ):
         """Descend the raster and test leaf candidates, all in one pass.
 
-        Returns triangle ids, -1 (no triangle), or ``-2 - k`` where candidate
-        slot ``k`` needs the exact test (the caller finishes those).
+        ``leaf_data`` holds each leaf as a run ``[count, t1, ..., tk]``; a leaf
+        code is ``-2 - position of its count``. Returns triangle ids, -1 (no
+        triangle), or ``-2 - k`` where the candidate at ``leaf_data[k]`` needs
+        the exact test (the caller finishes those).
         """
         n = lat.size
         out = np.empty(n, dtype=np.int64)
@@ -199,15 +200,15 @@ if HAVE_NUMBA:
             if code >= -1:
                 out[i] = code
                 continue
-            leaf = -2 - code
+            head = -2 - code
             s_lat, c_lat = _sin_cos(lat[i], lat_sin, lat_cos, -90.0)
             s_lon, c_lon = _sin_cos(lon[i], lon_sin, lon_cos, -180.0)
             px = c_lat * c_lon
             py = c_lat * s_lon
             pz = s_lat
             res = -1
-            for k in range(leaf_ptr[leaf], leaf_ptr[leaf + 1]):
-                t = leaf_tris[k]
+            for k in range(head + 1, head + 1 + leaf_data[head]):
+                t = leaf_data[k]
                 outside = False
                 certain = True
                 for e in range(3):

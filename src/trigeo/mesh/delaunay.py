@@ -24,7 +24,13 @@ from scipy.spatial import ConvexHull
 
 from trigeo import __version__
 from trigeo.errors import ArtifactError, InputError
-from trigeo.mesh.locate import TriangleLocator, walk_locate
+from trigeo.mesh.locate import (
+    TriangleLocator,
+    edge_normals,
+    exact_from_walk,
+    triangle_neighbors,
+    walk_locate,
+)
 from trigeo.points import validate_latlng
 from trigeo.provenance import atomic_path, hash_arrays, make_provenance
 from trigeo.sphere import EARTH_RADIUS_KM, latlng_to_xyz, triangle_area, xyz_to_latlng
@@ -229,7 +235,9 @@ class DelaunayMesh:
         self._locator = None
         self.n_points_fit_ = int(lat.size)
         self.points_hash_ = hash_arrays(lat, lon)
-        self._fill(lat, lon)
+        # The walk's triangle is the exact answer wherever the point is certainly
+        # inside it; only points at an edge or vertex need the tie rule.
+        self._fill(lat, lon, exact_from_walk(xyz, triangles, points, tri_of, lat, lon))
         return self
 
     def _splittable(
@@ -274,16 +282,20 @@ class DelaunayMesh:
         # Centres walk one after another from the previous centre's triangle.
         start = np.zeros(len(centres), dtype=np.int64)
         grid = np.empty(len(centres), dtype=np.int64)
+        normals = edge_normals(xyz, triangles)
+        neighbors = triangle_neighbors(triangles)
         prev = 0
         for row in range(180):
             block = slice(row * 360, (row + 1) * 360)
             start[block] = prev
-            found = walk_locate(xyz, triangles, centres[block], start[block], max_steps=100000)
+            found = walk_locate(
+                xyz, triangles, centres[block], start[block], normals, neighbors, 100_000
+            )
             grid[block] = np.where(found >= 0, found, 0)
             prev = int(grid[row * 360])
         r = np.clip((lat + 90.0).astype(np.int64), 0, 179)
         c = np.clip((lon + 180.0).astype(np.int64), 0, 359)
-        result = walk_locate(xyz, triangles, points, grid[r * 360 + c])
+        result = walk_locate(xyz, triangles, points, grid[r * 360 + c], normals, neighbors)
         lost = np.flatnonzero(result < 0)
         if lost.size:
             result[lost] = TriangleLocator(xyz, triangles).locate(lat[lost], lon[lost])
@@ -337,8 +349,14 @@ class DelaunayMesh:
         self._fill(lat, lon)
         return self
 
-    def _fill(self, lat: NDArray[np.float64], lon: NDArray[np.float64]) -> None:
-        tri_of = self._get_locator().locate(lat, lon)
+    def _fill(
+        self,
+        lat: NDArray[np.float64],
+        lon: NDArray[np.float64],
+        tri_of: NDArray[np.int64] | None = None,
+    ) -> None:
+        if tri_of is None:
+            tri_of = self._get_locator().locate(lat, lon)
         n_tri = len(self.triangles_)
         self.counts_ = np.bincount(tri_of, minlength=n_tri).astype(np.int64)
         self.kept_ = self.counts_ >= self.minimum_examples

@@ -44,6 +44,7 @@ __all__ = [
     "TriangleLocator",
     "contains_exact",
     "edge_normals",
+    "exact_from_walk",
     "locate_brute_force",
     "orient_exact",
     "triangle_neighbors",
@@ -215,6 +216,56 @@ def walk_locate(
     return out
 
 
+def exact_from_walk(
+    xyz: NDArray[np.float64],
+    triangles: NDArray[np.int64],
+    points: NDArray[np.float64],
+    tri_of: NDArray[np.int64],
+    lat: NDArray[np.float64],
+    lon: NDArray[np.float64],
+    chunk: int = 1 << 20,
+) -> NDArray[np.int64]:
+    """Turn walk results into the exact tie-rule answer without building a locator.
+
+    A point certainly inside its walk triangle (all three signs beyond the
+    filter band) is in no other triangle, so the walk's answer stands. A point
+    near that triangle's boundary can only be in triangles sharing a vertex
+    with it; those are tested exactly in ascending order. ``points`` must be
+    ``latlng_to_xyz(lat, lon)``.
+    """
+    normals = edge_normals(xyz, triangles)
+    result = np.asarray(tri_of, dtype=np.int64).copy()
+    unsure: list[NDArray[np.int64]] = []
+    for start in range(0, len(result), chunk):
+        t = result[start : start + chunk]
+        ok = t >= 0
+        s = _dot3(normals[np.where(ok, t, 0)], points[start : start + chunk][:, None, :])
+        certain = ok & (s > _FILTER).all(axis=1)
+        unsure.append(np.flatnonzero(~certain) + start)
+    todo = np.concatenate(unsure) if unsure else np.zeros(0, dtype=np.int64)
+    if todo.size == 0:
+        return result
+    if todo.size > 10_000:  # many points on edges: the locator is cheaper
+        result[todo] = TriangleLocator(xyz, triangles).locate(lat[todo], lon[todo])
+        return result
+    order = np.argsort(triangles.ravel(), kind="stable")
+    incident = (order // 3).astype(np.int64)
+    bounds = np.searchsorted(triangles.ravel()[order], np.arange(len(xyz) + 1))
+    for i in todo.tolist():
+        t = int(result[i])
+        if t < 0:
+            result[i] = TriangleLocator(xyz, triangles).locate(lat[i : i + 1], lon[i : i + 1])[0]
+            continue
+        cands = np.unique(
+            np.concatenate([incident[bounds[v] : bounds[v + 1]] for v in triangles[t].tolist()])
+        )
+        hit = contains_exact(
+            xyz, triangles, normals, cands, np.repeat(points[i : i + 1], len(cands), 0)
+        )
+        result[i] = int(cands[np.argmax(hit)]) if hit.any() else -1
+    return result
+
+
 _TABLES: tuple[NDArray[np.float64], ...] | None = None
 _ROOT_CACHE: dict[tuple[int, int], tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
 
@@ -262,7 +313,7 @@ class TriangleLocator:
         root_deg: float = 0.5,
         factor: int = 8,
         max_depth: int = 2,
-        leaf_size: int = 2,
+        leaf_size: int = 3,
         split_ratio: float = 0.1,
         full_cover: bool = True,
     ) -> None:
@@ -488,6 +539,22 @@ class TriangleLocator:
         self._block_row = np.concatenate(rows_).astype(np.int64)
         self._block_col = np.concatenate(self.block_col or rows_).astype(np.int64)
         self._block_offset = np.cumsum([0] + [len(b) for b in self.block_row]).astype(np.int64)
+        # Compiled path: each leaf is one run [count, t1, ..., tk] in a single int32
+        # array, so a point costs one cache miss for its candidates, not two.
+        counts = np.diff(self.leaf_ptr)
+        self._leaf_header = self.leaf_ptr[:-1] + np.arange(n_leaves)
+        data = np.empty(len(self.leaf_tris) + n_leaves, dtype=np.int64)
+        body = np.ones(data.size, dtype=bool)
+        body[self._leaf_header] = False
+        data[self._leaf_header] = counts
+        data[body] = self.leaf_tris
+        self._leaf_data = data.astype(np.int32)
+        codes = self._codes.astype(np.int64)
+        is_leaf = (codes <= -2) & (codes > -2 - n_leaves)
+        is_child = codes <= -2 - n_leaves
+        codes[is_leaf] = -2 - self._leaf_header[-2 - codes[is_leaf]]
+        codes[is_child] = -2 - data.size - (-2 - n_leaves - codes[is_child])
+        self._codes_compiled = codes.astype(np.int32)
 
     # ------------------------------------------------------------------ query
     def locate_xyz_latlng(
@@ -563,11 +630,11 @@ class TriangleLocator:
     def _locate_compiled(
         self, lat: NDArray[np.float64], lon: NDArray[np.float64]
     ) -> NDArray[np.int64]:
-        leaf_base = -2 - self.n_leaves
+        leaf_base = -2 - len(self._leaf_data)
         out = _kernels.locate_points(
             lat,
             lon,
-            self._codes,
+            self._codes_compiled,
             self._level_offset,
             self._inv_dlat,
             self._inv_dlon,
@@ -578,8 +645,7 @@ class TriangleLocator:
             self.n_lon0,
             self.factor,
             leaf_base,
-            self.leaf_ptr,
-            self.leaf_tris,
+            self._leaf_data,
             self.normals,
             # The kernel's table-based unit vector is within ~1e-15 of the
             # canonical one; a band 10x wider than usual keeps its signs certain.
@@ -590,8 +656,9 @@ class TriangleLocator:
         if unsure.size:
             # Decide these on the canonical unit vector (trigeo.sphere), exactly.
             p = latlng_to_xyz(lat[unsure], lon[unsure])
-            slots = -2 - out[unsure]
-            leaves = np.searchsorted(self.leaf_ptr, slots, side="right") - 1
+            pos = -2 - out[unsure]  # position in _leaf_data of the first unsure candidate
+            leaves = np.searchsorted(self._leaf_header, pos, side="right") - 1
+            slots = pos - leaves - 1  # the same candidate's index in leaf_tris
             for j in range(unsure.size):
                 out[unsure[j]] = self._finish_exact(p[j], int(slots[j]), int(leaves[j]))
         return out
