@@ -59,7 +59,7 @@ def country_of(lat: ArrayLike, lon: ArrayLike) -> NDArray[np.str_]:
     if lat.size == 0:
         return np.array([], dtype=str)
     tree, codes, _ = _city_index()
-    _, nearest = tree.query(latlng_to_xyz(lat, lon))
+    _, nearest = tree.query(latlng_to_xyz(lat, lon), workers=-1)
     return codes[nearest]
 
 
