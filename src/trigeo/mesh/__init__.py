@@ -1,11 +1,31 @@
 """Adaptive spherical Delaunay meshes: build, exact point location, labels, I/O.
 
 Imports without torch. The main entry point is :class:`DelaunayMesh`.
+Names are imported on first use, so ``trigeo mesh --help`` does not pay for
+scipy and numba.
 """
 
-from trigeo.mesh.delaunay import FORMAT_VERSION, PRESETS, DelaunayMesh, initial_grid
-from trigeo.mesh.locate import TriangleLocator, locate_brute_force
-from trigeo.mesh.oracle import STUDY_THRESHOLDS_KM, oracle_accuracy, oracle_report
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trigeo.mesh.delaunay import FORMAT_VERSION, PRESETS, DelaunayMesh, initial_grid
+    from trigeo.mesh.locate import TriangleLocator, locate_brute_force
+    from trigeo.mesh.oracle import STUDY_THRESHOLDS_KM, oracle_accuracy, oracle_report
+
+_EXPORTS = {
+    "FORMAT_VERSION": "trigeo.mesh.delaunay",
+    "PRESETS": "trigeo.mesh.delaunay",
+    "DelaunayMesh": "trigeo.mesh.delaunay",
+    "initial_grid": "trigeo.mesh.delaunay",
+    "TriangleLocator": "trigeo.mesh.locate",
+    "locate_brute_force": "trigeo.mesh.locate",
+    "STUDY_THRESHOLDS_KM": "trigeo.mesh.oracle",
+    "oracle_accuracy": "trigeo.mesh.oracle",
+    "oracle_report": "trigeo.mesh.oracle",
+}
 
 __all__ = [
     "FORMAT_VERSION",
@@ -18,3 +38,16 @@ __all__ = [
     "oracle_accuracy",
     "oracle_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trigeo.mesh' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
