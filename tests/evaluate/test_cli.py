@@ -209,10 +209,9 @@ def test_cli_bad_input_is_one_clear_error(tmp_path, dataset, content, message):
             str(tmp_path / "o"),
         ],
     )
-    # The root CLI turns TrigeoError into a one-line error (exit status 2 once the root's
-    # ClickException matches typer's vendored click); either way it must name the problem.
-    assert result.exit_code != 0
-    assert message in result.output + str(result.exception)
+    # The root CLI turns TrigeoError into one red error line and exit status 2.
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not (tmp_path / "o" / "metrics.json").exists()
 
@@ -239,7 +238,35 @@ def test_cli_mesh_hash_mismatch_is_reported(tmp_path, dataset, table, mesh_path)
         ],
     )
     assert result.exit_code == 0, result.output
-    assert f"mesh hash {other.mesh_hash[:12]!r} matches none of the given meshes" in (
-        result.output.replace("\n", "")
+    assert f"mesh hash {other.mesh_hash[:12]!r} matches none of the given meshes" in " ".join(
+        result.output.split()
     )
     assert mesh.mesh_hash != other.mesh_hash
+
+
+def test_cli_reports_a_swapped_peer_csv(tmp_path, dataset, table):
+    val = table[table["split"] == "val"]
+    peer = tmp_path / "swapped.csv"
+    pd.DataFrame({"photo_id": val["photo_id"], "lat": val["lon"], "lon": val["lat"]}).to_csv(
+        peer, index=False
+    )
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--truth",
+            str(dataset.root),
+            "--pred",
+            str(peer),
+            "--no-figures",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert any("look swapped" in w for w in metrics["warnings"])
+    assert "look swapped" in (out / "report.md").read_text()
+    # Swapped back, the exact coordinates score 100% at 1 km.
+    assert metrics["models"][0]["accuracy_pct"]["1km"] == 100.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -107,7 +108,7 @@ def evaluate(
     from trigeo.data.table import Dataset
     from trigeo.evaluate.core import EvaluationConfig, Truth
     from trigeo.evaluate.core import evaluate as run_evaluation
-    from trigeo.evaluate.inputs import load_predictions
+    from trigeo.evaluate.inputs import EvaluationWarning, load_predictions
     from trigeo.evaluate.report import build_figures, write_report
     from trigeo.provenance import hash_file, make_provenance
 
@@ -135,8 +136,11 @@ def evaluate(
             meshes.append((path.stem, DelaunayMesh.load(path)))
             inputs[f"mesh:{path}"] = hash_file(path)
     predictions = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EvaluationWarning)
+        for path in pred or []:
+            predictions.append((str(path), load_predictions(path)))
     for path in pred or []:
-        predictions.append((str(path), load_predictions(path)))
         inputs[f"pred:{path}"] = hash_file(path)
         probs = path.with_suffix(".probs.npy")
         if probs.exists():
@@ -144,6 +148,10 @@ def evaluate(
     evaluation = run_evaluation(
         truth_photos, predictions, meshes=meshes, config=config, oracle=oracle
     )
+    # Problems found while reading files (e.g. swapped columns) lead the report's warnings.
+    evaluation.warnings[:0] = [
+        str(w.message) for w in caught if issubclass(w.category, EvaluationWarning)
+    ]
     for message in evaluation.warnings:
         console.print(f"[bold yellow]warning:[/bold yellow] {message}", highlight=False)
     provenance = make_provenance(
