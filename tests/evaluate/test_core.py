@@ -198,3 +198,17 @@ def test_full_probability_vectors_drive_calibration_and_averaging(tmp_path, trut
         expected = lat[full[rows].mean(axis=0).argmax()]
         scored = np.isin(user_avg.truth_rows, rows)
         np.testing.assert_allclose(user_avg.pred_lat[scored], expected)
+
+
+def test_oracle_agrees_with_the_mesh_packages_oracle(truth, table):
+    from trigeo.mesh import DelaunayMesh
+    from trigeo.mesh.oracle import oracle_accuracy
+
+    train = table[table["split"] == "train"]
+    mesh = DelaunayMesh(refinement_limit=5, minimum_examples=2).fit(
+        train["lat"].to_numpy(), train["lon"].to_numpy()
+    )
+    rows = oracle_rows(truth, mesh, "real", EvaluationConfig())
+    for row in rows:
+        theirs = oracle_accuracy(mesh, truth.lat, truth.lon, label=row["label"])
+        np.testing.assert_allclose(list(row["accuracy_pct"].values()), list(theirs.values()))
