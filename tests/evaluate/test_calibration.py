@@ -112,3 +112,13 @@ def test_ece_is_zero_when_confidence_equals_accuracy_and_matches_hand_value():
     mean_conf, acc, counts = reliability_curve(conf, correct)
     assert counts.sum() == 8 and np.nanmax(mean_conf) == pytest.approx(0.95)
     assert np.nansum(acc * counts) == 1.0
+
+
+def test_fit_temperature_accepts_float32_logits(rng):
+    logits = (rng.normal(size=(3000, 12)) * 3.0).astype(np.float32)
+    labels = _sample_labels(rng, apply_temperature(logits, 1.5))
+    assert fit_temperature(logits, labels) == pytest.approx(
+        fit_temperature(logits.astype(np.float64), labels), rel=1e-4
+    )
+    with pytest.raises(ValueError, match="NaN"):
+        fit_temperature(np.full((2, 3), np.nan, dtype=np.float32), np.array([0, 1]))

@@ -34,7 +34,11 @@ def log_softmax(logits: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
 
 
 def _check_logits(logits: ArrayLike, labels: ArrayLike) -> tuple[NDArray, NDArray]:
-    z = np.asarray(logits, dtype=np.float64)
+    # Keep float32 logits as they are: chunks are promoted to float64 in _nll, so a
+    # large validation set is never copied whole.
+    z = np.asarray(logits)
+    if not np.issubdtype(z.dtype, np.floating):
+        z = z.astype(np.float64)
     y = np.asarray(labels).reshape(-1)
     if z.ndim != 2:
         raise ValueError(f"logits must be (n, K), got shape {z.shape}")
@@ -42,8 +46,9 @@ def _check_logits(logits: ArrayLike, labels: ArrayLike) -> tuple[NDArray, NDArra
         raise ValueError(f"{z.shape[0]} rows of logits but {y.shape[0]} labels")
     if z.shape[0] == 0:
         raise ValueError("no examples to fit a temperature on")
-    if not np.all(np.isfinite(z)):
-        raise ValueError("logits contain NaN or infinity")
+    for start in range(0, z.shape[0], _CHUNK_ROWS):
+        if not np.all(np.isfinite(z[start : start + _CHUNK_ROWS])):
+            raise ValueError("logits contain NaN or infinity")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= z.shape[1]:
         raise ValueError(f"labels must be integers in [0, {z.shape[1]})")
     return z, y.astype(np.int64)
@@ -53,7 +58,7 @@ def _nll(z: NDArray, y: NDArray, temperature: float) -> float:
     total = 0.0
     rows = np.arange(z.shape[0])
     for start in range(0, z.shape[0], _CHUNK_ROWS):
-        block = z[start : start + _CHUNK_ROWS] / temperature
+        block = np.asarray(z[start : start + _CHUNK_ROWS], dtype=np.float64) / temperature
         lsm = log_softmax(block)
         total -= lsm[rows[: len(block)], y[start : start + _CHUNK_ROWS]].sum()
     return total / z.shape[0]
