@@ -49,8 +49,12 @@ def synth(
         float, typer.Option(help="Share of that part that trains M2/M3.")
     ] = 0.5,
     workers: Annotated[
-        int, typer.Option(help="Threads encoding JPEGs (the output does not depend on it).")
-    ] = 2,
+        int,
+        typer.Option(
+            help="Threads rendering and encoding (the output does not depend on it); "
+            "2 helps only on an idle multi-core machine."
+        ),
+    ] = 1,
 ) -> None:
     """Generate the synthetic world: JPEGs, table (with splits) and dataset.json."""
     from trigeo.data.synth import make_world
