@@ -195,3 +195,28 @@ def test_bad_config(kwargs: dict) -> None:
 def test_more_users_than_photos() -> None:
     table, _ = sample_photos(WorldConfig(photos=10, users=50, seed=0))
     assert len(table) == 10 and table["user_id"].nunique() == 10
+
+
+def test_landmarks_only_near_the_largest_cities() -> None:
+    places = load_places()
+    config = WorldConfig(photos=4000, users=300, seed=12, landmark_cities=40)
+    table, params = sample_photos(config)
+    has = params["landmark"] >= 0
+    assert has.any()
+    assert not (has & ~params["outdoor"]).any()
+    top = world_motifs(places, landmark_cities=40).landmark_city
+    city = top[params["landmark"][has]]
+    d = distance_km(table["lat"][has], table["lon"][has], places.lat[city], places.lon[city])
+    assert (d < config.landmark_radius_km).all()
+
+
+def test_snow_in_cold_places() -> None:
+    """High-latitude winter photos have bright (snowy) ground; tropical ones do not."""
+    config = WorldConfig(photos=4000, users=400, seed=13, outdoor_fraction=1.0)
+    _, params = sample_photos(config)
+    pixels = render_images(params, 32, seed=0).astype(np.float32)
+    ground = pixels[:, -4:].mean(axis=(1, 2, 3))  # bottom rows are ground
+    cold = (params["temp"] < -5).astype(bool)
+    hot = (params["temp"] > 24).astype(bool)
+    assert cold.sum() > 10 and hot.sum() > 10
+    assert ground[cold].mean() > ground[hot].mean() + 30
