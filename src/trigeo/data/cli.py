@@ -184,7 +184,7 @@ def yfcc(
     counts = meta["counts"]
     console.print(
         f"[green]wrote[/green] {out}: {counts['photos']} photos, {counts['users']} users "
-        f"from {total / 1e6:.1f} MB at {report.notes.get('rows_per_second')} lines/s"
+        f"from {total / 1e6:.2f} MB at {report.notes.get('rows_per_second')} lines/s"
     )
 
 

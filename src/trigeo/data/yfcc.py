@@ -89,21 +89,24 @@ class YfccLayout:
             return cls(23, photo_id, hash_, 1, 3, 4, 10, 11, 12, 13, 14, 21, 22)
         raise ValueError(f"no YFCC layout has {columns} columns")
 
-    def used(self) -> list[int]:
-        fields = (
-            self.photo_id,
-            self.hash,
+    def used(self, with_root: bool = False, image_layout: str = "id") -> list[int]:
+        """Columns an import reads (others are tokenized but never converted)."""
+        fields = [
+            self.photo_id if self.photo_id is not None else self.page_url,
             self.user,
             self.taken,
             self.uploaded,
             self.lon,
             self.lat,
             self.accuracy,
-            self.page_url,
-            self.download_url,
-            self.extension,
             self.marker,
-        )
+        ]
+        if not with_root:
+            fields.append(self.download_url)
+        elif image_layout == "hash":
+            fields.append(self.hash)
+        else:
+            fields.append(self.extension)
         return sorted({f for f in fields if f is not None})
 
 
@@ -308,7 +311,7 @@ def import_yfcc(
         return "skip"
 
     names = [f"f{i}" for i in range(layout.columns)]
-    used = [names[i] for i in layout.used()]
+    used = [names[i] for i in layout.used(root is not None, image_layout)]
     raw, compression, hashing = _open_bytes(metadata)
     report.notes["compression"] = compression
     stream = io.BufferedReader(_Utf8Clean(raw), buffer_size=1 << 20)
