@@ -105,7 +105,7 @@ def plot_median_error_map(
     log scale.
     """
     from matplotlib.colors import LogNorm
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     plt = _pyplot()
     frame = pd.DataFrame({"error": np.asarray(errors_km, dtype=np.float64)})
@@ -148,6 +148,7 @@ def plot_median_error_map(
         bar = fig.colorbar(dots, ax=ax, shrink=0.7, pad=0.02)
         bar.set_label("median error (km)")
         # Plain numbers read better than 6x10^0 on a km scale.
+        bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
     ax.set_title(f"{title}: median error per {unit} (dot size ~ photos)", fontsize=10)
