@@ -21,7 +21,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mp16", type=Path, default=DEFAULT_MP16)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("-k", "--only", default="", help="run only benchmarks whose name contains this")
+    parser.add_argument(
+        "-k", "--only", default="", help="run only benchmarks whose name contains this"
+    )
     args = parser.parse_args()
     failures = 0
     for script in sorted(HERE.glob("bench_*.py")):

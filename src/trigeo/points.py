@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from trigeo.errors import InputError
 
-__all__ = ["LAT_NAMES", "LON_NAMES", "find_column", "read_table", "read_points", "validate_latlng"]
+__all__ = ["LAT_NAMES", "LON_NAMES", "find_column", "read_points", "read_table", "validate_latlng"]
 
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "lng", "longitude", "long")

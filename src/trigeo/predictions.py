@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from trigeo.errors import ArtifactError, InputError
-from trigeo.points import find_column, read_table, validate_latlng, LAT_NAMES, LON_NAMES
+from trigeo.points import LAT_NAMES, LON_NAMES, find_column, read_table, validate_latlng
 from trigeo.provenance import atomic_path, make_provenance
 
 __all__ = ["Predictions", "read_predictions", "write_predictions"]
@@ -98,7 +98,12 @@ def write_predictions(
     columns["mesh_hash"] = pa.array([mesh_hash] * n, pa.string()).dictionary_encode()
     table = pa.table(columns)
     record = provenance or make_provenance()
-    record = {**record, "model_id": model_id, "mesh_hash": mesh_hash, "format": "trigeo-predictions/1"}
+    record = {
+        **record,
+        "model_id": model_id,
+        "mesh_hash": mesh_hash,
+        "format": "trigeo-predictions/1",
+    }
     table = table.replace_schema_metadata({_META_KEY: json.dumps(record).encode()})
     with atomic_path(path, suffix=".parquet") as tmp:
         pq.write_table(table, tmp, compression="zstd")

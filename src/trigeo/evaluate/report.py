@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -499,13 +498,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _make_readable(path: Path) -> None:
-    """Reports are for sharing: undo the owner-only mode of the atomic temp file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
-
-
 def write_report(
     evaluation: Evaluation,
     out_dir: str | Path,
@@ -528,14 +520,12 @@ def write_report(
         path = out / "figures" / fig.name
         with atomic_path(path, suffix=".png") as tmp:
             tmp.write_bytes(fig.png)
-        _make_readable(path)
         written[f"figures/{fig.name}"] = path
     for m in evaluation.models:
         if m.missing_ids.size:
             path = out / "missing" / f"{_slug(m.name)}.txt"
             with atomic_path(path, suffix=".txt") as tmp:
                 tmp.write_text("\n".join(m.missing_ids.tolist()) + "\n", "utf-8")
-            _make_readable(path)
             written[f"missing/{path.name}"] = path
     record = {
         "provenance": provenance,
@@ -543,7 +533,6 @@ def write_report(
         "figures": [fig.name for fig in figures],
     }
     write_json_atomic(out / "metrics.json", _finite(record))
-    _make_readable(out / "metrics.json")
     written["metrics.json"] = out / "metrics.json"
     for name, text in (
         ("report.md", render_markdown(evaluation, tables, figures, provenance)),
@@ -551,6 +540,5 @@ def write_report(
     ):
         with atomic_path(out / name) as tmp:
             tmp.write_text(text, "utf-8")
-        _make_readable(out / name)
         written[name] = out / name
     return written
