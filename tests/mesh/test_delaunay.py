@@ -250,3 +250,35 @@ def test_unfitted_and_bad_input() -> None:
         DelaunayMesh(10, 1).fit([0.0, np.nan], [0.0, 1.0])
     with pytest.raises(InputError, match="outside"):
         DelaunayMesh(10, 1).fit([0.0, 95.0], [0.0, 1.0])
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_fit_counts_follow_the_tie_rule(points, monkeypatch, compiled: bool) -> None:
+    from trigeo.mesh import TriangleLocator, _kernels
+
+    if compiled and not _kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    if not compiled:
+        monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
+    lat, lon = points
+    # Add photos exactly on vertices, where several triangles tie.
+    first = DelaunayMesh(refinement_limit=150, minimum_examples=10).fit(lat, lon)
+    lat2 = np.concatenate([lat, first.vertices_[:, 0]])
+    lon2 = np.concatenate([lon, first.vertices_[:, 1]])
+    mesh = DelaunayMesh(refinement_limit=150, minimum_examples=10).fit(lat2, lon2)
+    locator = TriangleLocator(mesh.vertices_xyz_, mesh.triangles_)
+    expect = np.bincount(locator.locate(lat2, lon2), minlength=len(mesh.triangles_))
+    np.testing.assert_array_equal(mesh.counts_, expect)
+
+
+def test_fill_after_load_reproduces_study_coarse_procedure(points, tmp_path) -> None:
+    lat, lon = points
+    sub = DelaunayMesh(refinement_limit=60, minimum_examples=20).fit(lat[::3], lon[::3])
+    loaded = DelaunayMesh.load(sub.save(tmp_path / "sub.npz"))
+    loaded.fill(lat, lon)
+    np.testing.assert_array_equal(loaded.triangles_, sub.triangles_)
+    tri = loaded.locate_triangle(lat, lon)
+    np.testing.assert_array_equal(loaded.counts_, np.bincount(tri, minlength=len(sub.triangles_)))
+    assert loaded.n_points_ == lat.size
+    assert loaded.n_cells_ >= sub.n_cells_  # three times the photos keep more triangles
+    assert loaded.points_hash_ != sub.points_hash_

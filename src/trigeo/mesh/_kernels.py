@@ -132,17 +132,21 @@ if HAVE_NUMBA:
 
     @njit(cache=True, nogil=True, inline="always")
     def _sin_cos(x, table_sin, table_cos, lo):  # type: ignore[no-untyped-def]
-        """sin/cos of x degrees from a 0.01-degree table plus a short Taylor series.
+        """sin/cos of x degrees from a 0.1-degree table plus a Taylor series.
 
-        Accurate to a few ulp (never bitwise-identical to libm); callers only
-        use the result through a filter band far wider than that error.
+        |d| <= 0.05° (8.7e-4 rad), so the truncated series terms are below
+        1e-30; the result is within a few ulp of libm (never bitwise-identical),
+        and callers only use it through a filter band far wider than that.
+        The tables are small enough to stay in cache.
         """
-        k = np.int64((x - lo) * 100.0 + 0.5)
-        g = lo + k * 0.01
+        k = np.int64((x - lo) * 10.0 + 0.5)
+        g = lo + k * 0.1
         d = (x - g) * 0.017453292519943295
         d2 = d * d
-        sd = d * (1.0 - d2 * (1.0 / 6.0 - d2 * (1.0 / 120.0)))
-        cd = 1.0 - d2 * (0.5 - d2 * (1.0 / 24.0 - d2 * (1.0 / 720.0)))
+        sd = d * (1.0 - d2 * (1.0 / 6.0) * (1.0 - d2 * (1.0 / 20.0) * (1.0 - d2 * (1.0 / 42.0))))
+        cd = 1.0 - d2 * 0.5 * (
+            1.0 - d2 * (1.0 / 12.0) * (1.0 - d2 * (1.0 / 30.0) * (1.0 - d2 * (1.0 / 56.0)))
+        )
         sg = table_sin[k]
         cg = table_cos[k]
         return sg * cd + cg * sd, cg * cd - sg * sd

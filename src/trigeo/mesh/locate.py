@@ -271,11 +271,11 @@ _ROOT_CACHE: dict[tuple[int, int], tuple[NDArray[np.float64], NDArray[np.float64
 
 
 def _trig_tables() -> tuple[NDArray[np.float64], ...]:
-    """sin/cos of latitudes and longitudes on a 0.01-degree grid (for the kernel)."""
+    """sin/cos of latitudes and longitudes on a 0.1-degree grid (for the kernel)."""
     global _TABLES
     if _TABLES is None:
-        lat = np.radians(-90.0 + np.arange(18002) * 0.01)
-        lon = np.radians(-180.0 + np.arange(36002) * 0.01)
+        lat = np.radians(-90.0 + np.arange(1802) * 0.1)
+        lon = np.radians(-180.0 + np.arange(3602) * 0.1)
         _TABLES = (np.sin(lat), np.cos(lat), np.sin(lon), np.cos(lon))
     return _TABLES
 
