@@ -435,7 +435,10 @@ def sample_photos(config: WorldConfig) -> tuple[pd.DataFrame, dict[str, np.ndarr
     new_session = np.r_[True, session[1:] != session[:-1]]
     run_start = np.maximum.accumulate(np.where(new_session, np.arange(n), 0))
     rank = np.arange(n) - run_start
-    posted = s_posted[session] + rank * (5 + rng.exponential(20.0, size=n)).astype(np.int64)
+    # Upload order follows taking order: seconds apart, accumulated within the batch.
+    spacing = np.where(rank == 0, 0, (5 + rng.exponential(20.0, size=n)).astype(np.int64))
+    elapsed = np.cumsum(spacing)
+    posted = s_posted[session] + elapsed - elapsed[run_start]
 
     jitter_km = np.where(rng.random(n) < 0.2, 0.0, rng.exponential(0.4, size=n))
     lat, lon = _offset(s_lat[session], s_lon[session], jitter_km, rng)
