@@ -56,6 +56,13 @@ def test_photos_in_dropped_cells_are_excluded_and_counted(trained, world):
     assert any(f"{dropped} in dropped cells excluded" in note for note in notes)
 
 
+def test_corrupt_training_image_is_skipped_and_reported(trained, corrupt_photo_id):
+    model, _, notes = trained
+    assert model.metrics["skipped_images"] == 1
+    assert list(model.metrics["skipped_examples"]) == [corrupt_photo_id]
+    assert any("1 unreadable training images skipped" in note for note in notes)
+
+
 def test_training_learns_the_tiny_world(trained):
     model, _, _ = trained
     final = model.metrics["final"]
@@ -133,7 +140,7 @@ def test_weights_that_do_not_fit_are_refused(world, tmp_path):
 
     dataset, _, mesh_path = world
     torch.save(timm.create_model("test_efficientnet").state_dict(), tmp_path / "w.pth")
-    with pytest.raises(InputError, match="w.pth"):
+    with pytest.raises(InputError, match=r"w\.pth"):
         train_m1(dataset.root, mesh_path, tmp_path / "m", _config(weights=str(tmp_path / "w.pth")))
     assert not (tmp_path / "m").exists()
 

@@ -436,6 +436,7 @@ def train_m1(
             f"stage {index} {stage.name}: {stage.optimizer}, lr {stage.lr}, {epochs} epochs, "
             + (f"beta {stage.beta}" if stage.sampling == "balanced" else "full data")
         )
+        run.net.train()  # inference (feature caching) may have left it in eval mode
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         seconds = time.perf_counter() - start
@@ -454,13 +455,7 @@ def train_m1(
         )
         total_images += module.train_images
         total_seconds += seconds
-        skipped.update(
-            {
-                run.train_photo_ids[i]: e
-                for i, e in module.skipped.items()
-                if i < len(run.train_photo_ids)
-            }
-        )
+        skipped.update({str(run.train_photo_ids[i]): e for i, e in module.skipped.items()})
         if is_zero:
             save_file(
                 {k: v.detach().cpu().contiguous() for k, v in run.net.state_dict().items()},

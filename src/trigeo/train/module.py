@@ -80,16 +80,18 @@ class M1Module(lightning.LightningModule):
             "val_lon",
             torch.tensor(np.array(empty if val_lon is None else val_lon), dtype=torch.float64),
         )
+        # Dataset position -> error, for the train and validation sets.
         self.skipped: dict[int, str] = {}
+        self.skipped_val: dict[int, str] = {}
         self.train_images = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.forward_head(x) if self.features_mode else self.net(x)
 
-    def _note_skipped(self, batch: dict[str, Any]) -> None:
+    def _note_skipped(self, batch: dict[str, Any], seen: dict[int, str]) -> None:
         for index, error in zip(batch["skipped"], batch["errors"], strict=True):
-            if index not in self.skipped:
-                self.skipped[index] = error
+            if index not in seen:
+                seen[index] = error
                 log.warning("skipped unreadable image: %s", error)
 
     def on_train_epoch_start(self) -> None:
@@ -99,7 +101,7 @@ class M1Module(lightning.LightningModule):
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        self._note_skipped(batch)
+        self._note_skipped(batch, self.skipped)
         if batch["image"] is None:
             return None
         logits = self(batch["image"])
@@ -119,7 +121,7 @@ class M1Module(lightning.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._note_skipped(batch)
+        self._note_skipped(batch, self.skipped_val)
         if batch["image"] is None:
             return
         logits = self(batch["image"]).float()
