@@ -57,79 +57,6 @@ if HAVE_NUMBA:
             inside[k] = all_in
         return disjoint, inside
 
-    @njit(cache=True, nogil=True)
-    def descend(  # type: ignore[no-untyped-def]
-        lat,
-        lon,
-        codes,
-        level_offset,
-        inv_dlat,
-        inv_dlon,
-        block_row,
-        block_col,
-        block_offset,
-        n_lat0,
-        n_lon0,
-        factor,
-        leaf_base,
-    ):
-        """Raster code reached by each point: triangle id, -1, or a leaf code."""
-        n = lat.size
-        out = np.empty(n, dtype=np.int64)
-        ff = factor * factor
-        for i in range(n):
-            la = lat[i] + 90.0
-            lo = lon[i] + 180.0
-            r = np.int64(la * inv_dlat[0])
-            c = np.int64(lo * inv_dlon[0])
-            r = min(max(r, 0), n_lat0 - 1)
-            c = min(max(c, 0), n_lon0 - 1)
-            code = codes[r * n_lon0 + c]
-            d = 0
-            while code <= leaf_base:
-                b = leaf_base - code
-                d += 1
-                r = np.int64(la * inv_dlat[d]) - block_row[block_offset[d - 1] + b]
-                c = np.int64(lo * inv_dlon[d]) - block_col[block_offset[d - 1] + b]
-                r = min(max(r, 0), factor - 1)
-                c = min(max(c, 0), factor - 1)
-                code = codes[level_offset[d] + b * ff + r * factor + c]
-            out[i] = code
-        return out
-
-    @njit(cache=True, nogil=True)
-    def test_leaves(p, leaf, leaf_ptr, leaf_tris, normals, band):  # type: ignore[no-untyped-def]
-        """First certain candidate per point; ``-2 - slot`` where a sign is unsure.
-
-        Returns the triangle id, -1 when no candidate contains the point, or
-        ``-2 - k`` when candidate slot ``k`` (an index into ``leaf_tris``)
-        could not be decided in floating point.
-        """
-        m = leaf.size
-        out = np.empty(m, dtype=np.int64)
-        for i in range(m):
-            px = p[i, 0]
-            py = p[i, 1]
-            pz = p[i, 2]
-            res = -1
-            for k in range(leaf_ptr[leaf[i]], leaf_ptr[leaf[i] + 1]):
-                t = leaf_tris[k]
-                outside = False
-                certain = True
-                for e in range(3):
-                    s = normals[t, e, 0] * px + normals[t, e, 1] * py + normals[t, e, 2] * pz
-                    if s < -band:
-                        outside = True
-                        break
-                    if not s > band:
-                        certain = False
-                if outside:
-                    continue
-                res = t if certain else -2 - k
-                break
-            out[i] = res
-        return out
-
     @njit(cache=True, nogil=True, inline="always")
     def _sin_cos(x, table_sin, table_cos, lo):  # type: ignore[no-untyped-def]
         """sin/cos of x degrees from a 0.1-degree table plus a Taylor series.
@@ -176,10 +103,12 @@ if HAVE_NUMBA:
     ):
         """Descend the raster and test leaf candidates, all in one pass.
 
-        ``leaf_data`` holds each leaf as a run ``[count, t1, ..., tk]``; a leaf
-        code is ``-2 - position of its count``. Returns triangle ids, -1 (no
-        triangle), or ``-2 - k`` where the candidate at ``leaf_data[k]`` needs
-        the exact test (the caller finishes those).
+        ``leaf_data`` holds each leaf as a run ``[count, t1, ..., tk]`` in any
+        order: a triangle that certainly contains the point is the only one that
+        contains it. A leaf code is ``-2 - position of its count``. Returns
+        triangle ids, -1 (no triangle), or ``-2 - k`` where the candidate at
+        ``leaf_data[k]`` was unsure (the caller then redoes the leaf exactly,
+        in ascending triangle order).
         """
         n = lat.size
         out = np.empty(n, dtype=np.int64)
@@ -258,4 +187,22 @@ if HAVE_NUMBA:
                     break
                 t = neighbors[t, edge]
             out[i] = found
+        return out
+
+    @njit(cache=True, nogil=True)
+    def inside_depth(unit_normals, points, tri):  # type: ignore[no-untyped-def]
+        """min over the 3 edges of n̂·p for pairs (point k, triangle tri[k])."""
+        m = tri.size
+        out = np.empty(m)
+        for k in range(m):
+            t = tri[k]
+            best = np.inf
+            for e in range(3):
+                d = (
+                    unit_normals[t, e, 0] * points[k, 0]
+                    + unit_normals[t, e, 1] * points[k, 1]
+                    + unit_normals[t, e, 2] * points[k, 2]
+                )
+                best = min(best, d)
+            out[k] = best
         return out

@@ -436,6 +436,7 @@ class TriangleLocator:
         self.block_col: list[NDArray[np.int64]] = []
         leaf_ptr: list[int] = [0]
         leaf_tris: list[NDArray[np.int64]] = []
+        leaf_centres: list[NDArray[np.float64]] = []
         n_leaves = 0
 
         # Level bookkeeping: cells at this level are identified by global (row, col).
@@ -488,6 +489,7 @@ class TriangleLocator:
                 lc, lt = cell[sel], tri[sel]
                 lcounts = np.bincount(lc, minlength=n_cells)[leaf]
                 leaf_tris.append(lt)
+                leaf_centres.append(centre[lc])
                 ends = np.cumsum(lcounts) + leaf_ptr[-1]
                 leaf_ptr.extend(ends.tolist())
                 code[leaf] = -2 - (n_leaves + np.arange(leaf.size))  # fixed up below
@@ -541,13 +543,36 @@ class TriangleLocator:
         self._block_offset = np.cumsum([0] + [len(b) for b in self.block_row]).astype(np.int64)
         # Compiled path: each leaf is one run [count, t1, ..., tk] in a single int32
         # array, so a point costs one cache miss for its candidates, not two.
+        # Candidates run most-likely first (deepest inside at the cell's centre):
+        # a point certainly inside a triangle is in no other one, so any order
+        # gives the tie rule's answer; unsure points go to the exact path, which
+        # scans the leaf in ascending order.
         counts = np.diff(self.leaf_ptr)
+        owner = np.repeat(np.arange(n_leaves), counts)
+        if self.leaf_tris.size:
+            at = np.concatenate(leaf_centres)
+            if _kernels.HAVE_NUMBA:
+                depth_in = _kernels.inside_depth(self._unit_normals, at, self.leaf_tris)
+            else:
+                depth_in = np.concatenate(
+                    [
+                        _dot3(self._unit_normals[t], c[:, None, :]).min(axis=1)
+                        for t, c in zip(
+                            np.array_split(self.leaf_tris, 1 + len(at) // 500_000),
+                            np.array_split(at, 1 + len(at) // 500_000),
+                            strict=True,
+                        )
+                    ]
+                )
+            order = np.lexsort((-depth_in, owner))
+        else:
+            order = np.zeros(0, dtype=np.int64)
         self._leaf_header = self.leaf_ptr[:-1] + np.arange(n_leaves)
         data = np.empty(len(self.leaf_tris) + n_leaves, dtype=np.int64)
         body = np.ones(data.size, dtype=bool)
         body[self._leaf_header] = False
         data[self._leaf_header] = counts
-        data[body] = self.leaf_tris
+        data[body] = self.leaf_tris[order]
         self._leaf_data = data.astype(np.int32)
         codes = self._codes.astype(np.int64)
         is_leaf = (codes <= -2) & (codes > -2 - n_leaves)
@@ -656,20 +681,15 @@ class TriangleLocator:
         if unsure.size:
             # Decide these on the canonical unit vector (trigeo.sphere), exactly.
             p = latlng_to_xyz(lat[unsure], lon[unsure])
-            pos = -2 - out[unsure]  # position in _leaf_data of the first unsure candidate
+            pos = -2 - out[unsure]  # position in _leaf_data of an unsure candidate
             leaves = np.searchsorted(self._leaf_header, pos, side="right") - 1
-            slots = pos - leaves - 1  # the same candidate's index in leaf_tris
             for j in range(unsure.size):
-                out[unsure[j]] = self._finish_exact(p[j], int(slots[j]), int(leaves[j]))
+                out[unsure[j]] = self._finish_exact(p[j], int(leaves[j]))
         return out
 
-    def _finish_exact(self, p: NDArray[np.float64], slot: int, leaf: int) -> int:
-        """Exact test of a point against candidate slots ``slot..end`` of its leaf.
-
-        Slots before ``slot`` were certainly outside, so the first exact hit
-        from here on is still the lowest containing index in the leaf.
-        """
-        for k in range(slot, int(self.leaf_ptr[leaf + 1])):
+    def _finish_exact(self, p: NDArray[np.float64], leaf: int) -> int:
+        """Exact test of a point against its leaf's candidates in ascending order."""
+        for k in range(int(self.leaf_ptr[leaf]), int(self.leaf_ptr[leaf + 1])):
             t = self.leaf_tris[k : k + 1]
             if contains_exact(self.xyz, self.triangles, self.normals, t, p[None, :])[0]:
                 return int(t[0])
