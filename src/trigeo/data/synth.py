@@ -821,12 +821,18 @@ def render_images(
     return out
 
 
-def _encode_jpeg(array: np.ndarray, quality: int) -> bytes:
+def _encode_jpegs(pixels: np.ndarray, quality: int) -> list[bytes]:
+    """JPEG bytes of each (H, W, 3) uint8 image; one reused Pillow image saves overhead."""
     from PIL import Image
 
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    canvas = Image.new("RGB", (pixels.shape[2], pixels.shape[1]))
+    out = []
+    for array in pixels:
+        canvas.frombytes(array.tobytes())
+        buffer = io.BytesIO()
+        canvas.save(buffer, format="JPEG", quality=quality)
+        out.append(buffer.getvalue())
+    return out
 
 
 # --------------------------------------------------------------------------- writing
@@ -872,8 +878,8 @@ def make_world(
         pixels = render_images(
             batch, config.image_size, seed=hash_seed(config.seed, start), noise=config.pixel_noise
         )
-        for i in range(stop - start):
-            paths[start + i].write_bytes(_encode_jpeg(pixels[i], config.jpeg_quality))
+        for i, data in enumerate(_encode_jpegs(pixels, config.jpeg_quality)):
+            paths[start + i].write_bytes(data)
         return stop - start
 
     starts = range(0, config.photos, _BATCH)
