@@ -101,7 +101,12 @@ if HAVE_NUMBA:
         lon_sin,
         lon_cos,
     ):
-        """Descend the raster and test leaf candidates, all in one pass.
+        """Descend the raster and test leaf candidates.
+
+        Work goes in passes over all points (root lookups, then each level,
+        then the leaf tests) rather than point by point: each pass is a short
+        loop of independent loads, so the CPU keeps many cache misses in
+        flight; this is about twice as fast as one fused loop.
 
         ``leaf_data`` holds each leaf as a run ``[count, t1, ..., tk]`` in any
         order: a triangle that certainly contains the point is the only one that
@@ -114,24 +119,37 @@ if HAVE_NUMBA:
         out = np.empty(n, dtype=np.int64)
         ff = factor * factor
         for i in range(n):
-            la = lat[i] + 90.0
-            lo = lon[i] + 180.0
-            r = np.int64(la * inv_dlat[0])
-            c = np.int64(lo * inv_dlon[0])
+            r = np.int64((lat[i] + 90.0) * inv_dlat[0])
+            c = np.int64((lon[i] + 180.0) * inv_dlon[0])
             r = min(max(r, 0), n_lat0 - 1)
             c = min(max(c, 0), n_lon0 - 1)
-            code = np.int64(codes[r * n_lon0 + c])
-            d = 0
-            while code <= leaf_base:
-                b = leaf_base - code
-                d += 1
-                r = np.int64(la * inv_dlat[d]) - block_row[block_offset[d - 1] + b]
-                c = np.int64(lo * inv_dlon[d]) - block_col[block_offset[d - 1] + b]
+            out[i] = codes[r * n_lon0 + c]
+        pending = np.empty(n, dtype=np.int64)
+        m = 0
+        for i in range(n):
+            if out[i] <= leaf_base:
+                pending[m] = i
+                m += 1
+        d = 0
+        while m > 0:
+            d += 1
+            still = 0
+            for j in range(m):
+                i = pending[j]
+                b = leaf_base - out[i]
+                r = np.int64((lat[i] + 90.0) * inv_dlat[d]) - block_row[block_offset[d - 1] + b]
+                c = np.int64((lon[i] + 180.0) * inv_dlon[d]) - block_col[block_offset[d - 1] + b]
                 r = min(max(r, 0), factor - 1)
                 c = min(max(c, 0), factor - 1)
                 code = np.int64(codes[level_offset[d] + b * ff + r * factor + c])
-            if code >= -1:
                 out[i] = code
+                if code <= leaf_base:
+                    pending[still] = i
+                    still += 1
+            m = still
+        for i in range(n):
+            code = out[i]
+            if code >= -1:
                 continue
             head = -2 - code
             s_lat, c_lat = _sin_cos(lat[i], lat_sin, lat_cos, -90.0)
