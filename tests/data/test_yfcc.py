@@ -201,3 +201,38 @@ def test_fuzz_random_fields(
     table = Dataset.open(folder / "out").table
     assert table["lat"].between(-90, 90).all() and table["lon"].between(-180, 180).all()
     assert table["photo_id"].is_unique
+
+
+def test_interrupted_import_resumes(world_table: pd.DataFrame, tmp_path: Path) -> None:
+    path = write_yfcc(world_table, tmp_path / "m.tsv")
+    lines = path.read_text().splitlines()
+    lines.insert(40, "bad\tline")  # a wrong column count before the interruption
+    lines.insert(250, "another\tbad\tline")  # and one after it
+    lines.append(lines[5])  # a duplicate of an early photo, seen only after resuming
+    path.write_text("\n".join(lines) + "\n")
+    options = {"block_bytes": 1 << 12, "row_group_rows": 20}
+    fresh_meta, fresh = import_yfcc(path, tmp_path / "fresh", **options)
+
+    calls = []
+
+    def interrupt(n: int) -> None:
+        calls.append(n)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        import_yfcc(path, out, progress=interrupt, **options)
+    assert (out / ".yfcc-state.json").exists()
+    assert not (out / "table.parquet").exists()
+    converted: list[int] = []
+    meta, report = import_yfcc(path, out, progress=converted.append, **options)
+    assert 0 < sum(converted) < 300  # only what was left was converted
+    assert report.notes["resumed_after_lines"] > 0
+    assert report.read == fresh.read == 303
+    assert dict(report.skipped) == dict(fresh.skipped)
+    assert dict(report.skipped) == {"wrong column count": 2, "duplicate photo id": 1}
+    pd.testing.assert_frame_equal(Dataset.open(out).table, Dataset.open(tmp_path / "fresh").table)
+    assert meta["counts"] == fresh_meta["counts"]
+    assert meta["provenance"]["inputs"] == fresh_meta["provenance"]["inputs"]
+    assert not (out / ".yfcc-state.json").exists() and not (out / ".yfcc-parts").exists()
