@@ -163,7 +163,7 @@ def yfcc(
     ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the hash-based split.")] = 0,
 ) -> None:
-    """Import geotagged photos from the YFCC100M metadata (streaming, bounded memory)."""
+    """Import geotagged photos from the YFCC100M metadata (streaming, resumable)."""
     from trigeo.data.yfcc import REPORT_FILE, import_yfcc
 
     total = metadata.stat().st_size if metadata.exists() else 0
