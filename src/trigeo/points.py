@@ -159,6 +159,7 @@ def read_points(
     lon_col: str | None = None,
     *,
     wrap_longitude: bool = False,
+    split: str | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Read validated latitude/longitude arrays (degrees) from CSV or Parquet.
 
@@ -171,11 +172,31 @@ def read_points(
         ``lon/lng/longitude`` when not given.
     wrap_longitude
         Wrap longitudes outside ``[-180, 180]`` instead of rejecting them.
+    split
+        Keep only rows whose ``split`` column equals this (e.g. ``train`` when
+        the file is a dataset's ``table.parquet``: meshes are built on training
+        photos only).
     """
     path = Path(path)
     table = read_table(path)
     if table.num_rows == 0:
         raise InputError("file has a header but no data rows", source=path)
+    if split is not None:
+        if "split" not in table.column_names:
+            raise InputError(
+                f"--split {split!r} needs a 'split' column; columns are {table.column_names}",
+                source=path,
+                column="split",
+            )
+        splits = table.column("split").cast(pa.string())
+        table = table.filter(pc.equal(splits, split))
+        if table.num_rows == 0:
+            present = sorted(set(splits.to_pylist()))
+            raise InputError(
+                f"no rows with split {split!r}; splits present are {present}",
+                source=path,
+                column="split",
+            )
     lat_name = find_column(table, lat_col, LAT_NAMES, "latitude", path)
     lon_name = find_column(table, lon_col, LON_NAMES, "longitude", path)
     lat = _to_float(table, lat_name, path)
