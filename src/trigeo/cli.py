@@ -14,6 +14,7 @@ from typing import Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from trigeo import __version__
@@ -22,25 +23,17 @@ from trigeo.errors import TrigeoError
 _stderr = Console(stderr=True)
 
 
-class _ReportedError(click.ClickException):
-    """A ``TrigeoError`` shown as one red line, exit status 2, no traceback."""
-
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        _stderr.print(f"[bold red]error:[/bold red] {self.message}", highlight=False)
-
-
 class _Group(TyperGroup):
+    """Root group: a ``TrigeoError`` becomes one red line on stderr and exit status 2."""
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except TrigeoError as exc:
-            # typer >= 0.20 runs a vendored click whose main loop does not recognise
-            # click.ClickException, so show the error here and exit with its status.
-            error = _ReportedError(str(exc))
-            error.show()
-            raise SystemExit(error.exit_code) from exc
+            # typer >= 0.20 vendors its own click, whose main loop does not recognise
+            # click.ClickException; print here and exit with the documented status.
+            _stderr.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+            raise SystemExit(2) from exc
 
 
 app = typer.Typer(

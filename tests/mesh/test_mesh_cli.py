@@ -249,3 +249,25 @@ def test_build_argument_errors(points_csv: Path, tmp_path: Path) -> None:
         result = run("mesh", "build", "--points", points_csv, "--out", out, *extra)
         failed_with(result, needle)
     assert not out.exists()
+
+
+def test_build_from_training_split_only(points_csv: Path, tmp_path: Path) -> None:
+    lat, lon = clustered_points(3000, seed=11)
+    split = np.where(np.arange(lat.size) % 4 == 0, "val", "train")
+    table = tmp_path / "table.parquet"
+    pq.write_table(pa.table({"lat": lat, "lon": lon, "split": split}), table)
+    out = tmp_path / "train.npz"
+    result = run(
+        "mesh", "build", "--points", table, "--split", "train",
+        "--refinement-limit", 100, "--minimum-examples", 8, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    train = split == "train"
+    expected = DelaunayMesh(refinement_limit=100, minimum_examples=8).fit(lat[train], lon[train])
+    assert DelaunayMesh.load(out).mesh_hash == expected.mesh_hash
+    failed_with(
+        run("mesh", "build", "--points", table, "--split", "heads", "--preset", "coarse",
+            "--out", tmp_path / "none.npz"),
+        "no rows with split 'heads'",
+    )  # fmt: skip
+    assert not (tmp_path / "none.npz").exists()

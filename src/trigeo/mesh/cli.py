@@ -32,6 +32,14 @@ WrapOpt = Annotated[
         "--wrap-longitude", help="Wrap longitudes outside [-180, 180] instead of failing."
     ),
 ]
+SplitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--split",
+        help="Use only rows whose 'split' column has this value (e.g. train, for a dataset's "
+        "table.parquet).",
+    ),
+]
 MeshArg = Annotated[Path, typer.Argument(help="Mesh file written by `trigeo mesh build`.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -58,6 +66,7 @@ def build(
     lat_col: LatColOpt = None,
     lon_col: LonColOpt = None,
     wrap_longitude: WrapOpt = False,
+    split: SplitOpt = None,
 ) -> None:
     """Build a mesh from photo coordinates (a preset, or explicit limits)."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -71,7 +80,7 @@ def build(
         raise InputError("--preset cannot be combined with --refinement-limit/--minimum-examples")
     if scaled and preset is None:
         raise InputError("--scaled only applies to --preset")
-    lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude)
+    lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude, split=split)
     if preset is not None:
         mesh = DelaunayMesh.from_preset(preset, scale_to=lat.size if scaled else None)
     else:
@@ -131,6 +140,7 @@ def oracle(
     lat_col: LatColOpt = None,
     lon_col: LonColOpt = None,
     wrap_longitude: WrapOpt = False,
+    split: SplitOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Best possible accuracy: each point labelled with its own cell's centroid."""
@@ -142,7 +152,7 @@ def oracle(
     from trigeo.points import read_points
 
     mesh = DelaunayMesh.load(mesh_path)
-    lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude)
+    lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude, split=split)
     report = oracle_report(mesh, lat, lon)
     if as_json:
         typer.echo(json.dumps(report))
