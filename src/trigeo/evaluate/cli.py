@@ -89,6 +89,14 @@ def evaluate(
             "--averaging", help="Also score user- and album-averaged versions of each model."
         ),
     ] = False,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--baseline",
+            help="Add a reference predictor scored like a model, once per --mesh: 'prior' "
+            "always predicts the mesh's training class frequencies (most populous cell first).",
+        ),
+    ] = None,
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples for the CIs.")
     ] = 1000,
@@ -106,6 +114,8 @@ def evaluate(
     from rich.table import Table as RichTable
 
     from trigeo.data.table import Dataset
+    from trigeo.errors import InputError
+    from trigeo.evaluate.baselines import BASELINES, predict_prior
     from trigeo.evaluate.core import EvaluationConfig, Truth
     from trigeo.evaluate.core import evaluate as run_evaluation
     from trigeo.evaluate.inputs import EvaluationWarning, load_predictions
@@ -145,6 +155,17 @@ def evaluate(
         probs = path.with_suffix(".probs.npy")
         if probs.exists():
             inputs[f"pred:{probs}"] = hash_file(probs)
+    for name in baseline or []:
+        if name not in BASELINES:
+            raise InputError(f"unknown --baseline {name!r}; choose from {', '.join(BASELINES)}")
+        if not meshes:
+            raise InputError(f"--baseline {name} predicts from a mesh's class counts; add --mesh")
+        for mesh_name, mesh_obj in meshes:
+            model_id = f"{name} baseline ({mesh_name})"
+            prior = predict_prior(
+                mesh_obj, truth_photos.photo_id, label=config.label or "imagery", model_id=model_id
+            )
+            predictions.append((model_id, prior))
     evaluation = run_evaluation(
         truth_photos, predictions, meshes=meshes, config=config, oracle=oracle
     )
