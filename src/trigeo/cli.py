@@ -52,6 +52,7 @@ _SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     ("trigeo.data.cli", "app", "data", "group"),
     ("trigeo.train.cli", "app", "train", "group"),
     ("trigeo.predict.cli", "predict", "predict", "command"),
+    ("trigeo.demo", "demo", "demo", "command"),
 ]
 
 
