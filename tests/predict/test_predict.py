@@ -142,3 +142,11 @@ def test_cli_train_and_predict(model_dir, tmp_path):
     )
     assert result.exit_code == 2
     assert "resnet10t" in result.output and not (tmp_path / "m").exists()
+
+
+def test_output_folder_is_created(model_dir, tmp_path):
+    path, dataset = model_dir
+    out = tmp_path / "new" / "folder" / "p.parquet"
+    predict_m1(path, out, data=dataset.root, top_k=2, **_quiet())
+    assert len(read_predictions(out)) == len(dataset.photos("val"))
+    assert not list(out.parent.glob(".trigeo-predict-*"))
