@@ -1,0 +1,1 @@
+"""Batched inference with trained models into predictions files (torch; see ``trigeo.predictions``)."""
