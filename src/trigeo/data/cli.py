@@ -15,6 +15,14 @@ app = typer.Typer(
 )
 console = Console()
 
+# The study's split (see trigeo.data.split): shared by every command that writes a table.
+ValFractionOpt = Annotated[
+    float, typer.Option(help="Share of photos in M1's validation part (the study: 0.18).")
+]
+HeadsFractionOpt = Annotated[
+    float, typer.Option(help="Share of that part that trains M2/M3; the rest is held out.")
+]
+
 
 def _progress() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -42,12 +50,8 @@ def synth(
         float, typer.Option(help="Share of outdoor photos showing a wrong country's motif.")
     ] = 0.12,
     pixel_noise: Annotated[float, typer.Option(help="Gaussian pixel noise (0-1 scale).")] = 0.05,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of photos in M1's validation part.")
-    ] = 0.18,
-    heads_fraction: Annotated[
-        float, typer.Option(help="Share of that part that trains M2/M3.")
-    ] = 0.5,
+    val_fraction: ValFractionOpt = 0.18,
+    heads_fraction: HeadsFractionOpt = 0.5,
     workers: Annotated[
         int,
         typer.Option(
@@ -87,12 +91,8 @@ def synth(
 def split(
     root: Annotated[Path, typer.Argument(help="Dataset directory (its table is rewritten).")],
     seed: Annotated[int, typer.Option(help="Seed of the random split.")],
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of photos in M1's validation part.")
-    ] = 0.18,
-    heads_fraction: Annotated[
-        float, typer.Option(help="Share of that part that trains M2/M3.")
-    ] = 0.5,
+    val_fraction: ValFractionOpt = 0.18,
+    heads_fraction: HeadsFractionOpt = 0.5,
     by_user: Annotated[
         bool, typer.Option("--by-user", help="Keep each user on one side (no user leakage).")
     ] = False,
@@ -155,12 +155,8 @@ def yfcc(
     image_layout: Annotated[
         str, typer.Option(help="'id': ROOT/<photo_id>.<ext>; 'hash': ROOT/abc/def/<hash>.jpg.")
     ] = "id",
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of photos in M1's validation part.")
-    ] = 0.18,
-    heads_fraction: Annotated[
-        float, typer.Option(help="Share of that part that trains M2/M3.")
-    ] = 0.5,
+    val_fraction: ValFractionOpt = 0.18,
+    heads_fraction: HeadsFractionOpt = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the hash-based split.")] = 0,
 ) -> None:
     """Import geotagged photos from the YFCC100M metadata (streaming, resumable)."""
@@ -195,12 +191,8 @@ def photos(
     user: Annotated[
         str | None, typer.Option(help="User of every photo (default: first-level subfolder).")
     ] = None,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of photos in M1's validation part.")
-    ] = 0.18,
-    heads_fraction: Annotated[
-        float, typer.Option(help="Share of that part that trains M2/M3.")
-    ] = 0.5,
+    val_fraction: ValFractionOpt = 0.18,
+    heads_fraction: HeadsFractionOpt = 0.5,
     by_user: Annotated[bool, typer.Option("--by-user", help="Split by user.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
     workers: Annotated[int, typer.Option(help="Threads decoding photos.")] = 2,
