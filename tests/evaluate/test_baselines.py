@@ -41,9 +41,11 @@ def test_cli_scores_the_prior_baseline(tmp_path: Path, dataset, table: pd.DataFr
     mesh_path = mesh.save(tmp_path / "mesh.npz")
     out = tmp_path / "report"
     args = ["evaluate", "--truth", str(dataset.root), "--mesh", str(mesh_path), "--baseline",
-            "prior", "--no-figures", "--bootstrap", "50", "--out", str(out)]  # fmt: skip
+            "prior", "--averaging", "--no-figures", "--bootstrap", "50",
+            "--out", str(out)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    # Averaging a constant prediction would only repeat it, so no +user/+album rows.
     (row,) = json.loads((out / "metrics.json").read_text())["models"]
     assert row["model"] == "prior baseline (mesh)"
     val = table[table["split"] == "val"]

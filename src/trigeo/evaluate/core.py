@@ -636,7 +636,9 @@ def evaluate(
         results: list[ModelResult] = []
         for source, preds in predictions:
             results.append(_score_model(preds, source, truth, mesh_map, truth_cells, config))
-            if config.averaging and preds.has_cells:
+            # Averaging a photo-independent baseline reproduces it exactly: skip those rows.
+            is_baseline = "baseline" in preds.meta.get("config", {})
+            if config.averaging and preds.has_cells and not is_baseline:
                 matched = mesh_map.get(preds.mesh_hash or "")
                 centroids = None
                 n_cells = None
