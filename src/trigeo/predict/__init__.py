@@ -1,1 +1,4 @@
-"""Batched inference with trained models into predictions files (torch; see ``trigeo.predictions``)."""
+"""Batched inference with trained models into predictions files.
+
+Needs torch; the predictions format itself lives in ``trigeo.predictions``.
+"""
