@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# rich sizes its output to the terminal; tests read messages, so give them a wide one
+# (xdist's long temporary paths otherwise wrap mid-sentence on an 80-column terminal).
+os.environ["COLUMNS"] = "200"
 
 
 @pytest.fixture

@@ -190,7 +190,8 @@ def run_inference(
         full_probs=full_probs,
     )
     # Rank outputs go next to the final file (same filesystem, visible to every rank).
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".trigeo-predict-") as tmp:
         writer = _RankWriter(Path(tmp))
         trainer = lightning.Trainer(
