@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+import trigeo._lightning  # noqa: F401  (quiets Lightning's hosted-logger advert)
 from trigeo.data.loading import collate_skip
 from trigeo.models.m1 import M1Net
 

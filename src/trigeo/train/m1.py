@@ -29,15 +29,6 @@ __all__ = ["PreparedRun", "calibrate_m1", "prepare_m1", "set_cpu_threads", "trai
 
 log = logging.getLogger("trigeo.train")
 
-
-class _DropCloudAdvert(logging.Filter):
-    """Lightning advertises its hosted logger on every fit; trigeo runs offline."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
-
-
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropCloudAdvert())
 STATE_FILE = "train_state.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"

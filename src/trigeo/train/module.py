@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+import trigeo._lightning  # noqa: F401  (quiets Lightning's hosted-logger advert)
 from trigeo.data.loading import collate_skip
 from trigeo.models.m1 import M1Net
 from trigeo.train.config import StageConfig, TrainConfig
