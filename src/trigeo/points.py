@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
+from trigeo import sphere
 from trigeo.errors import InputError
 
 __all__ = ["LAT_NAMES", "LON_NAMES", "find_column", "read_points", "read_table", "validate_latlng"]
@@ -138,7 +139,7 @@ def validate_latlng(
             column=lat_col,
         )
     if wrap_longitude:
-        lon = (lon + 180.0) % 360.0 - 180.0
+        lon = sphere.wrap_longitude(lon)
     else:
         bad = np.abs(lon) > 180.0
         if bad.any():

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from trigeo.data.table import Dataset
 from trigeo.errors import InputError
@@ -141,8 +140,3 @@ def split_dataset(
 def keep_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """The ``dataset.json`` fields a rewrite of the table should carry over."""
     return {k: v for k, v in meta.items() if k not in _META_OWNED}
-
-
-def split_counts(splits: pd.Series) -> dict[str, int]:
-    """Photos per split, as plain ints (for reports)."""
-    return {str(k): int(v) for k, v in splits.value_counts().sort_index().items()}

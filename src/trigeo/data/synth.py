@@ -49,6 +49,7 @@ from trigeo.data.split import split_photos
 from trigeo.data.table import Dataset
 from trigeo.errors import InputError
 from trigeo.provenance import make_provenance
+from trigeo.sphere import EARTH_RADIUS_KM, wrap_longitude
 
 __all__ = [
     "WorldConfig",
@@ -276,7 +277,7 @@ def _offset(
     new_lat = np.clip(lat + dlat, -89.9, 89.9)
     coslat = np.maximum(np.cos(np.radians(new_lat)), 0.05)
     new_lon = lon + dist_km * np.sin(bearing) / (_KM_PER_DEG * coslat)
-    return new_lat, (new_lon + 180.0) % 360.0 - 180.0
+    return new_lat, wrap_longitude(new_lon)
 
 
 def _utc_offsets(
@@ -390,8 +391,7 @@ def sample_photos(config: WorldConfig) -> tuple[pd.DataFrame, dict[str, np.ndarr
             break
         u = s_user[pending]
         day = active_start[u] + (rng.random(pending.size) * active_span[u]).astype(np.int64)
-        doy = day.astype("datetime64[D]") - day.astype("datetime64[D]").astype("datetime64[Y]")
-        doy = doy.astype(np.int64)
+        doy = _day_of_year(day)
         season = np.cos(2 * np.pi * (doy - peak[pending]) / 365.25)
         accept = (1 + amplitude[pending] * season) / (1 + amplitude[pending])
         weekday = (day + 3) % 7  # 0 = Monday (1970-01-01 was a Thursday)
@@ -495,10 +495,7 @@ def _scene_params(
     local = taken_utc + utc_offset
     local_day = local // 86400
     hour = (local % 86400) / 3600.0
-    doy = (
-        local_day.astype("datetime64[D]")
-        - local_day.astype("datetime64[D]").astype("datetime64[Y]")
-    ).astype(np.float64)
+    doy = _day_of_year(local_day).astype(np.float64)
     # +1 in local summer, -1 in local winter.
     season = np.cos(2 * np.pi * (doy - 196.0) / 365.25) * np.sign(lat + 1e-9)
     abs_lat = np.abs(lat)
@@ -517,7 +514,7 @@ def _scene_params(
         lc = motifs.landmark_city[landmark[has]]
         dlat = np.radians(lat[has] - places.lat[lc])
         dlon = np.radians(lon[has] - places.lon[lc]) * np.cos(np.radians(lat[has]))
-        near = np.hypot(dlat, dlon) * 6372.795 < config.landmark_radius_km
+        near = np.hypot(dlat, dlon) * EARTH_RADIUS_KM < config.landmark_radius_km
         landmark[np.flatnonzero(has)[~near]] = -1
     landmark[~outdoor | (rng.random(n) > 0.7)] = -1
 

@@ -27,6 +27,7 @@ model is reported on it). No ``train`` photo ever trains M2 or M3.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -210,9 +211,12 @@ class Dataset:
     def table_path(self) -> Path:
         return self.root / TABLE_FILE
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
-        """SHA-256 of ``table.parquet``: identifies the dataset's content."""
+        """SHA-256 of ``table.parquet``: identifies the dataset's content.
+
+        Cached: a ``Dataset`` object never rewrites its table (writes return a new one).
+        """
         return hash_file(self.table_path)
 
     def photos(self, split: str | Iterable[str] | None = None) -> pd.DataFrame:

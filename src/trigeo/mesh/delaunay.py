@@ -226,7 +226,7 @@ class DelaunayMesh:
             # Store vertices as lat/lon and derive xyz from them, so a vertex given
             # back as lat/lon maps to exactly the same unit vector.
             vertices = np.vstack([vertices, np.column_stack([new_lat, new_lon])])
-            xyz = latlng_to_xyz(vertices[:, 0], vertices[:, 1])
+            xyz = np.vstack([xyz, latlng_to_xyz(new_lat, new_lon)])
             new_triangles = _hull_triangles(xyz)
             tri_of = self._relocate(xyz, triangles, new_triangles, tri_of, points, lat, lon)
             triangles = new_triangles
