@@ -142,7 +142,7 @@ def run_demo(
         start = time.perf_counter()
         app(stage.args, standalone_mode=False)
         _console.print(f"  [green]done[/green] in {time.perf_counter() - start:.1f} s")
-        state[stage.name] = stage.key()
+        state[stage.name] = key
         write_json_atomic(state_path, state)
     report = out / "report"
     _console.print(

@@ -38,6 +38,16 @@ def test_peer_csv_with_swapped_columns_is_detected_and_repaired(tmp_path, table)
     np.testing.assert_allclose(preds.lon, val["lon"])
 
 
+def test_swapped_peer_csv_keeps_numeric_looking_ids_verbatim(tmp_path):
+    path = tmp_path / "peer.csv"
+    path.write_text("photo_id,lat,lon\n007,139.7,35.7\n010,-74.0,40.7\n")
+    with pytest.warns(EvaluationWarning, match="look swapped"):
+        preds = load_predictions(path)
+    assert preds.photo_id.tolist() == ["007", "010"]
+    assert preds.meta["swapped_latlon"] is True
+    np.testing.assert_allclose(preds.lat, [35.7, 40.7])
+
+
 def test_a_few_bad_latitudes_are_an_error_naming_the_row(tmp_path, table):
     val = _val(table)
     frame = pd.DataFrame({"photo_id": val["photo_id"], "lat": val["lat"], "lon": val["lon"]})

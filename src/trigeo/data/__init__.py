@@ -9,8 +9,30 @@ Entry points (all importable without torch):
   :func:`trigeo.data.download.download_images`: importers.
 """
 
-from trigeo.data.split import split_dataset, split_photos
-from trigeo.data.table import COLUMNS, SCHEMA, SPLITS, Dataset, TableWriter, validate_table
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Lazy re-exports: `trigeo --help` imports trigeo.data.cli, which must not pull in
+# pandas and pyarrow just to print help.
+_EXPORTS = {
+    "COLUMNS": "trigeo.data.table",
+    "SCHEMA": "trigeo.data.table",
+    "SPLITS": "trigeo.data.table",
+    "Dataset": "trigeo.data.table",
+    "TableWriter": "trigeo.data.table",
+    "validate_table": "trigeo.data.table",
+    "split_dataset": "trigeo.data.split",
+    "split_photos": "trigeo.data.split",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'trigeo.data' has no attribute {name!r}")
+
 
 __all__ = [
     "COLUMNS",

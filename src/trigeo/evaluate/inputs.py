@@ -106,13 +106,11 @@ def load_predictions(path: str | Path) -> Predictions:
         EvaluationWarning,
         stacklevel=2,
     )
-    names = {name.lower(): name for name in table.column_names}
-    if "photo_id" not in names:
-        raise original
-    ids = np.asarray(table.column(names["photo_id"]).to_pylist()).astype(str)
-    return Predictions(
-        photo_id=ids, lat=lon, lon=lat, model_id=path.stem, meta={"swapped_latlon": True}
-    )
+    # The normal reader, with the columns' roles exchanged, keeps its id handling
+    # (e.g. leading zeros of numeric-looking ids).
+    preds = read_predictions(path, lat_col=lon_name, lon_col=lat_name)
+    preds.meta = {**preds.meta, "swapped_latlon": True}
+    return preds
 
 
 def check_predictions(

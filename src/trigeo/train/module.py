@@ -13,6 +13,7 @@ from torch.nn import functional
 import trigeo._lightning  # noqa: F401  (quiets Lightning's hosted-logger advert)
 from trigeo.data.loading import collate_skip
 from trigeo.models.m1 import M1Net
+from trigeo.sphere import EARTH_RADIUS_KM
 from trigeo.train.config import StageConfig, TrainConfig
 from trigeo.train.samplers import ClassBalancedSampler, EpochSampler, mix_seed
 
@@ -29,7 +30,7 @@ def _haversine_km(lat1: torch.Tensor, lon1: torch.Tensor, lat2: torch.Tensor, lo
         torch.sin((lat2 - lat1) / 2) ** 2
         + torch.cos(lat1) * torch.cos(lat2) * torch.sin((lon2 - lon1) / 2) ** 2
     )
-    return 2 * 6372.795 * torch.asin(torch.sqrt(a.clamp(0, 1)))
+    return 2 * EARTH_RADIUS_KM * torch.asin(torch.sqrt(a.clamp(0, 1)))
 
 
 class M1Module(lightning.LightningModule):
