@@ -242,11 +242,7 @@ class ModelResult:
             "photos_scored": self.n_scored,
             "photos_missing": int(self.missing_ids.size),
             "missing_photo_ids": [str(v) for v in self.missing_ids],
-            "accuracy_pct": dict(zip(keys, map(float, self.accuracy), strict=True)),
-            "accuracy_ci95_pct": {
-                key: [float(lo), float(hi)]
-                for key, lo, hi in zip(keys, self.ci_low, self.ci_high, strict=True)
-            },
+            **_accuracy_json(keys, self.accuracy, self.ci_low, self.ci_high),
             "mean_error_km": self.mean_km,
             "median_error_km": self.median_km,
             "kl_divergence": self.kl,
@@ -285,6 +281,18 @@ class Evaluation:
             },
             "warnings": self.warnings,
         }
+
+
+def _accuracy_json(
+    keys: Sequence[str], accuracy: Any, low: Any, high: Any
+) -> dict[str, dict[str, Any]]:
+    """The ``accuracy_pct`` / ``accuracy_ci95_pct`` fields of metrics.json rows."""
+    return {
+        "accuracy_pct": dict(zip(keys, map(float, accuracy), strict=True)),
+        "accuracy_ci95_pct": {
+            key: [float(lo), float(hi)] for key, lo, hi in zip(keys, low, high, strict=True)
+        },
+    }
 
 
 def _accuracy_block(errors: NDArray, config: EvaluationConfig) -> dict[str, Any]:
@@ -495,11 +503,7 @@ def _add_outdoor(result: ModelResult, truth: Truth, config: EvaluationConfig) ->
     keys = [f"{t:g}km" for t in config.thresholds_km]
     result.outdoor = {
         "photos": block["photos"],
-        "accuracy_pct": dict(zip(keys, map(float, block["accuracy"]), strict=True)),
-        "accuracy_ci95_pct": {
-            k: [float(lo), float(hi)]
-            for k, lo, hi in zip(keys, block["low"], block["high"], strict=True)
-        },
+        **_accuracy_json(keys, block["accuracy"], block["low"], block["high"]),
         **stats,
     }
 
@@ -539,11 +543,7 @@ def oracle_rows(
                 "label": label,
                 "photos": int(inside.sum()),
                 "photos_outside": int((~inside).sum()),
-                "accuracy_pct": dict(zip(keys, map(float, block["accuracy"]), strict=True)),
-                "accuracy_ci95_pct": {
-                    k: [float(lo), float(hi)]
-                    for k, lo, hi in zip(keys, block["low"], block["high"], strict=True)
-                },
+                **_accuracy_json(keys, block["accuracy"], block["low"], block["high"]),
                 **summarize_errors(errors),
             }
         )

@@ -327,6 +327,9 @@ def build_figures(
         )
     )
     mesh_by_hash = {mesh.mesh_hash: mesh for _, mesh in meshes}
+    # Locate every truth photo once per mesh; each model's map takes its own rows.
+    truth_cells = {h: mesh.locate(truth.lat, truth.lon) for h, mesh in mesh_by_hash.items()}
+    centroids = {h: mesh.centroids(kind="cell") for h, mesh in mesh_by_hash.items()}
     for m in models[:max_models]:
         mesh = mesh_by_hash.get(m.mesh_hash or "") or (
             next(iter(mesh_by_hash.values())) if mesh_by_hash else None
@@ -334,8 +337,9 @@ def build_figures(
         lat, lon = truth.lat[m.truth_rows], truth.lon[m.truth_rows]
         kwargs: dict[str, Any] = {}
         if mesh is not None:
-            cell_lat, cell_lon = mesh.centroids(kind="cell")
-            kwargs = {"cells": mesh.locate(lat, lon), "cell_lat": cell_lat, "cell_lon": cell_lon}
+            cell_lat, cell_lon = centroids[mesh.mesh_hash]
+            cells = truth_cells[mesh.mesh_hash][m.truth_rows]
+            kwargs = {"cells": cells, "cell_lat": cell_lat, "cell_lon": cell_lon}
         figures.append(
             Figure(
                 f"median_error_map_{_slug(m.name)}.png",
