@@ -149,6 +149,21 @@ def _to_arrow(df: pd.DataFrame) -> pa.Table:
     return table
 
 
+def _write_meta(
+    root: Path, counts: dict[str, Any], provenance: dict[str, Any], meta: dict[str, Any]
+) -> dict[str, Any]:
+    """Write ``dataset.json`` for the table already in ``root``; returns the record."""
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        **meta,
+        "counts": counts,
+        "table_sha256": hash_file(root / TABLE_FILE),
+        "provenance": provenance,
+    }
+    write_json_atomic(root / META_FILE, record)
+    return record
+
+
 class Dataset:
     """A dataset directory: the photo table plus its images and metadata.
 
@@ -261,15 +276,7 @@ class Dataset:
             "users": int(table["user_id"].nunique()),
             "splits": {str(k): int(v) for k, v in table["split"].value_counts().items()},
         }
-        record = {
-            "schema_version": SCHEMA_VERSION,
-            **meta,
-            "counts": counts,
-            "table_sha256": hash_file(root / TABLE_FILE),
-            "provenance": provenance,
-        }
-        write_json_atomic(root / META_FILE, record)
-        return cls(root, table, record)
+        return cls(root, table, _write_meta(root, counts, provenance, meta))
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.root)!r}, photos={len(self.table)})"
@@ -351,19 +358,12 @@ class TableWriter:
             self._tmp.unlink(missing_ok=True)
             raise InputError("the table has no rows", source=self.root / TABLE_FILE)
         os.replace(self._tmp, self.root / TABLE_FILE)
-        record = {
-            "schema_version": SCHEMA_VERSION,
-            **meta,
-            "counts": {
-                "photos": self.rows,
-                "users": int(self._users.size),
-                "splits": {str(k): int(v) for k, v in self._splits.items()},
-            },
-            "table_sha256": hash_file(self.root / TABLE_FILE),
-            "provenance": provenance,
+        counts = {
+            "photos": self.rows,
+            "users": int(self._users.size),
+            "splits": {str(k): int(v) for k, v in self._splits.items()},
         }
-        write_json_atomic(self.root / META_FILE, record)
-        return record
+        return _write_meta(self.root, counts, provenance, meta)
 
     def abort(self) -> None:
         """Drop the partial table (nothing under the final name is touched)."""
