@@ -24,7 +24,10 @@ try:  # pragma: no cover - exercised in both configurations by the tests
 except ImportError:  # pragma: no cover
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA"]
+__all__ = ["FAN_WIDTH", "HAVE_NUMBA"]
+
+# Most candidates a fan record holds (TriangleLocator._compile_leaves).
+FAN_WIDTH = 16
 
 if HAVE_NUMBA:
 
@@ -57,42 +60,107 @@ if HAVE_NUMBA:
             inside[k] = all_in
         return disjoint, inside
 
-    @njit(cache=True, nogil=True, inline="always")
-    def _sin_cos(x, table_sin, table_cos, lo):  # type: ignore[no-untyped-def]
-        """sin/cos of x degrees from a 0.1-degree table plus a Taylor series.
+    @njit(cache=True, nogil=True, inline="always", error_model="numpy")
+    def _sin_cos_fast(x, table_sin, table_cos, lo):  # type: ignore[no-untyped-def]
+        """sin/cos of x degrees from a 0.1-degree table plus a short series.
 
-        |d| <= 0.05° (8.7e-4 rad), so the truncated series terms are below
-        1e-30; the result is within a few ulp of libm (never bitwise-identical),
-        and callers only use it through a filter band far wider than that.
-        The tables are small enough to stay in cache.
+        |d| <= 0.05° (8.7e-4 rad): the dropped terms d**5/120 and d**6/720
+        are below 1e-17, so the result is within a few ulp of libm.
         """
         k = np.int64((x - lo) * 10.0 + 0.5)
-        g = lo + k * 0.1
-        d = (x - g) * 0.017453292519943295
+        d = (x - (lo + k * 0.1)) * 0.017453292519943295
         d2 = d * d
-        sd = d * (1.0 - d2 * (1.0 / 6.0) * (1.0 - d2 * (1.0 / 20.0) * (1.0 - d2 * (1.0 / 42.0))))
-        cd = 1.0 - d2 * 0.5 * (
-            1.0 - d2 * (1.0 / 12.0) * (1.0 - d2 * (1.0 / 30.0) * (1.0 - d2 * (1.0 / 56.0)))
-        )
+        sd = d - d * d2 * (1.0 / 6.0)
+        cd = 1.0 - d2 * 0.5 + d2 * d2 * (1.0 / 24.0)
         sg = table_sin[k]
         cg = table_cos[k]
         return sg * cd + cg * sd, cg * cd - sg * sd
 
-    @njit(cache=True, nogil=True)
-    def locate_points(  # type: ignore[no-untyped-def]
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def descend(  # type: ignore[no-untyped-def]
         lat,
         lon,
+        start,
+        stop,
+        out,
+        pending,
+        place,
+        pcode,
+        leaves,
         codes,
         level_offset,
-        inv_dlat,
-        inv_dlon,
-        block_row,
-        block_col,
-        block_offset,
+        scale_lat,
+        scale_lon,
         n_lat0,
         n_lon0,
-        factor,
+        factor_bits,
+        n_levels,
         leaf_base,
+    ):
+        """Raster codes of points ``start:stop`` into ``out``; returns how many
+        of them (listed in ``leaves``) stopped at a leaf record.
+
+        Each point gets its row and column on the FINEST raster once; its cell
+        at any coarser level is a right shift of those, because the factor is
+        a power of two and scaling by it is exact in floating point. The root
+        lookups run first, then one sweep per level over the points still
+        descending: each sweep is a short loop of independent loads, so the
+        CPU keeps many cache misses in flight, and the lists grow by
+        branch-free appends because whether a point descends is unpredictable.
+        ``pending``/``place``/``pcode`` are scratch of at least ``stop - start``.
+        """
+        depth = factor_bits * (n_levels - 1)
+        n_rows = n_lat0 << depth
+        n_cols = n_lon0 << depth
+        m = 0
+        n_leaf = 0
+        for i in range(start, stop):
+            r = min(max(np.int64((lat[i] + 90.0) * scale_lat), 0), n_rows - 1)
+            c = min(max(np.int64((lon[i] + 180.0) * scale_lon), 0), n_cols - 1)
+            code = codes[(r >> depth) * n_lon0 + (c >> depth)]
+            out[i] = code
+            pending[m] = i
+            place[m] = (r << 32) | c
+            pcode[m] = code
+            m += np.int64(code <= leaf_base)
+            leaves[n_leaf] = i
+            n_leaf += np.int64((code <= -2) & (code > leaf_base))
+        mask = (np.int64(1) << factor_bits) - 1
+        level = 0
+        while m > 0:
+            level += 1
+            base = level_offset[level]
+            shift = factor_bits * (n_levels - 1 - level)
+            still = 0
+            for j in range(m):
+                i = pending[j]
+                rc = place[j]
+                block = np.int64(leaf_base) - pcode[j]
+                local = ((((rc >> 32) >> shift) & mask) << factor_bits) | (
+                    ((rc & 0xFFFFFFFF) >> shift) & mask
+                )
+                code = codes[base + (block << (2 * factor_bits)) + local]
+                out[i] = code
+                pending[still] = i
+                place[still] = rc
+                pcode[still] = code
+                still += np.int64(code <= leaf_base)
+                leaves[n_leaf] = i
+                n_leaf += np.int64((code <= -2) & (code > leaf_base))
+            m = still
+        return n_leaf
+
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def leaf_pass(  # type: ignore[no-untyped-def]
+        lat,
+        lon,
+        out,
+        leaves,
+        n_leaf,
+        unit,
+        heads,
+        edge_list,
+        other_list,
         leaf_data,
         normals,
         band,
@@ -101,65 +169,100 @@ if HAVE_NUMBA:
         lon_sin,
         lon_cos,
     ):
-        """Descend the raster and test leaf candidates.
+        """Resolve the points ``leaves[:n_leaf]``, whose codes are leaf records.
 
-        Work goes in passes over all points (root lookups, then each level,
-        then the leaf tests) rather than point by point: each pass is a short
-        loop of independent loads, so the CPU keeps many cache misses in
-        flight; this is about twice as fast as one fused loop.
-
-        ``leaf_data`` holds each leaf as a run ``[count, t1, ..., tk]`` in any
-        order: a triangle that certainly contains the point is the only one that
-        contains it. A leaf code is ``-2 - position of its count``. Returns
-        triangle ids, -1 (no triangle), or ``-2 - k`` where the candidate at
-        ``leaf_data[k]`` was unsure (the caller then redoes the leaf exactly,
-        in ascending triangle order).
+        The cost here is branch mispredictions more than arithmetic: so a
+        first loop computes the unit vectors and sorts the points by record
+        kind (branch-free appends to ``edge_list``, and to ``other_list``:
+        fans from the front, general records from the back). Fans are then
+        bucketed by size so each bucket runs a loop of fixed length. The
+        scratch ``heads`` (int64) and the lists hold ``n_leaf`` entries.
         """
-        n = lat.size
-        out = np.empty(n, dtype=np.int64)
-        ff = factor * factor
-        for i in range(n):
-            r = np.int64((lat[i] + 90.0) * inv_dlat[0])
-            c = np.int64((lon[i] + 180.0) * inv_dlon[0])
-            r = min(max(r, 0), n_lat0 - 1)
-            c = min(max(c, 0), n_lon0 - 1)
-            out[i] = codes[r * n_lon0 + c]
-        pending = np.empty(n, dtype=np.int64)
-        m = 0
-        for i in range(n):
-            if out[i] <= leaf_base:
-                pending[m] = i
-                m += 1
-        d = 0
-        while m > 0:
-            d += 1
-            still = 0
-            for j in range(m):
-                i = pending[j]
-                b = leaf_base - out[i]
-                r = np.int64((lat[i] + 90.0) * inv_dlat[d]) - block_row[block_offset[d - 1] + b]
-                c = np.int64((lon[i] + 180.0) * inv_dlon[d]) - block_col[block_offset[d - 1] + b]
-                r = min(max(r, 0), factor - 1)
-                c = min(max(c, 0), factor - 1)
-                code = np.int64(codes[level_offset[d] + b * ff + r * factor + c])
-                out[i] = code
-                if code <= leaf_base:
-                    pending[still] = i
-                    still += 1
-            m = still
-        for i in range(n):
-            code = out[i]
-            if code >= -1:
-                continue
-            head = -2 - code
-            s_lat, c_lat = _sin_cos(lat[i], lat_sin, lat_cos, -90.0)
-            s_lon, c_lon = _sin_cos(lon[i], lon_sin, lon_cos, -180.0)
-            px = c_lat * c_lon
-            py = c_lat * s_lon
-            pz = s_lat
+        n_edge = 0
+        n_fan = 0
+        n_general = 0
+        for j in range(n_leaf):
+            i = leaves[j]
+            s_lat, c_lat = _sin_cos_fast(lat[i], lat_sin, lat_cos, -90.0)
+            s_lon, c_lon = _sin_cos_fast(lon[i], lon_sin, lon_cos, -180.0)
+            unit[j, 0] = c_lat * c_lon
+            unit[j, 1] = c_lat * s_lon
+            unit[j, 2] = s_lat
+            head = -2 - out[i]
+            heads[j] = head
+            size = leaf_data[head]
+            edge_list[n_edge] = j
+            n_edge += np.int64(size == -1)
+            # n_fan + n_general <= j, so neither write lands on a taken slot.
+            other_list[n_fan] = j
+            n_fan += np.int64(size < -1)
+            other_list[n_leaf - 1 - n_general] = j
+            n_general += np.int64(size > 0)
+        for q in range(n_edge):
+            j = edge_list[q]
+            head = heads[j]
+            te = leaf_data[head + 1]
+            t = te // 3
+            e = te - 3 * t
+            s = (
+                normals[t, e, 0] * unit[j, 0]
+                + normals[t, e, 1] * unit[j, 1]
+                + normals[t, e, 2] * unit[j, 2]
+            )
+            # Selects, not branches: the side of the edge is a coin flip.
+            side = t if s > 0.0 else np.int64(leaf_data[head + 2])
+            out[leaves[j]] = side if abs(s) > band else -2 - head
+        # Fans, bucketed by size into edge_list[n_edge:]: a fan's loop length
+        # varies from point to point and would mispredict at every exit.
+        by_size = np.zeros(FAN_WIDTH + 2, dtype=np.int64)
+        for q in range(n_fan):
+            by_size[-leaf_data[heads[other_list[q]]]] += 1
+        position = np.empty(FAN_WIDTH + 2, dtype=np.int64)
+        total = n_edge
+        for k in range(FAN_WIDTH + 2):
+            position[k] = total
+            total += by_size[k]
+        for q in range(n_fan):
+            j = other_list[q]
+            k = -leaf_data[heads[j]]
+            edge_list[position[k]] = j
+            position[k] += 1
+        q = n_edge
+        for k in range(FAN_WIDTH + 2):
+            for _ in range(by_size[k]):
+                # The one lune that certainly holds the point names its
+                # triangle; none means unsure.
+                j = edge_list[q]
+                q += 1
+                head = heads[j]
+                px = unit[j, 0]
+                py = unit[j, 1]
+                pz = unit[j, 2]
+                res = -2 - head
+                for m in range(head + 1, head + 1 + k):
+                    tc = leaf_data[m]
+                    t = tc // 3
+                    c = tc - 3 * t
+                    c_in = c + 2 if c == 0 else c - 1  # the edge ending at the vertex
+                    s1 = normals[t, c, 0] * px + normals[t, c, 1] * py + normals[t, c, 2] * pz
+                    s2 = (
+                        normals[t, c_in, 0] * px
+                        + normals[t, c_in, 1] * py
+                        + normals[t, c_in, 2] * pz
+                    )
+                    res = t if (s1 > band) & (s2 > band) else res
+                out[leaves[j]] = res
+        for q in range(n_leaf - n_general, n_leaf):
+            # Any candidates, most likely first: a triangle that certainly
+            # contains the point is the only one containing it.
+            j = other_list[q]
+            head = heads[j]
+            px = unit[j, 0]
+            py = unit[j, 1]
+            pz = unit[j, 2]
             res = -1
-            for k in range(head + 1, head + 1 + leaf_data[head]):
-                t = leaf_data[k]
+            for m in range(head + 1, head + 1 + leaf_data[head]):
+                t = leaf_data[m]
                 outside = False
                 certain = True
                 for e in range(3):
@@ -171,10 +274,86 @@ if HAVE_NUMBA:
                         certain = False
                 if outside:
                     continue
-                res = t if certain else -2 - k
+                res = t if certain else -2 - head
                 break
-            out[i] = res
-        return out
+            out[leaves[j]] = res
+
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def locate_points(  # type: ignore[no-untyped-def]
+        lat,
+        lon,
+        out,
+        scratch_index,
+        scratch_place,
+        scratch_code,
+        scratch_leaves,
+        scratch_unit,
+        codes,
+        level_offset,
+        scale_lat,
+        scale_lon,
+        n_lat0,
+        n_lon0,
+        factor_bits,
+        n_levels,
+        leaf_base,
+        leaf_data,
+        normals,
+        band,
+        lat_sin,
+        lat_cos,
+        lon_sin,
+        lon_cos,
+    ):
+        """Triangle of every point into ``out``.
+
+        The caller allocates ``out`` and the scratch arrays (one entry per
+        point; ``scratch_unit`` is ``(n, 3)``) with numpy, which asks the
+        kernel for huge pages: the same buffers allocated here would cost
+        more in page faults than the whole search.
+
+        ``out`` gets triangle ids, -1 (no triangle), or ``-2 - position`` of
+        the leaf record of a point whose sign was unsure (the caller then
+        decides it exactly, in ascending triangle order).
+        """
+        n_leaf = descend(
+            lat,
+            lon,
+            0,
+            lat.size,
+            out,
+            scratch_index,
+            scratch_place,
+            scratch_code,
+            scratch_leaves,
+            codes,
+            level_offset,
+            scale_lat,
+            scale_lon,
+            n_lat0,
+            n_lon0,
+            factor_bits,
+            n_levels,
+            leaf_base,
+        )
+        leaf_pass(
+            lat,
+            lon,
+            out,
+            scratch_leaves,
+            n_leaf,
+            scratch_unit,
+            scratch_place,
+            scratch_index,
+            scratch_code,
+            leaf_data,
+            normals,
+            band,
+            lat_sin,
+            lat_cos,
+            lon_sin,
+            lon_cos,
+        )
 
     @njit(cache=True, nogil=True)
     def walk(p, start, normals, neighbors, max_steps):  # type: ignore[no-untyped-def]

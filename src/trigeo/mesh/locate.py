@@ -34,6 +34,8 @@ triangle order with the exact predicate, which reproduces the tie rule.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -280,6 +282,53 @@ def _trig_tables() -> tuple[NDArray[np.float64], ...]:
     return _TABLES
 
 
+_CHUNK = 1 << 20  # points per kernel call: bounds the scratch memory
+_WORKSPACE = threading.local()
+
+
+def _workspace(n: int) -> tuple[NDArray, ...]:
+    """Scratch buffers for the compiled kernel, kept per thread between calls.
+
+    Fresh multi-megabyte buffers on every call cost page faults and zeroing
+    on the order of the whole search; reusing them keeps repeated calls fast.
+    """
+    arrays = getattr(_WORKSPACE, "arrays", None)
+    if arrays is None or len(arrays[0]) < n:
+        size = max(n, 1024)
+        arrays = (
+            np.empty(size, dtype=np.int32),  # indices of points still descending
+            np.empty(size, dtype=np.int64),  # their finest row << 32 | column
+            np.empty(size, dtype=np.int32),  # their current code
+            np.empty(size, dtype=np.int32),  # indices of points at a leaf
+            np.empty((size, 3), dtype=np.float64),  # unit vectors of those
+        )
+        _WORKSPACE.arrays = arrays
+    return arrays
+
+
+def _unique_rows(rows: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """``np.unique(rows, axis=0, return_inverse=True)``, via a 64-bit row hash.
+
+    Sorting one integer key is far faster than sorting rows as byte strings.
+    Rows are compared with their group's first row afterwards, so a hash
+    collision only costs a duplicate record, never a wrong one.
+    """
+    if len(rows) == 0:
+        return rows, np.zeros(0, dtype=np.int64)
+    weights = np.random.default_rng(0).integers(1, 2**62, rows.shape[1], dtype=np.int64) | 1
+    with np.errstate(over="ignore"):
+        key = (rows * weights).sum(axis=1)
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    first = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
+    group_start = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]
+    same = (rows[order] == rows[group_start]).all(axis=1)
+    representative = np.empty(len(rows), dtype=np.int64)
+    representative[order] = np.where(same, group_start, order)
+    uniq, inverse = np.unique(representative, return_inverse=True)
+    return rows[uniq], inverse.ravel()
+
+
 class TriangleLocator:
     """Fast exact point location for a triangulation of the whole sphere.
 
@@ -312,7 +361,7 @@ class TriangleLocator:
         *,
         root_deg: float = 0.5,
         factor: int = 8,
-        max_depth: int = 2,
+        max_depth: int = 3,
         leaf_size: int = 3,
         split_ratio: float = 0.1,
         full_cover: bool = True,
@@ -321,6 +370,8 @@ class TriangleLocator:
         self.triangles = np.ascontiguousarray(triangles, dtype=np.int64)
         self.normals = edge_normals(self.xyz, self.triangles)
         self.factor = int(factor)
+        if self.factor < 2 or self.factor & (self.factor - 1):
+            raise ValueError(f"factor must be a power of two >= 2, got {factor}")
         self.max_depth = int(max_depth)
         self.leaf_size = int(leaf_size)
         self.split_ratio = float(split_ratio)
@@ -410,6 +461,7 @@ class TriangleLocator:
 
     def _build(self) -> None:
         norms = np.linalg.norm(self.normals, axis=2)
+        self._neighbors = triangle_neighbors(self.triangles)
         self._unit_normals = self.normals / np.maximum(norms, 1e-300)[:, :, None]
         # Normalizing a short edge's normal amplifies its rounding error.
         self._margin = _MARGIN + 1e-13 / np.maximum(norms, 1e-300)
@@ -541,45 +593,147 @@ class TriangleLocator:
         self._block_row = np.concatenate(rows_).astype(np.int64)
         self._block_col = np.concatenate(self.block_col or rows_).astype(np.int64)
         self._block_offset = np.cumsum([0] + [len(b) for b in self.block_row]).astype(np.int64)
-        # Compiled path: each leaf is one run [count, t1, ..., tk] in a single int32
-        # array, so a point costs one cache miss for its candidates, not two.
-        # Candidates run most-likely first (deepest inside at the cell's centre):
-        # a point certainly inside a triangle is in no other one, so any order
-        # gives the tie rule's answer; unsure points go to the exact path, which
-        # scans the leaf in ascending order.
-        counts = np.diff(self.leaf_ptr)
-        owner = np.repeat(np.arange(n_leaves), counts)
-        if self.leaf_tris.size:
-            at = np.concatenate(leaf_centres)
-            if _kernels.HAVE_NUMBA:
-                depth_in = _kernels.inside_depth(self._unit_normals, at, self.leaf_tris)
-            else:
-                depth_in = np.concatenate(
-                    [
-                        _dot3(self._unit_normals[t], c[:, None, :]).min(axis=1)
-                        for t, c in zip(
-                            np.array_split(self.leaf_tris, 1 + len(at) // 500_000),
-                            np.array_split(at, 1 + len(at) // 500_000),
-                            strict=True,
-                        )
-                    ]
-                )
-            order = np.lexsort((-depth_in, owner))
-        else:
-            order = np.zeros(0, dtype=np.int64)
-        self._leaf_header = self.leaf_ptr[:-1] + np.arange(n_leaves)
-        data = np.empty(len(self.leaf_tris) + n_leaves, dtype=np.int64)
-        body = np.ones(data.size, dtype=bool)
-        body[self._leaf_header] = False
-        data[self._leaf_header] = counts
-        data[body] = self.leaf_tris[order]
-        self._leaf_data = data.astype(np.int32)
+        # Compiled path: the leaves become records in one int32 array, so a point
+        # costs one cache miss for its candidates. Leaves with identical records
+        # share one (neighbouring cells along an edge repeat the same list), which
+        # shrinks the array about fivefold and keeps it in cache.
+        self._leaf_data, leaf_position = self._compile_leaves(leaf_centres)
         codes = self._codes.astype(np.int64)
         is_leaf = (codes <= -2) & (codes > -2 - n_leaves)
         is_child = codes <= -2 - n_leaves
-        codes[is_leaf] = -2 - self._leaf_header[-2 - codes[is_leaf]]
-        codes[is_child] = -2 - data.size - (-2 - n_leaves - codes[is_child])
+        codes[is_leaf] = -2 - leaf_position[-2 - codes[is_leaf]]
+        codes[is_child] = -2 - self._leaf_data.size - (-2 - n_leaves - codes[is_child])
         self._codes_compiled = codes.astype(np.int32)
+
+    def _compile_leaves(
+        self, leaf_centres: list[NDArray[np.float64]]
+    ) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+        """Leaf records for the compiled kernel, and each leaf's record position.
+
+        Three record kinds:
+
+        * ``[-1, 3 * t + e, u]``: the cell meets exactly two triangles ``t`` and
+          ``u`` that share edge ``e`` of ``t``. Since the triangles cover the
+          sphere, the point is in ``t`` or ``u``, and the sign of one edge
+          determinant decides which (one dot product instead of up to six).
+        * ``[-k, 3 * t1 + c1, ..., 3 * tk + ck]``: the k candidates share one
+          vertex, corner ``c`` of each (see :meth:`_mark_fans`).
+        * ``[k, t1, ..., tk]``: candidates, most likely first (deepest inside at
+          the cell's centre). A triangle that certainly contains the point is
+          the only one that contains it, so any order gives the tie rule's
+          answer; unsure points go to the exact path, which scans the record's
+          triangles in ascending order.
+        """
+        n_leaves = self.n_leaves
+        counts = np.diff(self.leaf_ptr)
+        if n_leaves == 0:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        owner = np.repeat(np.arange(n_leaves), counts)
+        at = np.concatenate(leaf_centres)
+        if _kernels.HAVE_NUMBA:
+            depth_in = _kernels.inside_depth(self._unit_normals, at, self.leaf_tris)
+        else:
+            depth_in = np.concatenate(
+                [
+                    _dot3(self._unit_normals[t], c[:, None, :]).min(axis=1)
+                    for t, c in zip(
+                        np.array_split(self.leaf_tris, 1 + len(at) // 500_000),
+                        np.array_split(at, 1 + len(at) // 500_000),
+                        strict=True,
+                    )
+                ]
+            )
+        ordered = self.leaf_tris[np.lexsort((-depth_in, owner))]
+
+        # Rows of up to `width` candidates (padded with -1) are deduplicated;
+        # the rare longer leaves keep records of their own.
+        width = _kernels.FAN_WIDTH
+        short = counts <= width
+        rows = np.full((n_leaves, width + 1), -1, dtype=np.int64)
+        rows[:, 0] = counts
+        slot = np.arange(ordered.size) - np.repeat(self.leaf_ptr[:-1], counts)
+        in_row = np.repeat(short, counts)
+        rows[owner[in_row], 1 + slot[in_row]] = ordered[in_row]
+        if self.full_cover:
+            self._mark_edges(rows, counts)
+            self._mark_fans(rows, counts, short)
+        short_ids = np.flatnonzero(short)
+        unique_rows, inverse = _unique_rows(rows[short_ids])
+        header = unique_rows[:, 0]
+        length = np.where(header == -1, 3, np.abs(header) + 1)
+        long_ids = np.flatnonzero(~short)
+        long_len = counts[long_ids] + 1
+        sizes = np.concatenate([length, long_len])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        data = np.empty(int(sizes.sum()), dtype=np.int64)
+        keep = np.arange(unique_rows.shape[1])[None, :] < length[:, None]
+        at = starts[: len(length), None] + np.arange(unique_rows.shape[1])
+        data[at[keep]] = unique_rows[keep]
+        for j, leaf in enumerate(long_ids.tolist()):
+            s = int(starts[len(length) + j])
+            data[s] = counts[leaf]
+            lo, hi = self.leaf_ptr[leaf], self.leaf_ptr[leaf + 1]
+            data[s + 1 : s + 1 + counts[leaf]] = ordered[lo:hi]
+        position = np.empty(n_leaves, dtype=np.int64)
+        position[short_ids] = starts[: len(length)][inverse]
+        position[long_ids] = starts[len(length) :]
+        return data.astype(np.int32), position
+
+    def _mark_edges(self, rows: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
+        """Rewrite two-candidate rows whose triangles share an edge as edge records."""
+        pair = np.flatnonzero(counts == 2)
+        first, second = rows[pair, 1], rows[pair, 2]
+        shared = (self._neighbors[first] == second[:, None]).any(axis=1)
+        pair, first, second = pair[shared], first[shared], second[shared]
+        # Canonical order (lower triangle first) so both orders share a record.
+        t = np.minimum(first, second)
+        u = np.maximum(first, second)
+        e = np.argmax(self._neighbors[t] == u[:, None], axis=1)
+        rows[pair, 0] = -1
+        rows[pair, 1] = 3 * t + e
+        rows[pair, 2] = u
+        rows[pair, 3:] = -1
+
+    def _mark_fans(
+        self, rows: NDArray[np.int64], counts: NDArray[np.int64], short: NDArray[np.bool_]
+    ) -> None:
+        """Rewrite rows whose candidates all share one vertex as fan records.
+
+        A fan record ``[-k, 3 * t1 + c1, ..., 3 * tk + ck]`` lists each
+        triangle with the corner ``c`` of the shared vertex ``v``. The two edges
+        of a triangle through ``v`` bound a lune (the wedge at ``v`` extended
+        over the sphere), and the lunes of triangles around one vertex are
+        disjoint. The point lies in some candidate (full cover), so a lune
+        that certainly holds it names its triangle: two dot products per
+        candidate instead of three, and no early exits to mispredict.
+        """
+        fan = np.flatnonzero(short & (counts >= 2) & (rows[:, 0] > 0))
+        if fan.size == 0:
+            return
+        k = counts[fan]
+        cand = rows[fan, 1:]  # (f, width), -1 padded
+        valid = cand >= 0
+        corners = self.triangles[np.where(valid, cand, 0)]  # (f, width, 3)
+        common = np.full(fan.size, -1, dtype=np.int64)
+        for c in range(3):
+            v = corners[:, 0, c]
+            has = (corners == v[:, None, None]).any(axis=2) | ~valid
+            common = np.where((common < 0) & has.all(axis=1), v, common)
+        ok = common >= 0
+        fan, k, cand, valid, corners, common = (
+            fan[ok],
+            k[ok],
+            cand[ok],
+            valid[ok],
+            corners[ok],
+            common[ok],
+        )
+        corner = np.argmax(corners == common[:, None, None], axis=2)
+        entry = np.where(valid, 3 * cand + corner, np.iinfo(np.int64).max)
+        entry.sort(axis=1)
+        entry[~valid[:, :]] = -1  # valid slots stay first: k leading entries
+        rows[fan, 0] = -k
+        rows[fan, 1:] = entry
 
     # ------------------------------------------------------------------ query
     def locate_xyz_latlng(
@@ -655,20 +809,40 @@ class TriangleLocator:
     def _locate_compiled(
         self, lat: NDArray[np.float64], lon: NDArray[np.float64]
     ) -> NDArray[np.int64]:
+        out = np.empty(lat.size, dtype=np.int64)
+        for start in range(0, lat.size, _CHUNK):
+            stop = min(start + _CHUNK, lat.size)
+            self._locate_chunk(lat[start:stop], lon[start:stop], out[start:stop])
+        unsure = np.flatnonzero(out <= -2)
+        if unsure.size:
+            # Decide these on the canonical unit vector (trigeo.sphere), exactly.
+            p = latlng_to_xyz(lat[unsure], lon[unsure])
+            for j in range(unsure.size):
+                record = -2 - int(out[unsure[j]])
+                out[unsure[j]] = self._finish_exact(p[j], self._record_triangles(record))
+        return out
+
+    def _locate_chunk(
+        self, lat: NDArray[np.float64], lon: NDArray[np.float64], out: NDArray[np.int64]
+    ) -> None:
         leaf_base = -2 - len(self._leaf_data)
-        out = _kernels.locate_points(
+        n_levels = len(self.levels)
+        fine = self.factor ** (n_levels - 1)
+        _kernels.locate_points(
             lat,
             lon,
+            out,
+            *_workspace(lat.size),
             self._codes_compiled,
             self._level_offset,
-            self._inv_dlat,
-            self._inv_dlon,
-            self._block_row,
-            self._block_col,
-            self._block_offset,
+            # Scaling by a power of two is exact, so these equal the finest
+            # level's reciprocals and the kernel's cells match the numpy path's.
+            float(self._inv_dlat[0] * fine),
+            float(self._inv_dlon[0] * fine),
             self.n_lat0,
             self.n_lon0,
-            self.factor,
+            self.factor.bit_length() - 1,
+            n_levels,
             leaf_base,
             self._leaf_data,
             self.normals,
@@ -677,22 +851,23 @@ class TriangleLocator:
             10.0 * _FILTER,
             *_trig_tables(),
         )
-        unsure = np.flatnonzero(out <= -2)
-        if unsure.size:
-            # Decide these on the canonical unit vector (trigeo.sphere), exactly.
-            p = latlng_to_xyz(lat[unsure], lon[unsure])
-            pos = -2 - out[unsure]  # position in _leaf_data of an unsure candidate
-            leaves = np.searchsorted(self._leaf_header, pos, side="right") - 1
-            for j in range(unsure.size):
-                out[unsure[j]] = self._finish_exact(p[j], int(leaves[j]))
-        return out
 
-    def _finish_exact(self, p: NDArray[np.float64], leaf: int) -> int:
-        """Exact test of a point against its leaf's candidates in ascending order."""
-        for k in range(int(self.leaf_ptr[leaf]), int(self.leaf_ptr[leaf + 1])):
-            t = self.leaf_tris[k : k + 1]
-            if contains_exact(self.xyz, self.triangles, self.normals, t, p[None, :])[0]:
-                return int(t[0])
+    def _record_triangles(self, record: int) -> list[int]:
+        """Candidate triangles of the compiled leaf record at ``record``, ascending."""
+        data = self._leaf_data
+        head = int(data[record])
+        if head == -1:
+            return sorted([int(data[record + 1]) // 3, int(data[record + 2])])
+        if head < -1:
+            return sorted(int(v) // 3 for v in data[record + 1 : record + 1 - head])
+        return sorted(data[record + 1 : record + 1 + head].tolist())
+
+    def _finish_exact(self, p: NDArray[np.float64], candidates: list[int]) -> int:
+        """Exact test of a point against candidate triangles in ascending order."""
+        for t in candidates:
+            tri = np.array([t], dtype=np.int64)
+            if contains_exact(self.xyz, self.triangles, self.normals, tri, p[None, :])[0]:
+                return t
         return -1
 
     def locate(self, lat: ArrayLike, lon: ArrayLike) -> NDArray[np.int64]:
