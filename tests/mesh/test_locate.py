@@ -148,3 +148,47 @@ def test_orient_exact_sees_what_floats_miss() -> None:
     assert orient_exact(a, b, np.array([0.3, 0.4, 0.0])) == 0
     normals = edge_normals(np.vstack([a, b, [0, 0, 1.0]]), np.array([[0, 1, 2]]))
     assert normals.shape == (1, 3, 3)
+
+
+def test_every_leaf_record_kind_matches_brute_force(mesh: DelaunayMesh) -> None:
+    """Points in edge, fan and general leaf records all get the brute-force answer."""
+    if not _kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    # A shallow raster keeps many-candidate cells, so every record kind occurs.
+    locator = TriangleLocator(mesh.vertices_xyz_, mesh.triangles_, max_depth=1, leaf_size=2)
+    data = locator._leaf_data
+    rng = np.random.default_rng(3)
+    lat = np.concatenate([rng.normal(48.85, 1.0, 4000), rng.uniform(-90, 90, 2000)])
+    lat = np.clip(lat, -90, 90)
+    lon = np.concatenate([rng.normal(2.35, 1.5, 4000), rng.uniform(-180, 180, 2000)])
+    got = locator.locate(lat, lon)
+    want = locate_brute_force(mesh.vertices_xyz_, mesh.triangles_, latlng_to_xyz(lat, lon))
+    np.testing.assert_array_equal(got, want)
+    # Which record each point used: the numpy path walks the same raster.
+    codes = locator._codes_compiled
+    row = np.clip(((lat + 90.0) * locator._inv_dlat[0]).astype(np.int64), 0, locator.n_lat0 - 1)
+    col = np.clip(((lon + 180.0) * locator._inv_dlon[0]).astype(np.int64), 0, locator.n_lon0 - 1)
+    root = codes[row * locator.n_lon0 + col]
+    heads = -2 - root[(root <= -2) & (root > -2 - data.size)]
+    kinds = set(np.sign(data[heads] + 1).tolist())  # -1 fan, 0 edge, 1 general
+    assert kinds == {-1, 0, 1}
+
+
+def test_threads_give_the_same_answer(mesh: DelaunayMesh, monkeypatch) -> None:
+    from trigeo.mesh import locate as locate_module
+
+    rng = np.random.default_rng(1)
+    lat = np.clip(rng.normal(40, 20, 30_000), -90, 90)
+    lon = rng.uniform(-180, 180, 30_000)
+    locator = TriangleLocator(mesh.vertices_xyz_, mesh.triangles_)
+    one = locator.locate(lat, lon)
+    monkeypatch.setattr(locate_module, "_CHUNK", 7_000)  # several slices per thread
+    np.testing.assert_array_equal(locator.locate(lat, lon, threads=2), one)
+    np.testing.assert_array_equal(mesh.locate(lat, lon, threads=3), mesh.cell_of_triangle_[one])
+    with pytest.raises(ValueError, match="threads"):
+        locator.locate(lat, lon, threads=0)
+
+
+def test_factor_must_be_a_power_of_two(mesh: DelaunayMesh) -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        TriangleLocator(mesh.vertices_xyz_, mesh.triangles_, factor=6)

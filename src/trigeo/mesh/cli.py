@@ -177,6 +177,9 @@ def locate(
     lat_col: LatColOpt = None,
     lon_col: LonColOpt = None,
     wrap_longitude: WrapOpt = False,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, help="Threads for point location.")
+    ] = 1,
 ) -> None:
     """Add a `cell` column (kept cell id, -1 in a dropped triangle) to a points table."""
     import pyarrow as pa
@@ -193,7 +196,7 @@ def locate(
     mesh = DelaunayMesh.load(mesh_path)
     lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude)
     table = read_table(points)
-    cells = pa.array(mesh.locate(lat, lon), type=pa.int64())
+    cells = pa.array(mesh.locate(lat, lon, threads=threads), type=pa.int64())
     if "cell" in table.column_names:
         table = table.set_column(table.column_names.index("cell"), "cell", cells)
     else:

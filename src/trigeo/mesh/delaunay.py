@@ -407,7 +407,9 @@ class DelaunayMesh:
             self._locator = TriangleLocator(self.vertices_xyz_, self.triangles_)
         return self._locator
 
-    def locate_triangle(self, lat: ArrayLike, lon: ArrayLike) -> NDArray[np.int64]:
+    def locate_triangle(
+        self, lat: ArrayLike, lon: ArrayLike, threads: int = 1
+    ) -> NDArray[np.int64]:
         """Triangle index of each point (any triangle, kept or not)."""
         self._check_fitted()
         lat = np.asarray(lat, dtype=np.float64)
@@ -417,15 +419,16 @@ class DelaunayMesh:
         if lat.size == 0:
             return np.zeros(shape, dtype=np.int64)
         lat, lon = validate_latlng(lat, lon, source="locate")
-        return self._get_locator().locate(lat, lon).reshape(shape)
+        return self._get_locator().locate(lat, lon, threads=threads).reshape(shape)
 
-    def locate(self, lat: ArrayLike, lon: ArrayLike) -> NDArray[np.int64]:
+    def locate(self, lat: ArrayLike, lon: ArrayLike, threads: int = 1) -> NDArray[np.int64]:
         """Cell id (0..K-1) of each point, or -1 for a point in a dropped triangle.
 
         Exact: a point on an edge or vertex goes to the lowest-index triangle
-        containing it (see :mod:`trigeo.mesh.locate`).
+        containing it (see :mod:`trigeo.mesh.locate`). ``threads`` spreads the
+        work over threads of this process; the answer does not depend on it.
         """
-        triangle = self.locate_triangle(lat, lon)
+        triangle = self.locate_triangle(lat, lon, threads=threads)
         return self.cell_of_triangle_[triangle]
 
     def centroids(self, kind: str = "cell") -> tuple[NDArray[np.float64], NDArray[np.float64]]:

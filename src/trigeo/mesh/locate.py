@@ -34,7 +34,9 @@ triangle order with the exact predicate, which reproduces the tie rule.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -284,6 +286,16 @@ def _trig_tables() -> tuple[NDArray[np.float64], ...]:
 
 _CHUNK = 1 << 20  # points per kernel call: bounds the scratch memory
 _WORKSPACE = threading.local()
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A long-lived pool per size, so workers keep their scratch between calls."""
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="trigeo-locate")
+    return _POOLS[threads]
 
 
 def _workspace(n: int) -> tuple[NDArray, ...]:
@@ -645,58 +657,38 @@ class TriangleLocator:
             )
         ordered = self.leaf_tris[np.lexsort((-depth_in, owner))]
 
-        # Rows of up to `width` candidates (padded with -1) are deduplicated;
-        # the rare longer leaves keep records of their own.
-        width = _kernels.FAN_WIDTH
-        short = counts <= width
-        rows = np.full((n_leaves, width + 1), -1, dtype=np.int64)
-        rows[:, 0] = counts
-        slot = np.arange(ordered.size) - np.repeat(self.leaf_ptr[:-1], counts)
-        in_row = np.repeat(short, counts)
-        rows[owner[in_row], 1 + slot[in_row]] = ordered[in_row]
-        if self.full_cover:
-            self._mark_edges(rows, counts)
-            self._mark_fans(rows, counts, short)
-        short_ids = np.flatnonzero(short)
-        unique_rows, inverse = _unique_rows(rows[short_ids])
-        header = unique_rows[:, 0]
-        length = np.where(header == -1, 3, np.abs(header) + 1)
-        long_ids = np.flatnonzero(~short)
-        long_len = counts[long_ids] + 1
-        sizes = np.concatenate([length, long_len])
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        data = np.empty(int(sizes.sum()), dtype=np.int64)
-        keep = np.arange(unique_rows.shape[1])[None, :] < length[:, None]
-        at = starts[: len(length), None] + np.arange(unique_rows.shape[1])
-        data[at[keep]] = unique_rows[keep]
-        for j, leaf in enumerate(long_ids.tolist()):
-            s = int(starts[len(length) + j])
-            data[s] = counts[leaf]
-            lo, hi = self.leaf_ptr[leaf], self.leaf_ptr[leaf + 1]
-            data[s + 1 : s + 1 + counts[leaf]] = ordered[lo:hi]
+        # Leaves grouped by candidate count: each group is a matrix of records
+        # of one length, deduplicated as rows (neighbouring cells along an
+        # edge repeat the same list).
         position = np.empty(n_leaves, dtype=np.int64)
-        position[short_ids] = starts[: len(length)][inverse]
-        position[long_ids] = starts[len(length) :]
-        return data.astype(np.int32), position
+        pieces: list[NDArray[np.int64]] = []
+        offset = 0
+        for k in np.unique(counts).tolist():
+            ids = np.flatnonzero(counts == k)
+            rows = np.empty((ids.size, k + 1), dtype=np.int64)
+            rows[:, 0] = k
+            rows[:, 1:] = ordered[self.leaf_ptr[ids][:, None] + np.arange(k)]
+            if self.full_cover and k == 2:
+                self._mark_edges(rows)
+            if self.full_cover and 2 <= k <= _kernels.FAN_WIDTH:
+                self._mark_fans(rows)
+            unique_rows, inverse = _unique_rows(rows)
+            position[ids] = offset + inverse * (k + 1)
+            pieces.append(unique_rows.ravel())
+            offset += unique_rows.size
+        return np.concatenate(pieces).astype(np.int32), position
 
-    def _mark_edges(self, rows: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
+    def _mark_edges(self, rows: NDArray[np.int64]) -> None:
         """Rewrite two-candidate rows whose triangles share an edge as edge records."""
-        pair = np.flatnonzero(counts == 2)
-        first, second = rows[pair, 1], rows[pair, 2]
+        first, second = rows[:, 1], rows[:, 2]
         shared = (self._neighbors[first] == second[:, None]).any(axis=1)
-        pair, first, second = pair[shared], first[shared], second[shared]
         # Canonical order (lower triangle first) so both orders share a record.
-        t = np.minimum(first, second)
-        u = np.maximum(first, second)
+        t = np.minimum(first, second)[shared]
+        u = np.maximum(first, second)[shared]
         e = np.argmax(self._neighbors[t] == u[:, None], axis=1)
-        rows[pair, 0] = -1
-        rows[pair, 1] = 3 * t + e
-        rows[pair, 2] = u
-        rows[pair, 3:] = -1
+        rows[shared] = np.stack([np.full(t.size, -1), 3 * t + e, u], axis=1)
 
-    def _mark_fans(
-        self, rows: NDArray[np.int64], counts: NDArray[np.int64], short: NDArray[np.bool_]
-    ) -> None:
+    def _mark_fans(self, rows: NDArray[np.int64]) -> None:
         """Rewrite rows whose candidates all share one vertex as fan records.
 
         A fan record ``[-k, 3 * t1 + c1, ..., 3 * tk + ck]`` lists each
@@ -707,32 +699,21 @@ class TriangleLocator:
         that certainly holds it names its triangle: two dot products per
         candidate instead of three, and no early exits to mispredict.
         """
-        fan = np.flatnonzero(short & (counts >= 2) & (rows[:, 0] > 0))
+        fan = np.flatnonzero(rows[:, 0] > 0)
         if fan.size == 0:
             return
-        k = counts[fan]
-        cand = rows[fan, 1:]  # (f, width), -1 padded
-        valid = cand >= 0
-        corners = self.triangles[np.where(valid, cand, 0)]  # (f, width, 3)
+        cand = rows[fan, 1:]
+        corners = self.triangles[cand]  # (f, k, 3)
         common = np.full(fan.size, -1, dtype=np.int64)
         for c in range(3):
             v = corners[:, 0, c]
-            has = (corners == v[:, None, None]).any(axis=2) | ~valid
-            common = np.where((common < 0) & has.all(axis=1), v, common)
+            has = (corners == v[:, None, None]).any(axis=2).all(axis=1)
+            common = np.where((common < 0) & has, v, common)
         ok = common >= 0
-        fan, k, cand, valid, corners, common = (
-            fan[ok],
-            k[ok],
-            cand[ok],
-            valid[ok],
-            corners[ok],
-            common[ok],
-        )
+        fan, cand, corners, common = fan[ok], cand[ok], corners[ok], common[ok]
         corner = np.argmax(corners == common[:, None, None], axis=2)
-        entry = np.where(valid, 3 * cand + corner, np.iinfo(np.int64).max)
-        entry.sort(axis=1)
-        entry[~valid[:, :]] = -1  # valid slots stay first: k leading entries
-        rows[fan, 0] = -k
+        entry = np.sort(3 * cand + corner, axis=1)
+        rows[fan, 0] = -cand.shape[1]
         rows[fan, 1:] = entry
 
     # ------------------------------------------------------------------ query
@@ -807,12 +788,24 @@ class TriangleLocator:
         out[where] = result
 
     def _locate_compiled(
-        self, lat: NDArray[np.float64], lon: NDArray[np.float64]
+        self, lat: NDArray[np.float64], lon: NDArray[np.float64], threads: int = 1
     ) -> NDArray[np.int64]:
         out = np.empty(lat.size, dtype=np.int64)
-        for start in range(0, lat.size, _CHUNK):
-            stop = min(start + _CHUNK, lat.size)
+        # Contiguous slices, at most _CHUNK points and at least one per thread.
+        n_parts = max(-(-lat.size // _CHUNK), min(threads, lat.size // 4096), 1)
+        bounds = np.linspace(0, lat.size, n_parts + 1).astype(np.int64).tolist()
+        parts = list(itertools.pairwise(bounds))
+
+        def run(part: tuple[int, int]) -> None:
+            start, stop = part
             self._locate_chunk(lat[start:stop], lon[start:stop], out[start:stop])
+
+        if threads > 1 and len(parts) > 1:
+            # The kernel releases the GIL; each worker keeps its own scratch.
+            list(_pool(threads).map(run, parts))
+        else:
+            for part in parts:
+                run(part)
         unsure = np.flatnonzero(out <= -2)
         if unsure.size:
             # Decide these on the canonical unit vector (trigeo.sphere), exactly.
@@ -870,10 +863,16 @@ class TriangleLocator:
                 return t
         return -1
 
-    def locate(self, lat: ArrayLike, lon: ArrayLike) -> NDArray[np.int64]:
-        """Triangle index of each point (lowest containing index), -1 if none."""
+    def locate(self, lat: ArrayLike, lon: ArrayLike, threads: int = 1) -> NDArray[np.int64]:
+        """Triangle index of each point (lowest containing index), -1 if none.
+
+        ``threads > 1`` splits the points over that many threads of this
+        process (compiled path only); the answer does not depend on it.
+        """
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         lat = np.ascontiguousarray(lat, dtype=np.float64).ravel()
         lon = np.ascontiguousarray(lon, dtype=np.float64).ravel()
         if _kernels.HAVE_NUMBA:
-            return self._locate_compiled(lat, lon)
+            return self._locate_compiled(lat, lon, int(threads))
         return self.locate_xyz_latlng(lat, lon)
