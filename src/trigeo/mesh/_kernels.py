@@ -77,44 +77,38 @@ if HAVE_NUMBA:
         return sg * cd + cg * sd, cg * cd - sg * sd
 
     @njit(cache=True, nogil=True, error_model="numpy")
-    def descend(  # type: ignore[no-untyped-def]
-        lat,
-        lon,
-        start,
-        stop,
-        out,
-        pending,
-        place,
-        pcode,
-        leaves,
-        codes,
-        level_offset,
-        scale_lat,
-        scale_lon,
-        n_lat0,
-        n_lon0,
-        factor_bits,
-        n_levels,
-        leaf_base,
-    ):
-        """Raster codes of points ``start:stop`` into ``out``; returns how many
-        of them (listed in ``leaves``) stopped at a leaf record.
+    def descend(lat, lon, out, pending, place, pcode, leaves, raster):  # type: ignore[no-untyped-def]
+        """Raster codes of all points into ``out``; returns how many of them
+        (listed in ``leaves``) stopped at a leaf record.
 
-        Each point gets its row and column on the FINEST raster once; its cell
-        at any coarser level is a right shift of those, because the factor is
-        a power of two and scaling by it is exact in floating point. The root
-        lookups run first, then one sweep per level over the points still
-        descending: each sweep is a short loop of independent loads, so the
-        CPU keeps many cache misses in flight, and the lists grow by
-        branch-free appends because whether a point descends is unpredictable.
-        ``pending``/``place``/``pcode`` are scratch of at least ``stop - start``.
+        ``raster`` is ``(codes, level_offset, scale_lat, scale_lon, n_lat0,
+        n_lon0, factor_bits, n_levels, leaf_base)``. Each point gets its row
+        and column on the FINEST raster once; its cell at any coarser level is
+        a right shift of those, because the factor is a power of two and
+        scaling by it is exact in floating point. The root lookups run first,
+        then one sweep per level over the points still descending: each sweep
+        is a short loop of independent loads, so the CPU keeps many cache
+        misses in flight, and the lists grow by branch-free appends because
+        whether a point descends is unpredictable. ``pending``, ``place`` and
+        ``pcode`` are scratch with one entry per point.
         """
+        (
+            codes,
+            level_offset,
+            scale_lat,
+            scale_lon,
+            n_lat0,
+            n_lon0,
+            factor_bits,
+            n_levels,
+            leaf_base,
+        ) = raster
         depth = factor_bits * (n_levels - 1)
         n_rows = n_lat0 << depth
         n_cols = n_lon0 << depth
         m = 0
         n_leaf = 0
-        for i in range(start, stop):
+        for i in range(lat.size):
             r = min(max(np.int64((lat[i] + 90.0) * scale_lat), 0), n_rows - 1)
             c = min(max(np.int64((lon[i] + 180.0) * scale_lon), 0), n_cols - 1)
             code = codes[(r >> depth) * n_lon0 + (c >> depth)]
@@ -152,22 +146,7 @@ if HAVE_NUMBA:
 
     @njit(cache=True, nogil=True, error_model="numpy")
     def leaf_pass(  # type: ignore[no-untyped-def]
-        lat,
-        lon,
-        out,
-        leaves,
-        n_leaf,
-        unit,
-        heads,
-        edge_list,
-        other_list,
-        leaf_data,
-        normals,
-        band,
-        lat_sin,
-        lat_cos,
-        lon_sin,
-        lon_cos,
+        lat, lon, out, leaves, n_leaf, unit, heads, edge_list, other_list, records
     ):
         """Resolve the points ``leaves[:n_leaf]``, whose codes are leaf records.
 
@@ -177,7 +156,10 @@ if HAVE_NUMBA:
         fans from the front, general records from the back). Fans are then
         bucketed by size so each bucket runs a loop of fixed length. The
         scratch ``heads`` (int64) and the lists hold ``n_leaf`` entries.
+        ``records`` is ``(leaf_data, normals, band, lat_sin, lat_cos, lon_sin,
+        lon_cos)``.
         """
+        leaf_data, normals, band, lat_sin, lat_cos, lon_sin, lon_cos = records
         n_edge = 0
         n_fan = 0
         n_general = 0
@@ -279,81 +261,23 @@ if HAVE_NUMBA:
             out[leaves[j]] = res
 
     @njit(cache=True, nogil=True, error_model="numpy")
-    def locate_points(  # type: ignore[no-untyped-def]
-        lat,
-        lon,
-        out,
-        scratch_index,
-        scratch_place,
-        scratch_code,
-        scratch_leaves,
-        scratch_unit,
-        codes,
-        level_offset,
-        scale_lat,
-        scale_lon,
-        n_lat0,
-        n_lon0,
-        factor_bits,
-        n_levels,
-        leaf_base,
-        leaf_data,
-        normals,
-        band,
-        lat_sin,
-        lat_cos,
-        lon_sin,
-        lon_cos,
-    ):
+    def locate_points(lat, lon, out, index, place, code, leaves, unit, raster, records):  # type: ignore[no-untyped-def]
         """Triangle of every point into ``out``.
 
-        The caller allocates ``out`` and the scratch arrays (one entry per
-        point; ``scratch_unit`` is ``(n, 3)``) with numpy, which asks the
-        kernel for huge pages: the same buffers allocated here would cost
-        more in page faults than the whole search.
+        ``index``, ``place``, ``code``, ``leaves`` (one entry per point) and
+        ``unit`` (``(n, 3)``) are scratch, kept by the caller between calls:
+        fresh multi-megabyte buffers would cost about as much in page faults
+        as the whole search. ``raster`` and ``records`` are described in
+        :func:`descend` and :func:`leaf_pass`.
 
         ``out`` gets triangle ids, -1 (no triangle), or ``-2 - position`` of
         the leaf record of a point whose sign was unsure (the caller then
         decides it exactly, in ascending triangle order).
         """
-        n_leaf = descend(
-            lat,
-            lon,
-            0,
-            lat.size,
-            out,
-            scratch_index,
-            scratch_place,
-            scratch_code,
-            scratch_leaves,
-            codes,
-            level_offset,
-            scale_lat,
-            scale_lon,
-            n_lat0,
-            n_lon0,
-            factor_bits,
-            n_levels,
-            leaf_base,
-        )
-        leaf_pass(
-            lat,
-            lon,
-            out,
-            scratch_leaves,
-            n_leaf,
-            scratch_unit,
-            scratch_place,
-            scratch_index,
-            scratch_code,
-            leaf_data,
-            normals,
-            band,
-            lat_sin,
-            lat_cos,
-            lon_sin,
-            lon_cos,
-        )
+        n_leaf = descend(lat, lon, out, index, place, code, leaves, raster)
+        # After the descent, index/place/code are free to serve as the leaf
+        # pass's lists.
+        leaf_pass(lat, lon, out, leaves, n_leaf, unit, place, index, code, records)
 
     @njit(cache=True, nogil=True)
     def walk(p, start, normals, neighbors, max_steps):  # type: ignore[no-untyped-def]

@@ -821,11 +821,7 @@ class TriangleLocator:
         leaf_base = -2 - len(self._leaf_data)
         n_levels = len(self.levels)
         fine = self.factor ** (n_levels - 1)
-        _kernels.locate_points(
-            lat,
-            lon,
-            out,
-            *_workspace(lat.size),
+        raster = (
             self._codes_compiled,
             self._level_offset,
             # Scaling by a power of two is exact, so these equal the finest
@@ -837,13 +833,11 @@ class TriangleLocator:
             self.factor.bit_length() - 1,
             n_levels,
             leaf_base,
-            self._leaf_data,
-            self.normals,
-            # The kernel's table-based unit vector is within ~1e-15 of the
-            # canonical one; a band 10x wider than usual keeps its signs certain.
-            10.0 * _FILTER,
-            *_trig_tables(),
         )
+        # The kernel's table-based unit vector is within ~1e-15 of the
+        # canonical one; a band 10x wider than usual keeps its signs certain.
+        records = (self._leaf_data, self.normals, 10.0 * _FILTER, *_trig_tables())
+        _kernels.locate_points(lat, lon, out, *_workspace(lat.size), raster, records)
 
     def _record_triangles(self, record: int) -> list[int]:
         """Candidate triangles of the compiled leaf record at ``record``, ascending."""
