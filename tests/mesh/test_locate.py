@@ -158,9 +158,10 @@ def test_every_leaf_record_kind_matches_brute_force(mesh: DelaunayMesh) -> None:
     locator = TriangleLocator(mesh.vertices_xyz_, mesh.triangles_, max_depth=1, leaf_size=2)
     data = locator._leaf_data
     rng = np.random.default_rng(3)
-    lat = np.concatenate([rng.normal(48.85, 1.0, 4000), rng.uniform(-90, 90, 2000)])
+    special_lat, special_lon = special_points(mesh)
+    lat = np.concatenate([rng.normal(48.85, 1.0, 4000), rng.uniform(-90, 90, 2000), special_lat])
     lat = np.clip(lat, -90, 90)
-    lon = np.concatenate([rng.normal(2.35, 1.5, 4000), rng.uniform(-180, 180, 2000)])
+    lon = np.concatenate([rng.normal(2.35, 1.5, 4000), rng.uniform(-180, 180, 2000), special_lon])
     got = locator.locate(lat, lon)
     want = locate_brute_force(mesh.vertices_xyz_, mesh.triangles_, latlng_to_xyz(lat, lon))
     np.testing.assert_array_equal(got, want)
@@ -192,3 +193,41 @@ def test_threads_give_the_same_answer(mesh: DelaunayMesh, monkeypatch) -> None:
 def test_factor_must_be_a_power_of_two(mesh: DelaunayMesh) -> None:
     with pytest.raises(ValueError, match="power of two"):
         TriangleLocator(mesh.vertices_xyz_, mesh.triangles_, factor=6)
+
+
+def test_locator_rejects_points_that_are_not_coordinates(mesh: DelaunayMesh) -> None:
+    locator = TriangleLocator(mesh.vertices_xyz_, mesh.triangles_)
+    with pytest.raises(ValueError, match="point 1 "):
+        locator.locate([10.0, np.nan], [0.0, 0.0])
+    with pytest.raises(ValueError, match="point 0 "):
+        locator.locate([0.0], [181.0])
+    with pytest.raises(ValueError, match="differ in size"):
+        locator.locate([0.0, 1.0], [0.0])
+
+
+def test_too_deep_raster_is_refused(mesh: DelaunayMesh) -> None:
+    with pytest.raises(ValueError, match="2\\*\\*31"):
+        TriangleLocator(mesh.vertices_xyz_, mesh.triangles_, factor=8, max_depth=8)
+
+
+def test_threaded_locate_works_in_a_forked_child(mesh: DelaunayMesh) -> None:
+    """A child forked after the pool started must not wait on the parent's threads."""
+    import multiprocessing
+
+    lat = np.linspace(-80, 80, 20_000)
+    lon = np.linspace(-170, 170, 20_000)
+    want = mesh.locate(lat, lon, threads=2)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+
+    def child() -> None:
+        queue.put(bool((mesh.locate(lat, lon, threads=2) == want).all()))
+
+    process = context.Process(target=child)
+    process.start()
+    process.join(timeout=60)
+    if process.is_alive():
+        process.kill()
+        pytest.fail("threaded locate hung in a forked child")
+    assert process.exitcode == 0
+    assert queue.get(timeout=5)

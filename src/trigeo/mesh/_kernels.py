@@ -1,8 +1,10 @@
 """Compiled inner loops for point location (numba, optional).
 
-Every kernel here has a pure-numpy twin in :mod:`trigeo.mesh.locate`; both
-give identical answers (the tests run both against brute force). numba only
-makes them faster. Set ``TRIGEO_NO_NUMBA=1`` to force the numpy path.
+The pure-numpy code in :mod:`trigeo.mesh.locate` gives identical answers
+without them (the tests run both against brute force); numba only makes it
+faster. The compiled locator goes further than its numpy twin (edge and fan
+records), but decides nothing the exact predicate would decide differently.
+Set ``TRIGEO_NO_NUMBA=1`` to force the numpy path.
 
 None of these kernels decides a sign that floating point cannot certify:
 values within the filter band are reported back as "unsure" and decided in

@@ -27,14 +27,18 @@ A hierarchy of latitude/longitude rasters. A raster cell whose whole area
 (plus a safety margin) lies strictly inside one triangle answers directly,
 without trigonometry. A cell that only one triangle can touch also answers
 directly (the triangulation covers the sphere, so that triangle contains every
-point of the cell). Other cells split 4x4 into children, down to a maximum
-depth; the points of a leaf test its short candidate list in ascending
-triangle order with the exact predicate, which reproduces the tie rule.
+point of the cell). Other cells split ``factor x factor`` into children, down
+to a maximum depth. The numpy path tests a leaf's candidate list in ascending
+triangle order with the exact predicate, which is the tie rule; the compiled
+path stores leaves as edge, fan and general records (see
+:meth:`TriangleLocator._compile_leaves`) and sends any point whose sign it
+cannot certify back to that exact scan.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -288,14 +292,21 @@ _CHUNK = 1 << 20  # points per kernel call: bounds the scratch memory
 _WORKSPACE = threading.local()
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    """A long-lived pool per size, so workers keep their scratch between calls."""
-    if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="trigeo-locate")
-    return _POOLS[threads]
+    """A long-lived pool per size, so workers keep their scratch between calls.
+
+    Keyed by process id too: a child forked after a pool started inherits it
+    without its threads, and would wait on it forever.
+    """
+    key = (os.getpid(), threads)
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="trigeo-locate")
+        return _POOLS[key]
 
 
 def _workspace(n: int) -> tuple[NDArray, ...]:
@@ -390,6 +401,12 @@ class TriangleLocator:
         self.full_cover = bool(full_cover)
         self.n_lat0 = round(180.0 / root_deg)
         self.n_lon0 = 2 * self.n_lat0
+        # The kernel packs a point's finest row and column into one int64.
+        if self.n_lon0 * self.factor**self.max_depth >= 2**31:
+            raise ValueError(
+                f"root_deg={root_deg}, factor={factor}, max_depth={max_depth} give a finest "
+                "raster over 2**31 columns; use fewer levels or a coarser root"
+            )
         self._build()
 
     # ------------------------------------------------------------------ build
@@ -495,7 +512,6 @@ class TriangleLocator:
         self.levels: list[NDArray[np.int64]] = []
         self.level_dlat: list[float] = []
         self.level_dlon: list[float] = []
-        self.level_ncol: list[int] = []
         self.block_row: list[NDArray[np.int64]] = []  # global row/col of each block's origin
         self.block_col: list[NDArray[np.int64]] = []
         leaf_ptr: list[int] = [0]
@@ -596,25 +612,22 @@ class TriangleLocator:
             child = code <= -(10**15)
             # child block j -> code -2 - n_leaves - j
             code[child] = -2 - n_leaves - (-(10**15) - code[child])
-        # Flat copies for the compiled kernels.
-        self._codes = np.concatenate(self.levels).astype(np.int32)
+        # Flat copies for the compiled kernel.
         self._level_offset = np.cumsum([0] + [len(c) for c in self.levels]).astype(np.int64)
         self._inv_dlat = 1.0 / np.asarray(self.level_dlat)
         self._inv_dlon = 1.0 / np.asarray(self.level_dlon)
-        rows_ = self.block_row or [np.zeros(0, dtype=np.int64)]
-        self._block_row = np.concatenate(rows_).astype(np.int64)
-        self._block_col = np.concatenate(self.block_col or rows_).astype(np.int64)
-        self._block_offset = np.cumsum([0] + [len(b) for b in self.block_row]).astype(np.int64)
         # Compiled path: the leaves become records in one int32 array, so a point
         # costs one cache miss for its candidates. Leaves with identical records
         # share one (neighbouring cells along an edge repeat the same list), which
         # shrinks the array about fivefold and keeps it in cache.
         self._leaf_data, leaf_position = self._compile_leaves(leaf_centres)
-        codes = self._codes.astype(np.int64)
+        codes = np.concatenate(self.levels).astype(np.int64)
         is_leaf = (codes <= -2) & (codes > -2 - n_leaves)
         is_child = codes <= -2 - n_leaves
         codes[is_leaf] = -2 - leaf_position[-2 - codes[is_leaf]]
         codes[is_child] = -2 - self._leaf_data.size - (-2 - n_leaves - codes[is_child])
+        if codes.min(initial=0) < np.iinfo(np.int32).min or len(self.triangles) * 3 > 2**31 - 1:
+            raise ValueError("mesh too large for the compiled locator's int32 tables")
         self._codes_compiled = codes.astype(np.int32)
 
     def _compile_leaves(
@@ -791,7 +804,8 @@ class TriangleLocator:
         self, lat: NDArray[np.float64], lon: NDArray[np.float64], threads: int = 1
     ) -> NDArray[np.int64]:
         out = np.empty(lat.size, dtype=np.int64)
-        # Contiguous slices, at most _CHUNK points and at least one per thread.
+        # Contiguous slices of at most _CHUNK points; one per thread when each
+        # thread gets at least 4096 points (fewer are not worth a thread).
         n_parts = max(-(-lat.size // _CHUNK), min(threads, lat.size // 4096), 1)
         bounds = np.linspace(0, lat.size, n_parts + 1).astype(np.int64).tolist()
         parts = list(itertools.pairwise(bounds))
@@ -867,6 +881,16 @@ class TriangleLocator:
             raise ValueError(f"threads must be >= 1, got {threads}")
         lat = np.ascontiguousarray(lat, dtype=np.float64).ravel()
         lon = np.ascontiguousarray(lon, dtype=np.float64).ravel()
+        if lat.shape != lon.shape:
+            raise ValueError(f"lat and lon differ in size: {lat.size} vs {lon.size}")
+        # NaN fails both comparisons, so this also rejects it.
+        bad = ~((np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"point {row} is not a latitude/longitude in degrees: "
+                f"({lat[row]!r}, {lon[row]!r}); DelaunayMesh.locate validates and explains"
+            )
         if _kernels.HAVE_NUMBA:
             return self._locate_compiled(lat, lon, int(threads))
         return self.locate_xyz_latlng(lat, lon)
