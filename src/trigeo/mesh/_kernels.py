@@ -159,9 +159,13 @@ if HAVE_NUMBA:
         bucketed by size so each bucket runs a loop of fixed length. The
         scratch ``heads`` (int64) and the lists hold ``n_leaf`` entries.
         ``records`` is ``(leaf_data, normals, band, lat_sin, lat_cos, lon_sin,
-        lon_cos)``.
+        lon_cos, fan_start, general_start)``: the record array, edge normals,
+        the filter band, the trig tables, and where fan and general records
+        begin in ``leaf_data``.
         """
-        leaf_data, normals, band, lat_sin, lat_cos, lon_sin, lon_cos = records
+        leaf_data, normals, band, lat_sin, lat_cos, lon_sin, lon_cos, fan_start, general_start = (
+            records
+        )
         n_edge = 0
         n_fan = 0
         n_general = 0
@@ -174,14 +178,15 @@ if HAVE_NUMBA:
             unit[j, 2] = s_lat
             head = -2 - out[i]
             heads[j] = head
-            size = leaf_data[head]
+            # Records lie by kind (edges, fans, general), so the position
+            # alone gives the kind, without loading the record here.
             edge_list[n_edge] = j
-            n_edge += np.int64(size == -1)
+            n_edge += np.int64(head < fan_start)
             # n_fan + n_general <= j, so neither write lands on a taken slot.
             other_list[n_fan] = j
-            n_fan += np.int64(size < -1)
+            n_fan += np.int64((head >= fan_start) & (head < general_start))
             other_list[n_leaf - 1 - n_general] = j
-            n_general += np.int64(size > 0)
+            n_general += np.int64(head >= general_start)
         for q in range(n_edge):
             j = edge_list[q]
             head = heads[j]

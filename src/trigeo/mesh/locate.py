@@ -651,6 +651,7 @@ class TriangleLocator:
         """
         n_leaves = self.n_leaves
         counts = np.diff(self.leaf_ptr)
+        self._fan_start = self._general_start = 0
         if n_leaves == 0:
             return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
         owner = np.repeat(np.arange(n_leaves), counts)
@@ -673,9 +674,9 @@ class TriangleLocator:
         # Leaves grouped by candidate count: each group is a matrix of records
         # of one length, deduplicated as rows (neighbouring cells along an
         # edge repeat the same list).
-        position = np.empty(n_leaves, dtype=np.int64)
-        pieces: list[NDArray[np.int64]] = []
-        offset = 0
+        # Records are laid out by kind (edges, fans, general lists), so the
+        # kernel tells a record's kind from its position alone.
+        groups: list[tuple[int, NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]] = []
         for k in np.unique(counts).tolist():
             ids = np.flatnonzero(counts == k)
             rows = np.empty((ids.size, k + 1), dtype=np.int64)
@@ -686,9 +687,27 @@ class TriangleLocator:
             if self.full_cover and 2 <= k <= _kernels.FAN_WIDTH:
                 self._mark_fans(rows)
             unique_rows, inverse = _unique_rows(rows)
-            position[ids] = offset + inverse * (k + 1)
-            pieces.append(unique_rows.ravel())
-            offset += unique_rows.size
+            header = unique_rows[:, 0]
+            kind = np.where(header == -1, 0, np.where(header < -1, 1, 2))
+            for wanted in range(3):
+                keep = np.flatnonzero(kind == wanted)
+                if keep.size:
+                    renumber = np.full(len(unique_rows), -1, dtype=np.int64)
+                    renumber[keep] = np.arange(keep.size)
+                    mine = kind[inverse] == wanted
+                    groups.append((wanted, unique_rows[keep], ids[mine], renumber[inverse[mine]]))
+        position = np.empty(n_leaves, dtype=np.int64)
+        pieces: list[NDArray[np.int64]] = []
+        offset = 0
+        kind_start = [0, 0, 0]
+        for wanted in range(3):
+            kind_start[wanted] = offset
+            for kind_of, unique_rows, ids, index in groups:
+                if kind_of == wanted:
+                    position[ids] = offset + index * unique_rows.shape[1]
+                    pieces.append(unique_rows.ravel())
+                    offset += unique_rows.size
+        self._fan_start, self._general_start = kind_start[1], kind_start[2]
         return np.concatenate(pieces).astype(np.int32), position
 
     def _mark_edges(self, rows: NDArray[np.int64]) -> None:
@@ -850,7 +869,14 @@ class TriangleLocator:
         )
         # The kernel's table-based unit vector is within ~1e-15 of the
         # canonical one; a band 10x wider than usual keeps its signs certain.
-        records = (self._leaf_data, self.normals, 10.0 * _FILTER, *_trig_tables())
+        records = (
+            self._leaf_data,
+            self.normals,
+            10.0 * _FILTER,
+            *_trig_tables(),
+            self._fan_start,
+            self._general_start,
+        )
         _kernels.locate_points(lat, lon, out, *_workspace(lat.size), raster, records)
 
     def _record_triangles(self, record: int) -> list[int]:
