@@ -19,7 +19,15 @@ from numpy.typing import NDArray
 from trigeo import sphere
 from trigeo.errors import InputError
 
-__all__ = ["LAT_NAMES", "LON_NAMES", "find_column", "read_points", "read_table", "validate_latlng"]
+__all__ = [
+    "LAT_NAMES",
+    "LON_NAMES",
+    "find_column",
+    "points_from_table",
+    "read_points",
+    "read_table",
+    "validate_latlng",
+]
 
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "lng", "longitude", "long")
@@ -179,7 +187,22 @@ def read_points(
         photos only).
     """
     path = Path(path)
-    table = read_table(path)
+    return points_from_table(
+        read_table(path), path, lat_col, lon_col, wrap_longitude=wrap_longitude, split=split
+    )
+
+
+def points_from_table(
+    table: pa.Table,
+    path: str | Path,
+    lat_col: str | None = None,
+    lon_col: str | None = None,
+    *,
+    wrap_longitude: bool = False,
+    split: str | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """:func:`read_points` on a table already read from ``path`` by :func:`read_table`."""
+    path = Path(path)
     if table.num_rows == 0:
         raise InputError("file has a header but no data rows", source=path)
     if split is not None:

@@ -19,6 +19,11 @@ from trigeo.predictions import write_predictions
 runner = CliRunner()
 
 
+def _evaluate(dataset, *args: str):
+    """``trigeo evaluate --truth <dataset> ARGS`` through the root CLI."""
+    return runner.invoke(app, ["evaluate", "--truth", str(dataset.root), *args])
+
+
 @pytest.fixture
 def mesh_path(tmp_path: Path, table: pd.DataFrame) -> Path:
     train = table[table["split"] == "train"]
@@ -59,27 +64,22 @@ def test_cli_writes_report_with_two_models_and_a_peer(tmp_path, dataset, table, 
     peer = tmp_path / "peer.csv"
     val[["photo_id", "lat", "lon"]].assign(lat=val["lat"] + 0.2).iloc[:-6].to_csv(peer, index=False)
     out = tmp_path / "report"
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--truth",
-            str(dataset.root),
-            "--pred",
-            str(a),
-            "--pred",
-            str(b),
-            "--pred",
-            str(peer),
-            "--mesh",
-            str(mesh_path),
-            "--oracle",
-            "--averaging",
-            "--bootstrap",
-            "200",
-            "--out",
-            str(out),
-        ],
+    result = _evaluate(
+        dataset,
+        "--pred",
+        str(a),
+        "--pred",
+        str(b),
+        "--pred",
+        str(peer),
+        "--mesh",
+        str(mesh_path),
+        "--oracle",
+        "--averaging",
+        "--bootstrap",
+        "200",
+        "--out",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     assert "no prediction for 6 of 120 photos" in result.output
@@ -132,21 +132,16 @@ def test_cli_writes_report_with_two_models_and_a_peer(tmp_path, dataset, table, 
 
 def test_cli_oracle_only(tmp_path, dataset, mesh_path):
     out = tmp_path / "oracle"
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--oracle",
-            "--truth",
-            str(dataset.root),
-            "--mesh",
-            str(mesh_path),
-            "--out",
-            str(out),
-            "--no-figures",
-            "--label",
-            "imagery",
-        ],
+    result = _evaluate(
+        dataset,
+        "--oracle",
+        "--mesh",
+        str(mesh_path),
+        "--out",
+        str(out),
+        "--no-figures",
+        "--label",
+        "imagery",
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -159,25 +154,20 @@ def test_cli_strict_less_radius_and_exclude(tmp_path, dataset, table):
     peer = tmp_path / "peer.csv"
     val[["photo_id", "lat", "lon"]].iloc[:100].to_csv(peer, index=False)
     out = tmp_path / "r"
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--truth",
-            str(dataset.root),
-            "--pred",
-            str(peer),
-            "--strict-less",
-            "--radius-km",
-            "6371",
-            "--missing",
-            "exclude",
-            "--thresholds",
-            "0,1",
-            "--no-figures",
-            "--out",
-            str(out),
-        ],
+    result = _evaluate(
+        dataset,
+        "--pred",
+        str(peer),
+        "--strict-less",
+        "--radius-km",
+        "6371",
+        "--missing",
+        "exclude",
+        "--thresholds",
+        "0,1",
+        "--no-figures",
+        "--out",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     (model,) = json.loads((out / "metrics.json").read_text())["models"]
@@ -197,17 +187,12 @@ def test_cli_strict_less_radius_and_exclude(tmp_path, dataset, table):
 def test_cli_bad_input_is_one_clear_error(tmp_path, dataset, content, message):
     peer = tmp_path / "bad.csv"
     peer.write_text(content)
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--truth",
-            str(dataset.root),
-            "--pred",
-            str(peer),
-            "--out",
-            str(tmp_path / "o"),
-        ],
+    result = _evaluate(
+        dataset,
+        "--pred",
+        str(peer),
+        "--out",
+        str(tmp_path / "o"),
     )
     # The root CLI turns TrigeoError into one red error line and exit status 2.
     assert result.exit_code == 2
@@ -222,20 +207,15 @@ def test_cli_mesh_hash_mismatch_is_reported(tmp_path, dataset, table, mesh_path)
         table["lat"].to_numpy(), table["lon"].to_numpy()
     )
     model = _write_model(tmp_path / "m.parquet", table, other, 0.0, 0)
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--truth",
-            str(dataset.root),
-            "--pred",
-            str(model),
-            "--mesh",
-            str(mesh_path),
-            "--no-figures",
-            "--out",
-            str(tmp_path / "o"),
-        ],
+    result = _evaluate(
+        dataset,
+        "--pred",
+        str(model),
+        "--mesh",
+        str(mesh_path),
+        "--no-figures",
+        "--out",
+        str(tmp_path / "o"),
     )
     assert result.exit_code == 0, result.output
     assert f"mesh hash {other.mesh_hash[:12]!r} matches none of the given meshes" in " ".join(
@@ -251,18 +231,13 @@ def test_cli_reports_a_swapped_peer_csv(tmp_path, dataset, table):
         peer, index=False
     )
     out = tmp_path / "o"
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--truth",
-            str(dataset.root),
-            "--pred",
-            str(peer),
-            "--no-figures",
-            "--out",
-            str(out),
-        ],
+    result = _evaluate(
+        dataset,
+        "--pred",
+        str(peer),
+        "--no-figures",
+        "--out",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())

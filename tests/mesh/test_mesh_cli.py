@@ -23,6 +23,14 @@ def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def build(points: Path, out: Path, limit: float, minimum: float, *extra):
+    """`trigeo mesh build` with explicit limits."""
+    return run(
+        "mesh", "build", "--points", points, "--out", out,
+        "--refinement-limit", limit, "--minimum-examples", minimum, *extra,
+    )  # fmt: skip
+
+
 def failed_with(result, *needles: str) -> None:
     """The command failed with status 2 and its one-line message says each needle.
 
@@ -47,18 +55,7 @@ def points_csv(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def mesh_file(points_csv: Path) -> Path:
     out = points_csv.parent / "mesh.npz"
-    result = run(
-        "mesh",
-        "build",
-        "--points",
-        points_csv,
-        "--refinement-limit",
-        100,
-        "--minimum-examples",
-        8,
-        "--out",
-        out,
-    )
+    result = build(points_csv, out, 100, 8)
     assert result.exit_code == 0, result.output
     return out
 
@@ -176,18 +173,7 @@ def test_bad_points_name_row_and_column(case: str, tmp_path: Path) -> None:
     src = tmp_path / f"{case}.csv"
     src.write_text(content)
     out = tmp_path / "out.npz"
-    result = run(
-        "mesh",
-        "build",
-        "--points",
-        src,
-        "--refinement-limit",
-        10,
-        "--minimum-examples",
-        1,
-        "--out",
-        out,
-    )
+    result = build(src, out, 10, 1)
     failed_with(result, *needles)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]  # nothing partial
@@ -197,24 +183,9 @@ def test_wrap_longitude_and_named_columns(tmp_path: Path) -> None:
     src = tmp_path / "wrapped.csv"
     src.write_text("y,x\n10,200\n-10,-190\n20,30\n")
     out = tmp_path / "m.npz"
-    base = [
-        "mesh",
-        "build",
-        "--points",
-        src,
-        "--refinement-limit",
-        10,
-        "--minimum-examples",
-        1,
-        "--out",
-        out,
-        "--lat-col",
-        "y",
-        "--lon-col",
-        "x",
-    ]
-    failed_with(run(*base), "--wrap-longitude")
-    result = run(*base, "--wrap-longitude")
+    columns = ["--lat-col", "y", "--lon-col", "x"]
+    failed_with(build(src, out, 10, 1, *columns), "--wrap-longitude")
+    result = build(src, out, 10, 1, *columns, "--wrap-longitude")
     assert result.exit_code == 0, result.output
     assert DelaunayMesh.load(out).n_points_ == 3
 
@@ -257,10 +228,7 @@ def test_build_from_training_split_only(points_csv: Path, tmp_path: Path) -> Non
     table = tmp_path / "table.parquet"
     pq.write_table(pa.table({"lat": lat, "lon": lon, "split": split}), table)
     out = tmp_path / "train.npz"
-    result = run(
-        "mesh", "build", "--points", table, "--split", "train",
-        "--refinement-limit", 100, "--minimum-examples", 8, "--out", out,
-    )  # fmt: skip
+    result = build(table, out, 100, 8, "--split", "train")
     assert result.exit_code == 0, result.output
     train = split == "train"
     expected = DelaunayMesh(refinement_limit=100, minimum_examples=8).fit(lat[train], lon[train])

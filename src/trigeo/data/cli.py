@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,17 +25,40 @@ HeadsFractionOpt = Annotated[
 ]
 
 
-def _progress() -> Any:
+T = TypeVar("T")
+
+
+def _track(description: str, total: int | None, run: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """``run(*args, **kw, progress=...)`` under a progress bar advanced by its callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    return Progress(
+    with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=console,
         transient=True,
-    )
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        return run(*args, **kw, progress=lambda n: progress.advance(task, n))
+
+
+def _table_column(root: Path, column: str) -> Any:
+    """One column of a dataset's table, or ``None`` when it cannot be read.
+
+    Only sizes a progress bar: the command itself opens and validates the
+    dataset (and reports a bad one), so the whole table is not read twice.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trigeo.data.table import TABLE_FILE
+
+    try:
+        return pq.read_table(root / TABLE_FILE, columns=[column]).column(column)
+    except (OSError, KeyError, pa.ArrowException):
+        return None
 
 
 @app.command()
@@ -64,23 +88,23 @@ def synth(
     """Generate the synthetic world: JPEGs, table (with splits) and dataset.json."""
     from trigeo.data.synth import make_world
 
-    with _progress() as progress:
-        task = progress.add_task("rendering photos", total=photos)
-        dataset = make_world(
-            out,
-            photos=photos,
-            users=users,
-            image_size=image_size,
-            seed=seed,
-            outdoor_fraction=outdoor_fraction,
-            trip_fraction=trip_fraction,
-            motif_noise=motif_noise,
-            pixel_noise=pixel_noise,
-            val_fraction=val_fraction,
-            heads_fraction=heads_fraction,
-            workers=workers,
-            progress=lambda n: progress.advance(task, n),
-        )
+    dataset = _track(
+        "rendering photos",
+        photos,
+        make_world,
+        out,
+        photos=photos,
+        users=users,
+        image_size=image_size,
+        seed=seed,
+        outdoor_fraction=outdoor_fraction,
+        trip_fraction=trip_fraction,
+        motif_noise=motif_noise,
+        pixel_noise=pixel_noise,
+        val_fraction=val_fraction,
+        heads_fraction=heads_fraction,
+        workers=workers,
+    )
     counts = dataset.meta["counts"]
     console.print(
         f"[green]wrote[/green] {out}: {counts['photos']} photos, {counts['users']} users, "
@@ -123,26 +147,20 @@ def shard(
     """Write a dataset's images into webdataset tar shards (resumable)."""
     from trigeo.data.shard import REPORT_FILE, shard_dataset
 
-    total = len(_open_table(root))
-    with _progress() as progress:
-        task = progress.add_task("sharding", total=total)
-        dataset, report = shard_dataset(
-            root,
-            out,
-            shard_size=shard_size,
-            max_side=max_side,
-            quality=quality,
-            workers=workers,
-            progress=lambda n: progress.advance(task, n),
-        )
+    images = _table_column(root, "image")
+    dataset, report = _track(
+        "sharding",
+        None if images is None else len(images),
+        shard_dataset,
+        root,
+        out,
+        shard_size=shard_size,
+        max_side=max_side,
+        quality=quality,
+        workers=workers,
+    )
     report.print_summary(console, out / REPORT_FILE)
     console.print(f"[green]wrote[/green] {len(dataset.meta['shards'])} shard(s) in {out}")
-
-
-def _open_table(root: Path) -> Any:
-    from trigeo.data.table import Dataset
-
-    return Dataset.open(root).table
 
 
 @app.command()
@@ -164,19 +182,19 @@ def yfcc(
     from trigeo.data.yfcc import REPORT_FILE, import_yfcc
 
     total = metadata.stat().st_size if metadata.exists() else 0
-    with _progress() as progress:
-        task = progress.add_task("importing lines", total=limit)
-        meta, report = import_yfcc(
-            metadata,
-            out,
-            limit=limit,
-            download_root=download_root,
-            image_layout=image_layout,
-            val_fraction=val_fraction,
-            heads_fraction=heads_fraction,
-            seed=seed,
-            progress=lambda n: progress.advance(task, n),
-        )
+    meta, report = _track(
+        "importing lines",
+        limit,
+        import_yfcc,
+        metadata,
+        out,
+        limit=limit,
+        download_root=download_root,
+        image_layout=image_layout,
+        val_fraction=val_fraction,
+        heads_fraction=heads_fraction,
+        seed=seed,
+    )
     report.print_summary(console, out / REPORT_FILE)
     counts = meta["counts"]
     console.print(
@@ -201,19 +219,19 @@ def photos(
     """Import photos located by EXIF GPS; photos without GPS go to rejects.csv."""
     from trigeo.data.photos import REJECTS_FILE, REPORT_FILE, import_photos
 
-    with _progress() as progress:
-        task = progress.add_task("reading photos", total=None)
-        dataset, report = import_photos(
-            folder,
-            out,
-            user=user,
-            val_fraction=val_fraction,
-            heads_fraction=heads_fraction,
-            by_user=by_user,
-            seed=seed,
-            workers=workers,
-            progress=lambda n: progress.advance(task, n),
-        )
+    dataset, report = _track(
+        "reading photos",
+        None,
+        import_photos,
+        folder,
+        out,
+        user=user,
+        val_fraction=val_fraction,
+        heads_fraction=heads_fraction,
+        by_user=by_user,
+        seed=seed,
+        workers=workers,
+    )
     report.print_summary(console, out / REPORT_FILE)
     console.print(
         f"[green]wrote[/green] {out}: {len(dataset.table)} photos; "
@@ -277,20 +295,22 @@ def download(
     ] = None,
 ) -> None:
     """Fetch images into local files (resumable; dead links reported)."""
+    import pyarrow.compute as pc
+
     from trigeo.data.download import DEAD_FILE, REPORT_FILE, download_images
 
-    total = int(_open_table(root)["image"].astype(str).str.contains("://").sum())
-    with _progress() as progress:
-        task = progress.add_task("downloading", total=total)
-        _, report = download_images(
-            root,
-            workers=workers,
-            retries=retries,
-            timeout=timeout,
-            backoff=backoff,
-            drop_failed=drop_failed,
-            progress=lambda n: progress.advance(task, n),
-        )
+    images = _table_column(root, "image")
+    _, report = _track(
+        "downloading",
+        None if images is None else pc.sum(pc.match_substring(images, "://")).as_py(),
+        download_images,
+        root,
+        workers=workers,
+        retries=retries,
+        timeout=timeout,
+        backoff=backoff,
+        drop_failed=drop_failed,
+    )
     report.print_summary(console, root / REPORT_FILE)
     if report.n_skipped:
         console.print(f"dead links: {root / DEAD_FILE}")

@@ -46,16 +46,18 @@ DEAD_FILE = "dead-links.csv"
 _USER_AGENT = "trigeo-download/1 (+https://github.com/)"
 
 
-class _RetryError(Exception):
+class _FetchError(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(reason)
         self.reason, self.detail = reason, detail
 
 
-class _DeadLinkError(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.reason, self.detail = reason, detail
+class _RetryError(_FetchError):
+    """A transient failure: worth another attempt."""
+
+
+class _DeadLinkError(_FetchError):
+    """A permanent failure: the link is reported dead."""
 
 
 def local_image_path(photo_id: str, url: str) -> str:
@@ -144,7 +146,7 @@ def download_images(
     dataset = Dataset.open(root)
     table = dataset.table.copy()
     images = table["image"].to_numpy(dtype=object)
-    remote = np.flatnonzero([("://" in str(v)) for v in images])
+    remote = np.flatnonzero(table["image"].str.contains("://", regex=False).to_numpy())
     report = ImportReport("data.download", root)
     report.read = int(remote.size)
     targets = {
@@ -202,7 +204,8 @@ def download_images(
     table["image"] = images
     if drop_failed and failed:
         table = table.drop(index=table.index[failed]).reset_index(drop=True)
-    still_remote = int(sum("://" in str(v) for v in table["image"]))
+    # Every fetched row now holds a local path; only failed rows keep their URL.
+    still_remote = 0 if drop_failed else len(failed)
     meta = keep_meta(dataset.meta)
     meta["images"] = "folder" if still_remote == 0 else "mixed"
     config: dict[str, Any] = {

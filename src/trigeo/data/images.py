@@ -13,7 +13,18 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["BadImageError", "ShardIndex", "decode_image", "encode_resized", "split_image_ref"]
+from trigeo.errors import InputError
+
+__all__ = [
+    "BadImageError",
+    "ShardIndex",
+    "decode_image",
+    "encode_resized",
+    "index_shard",
+    "split_image_ref",
+]
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 
 class BadImageError(Exception):
@@ -106,6 +117,28 @@ def split_image_ref(image: str) -> tuple[str, str | None]:
     return image, None
 
 
+def index_shard(path: str | Path) -> dict[str, tuple[int, int]]:
+    """Map each sample key of a webdataset tar to its image member's (offset, size).
+
+    Raises
+    ------
+    InputError
+        If the tar cannot be read.
+    """
+    index: dict[str, tuple[int, int]] = {}
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, ext = member.name.rpartition(".")
+                if ext.lower() in IMAGE_EXTENSIONS and key not in index:
+                    index[key] = (member.offset_data, member.size)
+    except (OSError, tarfile.TarError) as exc:
+        raise InputError(f"cannot read shard ({exc})", source=path) from exc
+    return index
+
+
 class ShardIndex:
     """Read sample members from webdataset tars by key (an index per tar, built lazily)."""
 
@@ -113,23 +146,13 @@ class ShardIndex:
         self.root = Path(root)
         self._index: dict[str, dict[str, tuple[int, int]]] = {}
 
-    def _build(self, shard: str) -> dict[str, tuple[int, int]]:
-        index: dict[str, tuple[int, int]] = {}
-        with tarfile.open(self.root / shard, "r:") as tar:
-            for member in tar:
-                if member.isfile():
-                    key, _, ext = member.name.rpartition(".")
-                    if ext.lower() in ("jpg", "jpeg", "png", "webp") and key not in index:
-                        index[key] = (member.offset_data, member.size)
-        return index
-
     def read(self, image: str) -> bytes:
         """Bytes of an ``image`` value: a file under the root or ``shard.tar#KEY``."""
         path, key = split_image_ref(image)
         if key is None:
             return (self.root / path).read_bytes()
         if path not in self._index:
-            self._index[path] = self._build(path)
+            self._index[path] = index_shard(self.root / path)
         offset, size = self._index[path][key]
         with open(self.root / path, "rb") as handle:
             handle.seek(offset)

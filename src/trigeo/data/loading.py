@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import os
 import random
-import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from trigeo.errors import InputError
+# Re-exported: the image-reference format and the shard index are shared with the
+# torch-free importers (trigeo.data.images).
+from trigeo.data.images import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
+from trigeo.data.images import index_shard, split_image_ref
 
 __all__ = [
     "FeatureDataset",
@@ -46,38 +48,6 @@ __all__ = [
     "index_shard",
     "split_image_ref",
 ]
-
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-
-
-def split_image_ref(image: str) -> tuple[str, str | None]:
-    """Split an ``image`` value into (path, shard key or None)."""
-    path, sep, key = image.partition("#")
-    if sep and path.endswith(".tar"):
-        return path, key
-    return image, None
-
-
-def index_shard(path: str | Path) -> dict[str, tuple[int, int]]:
-    """Map each sample key of a webdataset tar to its image member's (offset, size).
-
-    Raises
-    ------
-    InputError
-        If the tar cannot be read.
-    """
-    index: dict[str, tuple[int, int]] = {}
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, ext = member.name.rpartition(".")
-                if ext.lower() in IMAGE_EXTENSIONS and key not in index:
-                    index[key] = (member.offset_data, member.size)
-    except (OSError, tarfile.TarError) as exc:
-        raise InputError(f"cannot read shard ({exc})", source=path) from exc
-    return index
 
 
 class ImageReader:

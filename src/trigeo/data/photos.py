@@ -274,9 +274,7 @@ def import_photos(
             # decode_image converts to RGB, which drops EXIF: read it from the original.
             with Image.open(io.BytesIO(data)) as original:
                 info = read_exif(original)
-        except BadImageError as exc:
-            return exc.reason, exc.detail
-        except BadExifError as exc:
+        except (BadImageError, BadExifError) as exc:
             return exc.reason, exc.detail
         mtime = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
         posted, source = (

@@ -879,15 +879,8 @@ def make_world(
             paths[start + i].write_bytes(data)
         return stop - start
 
-    starts = range(0, config.photos, _BATCH)
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            for done in pool.map(write_batch, starts):
-                if progress:
-                    progress(done)
-    else:
-        for start in starts:
-            done = write_batch(start)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for done in pool.map(write_batch, range(0, config.photos, _BATCH)):
             if progress:
                 progress(done)
 

@@ -177,7 +177,7 @@ def _sets_from_sorted(
 
 def _sets_from_full(
     probs: NDArray, true_cells: NDArray, levels: Sequence[float], areas: NDArray | None
-) -> list[tuple[NDArray, NDArray, NDArray, NDArray]]:
+) -> list[tuple[NDArray, ...]]:
     """Credible sets from full probability rows, in chunks, with a partial sort.
 
     Most rows reach 95% within a few hundred cells, so only the top
@@ -206,10 +206,17 @@ def _sets_from_full(
                 for array, new in zip(fixed, again, strict=True):
                     array[short] = new
         parts.append(result)
-    merged = []
-    for index in range(len(levels)):
-        merged.append(tuple(np.concatenate([part[index][j] for part in parts]) for j in range(4)))
-    return merged
+    return _join_chunks(parts, len(levels))
+
+
+def _join_chunks(
+    parts: Sequence[Sequence[tuple[NDArray, ...]]], n_levels: int
+) -> list[tuple[NDArray, ...]]:
+    """Concatenate per-chunk ``(size, area, covered, complete)`` results, level by level."""
+    return [
+        tuple(np.concatenate([part[index][j] for part in parts]) for j in range(4))
+        for index in range(n_levels)
+    ]
 
 
 def credible_sets(
@@ -262,10 +269,7 @@ def credible_sets(
                     cc, pp, true_cells[start : start + _TOPK_CHUNK_ROWS], levels, areas
                 )
             )
-        results = [
-            tuple(np.concatenate([part[index][j] for part in parts]) for j in range(4))
-            for index in range(len(levels))
-        ]
+        results = _join_chunks(parts, len(levels))
     return [
         CredibleSets(float(level), *result) for level, result in zip(levels, results, strict=True)
     ]

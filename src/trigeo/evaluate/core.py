@@ -22,10 +22,16 @@ from trigeo.data.table import Dataset
 from trigeo.errors import InputError
 from trigeo.evaluate.averaging import average_by_album, average_by_user
 from trigeo.evaluate.calibration import credible_sets, expected_calibration_error, reliability_curve
-from trigeo.evaluate.geography import CONTINENT_NAMES, continent_of, country_confusions, country_of
+from trigeo.evaluate.geography import (
+    CONTINENT_NAMES,
+    continent_of_country,
+    country_confusions,
+    country_of,
+)
 from trigeo.evaluate.inputs import (
     EvaluationWarning,
     MeshLike,
+    _examples,
     align_predictions,
     check_predictions,
     detect_swapped_latlon,
@@ -128,6 +134,7 @@ class Truth:
     all_ids: NDArray[np.str_] | None = None
     _continent: NDArray[np.str_] | None = field(default=None, repr=False)
     _country: NDArray[np.str_] | None = field(default=None, repr=False)
+    _cells: dict[str, NDArray[np.int64]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_table(
@@ -185,7 +192,7 @@ class Truth:
     @property
     def continent(self) -> NDArray[np.str_]:
         if self._continent is None:
-            self._continent = continent_of(self.lat, self.lon)
+            self._continent = continent_of_country(self.country)
         return self._continent
 
     @property
@@ -193,6 +200,13 @@ class Truth:
         if self._country is None:
             self._country = country_of(self.lat, self.lon)
         return self._country
+
+    def cells_in(self, mesh: MeshLike) -> NDArray[np.int64]:
+        """Cell of each photo in ``mesh`` (-1 outside kept cells), located once per mesh."""
+        cells = self._cells.get(mesh.mesh_hash)
+        if cells is None:
+            cells = self._cells[mesh.mesh_hash] = np.asarray(mesh.locate(self.lat, self.lon))
+        return cells
 
 
 @dataclass
@@ -381,15 +395,10 @@ def _score_model(
             if config.missing == "miss"
             else "excluded from its scores"
         )
-        shown = ", ".join(map(repr, missing_ids[:_SHOWN_MISSING].tolist()))
-        more = (
-            f" and {missing_ids.size - _SHOWN_MISSING} more"
-            if missing_ids.size > _SHOWN_MISSING
-            else ""
-        )
         warnings.warn(
             f"{source}: no prediction for {missing_ids.size} of {len(truth)} photos "
-            f"({100 * missing_ids.size / len(truth):.1f}%), {action}: {shown}{more}",
+            f"({100 * missing_ids.size / len(truth):.1f}%), {action}: "
+            f"{_examples(missing_ids, _SHOWN_MISSING)}",
             EvaluationWarning,
             stacklevel=2,
         )
@@ -521,7 +530,7 @@ def oracle_rows(
     Scored, as in the study, over the truth photos that fall in kept cells;
     ``photos`` and ``photos_outside`` say how many that is.
     """
-    cells = mesh.locate(truth.lat, truth.lon) if truth_cells is None else truth_cells
+    cells = truth.cells_in(mesh) if truth_cells is None else truth_cells
     inside = cells >= 0
     out = []
     for label in labels:
@@ -630,9 +639,7 @@ def evaluate(
     mesh_map = {mesh.mesh_hash: (name, mesh) for name, mesh in meshes}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EvaluationWarning)
-        truth_cells = {
-            h: np.asarray(m.locate(truth.lat, truth.lon)) for h, (_, m) in mesh_map.items()
-        }
+        truth_cells = {h: truth.cells_in(m) for h, (_, m) in mesh_map.items()}
         results: list[ModelResult] = []
         for source, preds in predictions:
             results.append(_score_model(preds, source, truth, mesh_map, truth_cells, config))

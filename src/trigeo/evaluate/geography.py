@@ -21,6 +21,7 @@ from trigeo.sphere import latlng_to_xyz
 __all__ = [
     "CONTINENT_NAMES",
     "continent_of",
+    "continent_of_country",
     "country_confusions",
     "country_of",
 ]
@@ -65,7 +66,12 @@ def country_of(lat: ArrayLike, lon: ArrayLike) -> NDArray[np.str_]:
 
 def continent_of(lat: ArrayLike, lon: ArrayLike) -> NDArray[np.str_]:
     """Continent code (AF, AN, AS, EU, NA, OC, SA) of each location."""
-    countries = country_of(lat, lon)
+    return continent_of_country(country_of(lat, lon))
+
+
+def continent_of_country(countries: ArrayLike) -> NDArray[np.str_]:
+    """Continent code of each ISO alpha-2 country code (``??`` when unknown)."""
+    countries = np.asarray(countries, dtype=str).reshape(-1)
     _, _, continents = _city_index()
     unique, inverse = np.unique(countries, return_inverse=True)
     mapped = np.array([continents.get(code, "??") for code in unique], dtype=str)

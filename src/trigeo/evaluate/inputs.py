@@ -62,10 +62,11 @@ class MeshLike(Protocol):
     def cell_areas_km2(self) -> NDArray[np.float64]: ...
 
 
-def _examples(values: Any) -> str:
+def _examples(values: Any, limit: int = _EXAMPLES) -> str:
+    """The first ``limit`` values, quoted, and how many more there are."""
     values = list(values)
-    shown = ", ".join(repr(str(v)) for v in values[:_EXAMPLES])
-    more = f" and {len(values) - _EXAMPLES} more" if len(values) > _EXAMPLES else ""
+    shown = ", ".join(repr(str(v)) for v in values[:limit])
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
     return shown + more
 
 

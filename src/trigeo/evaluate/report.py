@@ -327,8 +327,6 @@ def build_figures(
         )
     )
     mesh_by_hash = {mesh.mesh_hash: mesh for _, mesh in meshes}
-    # Locate every truth photo once per mesh; each model's map takes its own rows.
-    truth_cells = {h: mesh.locate(truth.lat, truth.lon) for h, mesh in mesh_by_hash.items()}
     centroids = {h: mesh.centroids(kind="cell") for h, mesh in mesh_by_hash.items()}
     for m in models[:max_models]:
         mesh = mesh_by_hash.get(m.mesh_hash or "") or (
@@ -338,7 +336,8 @@ def build_figures(
         kwargs: dict[str, Any] = {}
         if mesh is not None:
             cell_lat, cell_lon = centroids[mesh.mesh_hash]
-            cells = truth_cells[mesh.mesh_hash][m.truth_rows]
+            # Truth locates its photos once per mesh; each model's map takes its own rows.
+            cells = truth.cells_in(mesh)[m.truth_rows]
             kwargs = {"cells": cells, "cell_lat": cell_lat, "cell_lon": cell_lon}
         figures.append(
             Figure(

@@ -187,15 +187,15 @@ def locate(
     import pyarrow.parquet as pq
 
     from trigeo.mesh.delaunay import DelaunayMesh
-    from trigeo.points import read_points, read_table
+    from trigeo.points import points_from_table, read_table
     from trigeo.provenance import atomic_path
 
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise InputError("output must end in .csv or .parquet", source=out)
     mesh = DelaunayMesh.load(mesh_path)
-    lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude)
-    table = read_table(points)
+    table = read_table(points)  # read once: the output is this table plus a column
+    lat, lon = points_from_table(table, points, lat_col, lon_col, wrap_longitude=wrap_longitude)
     cells = pa.array(mesh.locate(lat, lon, threads=threads), type=pa.int64())
     if "cell" in table.column_names:
         table = table.set_column(table.column_names.index("cell"), "cell", cells)

@@ -92,6 +92,11 @@ def _hull_triangles(xyz: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.ascontiguousarray(tri[order])
 
 
+def _areas_km2(xyz: NDArray[np.float64], triangles: NDArray[np.int64]) -> NDArray[np.float64]:
+    t = triangles
+    return triangle_area(xyz[t[:, 0]], xyz[t[:, 1]], xyz[t[:, 2]]) * EARTH_RADIUS_KM**2
+
+
 def _triangle_keys(tri: NDArray[np.int64], n_vertices: int) -> NDArray[np.int64]:
     s = np.sort(tri, axis=1)
     return (s[:, 0] * n_vertices + s[:, 1]) * n_vertices + s[:, 2]
@@ -237,7 +242,7 @@ class DelaunayMesh:
         self.points_hash_ = hash_arrays(lat, lon)
         # The walk's triangle is the exact answer wherever the point is certainly
         # inside it; only points at an edge or vertex need the tie rule.
-        self._fill(lat, lon, exact_from_walk(xyz, triangles, points, tri_of, lat, lon))
+        self._fill(lat, lon, exact_from_walk(xyz, triangles, points, tri_of, lat, lon), points)
         return self
 
     def _splittable(
@@ -263,10 +268,7 @@ class DelaunayMesh:
         rep_lon[t] = lon[sel]
         differs = (lat[sel] != rep_lat[t]) | (lon[sel] != rep_lon[t])
         varied = np.bincount(t[differs], minlength=n_tri) > 0
-        area = triangle_area(xyz[triangles[:, 0]], xyz[triangles[:, 1]], xyz[triangles[:, 2]]) * (
-            EARTH_RADIUS_KM**2
-        )
-        return varied & (area >= self.min_area_km2)
+        return varied & (_areas_km2(xyz, triangles) >= self.min_area_km2)
 
     @staticmethod
     def _walk_from_grid(
@@ -354,7 +356,10 @@ class DelaunayMesh:
         lat: NDArray[np.float64],
         lon: NDArray[np.float64],
         tri_of: NDArray[np.int64] | None = None,
+        points: NDArray[np.float64] | None = None,
     ) -> None:
+        """Counts, kept cells and imagery centroids; ``points`` is
+        ``latlng_to_xyz(lat, lon)`` when the caller already has it."""
         if tri_of is None:
             tri_of = self._get_locator().locate(lat, lon)
         n_tri = len(self.triangles_)
@@ -368,9 +373,10 @@ class DelaunayMesh:
         sums = np.zeros((self.n_cells_, 3))
         chunk = 1 << 20
         for start in range(0, lat.size, chunk):
-            c = cell[start : start + chunk]
+            part = slice(start, start + chunk)
+            c = cell[part]
             ok = c >= 0
-            p = latlng_to_xyz(lat[start : start + chunk][ok], lon[start : start + chunk][ok])
+            p = latlng_to_xyz(lat[part][ok], lon[part][ok]) if points is None else points[part][ok]
             for axis in range(3):
                 sums[:, axis] += np.bincount(c[ok], weights=p[:, axis], minlength=self.n_cells_)
         self._set_imagery(sums)
@@ -448,9 +454,7 @@ class DelaunayMesh:
 
     def triangle_areas_km2(self) -> NDArray[np.float64]:
         """Area of every triangle in km²."""
-        xyz = self.vertices_xyz_
-        t = self.triangles_
-        return triangle_area(xyz[t[:, 0]], xyz[t[:, 1]], xyz[t[:, 2]]) * EARTH_RADIUS_KM**2
+        return _areas_km2(self.vertices_xyz_, self.triangles_)
 
     def cell_areas_km2(self) -> NDArray[np.float64]:
         """Area of each kept cell in km² (cell order)."""

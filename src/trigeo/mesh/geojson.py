@@ -68,8 +68,9 @@ def triangle_rings(
         new_lat: list[float] = []
         new_lon: list[float] = []
         n = len(lat)
+        pole_index = set(at_pole.tolist())
         for i in range(n):
-            if i in set(at_pole.tolist()):
+            if i in pole_index:
                 pole = 90.0 if lat[i] > 0 else -90.0
                 new_lat += [pole, pole]
                 new_lon += [lon[(i - 1) % n], lon[(i + 1) % n]]

@@ -150,23 +150,18 @@ def locate_brute_force(
     p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
     normals = edge_normals(xyz, triangles)
     out = np.full(len(p), -1, dtype=np.int64)
-    n_tri = len(triangles)
     for start in range(0, len(p), chunk):
         q = p[start : start + chunk]
         s = _dot3(normals[None, :, :, :], q[:, None, None, :])  # (m, T, 3)
         inside = (s > _FILTER).all(axis=2)
-        maybe = ~(s < -_FILTER).any(axis=2) & ~inside
-        for i, t in zip(*np.nonzero(maybe), strict=True):
-            signs = [
-                orient_exact(xyz[triangles[t, e]], xyz[triangles[t, (e + 1) % 3]], q[i])
-                for e in range(3)
-            ]
-            inside[i, t] = min(signs) >= 0
+        maybe_p, maybe_t = np.nonzero(~(s < -_FILTER).any(axis=2) & ~inside)
+        if maybe_p.size:
+            signs = _edge_signs(s[maybe_p, maybe_t], xyz, triangles[maybe_t], q[maybe_p])
+            inside[maybe_p, maybe_t] = (signs >= 0).all(axis=1)
         has = inside.any(axis=1)
         first = np.argmax(inside, axis=1)
         out[start : start + len(q)] = np.where(has, first, -1)
         del s
-    assert n_tri == len(triangles)
     return out
 
 
@@ -251,19 +246,19 @@ def exact_from_walk(
         certain = ok & (s > _FILTER).all(axis=1)
         unsure.append(np.flatnonzero(~certain) + start)
     todo = np.concatenate(unsure) if unsure else np.zeros(0, dtype=np.int64)
+    # One locator for the points the walk lost, or for all of them when many
+    # are near edges (then it is cheaper than the scans below).
+    lost = todo if todo.size > 10_000 else todo[result[todo] < 0]
+    if lost.size:
+        result[lost] = TriangleLocator(xyz, triangles).locate(lat[lost], lon[lost])
+        todo = np.setdiff1d(todo, lost, assume_unique=True)
     if todo.size == 0:
-        return result
-    if todo.size > 10_000:  # many points on edges: the locator is cheaper
-        result[todo] = TriangleLocator(xyz, triangles).locate(lat[todo], lon[todo])
         return result
     order = np.argsort(triangles.ravel(), kind="stable")
     incident = (order // 3).astype(np.int64)
     bounds = np.searchsorted(triangles.ravel()[order], np.arange(len(xyz) + 1))
     for i in todo.tolist():
         t = int(result[i])
-        if t < 0:
-            result[i] = TriangleLocator(xyz, triangles).locate(lat[i : i + 1], lon[i : i + 1])[0]
-            continue
         cands = np.unique(
             np.concatenate([incident[bounds[v] : bounds[v + 1]] for v in triangles[t].tolist()])
         )
@@ -523,7 +518,6 @@ class TriangleLocator:
         cell_row = rows.astype(np.int64)
         cell_col = cols.astype(np.int64)
         depth = 0
-        parent_links: list[tuple[int, NDArray[np.int64], NDArray[np.int64]]] = []
         while True:
             n_cells = len(cell_row)
             code = np.full(n_cells, -1, dtype=np.int64)
@@ -577,7 +571,6 @@ class TriangleLocator:
             self.levels.append(code)
             self.level_dlat.append(dlat)
             self.level_dlon.append(dlon)
-            parent_links.append((depth, split, code))
             if split.size == 0:
                 break
             # Children of split cells, block by block (f x f per parent).

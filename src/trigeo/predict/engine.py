@@ -27,6 +27,8 @@ from trigeo.models.m1 import M1Net
 __all__ = ["InferenceModule", "run_inference", "trainer_precision"]
 
 MODES = ("topk", "logits", "embed")
+# Per-photo output arrays, aligned with "index" (which ones exist depends on the mode).
+_ARRAYS = ("top_cells", "top_probs", "probs", "logits", "features")
 log = logging.getLogger("trigeo.predict")
 
 
@@ -128,11 +130,10 @@ class _RankWriter(BasePredictionWriter):
 
 def _concat(batches: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"skipped": {}}
-    keys = [k for k in ("index", "top_cells", "top_probs", "probs", "logits", "features")]
     for batch in batches:
         for index, error in zip(batch["skipped"], batch["errors"], strict=True):
             merged["skipped"][int(index)] = error
-    for key in keys:
+    for key in ("index", *_ARRAYS):
         parts = [batch[key] for batch in batches if key in batch and len(batch["index"])]
         if parts:
             merged[key] = np.concatenate(parts)
@@ -147,7 +148,7 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     index = np.concatenate([part["index"] for part in parts])
     _, first = np.unique(index, return_index=True)
     merged: dict[str, Any] = {"index": index[first], "skipped": skipped}
-    for key in ("top_cells", "top_probs", "probs", "logits", "features"):
+    for key in _ARRAYS:
         if any(key in part for part in parts):
             merged[key] = np.concatenate([part[key] for part in parts if key in part])[first]
     return merged

@@ -23,7 +23,7 @@ import numpy as np
 
 from trigeo.data.table import Dataset
 from trigeo.errors import ArtifactError, InputError
-from trigeo.provenance import hash_arrays, hash_file, write_json_atomic
+from trigeo.provenance import atomic_path, hash_arrays, hash_file, write_json_atomic
 
 __all__ = ["PreparedRun", "calibrate_m1", "prepare_m1", "set_cpu_threads", "train_m1"]
 
@@ -278,8 +278,6 @@ def _feature_cache(out: Path, run: PreparedRun, config: Any, progress: bool) -> 
         valid = np.zeros(len(images), dtype=bool)
         features[result["index"]] = result["features"]
         valid[result["index"]] = True
-        from trigeo.provenance import atomic_path
-
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, features=features, valid=valid, images_sha256=ids_hash)
