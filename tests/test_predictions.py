@@ -77,3 +77,10 @@ def test_peer_csv_keeps_numeric_photo_ids_verbatim(tmp_path):
     path = tmp_path / "peer.csv"
     path.write_text("photo_id,lat,lon\n00123,1,2\n4567,3,4\n")
     assert read_predictions(path).photo_id.tolist() == ["00123", "4567"]
+
+
+def test_non_numeric_coordinates_name_the_row(tmp_path):
+    bad = tmp_path / "peer.csv"
+    bad.write_text("photo_id,lat,lon\na,10,20\nb,abc,3\n")
+    with pytest.raises(InputError, match=r"row 2, column 'lat': value 'abc' is not a number"):
+        read_predictions(bad)

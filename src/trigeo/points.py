@@ -22,6 +22,7 @@ from trigeo.errors import InputError
 __all__ = [
     "LAT_NAMES",
     "LON_NAMES",
+    "column_to_float",
     "find_column",
     "points_from_table",
     "read_points",
@@ -82,7 +83,8 @@ def find_column(
     )
 
 
-def _to_float(table: pa.Table, column: str, source: Path) -> NDArray[np.float64]:
+def column_to_float(table: pa.Table, column: str, source: Path) -> NDArray[np.float64]:
+    """A numeric column as float64; a missing or non-numeric value names its row."""
     array = table.column(column).combine_chunks()
     if pa.types.is_floating(array.type) or pa.types.is_integer(array.type):
         if array.null_count:
@@ -223,8 +225,8 @@ def points_from_table(
             )
     lat_name = find_column(table, lat_col, LAT_NAMES, "latitude", path)
     lon_name = find_column(table, lon_col, LON_NAMES, "longitude", path)
-    lat = _to_float(table, lat_name, path)
-    lon = _to_float(table, lon_name, path)
+    lat = column_to_float(table, lat_name, path)
+    lon = column_to_float(table, lon_name, path)
     return validate_latlng(
         lat, lon, source=path, lat_col=lat_name, lon_col=lon_name, wrap_longitude=wrap_longitude
     )

@@ -31,7 +31,14 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from trigeo.errors import ArtifactError, InputError
-from trigeo.points import LAT_NAMES, LON_NAMES, find_column, read_table, validate_latlng
+from trigeo.points import (
+    LAT_NAMES,
+    LON_NAMES,
+    column_to_float,
+    find_column,
+    read_table,
+    validate_latlng,
+)
 from trigeo.provenance import atomic_path, make_provenance
 
 __all__ = ["Predictions", "read_predictions", "write_predictions"]
@@ -162,8 +169,8 @@ def read_predictions(
         )
     lat_name = find_column(table, lat_col, LAT_NAMES, "latitude", path)
     lon_name = find_column(table, lon_col, LON_NAMES, "longitude", path)
-    lat = np.asarray(table.column(lat_name).to_numpy(zero_copy_only=False), dtype=np.float64)
-    lon = np.asarray(table.column(lon_name).to_numpy(zero_copy_only=False), dtype=np.float64)
+    lat = column_to_float(table, lat_name, path)
+    lon = column_to_float(table, lon_name, path)
     lat, lon = validate_latlng(lat, lon, source=path, lat_col=lat_name, lon_col=lon_name)
     photo_id = np.asarray(table.column(names["photo_id"]).to_pylist()).astype(str)
     top_cells = top_probs = None
