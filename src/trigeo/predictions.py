@@ -62,6 +62,9 @@ class Predictions:
     mesh_hash: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     full_probs: NDArray[np.float32] | None = None
+    #: Short display name for tables and reports (``M1 coarse``); the full
+    #: ``model_id`` stays the identity. ``None`` for files written without one.
+    model_name: str | None = None
 
     def __len__(self) -> int:
         return len(self.photo_id)
@@ -83,8 +86,13 @@ def write_predictions(
     mesh_hash: str | None,
     provenance: dict[str, Any] | None = None,
     full_probs: Any | None = None,
+    model_name: str | None = None,
 ) -> Path:
-    """Write a predictions Parquet file atomically; returns its path."""
+    """Write a predictions Parquet file atomically; returns its path.
+
+    ``model_name`` is the short display name kept in the file's metadata
+    (reports show it; ``model_id`` stays the identity).
+    """
     path = Path(path)
     photo_id = np.asarray(photo_id).astype(str)
     n = len(photo_id)
@@ -108,6 +116,7 @@ def write_predictions(
     record = {
         **record,
         "model_id": model_id,
+        "model_name": model_name,
         "mesh_hash": mesh_hash,
         "format": "trigeo-predictions/1",
     }
@@ -196,4 +205,5 @@ def read_predictions(
         mesh_hash=meta.get("mesh_hash"),
         meta=meta,
         full_probs=full_probs,
+        model_name=meta.get("model_name") or None,
     )
