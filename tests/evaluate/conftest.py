@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from trigeo.data.table import Dataset
+from trigeo.evaluate.truth import Truth
 from trigeo.provenance import make_provenance
 from trigeo.sphere import EARTH_RADIUS_KM, mean_position
 
@@ -109,3 +110,9 @@ def dataset(tmp_path: Path, table: pd.DataFrame) -> Dataset:
 def grid_mesh(table: pd.DataFrame) -> GridMesh:
     train = table[table["split"] == "train"]
     return GridMesh(train["lat"].to_numpy(), train["lon"].to_numpy())
+
+
+@pytest.fixture
+def truth(dataset: Dataset) -> Truth:
+    """The val photos of ``dataset``."""
+    return Truth.from_dataset(dataset)

@@ -1,4 +1,4 @@
-"""End-to-end scoring of several models on hand-made truth with a small grid mesh."""
+"""``evaluate``: end-to-end scoring of several models on hand-made truth with a small grid mesh."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import pytest
 from scipy.stats import wilcoxon
 
 from trigeo.errors import InputError
-from trigeo.evaluate.core import EvaluationConfig, Truth, evaluate, oracle_rows
-from trigeo.evaluate.metrics import accuracy_at, error_km
+from trigeo.evaluate.core import evaluate
+from trigeo.evaluate.metrics import accuracy_at
+from trigeo.evaluate.results import EvaluationConfig
+from trigeo.evaluate.truth import Truth
 from trigeo.predictions import Predictions
 
 
@@ -29,11 +31,6 @@ def _model(truth: Truth, mesh, name: str, wrong_share: float, seed: int) -> Pred
         model_id=name,
         mesh_hash=mesh.mesh_hash,
     )
-
-
-@pytest.fixture
-def truth(dataset) -> Truth:
-    return Truth.from_dataset(dataset)
 
 
 def test_perfect_model_reaches_the_oracle_and_has_zero_kl(truth, grid_mesh):
@@ -57,17 +54,6 @@ def test_perfect_model_reaches_the_oracle_and_has_zero_kl(truth, grid_mesh):
         relabelled.models[0].accuracy, list(oracle["cell"]["accuracy_pct"].values())
     )
     assert relabelled.models[0].label == "cell"
-
-
-def test_oracle_matches_direct_computation(truth, grid_mesh):
-    cells = grid_mesh.locate(truth.lat, truth.lon)
-    lat, lon = grid_mesh.centroids("imagery")
-    inside = cells >= 0
-    errors = error_km(truth.lat[inside], truth.lon[inside], lat[cells[inside]], lon[cells[inside]])
-    (row,) = oracle_rows(truth, grid_mesh, "grid", EvaluationConfig(), labels=("imagery",))
-    np.testing.assert_allclose(list(row["accuracy_pct"].values()), accuracy_at(errors))
-    assert row["photos"] == inside.sum() and row["photos_outside"] == (~inside).sum()
-    assert row["median_km"] == pytest.approx(np.median(errors))
 
 
 def test_two_models_tables_tests_and_subsets(truth, grid_mesh):
@@ -108,21 +94,6 @@ def test_two_models_tables_tests_and_subsets(truth, grid_mesh):
     # Country confusions only list mistakes.
     frame = result.confusions["bad"]
     assert len(frame) > 0 and (frame["true"] != frame["predicted"]).all()
-
-
-def test_outdoor_only_restricts_the_truth(dataset):
-    everything = Truth.from_dataset(dataset)
-    outdoor = Truth.from_dataset(dataset, outdoor_only=True)
-    assert len(outdoor) == int((everything.outdoor >= 0.5).sum())
-    assert np.all(outdoor.outdoor >= 0.5)
-
-
-def test_truth_selection_errors(dataset):
-    with pytest.raises(InputError, match="split 'test' is empty"):
-        Truth.from_dataset(dataset, split="test")
-    table = dataset.table.assign(outdoor=np.nan)
-    with pytest.raises(InputError, match="--outdoor-only needs the 'outdoor' column"):
-        Truth.from_table(table, outdoor_only=True)
 
 
 def test_nothing_to_evaluate_and_duplicate_model_names(truth, grid_mesh):
@@ -198,17 +169,3 @@ def test_full_probability_vectors_drive_calibration_and_averaging(tmp_path, trut
         expected = lat[full[rows].mean(axis=0).argmax()]
         scored = np.isin(user_avg.truth_rows, rows)
         np.testing.assert_allclose(user_avg.pred_lat[scored], expected)
-
-
-def test_oracle_agrees_with_the_mesh_packages_oracle(truth, table):
-    from trigeo.mesh import DelaunayMesh
-    from trigeo.mesh.oracle import oracle_accuracy
-
-    train = table[table["split"] == "train"]
-    mesh = DelaunayMesh(refinement_limit=5, minimum_examples=2).fit(
-        train["lat"].to_numpy(), train["lon"].to_numpy()
-    )
-    rows = oracle_rows(truth, mesh, "real", EvaluationConfig())
-    for row in rows:
-        theirs = oracle_accuracy(mesh, truth.lat, truth.lon, label=row["label"])
-        np.testing.assert_allclose(list(row["accuracy_pct"].values()), list(theirs.values()))

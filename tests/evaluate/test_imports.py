@@ -20,3 +20,15 @@ def test_evaluate_imports_without_torch():
 def test_cli_module_defers_matplotlib_and_pandas():
     modules = _modules_after("import trigeo.evaluate.cli")
     assert "matplotlib" not in modules and "pandas" not in modules and "torch" not in modules
+
+
+def test_lazy_exports_and_old_core_names_resolve():
+    """Every lazy export loads, and the names that lived in ``core`` before the split still do."""
+    import trigeo.evaluate as ev
+    from trigeo.evaluate import core, oracle, results, truth
+
+    assert all(getattr(ev, name) is not None for name in ev.__all__)
+    assert core.Truth is truth.Truth is ev.Truth
+    assert core.EvaluationConfig is results.EvaluationConfig is ev.EvaluationConfig
+    assert core.Evaluation is results.Evaluation and core.ModelResult is results.ModelResult
+    assert core.oracle_rows is oracle.oracle_rows is ev.oracle_rows

