@@ -53,3 +53,16 @@ class InputError(TrigeoError, ValueError):
 class ArtifactError(TrigeoError):
     """An artifact on disk (mesh, model, predictions, dataset) is corrupt,
     incomplete, or was written by an incompatible version of trigeo."""
+
+
+class UnreadableImagesError(TrigeoError):
+    """Too many of a run's images could not be read or decoded.
+
+    Raised instead of "succeeding" on a handful of photos (or none): a run
+    skips and reports the odd corrupt image, but stops when more than the
+    configured share of a stage's images fail.
+    """
+
+
+class TrigeoWarning(UserWarning):
+    """A warning trigeo raises on purpose (it always reaches the console)."""

@@ -18,13 +18,29 @@ torch.set_num_threads(1)
 
 
 def test_create_model_gives_logits_and_penultimate_features():
-    net = create_model("m1", backbone="test_resnet", num_classes=7)
+    net = create_model("m1", backbone="test_resnet", num_classes=7).eval()
     x = torch.randn(2, 3, 32, 32)
     assert net(x).shape == (2, 7)
     features = net.embed(x)
     assert features.shape == (2, net.num_features)
-    torch.testing.assert_close(net.forward_head(features), net(x))
+    torch.testing.assert_close(net.classify(features), net(x))
     assert "m1" in list_models()
+
+
+@pytest.mark.parametrize("backbone", ["test_resnet", "test_vit"])
+def test_forward_features_and_head_follow_timms_contract(backbone):
+    # timm: forward_features -> unpooled map; forward_head(x, pre_logits) -> pooled or logits.
+    net = M1Net(backbone, 5).eval()
+    size = net.backbone.pretrained_cfg["input_size"][-1]
+    x = torch.randn(2, 3, size, size)
+    fmap = net.forward_features(x)
+    torch.testing.assert_close(fmap, net.backbone.forward_features(x))
+    assert fmap.ndim in (3, 4) and fmap.shape[0] == 2  # a map (tokens or pixels), not pooled
+    pooled = net.forward_head(fmap, pre_logits=True)
+    assert pooled.shape == (2, net.num_features)
+    torch.testing.assert_close(pooled, net.backbone(x))
+    torch.testing.assert_close(net.forward_head(fmap), net.head(pooled))
+    torch.testing.assert_close(net(x), net.head(pooled))
 
 
 def test_unknown_names_suggest_close_ones():

@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 
 from trigeo.cli import app
 from trigeo.data.table import Dataset
-from trigeo.errors import InputError
+from trigeo.errors import InputError, UnreadableImagesError
 from trigeo.models import M1Model
 from trigeo.predict.m1 import nearest_place, predict_m1
 from trigeo.predictions import read_predictions
 from trigeo.sphere import distance_km
-from trigeo.train.m1 import calibrate_m1
+from trigeo.train.calibrate import calibrate_m1
 
 
 def _quiet(**kw):
@@ -63,11 +63,19 @@ def test_unreadable_images_are_reported_and_skipped(model_dir, tmp_path):
     val = Dataset.open(root).photos("val")
     (root / val["image"].iloc[0]).write_bytes(b"garbage")
     (root / val["image"].iloc[1]).unlink()
+    n = len(val)
+    # 2 of n unreadable: over the default 5% limit, the run stops and writes nothing ...
+    with pytest.raises(UnreadableImagesError, match=rf"2 of {n} images could not be read"):
+        predict_m1(path, tmp_path / "p.parquet", data=root, **_quiet())
+    assert not (tmp_path / "p.parquet").exists()
+    # ... and within a looser limit they are skipped and reported.
     notes: list[str] = []
-    result = predict_m1(path, tmp_path / "p.parquet", data=root, report=notes.append, **_quiet())
+    result = predict_m1(
+        path, tmp_path / "p.parquet", data=root, max_unreadable=0.1, report=notes.append, **_quiet()
+    )
     assert set(result.skipped) == set(val["photo_id"].iloc[:2])
-    assert len(read_predictions(tmp_path / "p.parquet")) == len(val) - 2
-    assert any("2 of" in note for note in notes)
+    assert len(read_predictions(tmp_path / "p.parquet")) == n - 2
+    assert any(f"2 of {n}" in note for note in notes)
 
 
 def test_image_files_and_bad_requests(model_dir, tmp_path):
@@ -77,7 +85,7 @@ def test_image_files_and_bad_requests(model_dir, tmp_path):
     assert list(result.photo_id) == [str(p) for p in images]
     with pytest.raises(InputError, match="either"):
         predict_m1(path, tmp_path / "x.parquet", **_quiet())
-    with pytest.raises(InputError, match="could be read"):
+    with pytest.raises(UnreadableImagesError, match="1 of 1 images could not be read"):
         predict_m1(path, tmp_path / "x.parquet", images=[tmp_path / "none.jpg"], **_quiet())
     with pytest.raises(InputError, match="empty"):
         predict_m1(path, tmp_path / "x.parquet", data=dataset.root, split="winter", **_quiet())

@@ -14,7 +14,8 @@ from trigeo.train.module import M1Module
 
 def test_defaults_are_the_study_procedure():
     config = TrainConfig()
-    assert config.backbone == "inception_v4" and config.pretrained is False
+    # The study fine-tunes ImageNet weights.
+    assert config.backbone == "inception_v4" and config.pretrained is True
     assert (config.samples_per_class, config.epoch_growth) == (200, 0.06)
     sampled = [s for s in config.stages if s.sampling == "balanced"]
     assert [s.optimizer for s in sampled] == ["adagrad"] * 3

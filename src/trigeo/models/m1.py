@@ -2,9 +2,11 @@
 
 Two layers live here:
 
-* :class:`M1Net`, the pure ``torch.nn.Module`` (``create_model("m1", ...)``):
-  ``forward(x)`` gives logits over the K kept cells, ``embed(x)`` the pooled
-  penultimate features used for retrieval.
+* :class:`M1Net`, the pure ``torch.nn.Module`` (``create_model("m1", ...)``)
+  with timm's contract: ``forward_features(x)`` is the backbone's feature
+  map, ``forward_head(x, pre_logits=...)`` pools it and (unless
+  ``pre_logits``) classifies it into the K kept cells; ``embed(x)`` is the
+  pooled descriptor used for retrieval, ``classify(pooled)`` the head alone.
 * :class:`M1Model`, the saved model directory artifact: weights
   (safetensors), a copy of the mesh file and its hash, the label kind
   (``imagery`` or ``cell``), the backbone's timm data config, the training
@@ -97,19 +99,36 @@ class M1Net(nn.Module):
         self.num_features = int(self.backbone.num_features)
         self.head = nn.Linear(self.num_features, self.num_classes)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's unpooled feature map (timm's contract), e.g. ``(B, C, H, W)``."""
+        return self.backbone.forward_features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool a feature map and classify it (timm's contract).
+
+        Parameters
+        ----------
+        x
+            Output of :meth:`forward_features`.
+        pre_logits
+            Return the pooled features ``(B, num_features)`` instead of the
+            logits over the K cells.
+        """
+        # The backbone was built with num_classes=0, so its own head stops at pooling
+        # (and its drop_rate dropout).
+        pooled = self.backbone.forward_head(x, pre_logits=True)
+        return pooled if pre_logits else self.head(pooled)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits over the K cells from pooled features (cached-feature training)."""
+        return self.head(pooled)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features ``(B, num_features)`` (retrieval descriptors)."""
-        return self.backbone(x)
-
-    # timm calls the unpooled map ``forward_features``; ours is pooled, hence the alias.
-    forward_features = embed
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits over the K cells from pooled features."""
-        return self.head(features)
+        return self.forward_head(self.forward_features(x), pre_logits=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        return self.forward_head(self.forward_features(x))
 
     def freeze_backbone(self) -> None:
         """Stop gradients into the backbone (the head stays trainable)."""
@@ -227,6 +246,9 @@ class M1Model:
     config, metrics, provenance : dict
     temperature : float
         Softmax temperature from calibration (1.0 = uncalibrated).
+    name : str
+        Short display name for tables and reports (``M1 coarse``); ``model_id``
+        stays the identity.
     root : Path or None
         The directory it was loaded from.
     """
@@ -243,6 +265,7 @@ class M1Model:
         provenance: dict[str, Any] | None = None,
         temperature: float = 1.0,
         model_id: str | None = None,
+        name: str | None = None,
         root: Path | None = None,
     ) -> None:
         if label_kind not in LABEL_KINDS:
@@ -260,6 +283,7 @@ class M1Model:
         self.provenance = dict(provenance or {})
         self.temperature = float(temperature)
         self.model_id = model_id or f"m1-{net.backbone_name}-{label_kind}"
+        self.name = name or "M1"
         self.root = root
 
     @property
@@ -317,6 +341,7 @@ class M1Model:
         record = {
             "format": FORMAT,
             "model_id": self.model_id,
+            "name": self.name,
             "backbone": self.net.backbone_name,
             "num_classes": self.net.num_classes,
             "num_features": self.net.num_features,
@@ -398,6 +423,7 @@ class M1Model:
             provenance=meta.get("provenance"),
             temperature=temperature,
             model_id=meta.get("model_id"),
+            name=meta.get("name"),
             root=root,
         )
 

@@ -24,7 +24,22 @@ def predict(
     data: Annotated[
         Path | None, typer.Option("--data", help="Dataset directory (instead of images).")
     ] = None,
-    split: Annotated[str, typer.Option(help="Dataset split to predict.")] = "val",
+    split: Annotated[
+        str, typer.Option("--split", help="Dataset split to predict ('all' for every photo).")
+    ] = "val",
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Display name in the file (default: the model's name)."),
+    ] = None,
+    max_unreadable: Annotated[
+        float,
+        typer.Option(
+            "--max-unreadable",
+            min=0.0,
+            max=1.0,
+            help="Stop with an error when more than this share of images cannot be read.",
+        ),
+    ] = 0.05,
     top_k: Annotated[int, typer.Option("--top-k", help="Cells kept per photo.")] = 20,
     five_crop: Annotated[
         bool, typer.Option("--five-crop", help="Average over 4 corner + center crops.")
@@ -43,14 +58,16 @@ def predict(
     from rich.table import Table
 
     from trigeo.predict.m1 import predict_m1, summary_rows
-    from trigeo.train.cli import parse_devices
+    from trigeo.runtime.devices import parse_devices
 
     result = predict_m1(
         model,
         out,
         images=images or None,
         data=data,
-        split=split,
+        split=None if split == "all" else split,
+        name=name,
+        max_unreadable=max_unreadable,
         top_k=top_k,
         five_crop=five_crop,
         full_probs=full_probs,
@@ -63,7 +80,7 @@ def predict(
     )
     if result is None or data is not None:
         return
-    table = Table(title=f"{result.model_id}: most probable places")
+    table = Table(title=f"{result.model_name}: most probable places")
     for name in ("photo", "rank", "nearest city", "probability", "lat", "lon"):
         table.add_column(name, justify="right" if name in ("rank", "probability") else "left")
     for photo, rank, place, prob, lat, lon in summary_rows(result, show):

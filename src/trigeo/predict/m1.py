@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from trigeo.errors import InputError
+from trigeo.errors import InputError, UnreadableImagesError
 from trigeo.provenance import make_provenance
 
 __all__ = ["PredictResult", "expand_image_paths", "nearest_place", "predict_m1"]
@@ -33,6 +33,7 @@ class PredictResult:
     label_lat: np.ndarray
     label_lon: np.ndarray
     model_id: str
+    model_name: str
 
 
 def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -70,6 +71,8 @@ def predict_m1(
     images: Sequence[str | Path] | None = None,
     data: str | Path | None = None,
     split: str | None = "val",
+    name: str | None = None,
+    max_unreadable: float = 0.05,
     top_k: int = 20,
     five_crop: bool = False,
     full_probs: bool = False,
@@ -85,9 +88,13 @@ def predict_m1(
 ) -> PredictResult | None:
     """Predict cells for image files or a dataset split and write a predictions file.
 
-    Exactly one of ``images`` and ``data`` is given. Unreadable images are
-    reported and left out of the file. Predicted lat/lon is the label point
-    (imagery or cell centroid, per the model) of the most probable cell.
+    Exactly one of ``images`` and ``data`` is given (``split=None``: every
+    photo of the dataset). Unreadable images are reported and left out of the
+    file; more than ``max_unreadable`` of them stop the run before anything is
+    written. Predicted lat/lon is the label point (imagery or cell centroid,
+    per the model) of the most probable cell. ``name`` is the display name
+    stored in the file (default: the model's). Lightning's own messages go to
+    ``<out>.log``.
 
     Returns
     -------
@@ -97,13 +104,15 @@ def predict_m1(
     Raises
     ------
     InputError
-        Neither or both inputs, empty split, or no readable image at all.
+        Neither or both inputs, or an empty split.
+    UnreadableImagesError
+        More than ``max_unreadable`` of the images cannot be read.
     """
     from trigeo.data.loading import PhotoDataset, build_transform, five_crop_transform
     from trigeo.data.table import Dataset
     from trigeo.models.m1 import M1Model
-    from trigeo.predict.engine import run_inference
     from trigeo.predictions import write_predictions
+    from trigeo.runtime.inference import run_inference
 
     if (images is None or len(images) == 0) == (data is None):
         raise InputError("give either image paths or --data DATASET (not both)")
@@ -132,7 +141,13 @@ def predict_m1(
     )
     result = run_inference(
         model.net,
-        PhotoDataset(root, refs, None, transform),
+        PhotoDataset(
+            root,
+            refs,
+            None,
+            transform,
+            draft_size=PhotoDataset.eval_draft_size(model.data_config),
+        ),
         mode="topk",
         top_k=top_k,
         temperature=model.temperature,
@@ -146,6 +161,7 @@ def predict_m1(
         precision=precision,
         progress=progress,
         work_dir=Path(out).resolve().parent,
+        log_file=Path(out).with_suffix(".log"),
     )
     if result is None:
         return None
@@ -154,8 +170,12 @@ def predict_m1(
         report(f"skipped unreadable image: {error}")
     if skipped:
         report(f"{len(skipped)} of {len(refs)} images unreadable and skipped")
-    if len(result["index"]) == 0:
-        raise InputError(f"none of the {len(refs)} images could be read")
+    if len(skipped) > max_unreadable * len(refs) or len(result["index"]) == 0:
+        raise UnreadableImagesError(
+            f"{len(skipped)} of {len(refs)} images could not be read (limit --max-unreadable "
+            f"{max_unreadable:g}); nothing was written. "
+            f"e.g. {'; '.join(list(skipped.values())[:3])}"
+        )
     label_lat, label_lon = model.label_points()
     top_cells = result["top_cells"]
     lat, lon = label_lat[top_cells[:, 0]], label_lon[top_cells[:, 0]]
@@ -179,6 +199,7 @@ def predict_m1(
         top_cells=top_cells,
         top_probs=result["top_probs"],
         model_id=model.model_id,
+        model_name=name or model.name,
         mesh_hash=model.mesh_hash,
         provenance=provenance,
         full_probs=result.get("probs"),
@@ -195,6 +216,7 @@ def predict_m1(
         label_lat=label_lat,
         label_lon=label_lon,
         model_id=model.model_id,
+        model_name=name or model.name,
     )
 
 

@@ -1,6 +1,7 @@
 """Batched inference on Lightning's ``Trainer.predict`` (one CPU to many GPUs).
 
-:func:`run_inference` runs an :class:`M1Net` over a map-style dataset of
+Shared by training (feature caching, calibration) and prediction, so neither
+imports the other. :func:`run_inference` runs an :class:`M1Net` over a map-style dataset of
 photos (or cached features) and returns, per readable photo, either the top-k
 cells and probabilities, the full logits, or the penultimate features.
 Under DDP, Lightning shards the photos across ranks with a distributed
@@ -20,24 +21,17 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-import trigeo._lightning  # noqa: F401  (quiets Lightning's hosted-logger advert)
 from trigeo.data.loading import collate_skip
 from trigeo.models.m1 import M1Net
+from trigeo.runtime.devices import trainer_precision
+from trigeo.runtime.quiet import lightning_to_file
 
-__all__ = ["InferenceModule", "run_inference", "trainer_precision"]
+__all__ = ["InferenceModule", "run_inference"]
 
 MODES = ("topk", "logits", "embed")
 # Per-photo output arrays, aligned with "index" (which ones exist depends on the mode).
 _ARRAYS = ("top_cells", "top_probs", "probs", "logits", "features")
-log = logging.getLogger("trigeo.predict")
-
-
-def trainer_precision(precision: str, accelerator: str) -> str:
-    """Resolve ``auto``: bf16 mixed precision on a GPU, full precision on CPU."""
-    if precision != "auto":
-        return precision
-    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if on_gpu else "32-true"
+log = logging.getLogger("trigeo.runtime")
 
 
 class InferenceModule(lightning.LightningModule):
@@ -95,7 +89,7 @@ class InferenceModule(lightning.LightningModule):
             features = self.net.embed(x).float()
             out["features"] = features.unflatten(0, (-1, crops)).mean(1).cpu().numpy()
             return out
-        logits = self.net.forward_head(x) if self.features_mode else self.net(x)
+        logits = self.net.classify(x) if self.features_mode else self.net(x)
         probs = torch.softmax(logits.float() / self.temperature, dim=1)
         probs = probs.unflatten(0, (-1, crops)).mean(1)
         if self.mode == "logits":
@@ -172,6 +166,7 @@ def run_inference(
     precision: str = "auto",
     progress: bool = True,
     work_dir: str | Path | None = None,
+    log_file: str | Path | None = None,
 ) -> dict[str, Any] | None:
     """Run ``net`` over ``dataset`` with ``Trainer.predict``.
 
@@ -181,6 +176,8 @@ def run_inference(
         ``index`` (dataset positions of readable photos, sorted), the mode's
         arrays aligned with it, and ``skipped`` (position -> error). ``None``
         on ranks other than 0 under DDP.
+
+    Lightning's banners and warnings go to ``log_file`` (discarded when ``None``).
     """
     net.eval()
     module = InferenceModule(
@@ -194,7 +191,10 @@ def run_inference(
     # Rank outputs go next to the final file (same filesystem, visible to every rank).
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix=".trigeo-predict-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(dir=work_dir, prefix=".trigeo-predict-") as tmp,
+        lightning_to_file(log_file),
+    ):
         writer = _RankWriter(Path(tmp))
         trainer = lightning.Trainer(
             accelerator=accelerator,

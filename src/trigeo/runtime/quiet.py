@@ -1,14 +1,29 @@
-"""Lightning settings shared by training and inference.
+"""Keep Lightning's chatter out of the console and in the run's log file.
 
-Importing this module installs a log filter: Lightning advertises its hosted
-experiment logger on every ``Trainer`` start, and trigeo runs offline.
+A trigeo command shows its own progress and results. Lightning prints, for
+every ``Trainer``, banners ("GPU available: False ...", "TPU available ..."),
+model summaries, an advert for its hosted logger and assorted warnings from
+third-party code. Inside :func:`lightning_to_file` those records go to a log
+file next to the run's artifact instead; warnings raised by trigeo itself
+still reach the console.
+
+Importing this module also installs a filter that drops the hosted-logger
+advert everywhere (trigeo runs offline).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-__all__ = ["DropCloudAdvert"]
+__all__ = ["DropCloudAdvert", "lightning_to_file"]
+
+# Lightning attaches its own console handlers to these and stops propagation.
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning")
 
 
 class DropCloudAdvert(logging.Filter):
@@ -19,3 +34,67 @@ class DropCloudAdvert(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(DropCloudAdvert())
+
+
+def _is_trigeo_warning(category: type[Warning], filename: str) -> bool:
+    module = getattr(category, "__module__", "") or ""
+    return module.startswith("trigeo") or "/trigeo/" in filename.replace("\\", "/")
+
+
+@contextlib.contextmanager
+def lightning_to_file(log_file: str | Path | None) -> Iterator[Path | None]:
+    """Route Lightning's log records and third-party warnings to ``log_file``.
+
+    Parameters
+    ----------
+    log_file
+        Appended to (its folder is created). ``None`` discards them instead,
+        for runs with no artifact folder.
+
+    Yields
+    ------
+    Path or None
+        The log file.
+    """
+    path = Path(log_file) if log_file is not None else None
+    handler: logging.Handler
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    else:
+        handler = logging.NullHandler()
+    handler.addFilter(DropCloudAdvert())
+    saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
+    for name in _LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, list(logger.handlers), logger.propagate))
+        logger.handlers = [handler]
+        logger.propagate = False
+    show = warnings.showwarning
+
+    def showwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if _is_trigeo_warning(category, filename):
+            show(message, category, filename, lineno, file, line)
+            return
+        text = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
+        handler.handle(
+            logging.LogRecord("py.warnings", logging.WARNING, filename, lineno, text, None, None)
+        )
+
+    warnings.showwarning = showwarning
+    try:
+        yield path
+    finally:
+        warnings.showwarning = show
+        for logger, handlers, propagate in saved:
+            logger.handlers = handlers
+            logger.propagate = propagate
+        handler.close()

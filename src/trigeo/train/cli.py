@@ -8,19 +8,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from trigeo.runtime.devices import launch_rank, parse_devices
+
 app = typer.Typer(
     name="train",
     help="Train models: M1 (CNN over mesh cells) and its calibration.",
     no_args_is_help=True,
 )
 console = Console(stderr=True)
-
-
-def parse_devices(value: str | None) -> int | str | None:
-    """``"4"`` -> 4; ``"auto"``, ``"0,1"`` and ``None`` pass through."""
-    if value is None:
-        return None
-    return int(value) if value.strip().isdigit() else value
 
 
 def _report(message: str) -> None:
@@ -33,9 +28,20 @@ def m1(
     mesh: Annotated[Path, typer.Option("--mesh", help="Mesh file (trigeo mesh build).")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     config: Annotated[
-        str | None,
+        str,
         typer.Option(help="YAML config file, or a preset: study (default), demo, test."),
+    ] = "study",
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Short display name for reports (default: M1 <mesh stem>)."),
     ] = None,
+    allow_eval_in_mesh: Annotated[
+        bool,
+        typer.Option(
+            "--allow-eval-in-mesh",
+            help="Train on a mesh built partly from this dataset's evaluation photos.",
+        ),
+    ] = False,
     backbone: Annotated[str | None, typer.Option(help="Any timm model name.")] = None,
     weights: Annotated[
         Path | None, typer.Option(help="Local ImageNet weights (timm .pth/.bin or .safetensors).")
@@ -71,7 +77,7 @@ def m1(
 ) -> None:
     """Train M1 on a dataset's train split over a mesh's kept cells."""
     from trigeo.train.config import load_config
-    from trigeo.train.m1 import launch_rank, train_m1
+    from trigeo.train.m1 import train_m1
 
     overrides: dict[str, Any] = {
         "backbone": backbone,
@@ -91,14 +97,21 @@ def m1(
         "progress": progress,
     }
     cfg = load_config(config, overrides)
-    model = train_m1(data, mesh, out, cfg, resume=resume, report=_report)
+    model = train_m1(
+        data,
+        mesh,
+        out,
+        cfg,
+        resume=resume,
+        name=name,
+        allow_eval_in_mesh=allow_eval_in_mesh,
+        report=_report,
+    )
     if launch_rank() != 0:
         return
     final = model.metrics.get("final", {})
     shown = ", ".join(f"{k.removeprefix('val/')} {v:.1f}" for k, v in final.items() if "acc" in k)
-    console.print(
-        f"[green]done[/green] {model.model_id} in {out}" + (f": {shown}" if shown else "")
-    )
+    console.print(f"[green]done[/green] {model.name} in {out}" + (f": {shown}" if shown else ""))
 
 
 @app.command("calibrate")
@@ -113,7 +126,7 @@ def calibrate(
     devices: Annotated[str, typer.Option()] = "1",
 ) -> None:
     """Fit a softmax temperature on held-out photos; predictions use it from then on."""
-    from trigeo.train.m1 import calibrate_m1
+    from trigeo.train.calibrate import calibrate_m1
 
     temperature = calibrate_m1(
         model,

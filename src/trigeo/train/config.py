@@ -122,7 +122,7 @@ class TrainConfig:
 
     backbone: str = "inception_v4"
     weights: str | None = None
-    pretrained: bool = False
+    pretrained: bool = True
     freeze_backbone: bool = False
     label: str = "imagery"
     image_size: int | None = None
@@ -142,6 +142,8 @@ class TrainConfig:
     val_split: str | None = "heads"
     val_max_photos: int | None = 5000
     max_dropped_fraction: float = 0.5
+    max_unreadable_fraction: float = 0.05
+    image_check_samples: int = 64
     mesh_hash: str | None = None
     accelerator: str = "auto"
     devices: int | str = "auto"
@@ -168,8 +170,13 @@ class TrainConfig:
                 raise InputError(f"{key} must be >= 1", source=source, column=key)
         if self.num_workers < 0 or self.epoch_growth < 0:
             raise InputError("num_workers and epoch_growth must be >= 0", source=source)
-        if not 0 <= self.max_dropped_fraction <= 1:
-            raise InputError("max_dropped_fraction must lie in [0, 1]", source=source)
+        for key in ("max_dropped_fraction", "max_unreadable_fraction"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise InputError(f"{key} must lie in [0, 1]", source=source, column=key)
+        if self.image_check_samples < 0:
+            raise InputError(
+                "image_check_samples must be >= 0", source=source, column="image_check_samples"
+            )
         return self
 
     def stage_epochs(self, stage: StageConfig) -> int:

@@ -1,8 +1,8 @@
-"""Train, resume and calibrate M1 (the study's procedure on Lightning).
+"""Train and resume M1 (the study's procedure on Lightning).
 
-:func:`prepare_m1` does every check that can fail on bad input *before* any
-training starts (dataset, split, mesh fit, backbone name, weights), then
-:func:`train_m1` runs the configured stages, each a ``Trainer.fit`` that
+:func:`~trigeo.train.prepare.prepare_m1` does every check that can fail on
+bad input *before* any training starts, then :func:`train_m1` runs the
+configured stages (:func:`run_stage`), each a ``Trainer.fit`` that
 starts from the previous stage's weights and checkpoints every epoch under
 ``MODEL_DIR/checkpoints/stage-<i>-<name>/``. A finished stage leaves
 ``done.safetensors``; ``--resume`` skips finished stages and continues the
@@ -15,17 +15,17 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trigeo.data.table import Dataset
-from trigeo.errors import ArtifactError, InputError
+from trigeo.errors import InputError
 from trigeo.provenance import atomic_path, hash_arrays, hash_file, write_json_atomic
+from trigeo.runtime.devices import launch_rank, set_cpu_threads, trainer_precision
+from trigeo.train.prepare import PreparedRun, prepare_m1
 
-__all__ = ["PreparedRun", "calibrate_m1", "prepare_m1", "set_cpu_threads", "train_m1"]
+__all__ = ["default_name", "run_stage", "train_m1"]
 
 log = logging.getLogger("trigeo.train")
 
@@ -33,161 +33,7 @@ STATE_FILE = "train_state.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 DONE_FILE = "done.safetensors"
-
-
-@dataclass
-class PreparedRun:
-    """Everything validated and resolved before training starts."""
-
-    dataset: Dataset
-    mesh: Any
-    mesh_path: Path
-    net: Any
-    data_config: dict[str, Any]
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    train_photo_ids: np.ndarray
-    n_train_total: int
-    n_dropped: int
-    val_images: np.ndarray | None
-    val_labels: np.ndarray | None
-    val_lat: np.ndarray | None
-    val_lon: np.ndarray | None
-    label_lat: np.ndarray
-    label_lon: np.ndarray
-    weights_report: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def set_cpu_threads(threads: int | None, num_workers: int) -> int:
-    """Set torch's intra-op threads; ``None`` leaves one core per DataLoader worker.
-
-    OpenMP threads that spin while loader workers hold the same cores slow a
-    CPU run several-fold, so by default the compute threads plus the workers
-    never exceed the cores.
-    """
-    import os
-
-    import torch
-
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) - num_workers)
-    torch.set_num_threads(int(threads))
-    return int(threads)
-
-
-def _load_mesh(path: Path) -> Any:
-    from trigeo.mesh import DelaunayMesh
-
-    if not path.exists():
-        raise InputError("mesh file not found", source=path)
-    return DelaunayMesh.load(path)
-
-
-def prepare_m1(data: str | Path, mesh_path: str | Path, config: Any) -> PreparedRun:
-    """Validate the inputs of an M1 run and resolve labels, splits and the network.
-
-    Raises
-    ------
-    InputError
-        Empty split; mesh whose kept cells miss most training photos, or
-        whose hash differs from ``config.mesh_hash``; unknown backbone (with
-        close names); weights that do not fit the backbone.
-    """
-    from trigeo.models.m1 import M1Net, check_backbone, load_backbone_weights, resolve_image_config
-
-    config.validate()
-    check_backbone(config.backbone)
-    dataset = Dataset.open(data)
-    train = dataset.photos(config.train_split)
-    mesh_path = Path(mesh_path)
-    mesh = _load_mesh(mesh_path)
-    if config.mesh_hash and str(config.mesh_hash) != str(mesh.mesh_hash):
-        raise InputError(
-            f"mesh hash {mesh.mesh_hash} differs from mesh_hash {config.mesh_hash} recorded in "
-            "the config; pass the mesh the config was made for",
-            source=mesh_path,
-        )
-    cells = np.asarray(mesh.locate(train["lat"].to_numpy(), train["lon"].to_numpy()))
-    dropped = cells < 0
-    n_total, n_dropped = len(cells), int(dropped.sum())
-    if n_dropped == n_total or n_dropped / n_total > config.max_dropped_fraction:
-        raise InputError(
-            f"{n_dropped} of {n_total} {config.train_split!r} photos "
-            f"({100 * n_dropped / n_total:.1f}%) fall outside the mesh's kept cells "
-            f"(limit max_dropped_fraction={config.max_dropped_fraction}); was the mesh built "
-            "from this dataset's training coordinates?",
-            source=mesh_path,
-        )
-    keep = ~dropped
-    notes = [
-        f"{config.train_split}: {n_total} photos, {n_dropped} in dropped cells excluded, "
-        f"{int(keep.sum())} used over {mesh.n_cells_} cells"
-    ]
-    net = M1Net(config.backbone, int(mesh.n_cells_), drop_rate=config.drop_rate)
-    weights_report = None
-    if config.weights:
-        weights_report = load_backbone_weights(net.backbone, config.weights)
-        notes.append(
-            f"weights {config.weights}: {weights_report['loaded']} tensors loaded, "
-            f"{len(weights_report['missing'])} missing {weights_report['missing'][:5]}, "
-            f"{len(weights_report['unexpected'])} unexpected {weights_report['unexpected'][:5]}, "
-            f"{len(weights_report['dropped'])} classifier tensors dropped"
-        )
-    data_config = resolve_image_config(net.backbone, config.image_size)
-    label_lat, label_lon = (
-        np.asarray(a, dtype=np.float64) for a in mesh.centroids(kind=config.label)
-    )
-
-    val_images = val_labels = val_lat = val_lon = None
-    if config.val_split:
-        if config.val_split in set(dataset.table["split"]):
-            val = dataset.photos(config.val_split)
-            if config.val_max_photos and len(val) > config.val_max_photos:
-                rng = np.random.default_rng(config.seed)
-                val = val.iloc[np.sort(rng.choice(len(val), config.val_max_photos, replace=False))]
-            val_lat, val_lon = val["lat"].to_numpy(), val["lon"].to_numpy()
-            val_labels = np.asarray(mesh.locate(val_lat, val_lon), dtype=np.int64)
-            val_images = val["image"].to_numpy()
-            notes.append(f"validation on {len(val)} {config.val_split!r} photos")
-        else:
-            notes.append(f"no {config.val_split!r} photos: training without validation")
-    return PreparedRun(
-        dataset=dataset,
-        mesh=mesh,
-        mesh_path=mesh_path,
-        net=net,
-        data_config=data_config,
-        train_images=train["image"].to_numpy()[keep],
-        train_labels=cells[keep].astype(np.int64),
-        train_photo_ids=train["photo_id"].to_numpy()[keep],
-        n_train_total=n_total,
-        n_dropped=n_dropped,
-        val_images=val_images,
-        val_labels=val_labels,
-        val_lat=val_lat,
-        val_lon=val_lon,
-        label_lat=label_lat,
-        label_lon=label_lon,
-        weights_report=weights_report,
-        notes=notes,
-    )
-
-
-def launch_rank() -> int:
-    """Global rank of this process as the launcher set it (0 when not distributed).
-
-    Lightning's DDP launcher re-runs the command in each child with
-    ``LOCAL_RANK``/``NODE_RANK`` set; torchrun and SLURM set ``RANK``/``SLURM_PROCID``.
-    Only rank 0 checks and writes the run state; the others follow it.
-    """
-    import os
-
-    for name in ("RANK", "SLURM_PROCID"):
-        if name in os.environ:
-            return int(os.environ[name])
-    local, node = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("NODE_RANK", 0))
-    return local + node * 1000 if (local or node) else 0
+LOG_FILE = "train.log"
 
 
 def _check_state(out: Path, run: PreparedRun, config: Any, resume: bool) -> dict[str, Any]:
@@ -230,11 +76,11 @@ def _check_state(out: Path, run: PreparedRun, config: Any, resume: bool) -> dict
 def _feature_cache(out: Path, run: PreparedRun, config: Any, progress: bool) -> tuple[Any, Any]:
     """Backbone features of the train (and val) photos, computed once and cached on disk."""
     from trigeo.data.loading import FeatureDataset, PhotoDataset, build_transform
-    from trigeo.predict.engine import run_inference
+    from trigeo.runtime.inference import run_inference
 
-    weights = hash_file(config.weights) if config.weights else "random-init"
+    weights = hash_file(config.weights) if config.weights else run.init
     # Random-init backbones differ per seed; pretrained ones do not.
-    seed = "" if config.weights else f"-seed{config.seed}"
+    seed = "" if run.init != "random" else f"-seed{config.seed}"
     key = hash_arrays(
         np.frombuffer(
             json.dumps(
@@ -272,6 +118,7 @@ def _feature_cache(out: Path, run: PreparedRun, config: Any, progress: bool) -> 
             precision=config.precision,
             progress=progress,
             work_dir=out,
+            log_file=out / "logs" / LOG_FILE,
         )
         assert result is not None
         features = np.zeros((len(images), run.net.num_features), dtype=np.float32)
@@ -285,128 +132,117 @@ def _feature_cache(out: Path, run: PreparedRun, config: Any, progress: bool) -> 
     return sets[0], sets[1]
 
 
-def train_m1(
-    data: str | Path,
-    mesh_path: str | Path,
-    out: str | Path,
+def default_name(mesh_path: str | Path) -> str:
+    """Display name of an M1 trained on ``mesh_path``: ``M1 <mesh file stem>``."""
+    return f"M1 {Path(mesh_path).stem}"
+
+
+def _datasets(out: Path, run: PreparedRun, config: Any) -> tuple[Any, Any]:
+    """Train and validation datasets: cached features, or photos with their transforms."""
+    from trigeo.data.loading import PhotoDataset, build_transform
+
+    if config.freeze_backbone:
+        run.net.freeze_backbone()
+        return _feature_cache(out, run, config, bool(config.progress))
+    aug = config.augment
+    train_tf = build_transform(
+        run.data_config,
+        train=True,
+        scale=aug.scale,
+        hflip=aug.hflip,
+        color_jitter=aug.color_jitter,
+    )
+    eval_tf = build_transform(run.data_config, train=False)
+    train_set = PhotoDataset(run.dataset.root, run.train_images, run.train_labels, train_tf)
+    val_set = (
+        None
+        if run.val_images is None
+        else PhotoDataset(run.dataset.root, run.val_images, run.val_labels, eval_tf)
+    )
+    return train_set, val_set
+
+
+def run_stage(
+    run: PreparedRun,
     config: Any,
+    index: int,
+    epoch_offset: int,
+    train_set: Any,
+    val_set: Any,
+    out: Path,
     *,
-    resume: bool = False,
-    callbacks: Sequence[Any] = (),
-    report: Callable[[str], None] = log.info,
-) -> Any:
-    """Train M1 with the configured stages and save the model directory.
+    resume: bool,
+    callbacks: Sequence[Any],
+    report: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[int, str], bool]:
+    """Run one stage of the procedure as a ``Trainer.fit`` and save its weights.
 
     Parameters
     ----------
-    data, mesh_path
-        Dataset directory and mesh file.
-    out
-        Model directory (checkpoints and logs go inside it).
-    config
-        A :class:`~trigeo.train.config.TrainConfig`.
-    resume
-        Continue an interrupted run in ``out``.
-    callbacks
-        Extra Lightning callbacks (e.g. for tests).
-    report
-        Receives one-line progress notes (counts, excluded photos, timings).
+    index, epoch_offset
+        The stage's position in ``config.stages`` and the index of its first
+        epoch among the run's balanced epochs (the epoch size grows with it).
 
     Returns
     -------
-    M1Model
-        The trained model (saved in ``out`` by rank 0).
+    metrics, skipped, is_global_zero
+        The stage's metrics (also written next to its checkpoints), the
+        unreadable training images (dataset position -> error), and whether
+        this process is rank 0.
     """
     import lightning
-    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    from trigeo.data.loading import PhotoDataset, build_transform
-    from trigeo.models.m1 import M1Model
-    from trigeo.predict.engine import trainer_precision
-    from trigeo.train.config import config_to_dict
+    from trigeo.runtime.quiet import lightning_to_file
     from trigeo.train.module import M1DataModule, M1Module
 
-    out = Path(out)
-    set_cpu_threads(config.cpu_threads, config.num_workers)
-    lightning.seed_everything(config.seed, workers=True, verbose=False)
-    run = prepare_m1(data, mesh_path, config)
-    _check_state(out, run, config, resume)
-    for note in run.notes:
-        report(note)
+    stage = config.stages[index]
+    epochs = config.stage_epochs(stage)
+    stage_dir = out / "checkpoints" / f"stage-{index}-{stage.name}"
+    module = M1Module(
+        run.net,
+        stage,
+        label_lat=run.label_lat,
+        label_lon=run.label_lon,
+        val_lat=run.val_lat,
+        val_lon=run.val_lon,
+        features_mode=config.freeze_backbone,
+        seed=config.seed,
+        stage_index=index,
+        max_unreadable=config.max_unreadable_fraction,
+    )
+    datamodule = M1DataModule(
+        config,
+        train_set,
+        val_set,
+        run.train_labels,
+        int(run.mesh.n_cells_),
+        stage,
+        index,
+        epoch_offset,
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=stage_dir,
+        filename="epoch-{epoch:03d}",
+        save_last=True,
+        save_top_k=config.keep_checkpoints,
+        monitor="epoch" if config.keep_checkpoints > 0 else None,
+        mode="max",
+        every_n_epochs=1,
+    )
+    version = f"stage-{index}-{stage.name}"
     progress = bool(config.progress)
-    if config.freeze_backbone:
-        run.net.freeze_backbone()
-        train_set, val_set = _feature_cache(out, run, config, progress)
-    else:
-        aug = config.augment
-        train_tf = build_transform(
-            run.data_config,
-            train=True,
-            scale=aug.scale,
-            hflip=aug.hflip,
-            color_jitter=aug.color_jitter,
-        )
-        eval_tf = build_transform(run.data_config, train=False)
-        train_set = PhotoDataset(run.dataset.root, run.train_images, run.train_labels, train_tf)
-        val_set = (
-            None
-            if run.val_images is None
-            else PhotoDataset(run.dataset.root, run.val_images, run.val_labels, eval_tf)
-        )
-
-    stage_metrics: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
-    total_images, total_seconds = 0, 0.0
-    epoch_offset = 0
-    is_zero = True
-    for index, stage in enumerate(config.stages):
-        epochs = config.stage_epochs(stage)
-        stage_dir = out / "checkpoints" / f"stage-{index}-{stage.name}"
-        done = stage_dir / DONE_FILE
-        offset = epoch_offset
-        if stage.sampling == "balanced":
-            epoch_offset += epochs
-        if done.exists():
-            run.net.load_state_dict(load_file(str(done)))
-            saved = stage_dir / METRICS_FILE
-            if saved.exists():
-                stage_metrics.append(json.loads(saved.read_text("utf-8")))
-            report(f"stage {index} {stage.name}: already finished, weights reloaded")
-            continue
-        module = M1Module(
-            run.net,
-            stage,
-            label_lat=run.label_lat,
-            label_lon=run.label_lon,
-            val_lat=run.val_lat,
-            val_lon=run.val_lon,
-            features_mode=config.freeze_backbone,
-            seed=config.seed,
-            stage_index=index,
-        )
-        datamodule = M1DataModule(
-            config,
-            train_set,
-            val_set,
-            run.train_labels,
-            int(run.mesh.n_cells_),
-            stage,
-            index,
-            offset,
-        )
-        checkpoint = ModelCheckpoint(
-            dirpath=stage_dir,
-            filename="epoch-{epoch:03d}",
-            save_last=True,
-            save_top_k=config.keep_checkpoints,
-            monitor="epoch" if config.keep_checkpoints > 0 else None,
-            mode="max",
-            every_n_epochs=1,
-        )
-        version = f"stage-{index}-{stage.name}"
+    last = stage_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.exists() else None
+    if ckpt_path:
+        report(f"stage {index} {stage.name}: resuming from {last}")
+    report(
+        f"stage {index} {stage.name}: {stage.optimizer}, lr {stage.lr}, {epochs} epochs, "
+        + (f"beta {stage.beta}" if stage.sampling == "balanced" else "full data")
+    )
+    with lightning_to_file(out / "logs" / LOG_FILE):
         trainer = lightning.Trainer(
             max_epochs=epochs,
             accelerator=config.accelerator,
@@ -420,64 +256,155 @@ def train_m1(
                 TensorBoardLogger(out / "logs", name="tensorboard", version=version),
             ],
             enable_progress_bar=progress,
-            enable_model_summary=progress and index == 0,
+            # The summary is logged to the run's log file, not the console.
+            enable_model_summary=index == 0,
             log_every_n_steps=config.log_every_n_steps,
             reload_dataloaders_every_n_epochs=1,
             use_distributed_sampler=False,
             num_sanity_val_steps=0,
             limit_val_batches=1.0 if val_set is not None else 0,
         )
-        last = stage_dir / "last.ckpt"
-        ckpt_path = str(last) if resume and last.exists() else None
-        if ckpt_path:
-            report(f"stage {index} {stage.name}: resuming from {last}")
-        report(
-            f"stage {index} {stage.name}: {stage.optimizer}, lr {stage.lr}, {epochs} epochs, "
-            + (f"beta {stage.beta}" if stage.sampling == "balanced" else "full data")
-        )
         run.net.train()  # inference (feature caching) may have left it in eval mode
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         seconds = time.perf_counter() - start
-        is_zero = trainer.is_global_zero
-        metrics = {
-            k: float(v)
-            for k, v in trainer.callback_metrics.items()
-            if k.startswith(("val/", "train/"))
-        }
-        metrics.update(
-            stage=stage.name,
-            epochs=epochs,
-            seconds=round(seconds, 2),
-            train_images=module.train_images,
-            images_per_second=round(module.train_images / seconds, 1) if seconds else None,
+    metrics: dict[str, Any] = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))
+    }
+    metrics.update(
+        stage=stage.name,
+        epochs=epochs,
+        seconds=round(seconds, 2),
+        train_images=module.train_images,
+        images_per_second=round(module.train_images / seconds, 1) if seconds else None,
+    )
+    if trainer.is_global_zero:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in run.net.state_dict().items()},
+            str(stage_dir / DONE_FILE),
         )
-        total_images += module.train_images
-        total_seconds += seconds
-        skipped.update({str(run.train_photo_ids[i]): e for i, e in module.skipped.items()})
-        if is_zero:
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in run.net.state_dict().items()},
-                str(done),
-            )
-            write_json_atomic(stage_dir / METRICS_FILE, metrics)
+        write_json_atomic(stage_dir / METRICS_FILE, metrics)
+    report(
+        f"stage {index} {stage.name}: {seconds:.0f}s, {metrics['images_per_second']} images/s"
+        + (
+            f", val acc@750km {metrics['val/acc_750km']:.1f}%, "
+            f"median {metrics['val/median_km']:.0f} km"
+            if "val/acc_750km" in metrics
+            else ""
+        )
+    )
+    if trainer.world_size > 1:
+        trainer.strategy.barrier()
+    return metrics, dict(module.skipped), bool(trainer.is_global_zero)
+
+
+def train_m1(
+    data: str | Path,
+    mesh_path: str | Path,
+    out: str | Path,
+    config: Any,
+    *,
+    resume: bool = False,
+    name: str | None = None,
+    allow_eval_in_mesh: bool = False,
+    callbacks: Sequence[Any] = (),
+    report: Callable[[str], None] = log.info,
+) -> Any:
+    """Train M1 with the configured stages and save the model directory.
+
+    Parameters
+    ----------
+    data, mesh_path
+        Dataset directory and mesh file.
+    out
+        Model directory (checkpoints and logs go inside it; Lightning's own
+        messages go to ``out/logs/train.log``).
+    config
+        A :class:`~trigeo.train.config.TrainConfig`.
+    resume
+        Continue an interrupted run in ``out``.
+    name
+        Short display name for reports (default ``M1 <mesh file stem>``).
+    allow_eval_in_mesh
+        Train on a mesh built partly from this dataset's evaluation photos.
+    callbacks
+        Extra Lightning callbacks (e.g. for tests).
+    report
+        Receives one-line progress notes (counts, excluded photos, timings).
+
+    Returns
+    -------
+    M1Model
+        The trained model (saved in ``out`` by rank 0).
+    """
+    import lightning
+    from safetensors.torch import load_file
+
+    out = Path(out)
+    set_cpu_threads(config.cpu_threads, config.num_workers)
+    lightning.seed_everything(config.seed, workers=True, verbose=False)
+    run = prepare_m1(data, mesh_path, config, allow_eval_in_mesh=allow_eval_in_mesh)
+    _check_state(out, run, config, resume)
+    for note in run.notes:
+        report(note)
+    train_set, val_set = _datasets(out, run, config)
+
+    stage_metrics: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    total_images, total_seconds = 0, 0.0
+    epoch_offset = 0
+    is_zero = True
+    for index, stage in enumerate(config.stages):
+        offset = epoch_offset
+        if stage.sampling == "balanced":
+            epoch_offset += config.stage_epochs(stage)
+        stage_dir = out / "checkpoints" / f"stage-{index}-{stage.name}"
+        if (stage_dir / DONE_FILE).exists():
+            run.net.load_state_dict(load_file(str(stage_dir / DONE_FILE)))
+            saved = stage_dir / METRICS_FILE
+            if saved.exists():
+                stage_metrics.append(json.loads(saved.read_text("utf-8")))
+            report(f"stage {index} {stage.name}: already finished, weights reloaded")
+            continue
+        metrics, stage_skipped, is_zero = run_stage(
+            run,
+            config,
+            index,
+            offset,
+            train_set,
+            val_set,
+            out,
+            resume=resume,
+            callbacks=callbacks,
+            report=report,
+        )
         stage_metrics.append(metrics)
-        report(
-            f"stage {index} {stage.name}: {seconds:.0f}s, "
-            f"{metrics['images_per_second']} images/s"
-            + (
-                f", val acc@750km {metrics['val/acc_750km']:.1f}%"
-                if "val/acc_750km" in metrics
-                else ""
-            )
-        )
-        if trainer.world_size > 1:
-            trainer.strategy.barrier()
+        total_images += metrics["train_images"]
+        total_seconds += metrics["seconds"]
+        skipped.update({str(run.train_photo_ids[i]): e for i, e in stage_skipped.items()})
     if config.freeze_backbone:
         for parameter in run.net.parameters():
             parameter.requires_grad_(True)
+    metrics = _run_metrics(run, stage_metrics, skipped, total_images, total_seconds)
+    if skipped:
+        report(f"{len(skipped)} unreadable training images skipped (see metrics.json)")
+    model = _model(run, config, metrics, name or default_name(run.mesh_path))
+    if is_zero:
+        model.save(out, run.mesh_path, inputs={"dataset": run.dataset.hash})
+        write_json_atomic(out / METRICS_FILE, metrics)
+        report(f"saved {model.name} ({model.model_id}) to {out}")
+    return model
+
+
+def _run_metrics(
+    run: PreparedRun,
+    stage_metrics: list[dict[str, Any]],
+    skipped: dict[str, str],
+    total_images: int,
+    total_seconds: float,
+) -> dict[str, Any]:
     final = dict(stage_metrics[-1]) if stage_metrics else {}
-    metrics = {
+    return {
         "final": {k: v for k, v in final.items() if k.startswith("val/")},
         "stages": stage_metrics,
         "train_photos": run.n_train_total,
@@ -490,86 +417,27 @@ def train_m1(
         if total_seconds
         else None,
     }
-    if skipped:
-        report(f"{len(skipped)} unreadable training images skipped (see metrics.json)")
-    model = M1Model(
+
+
+def _model(run: PreparedRun, config: Any, metrics: dict[str, Any], name: str) -> Any:
+    import torch
+
+    from trigeo.models.m1 import M1Model
+    from trigeo.train.config import config_to_dict
+
+    return M1Model(
         run.net.cpu().eval(),
         run.mesh,
         label_kind=config.label,
         data_config=run.data_config,
         config=config_to_dict(config),
         metrics=metrics,
+        name=name,
         provenance={
             "dataset": str(run.dataset.root),
             "seed": config.seed,
+            "init": run.init,
             "weights_report": run.weights_report,
             "torch_version": torch.__version__,
         },
     )
-    if is_zero:
-        model.save(out, run.mesh_path, inputs={"dataset": run.dataset.hash})
-        write_json_atomic(out / METRICS_FILE, metrics)
-        report(f"saved {model.model_id} to {out}")
-    return model
-
-
-def calibrate_m1(
-    model_dir: str | Path,
-    data: str | Path,
-    *,
-    split: str = "heads",
-    max_photos: int | None = 20000,
-    batch_size: int = 128,
-    num_workers: int = 2,
-    accelerator: str = "auto",
-    devices: int | str = 1,
-    seed: int = 0,
-    progress: bool = True,
-) -> float:
-    """Fit a softmax temperature on a held-out split and store it in the model dir.
-
-    Uses the photos of ``split`` that fall in kept cells (never ``train``).
-
-    Returns
-    -------
-    float
-        The temperature; ``trigeo predict`` applies it from then on.
-    """
-    from trigeo.data.loading import PhotoDataset, build_transform
-    from trigeo.evaluate.calibration import fit_temperature
-    from trigeo.models.m1 import M1Model
-    from trigeo.predict.engine import run_inference
-
-    model = M1Model.load(model_dir)
-    train_split = model.config.get("train_split", "train")
-    if split == train_split:
-        raise InputError(f"calibrate on held-out photos, not the training split {split!r}")
-    dataset = Dataset.open(data)
-    rows = dataset.photos(split)
-    cells = np.asarray(model.mesh.locate(rows["lat"].to_numpy(), rows["lon"].to_numpy()))
-    rows, cells = rows[cells >= 0], cells[cells >= 0]
-    if len(rows) == 0:
-        raise InputError(
-            f"no {split!r} photo falls in a kept cell of the model's mesh", source=data
-        )
-    if max_photos and len(rows) > max_photos:
-        pick = np.sort(np.random.default_rng(seed).choice(len(rows), max_photos, replace=False))
-        rows, cells = rows.iloc[pick], cells[pick]
-    transform = build_transform(model.data_config, train=False)
-    result = run_inference(
-        model.net,
-        PhotoDataset(dataset.root, rows["image"].to_numpy(), cells, transform),
-        mode="logits",
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=devices,
-        progress=progress,
-    )
-    if result is None:
-        raise ArtifactError("calibration ran on a non-zero rank")
-    temperature = fit_temperature(result["logits"], cells[result["index"]])
-    model.save_temperature(
-        temperature, dataset=dataset.hash, split=split, photos=len(result["index"])
-    )
-    return temperature

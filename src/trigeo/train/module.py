@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-import trigeo._lightning  # noqa: F401  (quiets Lightning's hosted-logger advert)
+import trigeo.runtime.quiet  # noqa: F401  (drops Lightning's hosted-logger advert)
 from trigeo.data.loading import collate_skip
+from trigeo.errors import UnreadableImagesError
 from trigeo.models.m1 import M1Net
 from trigeo.sphere import EARTH_RADIUS_KM
 from trigeo.train.config import StageConfig, TrainConfig
@@ -51,6 +52,18 @@ class M1Module(lightning.LightningModule):
         Inputs are cached backbone features: only the head runs.
     seed, stage_index
         Seed the global RNG per epoch so a resumed run replays the same epoch.
+    max_unreadable
+        Stop the run (:class:`~trigeo.errors.UnreadableImagesError`, on every
+        rank at once) when more than this share of an epoch's training or
+        validation images cannot be read.
+
+    Notes
+    -----
+    Validation metrics are computed once per epoch over every rank's photos
+    (distances gathered, so ``val/median_km`` is the true median, not a mean
+    of per-batch medians). A batch whose every image is unreadable still runs
+    a zero-loss backward pass, so DDP's gradient all-reduce is matched on
+    every rank and nobody hangs.
     """
 
     def __init__(
@@ -65,14 +78,16 @@ class M1Module(lightning.LightningModule):
         features_mode: bool = False,
         seed: int = 0,
         stage_index: int = 0,
+        max_unreadable: float = 0.05,
     ) -> None:
         super().__init__()
         self.net = net
+        self.max_unreadable = float(max_unreadable)
         self.stage = stage
         self.features_mode = features_mode
         self.seed, self.stage_index = seed, stage_index
-        self.register_buffer("label_lat", torch.tensor(np.array(label_lat), dtype=torch.float64))
-        self.register_buffer("label_lon", torch.tensor(np.array(label_lon), dtype=torch.float64))
+        self.register_buffer("label_lat", torch.from_numpy(np.array(label_lat, dtype=np.float64)))
+        self.register_buffer("label_lon", torch.from_numpy(np.array(label_lon, dtype=np.float64)))
         empty = np.zeros(0)
         self.register_buffer(
             "val_lat",
@@ -86,9 +101,13 @@ class M1Module(lightning.LightningModule):
         self.skipped: dict[int, str] = {}
         self.skipped_val: dict[int, str] = {}
         self.train_images = 0
+        # Per-epoch counts of read and unreadable images on this rank.
+        self._read = {"train": 0, "val": 0}
+        self._unread = {"train": 0, "val": 0}
+        self._val_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(x) if self.features_mode else self.net(x)
+        return self.net.classify(x) if self.features_mode else self.net(x)
 
     def _note_skipped(self, batch: dict[str, Any], seen: dict[int, str]) -> None:
         for index, error in zip(batch["skipped"], batch["errors"], strict=True):
@@ -101,11 +120,41 @@ class M1Module(lightning.LightningModule):
         torch.manual_seed(
             mix_seed(self.seed, self.stage_index, self.current_epoch, self.global_rank)
         )
+        self._read["train"] = self._unread["train"] = 0
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+    def _count(self, kind: str, batch: dict[str, Any]) -> None:
+        self._unread[kind] += len(batch["skipped"])
+        self._read[kind] += len(batch["index"])
+
+    def _check_unreadable(self, kind: str) -> None:
+        """Raise on every rank together when the epoch's unreadable share is too high."""
+        counts = torch.tensor(
+            [self._read[kind], self._unread[kind]], dtype=torch.float64, device=self.device
+        )
+        if self.trainer.world_size > 1:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        read, unread = (int(v) for v in counts.tolist())
+        total = read + unread
+        if total and unread / total > self.max_unreadable:
+            examples = "; ".join(
+                list((self.skipped if kind == "train" else self.skipped_val).values())[:3]
+            )
+            raise UnreadableImagesError(
+                f"{unread} of {total} {kind} images in stage {self.stage.name!r} epoch "
+                f"{self.current_epoch} could not be read (limit max_unreadable_fraction="
+                f"{self.max_unreadable:g}); e.g. {examples or 'see other ranks'}"
+            )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         self._note_skipped(batch, self.skipped)
+        self._count("train", batch)
         if batch["image"] is None:
-            return None
+            # Nothing readable: a zero loss that touches every trainable parameter keeps
+            # DDP's gradient all-reduce matched with the other ranks.
+            return sum(
+                (p.sum() * 0.0 for p in self.net.parameters() if p.requires_grad),
+                torch.zeros((), device=self.device),
+            )
         logits = self(batch["image"])
         loss = functional.cross_entropy(logits.float(), batch["label"])
         n = len(batch["label"])
@@ -122,27 +171,73 @@ class M1Module(lightning.LightningModule):
         )
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        self._check_unreadable("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._read["val"] = self._unread["val"] = 0
+        self._val_parts = []
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._note_skipped(batch, self.skipped_val)
+        self._count("val", batch)
         if batch["image"] is None:
             return
         logits = self(batch["image"]).float()
         labels = batch["label"]
-        n = len(labels)
-        kept = labels >= 0
-        if kept.any():
-            loss = functional.cross_entropy(logits[kept], labels[kept])
-            self.log("val/loss", loss, batch_size=int(kept.sum()), sync_dist=True)
         top = logits.argmax(1)
-        self.log("val/acc", (top == labels).float().mean() * 100, batch_size=n, sync_dist=True)
-        index = batch["index"]
+        kept = labels >= 0
+        # Per-photo loss (0 for photos outside the kept cells), summed at epoch end.
+        loss = torch.zeros(len(labels), dtype=torch.float64, device=logits.device)
+        if kept.any():
+            loss[kept] = functional.cross_entropy(
+                logits[kept], labels[kept], reduction="none"
+            ).double()
         distance = _haversine_km(
-            self.label_lat[top], self.label_lon[top], self.val_lat[index], self.val_lon[index]
+            self.label_lat[top],
+            self.label_lon[top],
+            self.val_lat[batch["index"]],
+            self.val_lon[batch["index"]],
         )
+        self._val_parts.append(
+            (distance, (top == labels).double(), torch.stack([loss.sum(), kept.double().sum()]))
+        )
+
+    def _gather(self, values: torch.Tensor) -> torch.Tensor:
+        """Every rank's 1-d ``values`` concatenated (ranks may hold different counts)."""
+        if self.trainer.world_size == 1:
+            return values
+        n = torch.tensor([len(values)], device=values.device)
+        sizes = self.all_gather(n).flatten()
+        padded = torch.zeros(int(sizes.max()), dtype=values.dtype, device=values.device)
+        padded[: len(values)] = values
+        gathered = self.all_gather(padded)
+        return torch.cat([gathered[r, : int(sizes[r])] for r in range(len(sizes))])
+
+    def on_validation_epoch_end(self) -> None:
+        self._check_unreadable("val")
+        empty = torch.zeros(0, dtype=torch.float64, device=self.device)
+        parts = self._val_parts
+        distance = self._gather(torch.cat([p[0] for p in parts]) if parts else empty)
+        correct = self._gather(torch.cat([p[1] for p in parts]) if parts else empty)
+        loss = self._gather(
+            torch.stack([p[2] for p in parts]).sum(0)
+            if parts
+            else torch.zeros(2, dtype=torch.float64, device=self.device)
+        )
+        loss_sum, loss_n = loss.view(-1, 2).sum(0).tolist()
+        self._val_parts = []
+        if len(distance) == 0:
+            return
+        # Values are already global (gathered above): identical on every rank.
+        # quantile interpolates like numpy's median; Tensor.median takes the lower middle value.
+        metrics = {"val/acc": correct.mean() * 100, "val/median_km": distance.quantile(0.5)}
+        if loss_n:
+            metrics["val/loss"] = torch.tensor(loss_sum / loss_n)
         for threshold in THRESHOLDS_KM:
-            hit = (distance <= threshold).float().mean() * 100
-            self.log(f"val/acc_{threshold:g}km", hit, batch_size=n, sync_dist=True)
-        self.log("val/median_km", distance.median().float(), batch_size=n, sync_dist=True)
+            metrics[f"val/acc_{threshold:g}km"] = (distance <= threshold).double().mean() * 100
+        for name, value in metrics.items():
+            self.log(name, value.float(), sync_dist=False, rank_zero_only=False)
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.net.parameters() if p.requires_grad]

@@ -1,0 +1,74 @@
+"""Fit M1's softmax temperature on held-out photos (``trigeo train calibrate``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trigeo.data.table import Dataset
+from trigeo.errors import ArtifactError, InputError
+
+__all__ = ["calibrate_m1"]
+
+
+def calibrate_m1(
+    model_dir: str | Path,
+    data: str | Path,
+    *,
+    split: str = "heads",
+    max_photos: int | None = 20000,
+    batch_size: int = 128,
+    num_workers: int = 2,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    seed: int = 0,
+    progress: bool = True,
+) -> float:
+    """Fit a softmax temperature on a held-out split and store it in the model dir.
+
+    Uses the photos of ``split`` that fall in kept cells (never ``train``).
+
+    Returns
+    -------
+    float
+        The temperature; ``trigeo predict`` applies it from then on.
+    """
+    from trigeo.data.loading import PhotoDataset, build_transform
+    from trigeo.evaluate.calibration import fit_temperature
+    from trigeo.models.m1 import M1Model
+    from trigeo.runtime.inference import run_inference
+
+    model = M1Model.load(model_dir)
+    train_split = model.config.get("train_split", "train")
+    if split == train_split:
+        raise InputError(f"calibrate on held-out photos, not the training split {split!r}")
+    dataset = Dataset.open(data)
+    rows = dataset.photos(split)
+    cells = np.asarray(model.mesh.locate(rows["lat"].to_numpy(), rows["lon"].to_numpy()))
+    rows, cells = rows[cells >= 0], cells[cells >= 0]
+    if len(rows) == 0:
+        raise InputError(
+            f"no {split!r} photo falls in a kept cell of the model's mesh", source=data
+        )
+    if max_photos and len(rows) > max_photos:
+        pick = np.sort(np.random.default_rng(seed).choice(len(rows), max_photos, replace=False))
+        rows, cells = rows.iloc[pick], cells[pick]
+    transform = build_transform(model.data_config, train=False)
+    result = run_inference(
+        model.net,
+        PhotoDataset(dataset.root, rows["image"].to_numpy(), cells, transform),
+        mode="logits",
+        batch_size=batch_size,
+        num_workers=num_workers,
+        accelerator=accelerator,
+        devices=devices,
+        progress=progress,
+    )
+    if result is None:
+        raise ArtifactError("calibration ran on a non-zero rank")
+    temperature = fit_temperature(result["logits"], cells[result["index"]])
+    model.save_temperature(
+        temperature, dataset=dataset.hash, split=split, photos=len(result["index"])
+    )
+    return temperature

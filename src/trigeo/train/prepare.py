@@ -1,0 +1,350 @@
+"""Every check an M1 run can fail on bad input, done before any training starts.
+
+:func:`prepare_m1` opens the dataset and the mesh, checks that the mesh was
+not built from this dataset's evaluation photos, that the image column points
+at readable local images, that the training photos fall in the mesh's kept
+cells, resolves the backbone (pretrained, local weights or random) and the
+labels, and returns a :class:`PreparedRun`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigeo.data.table import Dataset
+from trigeo.errors import InputError, TrigeoWarning, UnreadableImagesError
+
+__all__ = [
+    "STUDY_SIZED_PARAMETERS",
+    "PreparedRun",
+    "build_net",
+    "check_images_readable",
+    "check_mesh_source",
+    "prepare_m1",
+]
+
+log = logging.getLogger("trigeo.train")
+
+#: A backbone this large trained from random weights is a study-sized run that the
+#: study itself started from ImageNet weights; trigeo warns (Inception v4: 41M).
+STUDY_SIZED_PARAMETERS = 10_000_000
+
+
+@dataclass
+class PreparedRun:
+    """Everything validated and resolved before training starts."""
+
+    dataset: Dataset
+    mesh: Any
+    mesh_path: Path
+    net: Any
+    data_config: dict[str, Any]
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    train_photo_ids: np.ndarray
+    n_train_total: int
+    n_dropped: int
+    val_images: np.ndarray | None
+    val_labels: np.ndarray | None
+    val_lat: np.ndarray | None
+    val_lon: np.ndarray | None
+    label_lat: np.ndarray
+    label_lon: np.ndarray
+    weights_report: dict[str, Any] | None = None
+    init: str = "random"
+    notes: list[str] = field(default_factory=list)
+
+
+def _load_mesh(path: Path) -> Any:
+    from trigeo.mesh import DelaunayMesh
+
+    if not path.exists():
+        raise InputError("mesh file not found", source=path)
+    return DelaunayMesh.load(path)
+
+
+def check_mesh_source(
+    mesh: Any, mesh_path: Path, dataset: Dataset, train_split: str, *, allow_eval: bool = False
+) -> str:
+    """Refuse a mesh whose points included evaluation photos of ``dataset``.
+
+    Imagery centroids are mean positions of the photos in each cell, so a
+    mesh built from ``val`` photos leaks their coordinates into the labels.
+
+    Returns
+    -------
+    str
+        A one-line note on where the mesh's points came from.
+
+    Raises
+    ------
+    InputError
+        The mesh was built from rows of this very dataset that include splits
+        other than ``train_split``, and ``allow_eval`` is false.
+    """
+    source = getattr(mesh, "points_source_", None)
+    if not source:
+        return "mesh records no points source (built by an older trigeo); split leak unchecked"
+    if source.get("dataset_sha256") != dataset.hash:
+        where = source.get("path") or "another file"
+        return f"mesh built from {where}, not this dataset"
+    used = source.get("splits_used")
+    if used is None:
+        return "mesh built from this dataset's table without a split column"
+    others = sorted(set(used) - {train_split})
+    if not others:
+        return f"mesh built from this dataset's {train_split!r} photos only"
+    if allow_eval:
+        return (
+            f"mesh built with this dataset's {', '.join(map(repr, others))} photos "
+            "(allowed by --allow-eval-in-mesh)"
+        )
+    raise InputError(
+        f"the mesh was built from this dataset's {', '.join(map(repr, others))} photos as well "
+        f"as {train_split!r}, so its imagery centroids include evaluation photos; rebuild it "
+        f"with `trigeo mesh build --points {dataset.root} --split {train_split} ...`, or pass "
+        "--allow-eval-in-mesh to train anyway",
+        source=mesh_path,
+    )
+
+
+def check_images_readable(
+    dataset: Dataset,
+    images: np.ndarray,
+    *,
+    samples: int,
+    max_unreadable: float,
+    seed: int = 0,
+) -> int:
+    """Read and decode a bounded random sample of ``images`` before training.
+
+    Parameters
+    ----------
+    dataset
+        The dataset the image references are relative to.
+    images
+        ``image`` column values of the photos a run will read.
+    samples
+        At most this many are tried (0 skips the check).
+    max_unreadable
+        Largest tolerated share of unreadable images in the sample.
+
+    Returns
+    -------
+    int
+        How many sampled images failed.
+
+    Raises
+    ------
+    InputError
+        The column holds URLs (nothing was downloaded) or no image values.
+    UnreadableImagesError
+        More than ``max_unreadable`` of the sample cannot be read.
+    """
+    from trigeo.data.loading import ImageReader
+
+    images = np.asarray(images).astype(str)
+    if samples <= 0 or len(images) == 0:
+        return 0
+    urls = np.char.find(images, "://") >= 0
+    if urls.any():
+        raise InputError(
+            f"{int(urls.sum())} of {len(images)} images are URLs (e.g. {images[urls][0]!r}), "
+            f"not local files; run `trigeo data download {dataset.root}` first to fetch them",
+            source=dataset.root,
+            column="image",
+        )
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(images), min(samples, len(images)), replace=False)
+    reader = ImageReader(dataset.root, images[pick])
+    failed: list[str] = []
+    for ref in images[pick]:
+        try:
+            reader.open(ref)
+        except Exception as exc:  # any read/decode failure counts; the message is reported
+            failed.append(f"{ref}: {type(exc).__name__}: {exc}")
+    if len(failed) > max_unreadable * len(pick):
+        shown = "; ".join(failed[:3])
+        raise UnreadableImagesError(
+            f"{dataset.root}: {len(failed)} of {len(pick)} sampled images cannot be read "
+            f"(limit max_unreadable_fraction={max_unreadable:g}), e.g. {shown}"
+        )
+    return len(failed)
+
+
+def build_net(config: Any, n_cells: int) -> tuple[Any, dict[str, Any] | None, str]:
+    """The M1 network, initialised as the config says.
+
+    ``weights`` (a local file) wins; else ``pretrained`` asks timm for its
+    hub weights; else the backbone starts from random weights, with a
+    warning when it is study-sized.
+
+    Returns
+    -------
+    net, weights_report, init
+        ``init`` is ``"weights:<path>"``, ``"pretrained"`` or ``"random"``.
+
+    Raises
+    ------
+    InputError
+        Pretrained weights cannot be downloaded here (names ``--weights PATH``).
+    """
+    from trigeo.models.m1 import M1Net, load_backbone_weights
+
+    if config.weights:
+        net = M1Net(config.backbone, n_cells, drop_rate=config.drop_rate)
+        return net, load_backbone_weights(net.backbone, config.weights), f"weights:{config.weights}"
+    if config.pretrained:
+        try:
+            net = M1Net(config.backbone, n_cells, pretrained=True, drop_rate=config.drop_rate)
+        except InputError:
+            raise
+        except Exception as exc:  # hub, network and cache errors come in many types
+            raise InputError(
+                f"cannot fetch timm's pretrained weights for {config.backbone!r} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "this machine cannot download them: download them where you can and pass "
+                "--weights PATH (a timm .pth/.bin or .safetensors file), or set "
+                "pretrained: false to start from random weights",
+                column="pretrained",
+            ) from exc
+        return net, None, "pretrained"
+    net = M1Net(config.backbone, n_cells, drop_rate=config.drop_rate)
+    n_params = sum(p.numel() for p in net.backbone.parameters())
+    if n_params >= STUDY_SIZED_PARAMETERS:
+        warnings.warn(
+            f"{config.backbone} ({n_params / 1e6:.0f}M parameters) starts from random weights; "
+            "the study fine-tuned ImageNet weights. Pass --weights PATH or set pretrained: true "
+            "unless training from scratch is intended",
+            TrigeoWarning,
+            stacklevel=2,
+        )
+    return net, None, "random"
+
+
+def _val_rows(dataset: Dataset, mesh: Any, config: Any, notes: list[str]) -> tuple[Any, ...]:
+    if not config.val_split:
+        return None, None, None, None
+    if config.val_split not in set(dataset.table["split"]):
+        notes.append(f"no {config.val_split!r} photos: training without validation")
+        return None, None, None, None
+    val = dataset.photos(config.val_split)
+    if config.val_max_photos and len(val) > config.val_max_photos:
+        rng = np.random.default_rng(config.seed)
+        val = val.iloc[np.sort(rng.choice(len(val), config.val_max_photos, replace=False))]
+    val_lat, val_lon = val["lat"].to_numpy(), val["lon"].to_numpy()
+    val_labels = np.asarray(mesh.locate(val_lat, val_lon), dtype=np.int64)
+    notes.append(f"validation on {len(val)} {config.val_split!r} photos")
+    return val["image"].to_numpy(), val_labels, val_lat, val_lon
+
+
+def prepare_m1(
+    data: str | Path,
+    mesh_path: str | Path,
+    config: Any,
+    *,
+    allow_eval_in_mesh: bool = False,
+) -> PreparedRun:
+    """Validate the inputs of an M1 run and resolve labels, splits and the network.
+
+    Raises
+    ------
+    InputError
+        Empty split; mesh built from evaluation photos of this dataset; mesh
+        whose kept cells miss most training photos, or whose hash differs from
+        ``config.mesh_hash``; image column of URLs; unknown backbone (with
+        close names); weights that do not fit the backbone; pretrained weights
+        that cannot be downloaded.
+    UnreadableImagesError
+        Too many sampled training images cannot be read.
+    """
+    from trigeo.models.m1 import check_backbone, resolve_image_config
+
+    config.validate()
+    check_backbone(config.backbone)
+    dataset = Dataset.open(data)
+    train = dataset.photos(config.train_split)
+    mesh_path = Path(mesh_path)
+    mesh = _load_mesh(mesh_path)
+    if config.mesh_hash and str(config.mesh_hash) != str(mesh.mesh_hash):
+        raise InputError(
+            f"mesh hash {mesh.mesh_hash} differs from mesh_hash {config.mesh_hash} recorded in "
+            "the config; pass the mesh the config was made for",
+            source=mesh_path,
+        )
+    notes = [
+        check_mesh_source(
+            mesh, mesh_path, dataset, config.train_split, allow_eval=allow_eval_in_mesh
+        )
+    ]
+    cells = np.asarray(mesh.locate(train["lat"].to_numpy(), train["lon"].to_numpy()))
+    dropped = cells < 0
+    n_total, n_dropped = len(cells), int(dropped.sum())
+    if n_dropped == n_total or n_dropped / n_total > config.max_dropped_fraction:
+        raise InputError(
+            f"{n_dropped} of {n_total} {config.train_split!r} photos "
+            f"({100 * n_dropped / n_total:.1f}%) fall outside the mesh's kept cells "
+            f"(limit max_dropped_fraction={config.max_dropped_fraction}); was the mesh built "
+            "from this dataset's training coordinates?",
+            source=mesh_path,
+        )
+    keep = ~dropped
+    notes.append(
+        f"{config.train_split}: {n_total} photos, {n_dropped} in dropped cells excluded, "
+        f"{int(keep.sum())} used over {mesh.n_cells_} cells"
+    )
+    train_images = train["image"].to_numpy()[keep]
+    bad = check_images_readable(
+        dataset,
+        train_images,
+        samples=config.image_check_samples,
+        max_unreadable=config.max_unreadable_fraction,
+        seed=config.seed,
+    )
+    if bad:
+        notes.append(
+            f"{bad} of {min(len(train_images), config.image_check_samples)} sampled "
+            "training images unreadable (within the limit; they will be skipped)"
+        )
+    net, weights_report, init = build_net(config, int(mesh.n_cells_))
+    if weights_report is not None:
+        notes.append(
+            f"weights {config.weights}: {weights_report['loaded']} tensors loaded, "
+            f"{len(weights_report['missing'])} missing {weights_report['missing'][:5]}, "
+            f"{len(weights_report['unexpected'])} unexpected {weights_report['unexpected'][:5]}, "
+            f"{len(weights_report['dropped'])} classifier tensors dropped"
+        )
+    else:
+        notes.append(f"{config.backbone}: {init} initialisation")
+    data_config = resolve_image_config(net.backbone, config.image_size)
+    label_lat, label_lon = (
+        np.asarray(a, dtype=np.float64) for a in mesh.centroids(kind=config.label)
+    )
+    val_images, val_labels, val_lat, val_lon = _val_rows(dataset, mesh, config, notes)
+    return PreparedRun(
+        dataset=dataset,
+        mesh=mesh,
+        mesh_path=mesh_path,
+        net=net,
+        data_config=data_config,
+        train_images=train_images,
+        train_labels=cells[keep].astype(np.int64),
+        train_photo_ids=train["photo_id"].to_numpy()[keep],
+        n_train_total=n_total,
+        n_dropped=n_dropped,
+        val_images=val_images,
+        val_labels=val_labels,
+        val_lat=val_lat,
+        val_lon=val_lon,
+        label_lat=label_lat,
+        label_lon=label_lon,
+        weights_report=weights_report,
+        init=init,
+        notes=notes,
+    )
