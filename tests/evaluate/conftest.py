@@ -116,3 +116,15 @@ def grid_mesh(table: pd.DataFrame) -> GridMesh:
 def truth(dataset: Dataset) -> Truth:
     """The val photos of ``dataset``."""
     return Truth.from_dataset(dataset)
+
+
+@pytest.fixture
+def mesh_path(tmp_path: Path, table: pd.DataFrame) -> Path:
+    """A real DelaunayMesh of the training photos, saved to a file."""
+    from trigeo.mesh import DelaunayMesh
+
+    train = table[table["split"] == "train"]
+    mesh = DelaunayMesh(refinement_limit=5, minimum_examples=2).fit(
+        train["lat"].to_numpy(), train["lon"].to_numpy()
+    )
+    return mesh.save(tmp_path / "mesh.npz")

@@ -24,15 +24,6 @@ def _evaluate(dataset, *args: str):
     return runner.invoke(app, ["evaluate", "--truth", str(dataset.root), *args])
 
 
-@pytest.fixture
-def mesh_path(tmp_path: Path, table: pd.DataFrame) -> Path:
-    train = table[table["split"] == "train"]
-    mesh = DelaunayMesh(refinement_limit=5, minimum_examples=2).fit(
-        train["lat"].to_numpy(), train["lon"].to_numpy()
-    )
-    return mesh.save(tmp_path / "mesh.npz")
-
-
 def _write_model(path: Path, table: pd.DataFrame, mesh: DelaunayMesh, wrong: float, seed: int):
     val = table[table["split"] == "val"]
     rng = np.random.default_rng(seed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -110,19 +109,11 @@ def evaluate(
     Writes report.md, a self-contained report.html and metrics.json to --out.
     """
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table as RichTable
 
-    from trigeo.data.table import Dataset
-    from trigeo.errors import InputError
-    from trigeo.evaluate.baselines import BASELINES, predict_prior
-    from trigeo.evaluate.core import EvaluationConfig, Truth
-    from trigeo.evaluate.core import evaluate as run_evaluation
-    from trigeo.evaluate.inputs import EvaluationWarning, load_predictions
-    from trigeo.evaluate.report import build_figures, write_report
-    from trigeo.provenance import hash_file, make_provenance
+    from trigeo.evaluate.console import accuracy_table
+    from trigeo.evaluate.results import EvaluationConfig
+    from trigeo.evaluate.run import run_evaluation
 
-    console = Console(stderr=True)
     config = EvaluationConfig(
         thresholds_km=_thresholds(thresholds),
         radius_km=radius_km,
@@ -135,81 +126,19 @@ def evaluate(
         seed=seed,
         averaging=averaging,
     )
-    dataset = Dataset.open(truth)
-    truth_photos = Truth.from_dataset(dataset, split=config.split, outdoor_only=outdoor_only)
-    inputs = {f"truth:{truth}": dataset.hash}
-    meshes = []
-    if mesh:
-        from trigeo.mesh import DelaunayMesh
-
-        for path in mesh:
-            meshes.append((path.stem, DelaunayMesh.load(path)))
-            inputs[f"mesh:{path}"] = hash_file(path)
-    predictions = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", EvaluationWarning)
-        for path in pred or []:
-            predictions.append((str(path), load_predictions(path)))
-    for path in pred or []:
-        inputs[f"pred:{path}"] = hash_file(path)
-        probs = path.with_suffix(".probs.npy")
-        if probs.exists():
-            inputs[f"pred:{probs}"] = hash_file(probs)
-    for name in baseline or []:
-        if name not in BASELINES:
-            raise InputError(f"unknown --baseline {name!r}; choose from {', '.join(BASELINES)}")
-        if not meshes:
-            raise InputError(f"--baseline {name} predicts from a mesh's class counts; add --mesh")
-        for mesh_name, mesh_obj in meshes:
-            model_id = f"{name} baseline ({mesh_name})"
-            prior = predict_prior(
-                mesh_obj, truth_photos.photo_id, label=config.label or "imagery", model_id=model_id
-            )
-            predictions.append((model_id, prior))
-    evaluation = run_evaluation(
-        truth_photos, predictions, meshes=meshes, config=config, oracle=oracle
+    run = run_evaluation(
+        truth,
+        out,
+        preds=pred or [],
+        meshes=mesh or [],
+        baselines=baseline or [],
+        config=config,
+        oracle=oracle,
+        figures=figures,
     )
-    # Problems found while reading files (e.g. swapped columns) lead the report's warnings.
-    evaluation.warnings[:0] = [
-        str(w.message) for w in caught if issubclass(w.category, EvaluationWarning)
-    ]
-    for message in evaluation.warnings:
-        console.print(f"[bold yellow]warning:[/bold yellow] {message}", highlight=False)
-    provenance = make_provenance(
-        {
-            **config.as_dict(),
-            "truth": str(truth),
-            "pred": [str(p) for p in pred or []],
-            "mesh": [str(m) for m in mesh or []],
-            "oracle": oracle,
-        },
-        inputs,
-    )
-    drawn = build_figures(evaluation, truth_photos, meshes) if figures else []
-    written = write_report(evaluation, out, provenance, drawn)
-
-    table = RichTable(title=f"accuracy (%), {len(truth_photos):,} photos")
-    table.add_column("model", overflow="fold")
-    table.add_column("mesh")
-    table.add_column("label")
-    for t in config.thresholds_km:
-        table.add_column(f"{t:g} km", justify="right")
-    table.add_column("median km", justify="right")
-    for row in evaluation.oracle:
-        table.add_row(
-            "oracle",
-            escape(row["mesh"]),
-            row["label"],
-            *(f"{v:.2f}" for v in row["accuracy_pct"].values()),
-            f"{row['median_km']:.1f}",
-        )
-    for result in evaluation.models:
-        table.add_row(
-            escape(result.name),
-            escape(result.mesh_name or "-"),
-            result.label,
-            *(f"{v:.2f}" for v in result.accuracy),
-            f"{result.median_km:.1f}",
-        )
-    Console().print(table)
+    errors = Console(stderr=True)
+    for message in run.evaluation.warnings:
+        errors.print(f"[bold yellow]warning:[/bold yellow] {message}", highlight=False)
+    Console().print(accuracy_table(run.evaluation))
+    written = run.written
     typer.echo(f"wrote {written['report.html']}, {written['report.md']}, {written['metrics.json']}")
