@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,7 +26,8 @@ _stderr = Console(stderr=True)
 
 
 class _Group(TyperGroup):
-    """Root group: a ``TrigeoError`` becomes one red line on stderr and exit status 2."""
+    """Root group: a ``TrigeoError`` or a stray ``EOFError`` becomes one red line on
+    stderr and exit status 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,8 +35,31 @@ class _Group(TyperGroup):
         except TrigeoError as exc:
             # typer >= 0.20 vendors its own click, whose main loop does not recognise
             # click.ClickException; print here and exit with the documented status.
-            _stderr.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+            _error(str(exc))
             raise SystemExit(2) from exc
+        except EOFError as exc:
+            # Click turns an EOFError into a bare "Aborted." and status 1. No command
+            # reads the terminal, so it means a file ended early: numpy, pickle or a
+            # decompressor reading an empty or truncated file no check caught.
+            _error(_unexpected_eof(exc))
+            raise SystemExit(2) from exc
+
+
+def _error(message: str) -> None:
+    _stderr.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
+
+
+def _unexpected_eof(exc: EOFError) -> str:
+    """One line for an ``EOFError``: what ended, and where in trigeo it was read."""
+    what = f"EOFError: {exc}" if str(exc) else "EOFError"
+    package = Path(__file__).resolve().parent
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename).resolve()
+        if path.is_relative_to(package) and path != Path(__file__).resolve():
+            where = f" in {path.relative_to(package.parent).as_posix()} line {frame.lineno}"
+            break
+    return f"unexpected end of data ({what}){where}: a file this command read is empty or truncated"
 
 
 app = typer.Typer(

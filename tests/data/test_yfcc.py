@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,14 @@ from hypothesis import strategies as st
 
 from trigeo.data.synth import WorldConfig, sample_photos
 from trigeo.data.table import Dataset
-from trigeo.data.yfcc import REPORT_FILE, detect_layout, import_yfcc, write_yfcc
+from trigeo.data.yfcc import (
+    REPORT_FILE,
+    _Decompressed,
+    _Utf8Clean,
+    detect_layout,
+    import_yfcc,
+    write_yfcc,
+)
 from trigeo.errors import InputError
 
 
@@ -236,3 +247,114 @@ def test_interrupted_import_resumes(world_table: pd.DataFrame, tmp_path: Path) -
     assert meta["counts"] == fresh_meta["counts"]
     assert meta["provenance"]["inputs"] == fresh_meta["provenance"]["inputs"]
     assert not (out / ".yfcc-state.json").exists() and not (out / ".yfcc-parts").exists()
+
+
+def _cut_input(text: bytes, kind: str) -> tuple[bytes, int]:
+    """A compressed copy of ``text`` that breaks part-way, and how many lines survive whole.
+
+    bz2 restores whole blocks only, so its copies are written as several streams
+    (as pbzip2 and lbzip2 do) of 100 lines each and break inside the third.
+    """
+    lines = text.splitlines(keepends=True)
+    if kind.startswith("bz2"):
+        head = b"".join(bz2.compress(b"".join(lines[i : i + 100])) for i in (0, 100))
+        tail = bz2.compress(b"".join(lines[200:]))
+        if kind == "bz2-truncated":
+            return head + tail[: len(tail) // 2], 200
+        broken = bytearray(tail)
+        broken[len(broken) // 2 :] = bytes(len(broken) - len(broken) // 2)  # zeroed, not cut
+        return head + bytes(broken), 200
+    whole = gzip.compress(text, mtime=0)
+    cut = whole[: len(whole) * 2 // 3]
+    recovered = zlib.decompressobj(wbits=31).decompress(cut)
+    assert not recovered.endswith(b"\n")  # the cut falls inside a line
+    return cut, recovered.count(b"\n")
+
+
+@pytest.mark.parametrize("kind", ["gzip", "bz2-truncated", "bz2-corrupt"])
+def test_broken_compressed_input_keeps_the_lines_before(
+    world_table: pd.DataFrame, tmp_path: Path, kind: str
+) -> None:
+    """Rows before the break are written; the report names the first line lost."""
+    text = write_yfcc(world_table, tmp_path / "m.tsv").read_bytes()
+    data, complete = _cut_input(text, kind)
+    assert 100 < complete < 300
+    path = tmp_path / ("cut.tsv.gz" if kind == "gzip" else "cut.tsv.bz2")
+    path.write_bytes(data)
+    meta, report = import_yfcc(path, tmp_path / "out", block_bytes=1 << 12, row_group_rows=64)
+    # The partial line at the break is dropped, not counted as a wrong column count.
+    assert report.read == report.written == complete and report.n_skipped == 0
+    table = Dataset.open(tmp_path / "out").table
+    assert list(table["photo_id"]) == list(world_table["photo_id"].iloc[:complete])
+    assert report.incomplete is not None
+    assert report.incomplete["last_complete_line"] == complete
+    message = report.incomplete["message"]
+    assert f"after line {complete}" in message
+    assert ("ends early" if kind != "bz2-corrupt" else "is corrupt") in message
+    saved = json.loads((tmp_path / "out" / REPORT_FILE).read_text())
+    assert saved["incomplete"] == report.incomplete
+    assert meta["provenance"]["input_incomplete"] == report.incomplete
+    assert not (tmp_path / "out" / ".yfcc-parts").exists()
+
+
+@pytest.mark.parametrize("kind", ["bz2", "gzip"])
+def test_complete_multi_stream_input_is_read_whole(
+    world_table: pd.DataFrame, tmp_path: Path, kind: str
+) -> None:
+    """Several streams (pbzip2, concatenated gzip members) and zero padding: every line is read."""
+    text = write_yfcc(world_table, tmp_path / "m.tsv").read_bytes()
+    lines = text.splitlines(keepends=True)
+    pack = bz2.compress if kind == "bz2" else gzip.compress
+    data = b"".join(pack(b"".join(lines[i : i + 70])) for i in range(0, 300, 70))
+    path = tmp_path / f"m.tsv.{'bz2' if kind == 'bz2' else 'gz'}"
+    path.write_bytes(data + bytes(512))  # tape-style zero padding after the last stream
+    meta, report = import_yfcc(path, tmp_path / "out", block_bytes=1 << 12)
+    assert report.read == report.written == 300 and report.incomplete is None
+    assert list(Dataset.open(tmp_path / "out").table["photo_id"]) == list(world_table["photo_id"])
+    assert "incomplete" not in json.loads((tmp_path / "out" / REPORT_FILE).read_text())
+    assert "input_incomplete" not in meta["provenance"]
+
+
+def test_compressed_input_broken_before_the_first_line(
+    world_table: pd.DataFrame, tmp_path: Path
+) -> None:
+    """One bz2 block cut short gives no line at all: an error naming the file, no dataset."""
+    text = write_yfcc(world_table, tmp_path / "m.tsv").read_bytes()
+    path = tmp_path / "one-block.tsv.bz2"
+    path.write_bytes(bz2.compress(text)[:-200])
+    with pytest.raises(InputError, match=r"one-block\.tsv\.bz2: .*before line 1 is complete"):
+        import_yfcc(path, tmp_path / "out")
+    assert not (tmp_path / "out" / "table.parquet").exists()
+
+
+_lines = st.lists(
+    st.one_of(st.text(max_size=30).map(lambda t: t.encode("utf-8")), st.binary(max_size=30)),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_lines, st.booleans(), st.integers(1, 40), st.integers(0, 10_000))
+def test_line_splitter_keeps_bytes_and_drops_the_line_cut_short(
+    lines: list[bytes], final_newline: bool, chunk: int, cut_at: int
+) -> None:
+    """Tiny chunks split lines and UTF-8 sequences anywhere; output equals a whole-file decode."""
+    data = b"\n".join(line.replace(b"\n", b"") for line in lines)
+    data += b"\n" if final_newline and data else b""
+    clean = _Utf8Clean(io.BufferedReader(io.BytesIO(data)), chunk=chunk)
+    assert io.BufferedReader(clean).read() == data.decode("utf-8", "replace").encode("utf-8")
+    assert clean.lines == data.count(b"\n")
+
+    packed = gzip.compress(data, mtime=0)
+    cut = packed[: cut_at % (len(packed) + 1)]
+    source = _Decompressed(io.BufferedReader(io.BytesIO(cut)), "gzip")
+    clean = _Utf8Clean(io.BufferedReader(source), source, chunk=chunk)
+    out = io.BufferedReader(clean).read()
+    if len(cut) == len(packed):
+        assert source.broken is None and clean.lines == data.count(b"\n")
+    else:
+        assert source.broken is not None and source.broken[0] == "truncated"
+        recovered = zlib.decompressobj(wbits=31).decompress(cut)
+        whole_lines = recovered[: recovered.rfind(b"\n") + 1]
+        assert out == whole_lines.decode("utf-8", "replace").encode("utf-8")
+        assert clean.lines == whole_lines.count(b"\n")

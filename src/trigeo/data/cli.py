@@ -178,29 +178,46 @@ def yfcc(
     heads_fraction: HeadsFractionOpt = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the hash-based split.")] = 0,
 ) -> None:
-    """Import geotagged photos from the YFCC100M metadata (streaming, resumable)."""
+    """Import geotagged photos from the YFCC100M metadata (streaming, resumable).
+
+    A compressed file that breaks off (a partial download) or turns corrupt is
+    imported up to its last complete line; the command then names that line
+    and exits with status 2, so the shortfall is never mistaken for success.
+    """
     from trigeo.data.yfcc import REPORT_FILE, import_yfcc
+    from trigeo.errors import InputError
 
     total = metadata.stat().st_size if metadata.exists() else 0
-    meta, report = _track(
-        "importing lines",
-        limit,
-        import_yfcc,
-        metadata,
-        out,
-        limit=limit,
-        download_root=download_root,
-        image_layout=image_layout,
-        val_fraction=val_fraction,
-        heads_fraction=heads_fraction,
-        seed=seed,
-    )
+    try:
+        meta, report = _track(
+            "importing lines",
+            limit,
+            import_yfcc,
+            metadata,
+            out,
+            limit=limit,
+            download_root=download_root,
+            image_layout=image_layout,
+            val_fraction=val_fraction,
+            heads_fraction=heads_fraction,
+            seed=seed,
+        )
+    except KeyboardInterrupt:
+        # The import checkpoints after every row group: say how to pick it up again.
+        typer.echo("interrupted: run the same command again to resume the import", err=True)
+        raise typer.Exit(130) from None
     report.print_summary(console, out / REPORT_FILE)
     counts = meta["counts"]
     console.print(
         f"[green]wrote[/green] {out}: {counts['photos']} photos, {counts['users']} users "
         f"from {total / 1e6:.2f} MB at {report.notes.get('rows_per_second')} lines/s"
     )
+    if report.incomplete is not None:
+        last = report.incomplete["last_complete_line"]
+        raise InputError(
+            f"{report.incomplete['message']}; {out} holds the photos of lines 1-{last} only",
+            source=metadata,
+        )
 
 
 @app.command()

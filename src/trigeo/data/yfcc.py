@@ -28,6 +28,12 @@ checkpoint (``.yfcc-state.json``); run the same command again after an
 interruption and it re-reads the input but converts and writes only what is
 left, then joins the parts into ``table.parquet``.
 
+A compressed file that breaks off (a partial download) or turns corrupt
+part-way is read up to its last complete line: those rows are imported, and
+the report's ``incomplete`` entry and the dataset's provenance
+(``input_incomplete``) name that line. bz2 restores whole blocks (about
+900 kB of text) only, so a cut loses the block it falls in.
+
 Kept: photos (marker 0) with both coordinates. Every other row is counted in
 the import report under a reason: wrong column count, bad marker, video, not
 geotagged, bad coordinate number, coordinates out of range, bad upload time,
@@ -37,13 +43,14 @@ missing user id, missing photo id, duplicate photo id.
 from __future__ import annotations
 
 import bz2
-import codecs
 import gzip
 import hashlib
 import io
 import json
 import shutil
 import time
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -150,51 +157,157 @@ class _HashingReader(io.RawIOBase):
         super().close()
 
 
-def _open_bytes(path: Path) -> tuple[BinaryIO, str, _HashingReader]:
+_RAW_CHUNK = 1 << 20
+_BROKEN_VERB = {"truncated": "ends early,", "corrupt": "is corrupt"}
+
+
+class _Decompressed(io.RawIOBase):
+    """The decompressed bytes of a bz2 or gzip file of one or more streams (members).
+
+    Unlike ``bz2.open``/``gzip.open``, a file that ends inside a stream or holds
+    corrupt data does not raise here and lose what was decompressed before:
+    that is returned, then the stream ends and :attr:`broken` says why.
+    (``bz2.open`` also takes a corrupt stream after the first for trailing
+    junk and drops it without a word; here it is reported as corrupt.)
+    Zero bytes between or after streams are skipped, as ``gzip`` does.
+    """
+
+    def __init__(self, raw: BinaryIO, kind: str) -> None:
+        self._raw = raw
+        self._kind = kind
+        self._decompressor = self._new()
+        self._pending = b""  # compressed bytes read but not yet fed
+        self._done = False
+        self.broken: tuple[str, str] | None = None
+        """``("truncated" | "corrupt", detail)`` once the data stopped early."""
+
+    def _new(self) -> Any:
+        return bz2.BZ2Decompressor() if self._kind == "bz2" else zlib.decompressobj(wbits=31)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        view = memoryview(target).cast("B")
+        while not self._done:
+            data = self._step(len(view))
+            if data:
+                view[: len(data)] = data
+                return len(data)
+        return 0
+
+    def _step(self, size: int) -> bytes:
+        """Decompress at most ``size`` bytes; ``b""`` may only mean more input is needed."""
+        d = self._decompressor
+        if d.eof:  # a stream ended: is another one next?
+            rest = (d.unused_data + self._pending).lstrip(b"\0")
+            while not rest:
+                chunk = self._raw.read(_RAW_CHUNK)
+                if not chunk:
+                    self._done = True
+                    return b""
+                rest = chunk.lstrip(b"\0")
+            self._decompressor = d = self._new()
+            self._pending = rest
+        if self._kind == "bz2" and not d.needs_input:
+            feed = b""  # it still holds input from the last call
+        elif self._pending:
+            feed, self._pending = self._pending, b""
+        else:
+            feed = self._raw.read(_RAW_CHUNK)
+            if not feed:
+                self.broken = ("truncated", "the file stops mid-stream: a partial download?")
+                self._done = True
+                return b""
+        try:
+            out: bytes = d.decompress(feed, size)
+        except (OSError, zlib.error) as exc:
+            self.broken = ("corrupt", str(exc))
+            self._done = True
+            return b""
+        if self._kind == "gzip":
+            self._pending = d.unconsumed_tail + self._pending
+        return out
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _open_bytes(path: Path) -> tuple[BinaryIO, str, _HashingReader, _Decompressed | None]:
+    """The file's (decompressed) bytes, its compression, its hasher and its decompressor."""
     with open(path, "rb") as handle:
         magic = handle.read(3)
     hashing = _HashingReader(path)
-    raw = io.BufferedReader(hashing, buffer_size=1 << 20)
-    if magic.startswith(b"BZh"):
-        return bz2.open(raw, "rb"), "bz2", hashing  # type: ignore[return-value]
-    if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(raw, "rb"), "gzip", hashing  # type: ignore[return-value]
-    return raw, "none", hashing  # type: ignore[return-value]
+    raw = io.BufferedReader(hashing, buffer_size=_RAW_CHUNK)
+    kind = "bz2" if magic.startswith(b"BZh") else "gzip" if magic.startswith(b"\x1f\x8b") else None
+    if kind is None:
+        return raw, "none", hashing, None
+    decompressed = _Decompressed(raw, kind)
+    stream = io.BufferedReader(decompressed, buffer_size=_RAW_CHUNK)
+    return stream, kind, hashing, decompressed  # type: ignore[return-value]
 
 
 class _Utf8Clean(io.RawIOBase):
-    """A byte stream with invalid UTF-8 replaced by U+FFFD (chunk-boundary safe).
+    """Whole lines of a byte stream, invalid UTF-8 replaced by U+FFFD, counted.
 
+    Bytes after the last newline of a chunk are held back until their line
+    completes, so what is handed on always ends at a line end: no UTF-8
+    sequence is split, and when compressed input breaks off (``source.broken``)
+    the partial line at the break is dropped instead of being parsed as a row.
     Pure-ASCII chunks (nearly all of YFCC, whose text is URL-encoded) pass
-    through untouched; others are decoded with ``errors="replace"``.
+    through as views, uncopied; others are decoded with ``errors="replace"``.
     """
 
-    def __init__(self, raw: BinaryIO, chunk: int = 1 << 22) -> None:
+    def __init__(
+        self, raw: BinaryIO, source: _Decompressed | None = None, chunk: int = 1 << 22
+    ) -> None:
         self._raw = raw
+        self._source = source
         self._chunk = chunk
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = memoryview(b"")
+        self._tail = b""  # the start of a line whose end is not read yet
+        self._pieces: deque[memoryview] = deque()
         self._eof = False
+        self.lines = 0
+        """Complete lines handed on so far."""
 
     def readable(self) -> bool:
         return True
 
     def _refill(self) -> None:
-        data = self._raw.read(self._chunk)
-        self._eof = not data
-        pending = self._decoder.getstate()[0]
-        if data.isascii() and not pending:
-            self._buffer = memoryview(data)
-        else:
-            self._buffer = memoryview(self._decoder.decode(data, final=self._eof).encode("utf-8"))
+        chunk = self._raw.read(self._chunk)
+        broken = self._source is not None and self._source.broken is not None
+        end = not chunk or broken
+        cut = chunk.rfind(b"\n") + 1
+        if not end and cut == 0:  # a line longer than the chunk: read on
+            self._tail += chunk
+            return
+        if end:
+            self._eof = True
+            if not broken:
+                cut = len(chunk)  # at the true end a last line needs no newline
+        pieces = [] if broken and cut == 0 else [memoryview(self._tail), memoryview(chunk)[:cut]]
+        ascii_only = self._tail.isascii() and chunk.isascii()
+        self._tail = b"" if end else chunk[cut:]
+        self.lines += chunk.count(b"\n", 0, cut)  # the tail holds none
+        if pieces and not ascii_only:
+            text = b"".join(pieces).decode("utf-8", errors="replace")
+            pieces = [memoryview(text.encode("utf-8"))]
+        self._pieces.extend(piece for piece in pieces if len(piece))
 
     def readinto(self, target: Any) -> int:
         view = memoryview(target).cast("B")
-        while not len(self._buffer) and not self._eof:
+        while not self._pieces and not self._eof:
             self._refill()
-        n = min(len(view), len(self._buffer))
-        view[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
+        if not self._pieces:
+            return 0
+        piece = self._pieces[0]
+        n = min(len(view), len(piece))
+        view[:n] = piece[:n]
+        if n == len(piece):
+            self._pieces.popleft()
+        else:
+            self._pieces[0] = piece[n:]
         return n
 
     def close(self) -> None:
@@ -208,25 +321,35 @@ def detect_layout(path: str | Path) -> YfccLayout:
     Raises
     ------
     InputError
-        If the first line has another number of tab-separated fields.
+        If the first line has another number of tab-separated fields, or the
+        compressed data breaks off before it is complete.
     """
     path = Path(path)
-    raw, _, _ = _open_bytes(path)
+    raw, compression, _, decompressed = _open_bytes(path)
     with raw:
         line = b""
+        number = 0
         for number, candidate in enumerate(raw, start=1):
             if candidate.strip():
-                line = candidate.rstrip(b"\r\n")
+                line = candidate
                 break
             if number > 1000:
                 break
+    if decompressed is not None and decompressed.broken and not line.endswith(b"\n"):
+        reason, detail = decompressed.broken
+        raise InputError(
+            f"the {compression} data {_BROKEN_VERB[reason]} before line {max(number, 1)} is "
+            f"complete ({detail}), so nothing can be read from it",
+            source=path,
+        )
+    line = line.rstrip(b"\r\n")
     if not line:
         raise InputError("no data lines; is this a YFCC100M metadata file?", source=path)
     fields = line.decode("utf-8", errors="replace").split("\t")
     if len(fields) not in (23, 25):
         raise InputError(
-            f"line 1 has {len(fields)} tab-separated columns; the YFCC100M metadata has "
-            "25 (or 23 in copies without the line number and hash)",
+            f"line {number} has {len(fields)} tab-separated columns; the YFCC100M metadata "
+            "has 25 (or 23 in copies without the line number and hash)",
             source=path,
         )
     return YfccLayout.of(len(fields), first_field_numeric=fields[0].strip().isdigit())
@@ -296,7 +419,15 @@ def import_yfcc(
     -------
     (meta, ImportReport)
         ``meta`` is the content of the written ``dataset.json`` (the table is
-        not read back: it may be larger than memory).
+        not read back: it may be larger than memory). When compressed input
+        broke off, ``report.incomplete`` says after which line; callers
+        should treat that as a failure to report (the CLI exits with status 2).
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not YFCC metadata, breaks off before its first
+        complete line, or holds no geotagged photo.
     """
     import pyarrow.csv as pacsv
 
@@ -355,9 +486,10 @@ def import_yfcc(
 
     names = [f"f{i}" for i in range(layout.columns)]
     used = [names[i] for i in layout.used(root is not None, image_layout)]
-    raw, compression, hashing = _open_bytes(metadata)
+    raw, compression, hashing, decompressed = _open_bytes(metadata)
     report.notes["compression"] = compression
-    stream = io.BufferedReader(_Utf8Clean(raw), buffer_size=1 << 20)
+    lines = _Utf8Clean(raw, decompressed)
+    stream = io.BufferedReader(lines, buffer_size=1 << 20)
     reader = pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(column_names=names, block_size=block_bytes),
@@ -406,6 +538,7 @@ def import_yfcc(
             }
             in_flight.append(write_pool.submit(write_part, pa.concat_tables(tables), snapshot))
 
+        stopped_at_limit = False
         try:
             for batch in _batches(reader):
                 if good_rows < done_good:  # converted before the interruption
@@ -417,6 +550,7 @@ def import_yfcc(
                 if limit is not None:
                     room = limit - good_rows - invalid[0]
                     if room <= 0:
+                        stopped_at_limit = True
                         break
                     batch = batch.slice(0, room)
                 frame = _convert(
@@ -445,6 +579,16 @@ def import_yfcc(
         finally:
             stream.close()
     report.read = good_rows + invalid[0]
+    broken = None if decompressed is None or stopped_at_limit else decompressed.broken
+    if broken is not None:
+        # Keep what came before the break (a partial download is still worth
+        # importing), but say so in the report and the dataset's provenance.
+        reason, detail = broken
+        report.mark_incomplete(
+            f"the {compression} data {_BROKEN_VERB[reason]} after line {lines.lines} ({detail})",
+            reason=reason,
+            last_complete_line=lines.lines,
+        )
     seconds = time.perf_counter() - start
     report.notes["rows_per_second"] = round(report.read / seconds) if seconds > 0 else None
     # A full read hashed the file on the way; a --limit run hashes it now.
@@ -455,11 +599,14 @@ def import_yfcc(
         report.written = writer.rows
         if writer.rows == 0:
             report.write(out / REPORT_FILE)
+            incomplete = "" if broken is None else f"; {report.incomplete['message']}"
             raise InputError(
-                f"no geotagged photo among {report.read} lines; see {out / REPORT_FILE}",
+                f"no geotagged photo among {report.read} lines{incomplete}; "
+                f"see {out / REPORT_FILE}",
                 source=metadata,
             )
-        provenance = make_provenance(config, {metadata.name: digest})
+        extra = {} if broken is None else {"input_incomplete": report.incomplete}
+        provenance = make_provenance(config, {metadata.name: digest}, **extra)
         meta = writer.close(
             provenance, images="urls" if root is None else "paths", source="yfcc100m"
         )
