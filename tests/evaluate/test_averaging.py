@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,7 +45,9 @@ def test_user_average_takes_argmax_of_mean_vector_by_hand():
     assert out.top_cells[:, 0].tolist() == [1, 1, 2]
     np.testing.assert_allclose(out.top_probs[0], [0.45, 0.3], rtol=1e-6)
     assert out.lat.tolist() == [10.0, 10.0, 20.0]
-    assert out.model_id == "m1 +user-avg"
+    assert out.model_id == "m1 +user-avg" and out.model_name is None
+    named = dataclasses.replace(preds, model_name="M1 coarse")
+    assert average_by_album(named, table, centroids=centroids).model_name == "M1 coarse +album-avg"
     # Without a mesh, label points come from the file's own top-1 rows.
     with_file_points = _preds(
         [[3, 1], [1, 2], [2, 0]], [[0.6, 0.4], [0.5, 0.5], [0.9, 0.1]], lat=[30, 10, 20]

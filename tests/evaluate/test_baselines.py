@@ -28,6 +28,7 @@ def test_prior_predicts_class_frequencies_most_populous_first(table: pd.DataFram
     mesh = _train_mesh(table)
     counts = mesh.counts_[mesh.cell_triangles_]
     prior = predict_prior(mesh, ["a", "b", "c"], top_k=5)
+    assert (prior.model_id, prior.model_name) == ("prior (imagery centroid)", "prior")
     assert prior.top_cells.shape == (3, min(5, mesh.n_cells_))
     assert prior.top_cells[0, 0] == int(np.argmax(counts))
     np.testing.assert_allclose(prior.top_probs[0], np.sort(counts / counts.sum())[::-1][:5], 1e-6)
@@ -47,7 +48,8 @@ def test_cli_scores_the_prior_baseline(tmp_path: Path, dataset, table: pd.DataFr
     assert result.exit_code == 0, result.output
     # Averaging a constant prediction would only repeat it, so no +user/+album rows.
     (row,) = json.loads((out / "metrics.json").read_text())["models"]
-    assert row["model"] == "prior baseline (mesh)"
+    # Shown as plain "prior" with one mesh; the id says which mesh's counts it predicts.
+    assert (row["model"], row["model_id"]) == ("prior", "prior baseline (mesh)")
     val = table[table["split"] == "val"]
     counts = mesh.counts_[mesh.cell_triangles_]
     lat, lon = mesh.centroids("imagery")

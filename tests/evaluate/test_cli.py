@@ -24,7 +24,16 @@ def _evaluate(dataset, *args: str):
     return runner.invoke(app, ["evaluate", "--truth", str(dataset.root), *args])
 
 
-def _write_model(path: Path, table: pd.DataFrame, mesh: DelaunayMesh, wrong: float, seed: int):
+def _write_model(
+    path: Path,
+    table: pd.DataFrame,
+    mesh: DelaunayMesh,
+    wrong: float,
+    seed: int,
+    *,
+    model_id: str | None = None,
+    model_name: str | None = None,
+):
     val = table[table["split"] == "val"]
     rng = np.random.default_rng(seed)
     cells = mesh.locate(val["lat"].to_numpy(), val["lon"].to_numpy())
@@ -41,8 +50,9 @@ def _write_model(path: Path, table: pd.DataFrame, mesh: DelaunayMesh, wrong: flo
         lon[top1],
         top_cells=top,
         top_probs=probs,
-        model_id=path.stem,
+        model_id=model_id or path.stem,
         mesh_hash=mesh.mesh_hash,
+        model_name=model_name,
     )
     return path
 
@@ -236,3 +246,102 @@ def test_cli_reports_a_swapped_peer_csv(tmp_path, dataset, table):
     assert "look swapped" in (out / "report.md").read_text()
     # Swapped back, the exact coordinates score 100% at 1 km.
     assert metrics["models"][0]["accuracy_pct"]["1km"] == 100.0
+
+
+def test_cli_shows_short_names_and_keeps_full_ids(tmp_path, dataset, table, mesh_path):
+    mesh = DelaunayMesh.load(mesh_path)
+    named = _write_model(
+        tmp_path / "m1-coarse.parquet",
+        table,
+        mesh,
+        0.1,
+        1,
+        model_id="m1-test_resnet-imagery-c835f3f09c",
+        model_name="M1 coarse",
+    )
+    unnamed = _write_model(
+        tmp_path / "m1-test_resnet-imagery-77ab12e0d4.parquet",
+        table,
+        mesh,
+        0.4,
+        2,
+        model_id="m1-test_resnet-imagery-77ab12e0d4",
+    )
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        ["evaluate", "--truth", str(dataset.root), "--pred", str(named), "--pred", str(unnamed),
+         "--mesh", str(mesh_path), "--oracle", "--averaging", "--baseline", "prior",
+         "--no-figures", "--bootstrap", "50", "--out", str(out)],
+        env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    short = "m1-test_resnet-imag…"
+    names = ["M1 coarse", "M1 coarse +user-avg", "M1 coarse +album-avg", short,
+             f"{short} +user-avg", f"{short} +album-avg", "prior"]  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["model"] for m in metrics["models"]] == names
+    assert metrics["models"][0]["model_id"] == "m1-test_resnet-imagery-c835f3f09c"
+    assert metrics["models"][4]["model_id"] == "m1-test_resnet-imagery-77ab12e0d4 +user-avg"
+    assert {(w["model_a"], w["model_b"]) for w in metrics["wilcoxon"]} >= {("M1 coarse", short)}
+    # The console table fits 80 columns with every name whole on one line.
+    lines = result.output.splitlines()
+    table_lines = lines[lines.index(next(x for x in lines if "accuracy (%)" in x)) :][:-1]
+    assert max(map(len, table_lines)) <= 80
+    for name in names:
+        assert any(line.startswith(name + "  ") for line in table_lines), name
+    assert not any("c835f3f09c" in line for line in table_lines)
+    # The report keeps each full id in a footnote (md and html).
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for text in (md, html):
+        assert f"M1 coarse: model id m1-test_resnet-imagery-c835f3f09c, from {named}" in text
+        assert f"{short}: model id m1-test_resnet-imagery-77ab12e0d4, from {unnamed}" in text
+        assert "prior: model id prior baseline (mesh)" in text
+    assert "| M1 coarse +user-avg | mesh | imagery |" in md
+
+
+def test_cli_name_overrides_and_same_names_are_numbered(tmp_path, dataset, table, mesh_path):
+    mesh = DelaunayMesh.load(mesh_path)
+    a = _write_model(tmp_path / "a.parquet", table, mesh, 0.1, 1, model_name="from file")
+    b = _write_model(tmp_path / "b.parquet", table, mesh, 0.4, 2)
+
+    def names(*extra: str) -> tuple[list[str], list[str]]:
+        out = tmp_path / "o"
+        result = _evaluate(
+            dataset, "--pred", str(a), "--pred", str(b), *extra, "--no-figures",
+            "--bootstrap", "50", "--out", str(out),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        metrics = json.loads((out / "metrics.json").read_text())
+        return [m["model"] for m in metrics["models"]], metrics["warnings"]
+
+    assert names() == (["from file", "b"], [])
+    assert names("--name", "M1 coarse", "--name", "M2 coarse")[0] == ["M1 coarse", "M2 coarse"]
+    shown, warned = names("--name", "M1", "--name", "M1")
+    assert shown == ["M1 #1", "M1 #2"]
+    assert warned == [
+        "2 models have the display name 'M1'; they are shown as 'M1 #1' (a), 'M1 #2' (b). "
+        "Give each its own --name to choose."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["only one"], "--name was given 1 time(s) for 2 --pred file(s)"),
+        (["a", "b", "c"], "--name was given 3 time(s) for 2 --pred file(s)"),
+        (["a", " "], "--name for"),
+    ],
+)
+def test_cli_name_count_must_match_pred(tmp_path, dataset, table, names, message):
+    val = table[table["split"] == "val"]
+    peer = tmp_path / "peer.csv"
+    val[["photo_id", "lat", "lon"]].to_csv(peer, index=False)
+    args = [arg for name in names for arg in ("--name", name)]
+    result = _evaluate(
+        dataset, "--pred", str(peer), "--pred", str(peer), *args, "--out", str(tmp_path / "o")
+    )
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()

@@ -59,9 +59,10 @@ def test_perfect_model_reaches_the_oracle_and_has_zero_kl(truth, grid_mesh):
 def test_two_models_tables_tests_and_subsets(truth, grid_mesh):
     good = _model(truth, grid_mesh, "good", 0.1, 1)
     bad = _model(truth, grid_mesh, "bad", 0.6, 2)
+    # Display names come from the source file stems when the files carry none.
     result = evaluate(
         truth,
-        [("g", good), ("b", bad)],
+        [("runs/good.parquet", good), ("runs/bad.parquet", bad)],
         meshes=[("grid", grid_mesh)],
         config=EvaluationConfig(averaging=True),
     )

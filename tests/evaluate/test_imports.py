@@ -13,7 +13,10 @@ def _modules_after(statement: str) -> set[str]:
 
 
 def test_evaluate_imports_without_torch():
-    modules = _modules_after("import trigeo.evaluate, trigeo.evaluate.report")
+    modules = _modules_after(
+        "import trigeo.evaluate, trigeo.evaluate.report, trigeo.evaluate.run, "
+        "trigeo.evaluate.console"
+    )
     assert "torch" not in modules and "lightning" not in modules
 
 

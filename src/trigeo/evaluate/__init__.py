@@ -43,6 +43,8 @@ _EXPORTS = {
     "prediction_entropy": "metrics",
     "summarize_errors": "metrics",
     "write_report": "report",
+    "EvaluationRun": "run",
+    "run_evaluation": "run",
 }
 
 __all__ = sorted(_EXPORTS)

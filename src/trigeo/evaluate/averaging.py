@@ -219,6 +219,7 @@ def _averaged(
         top_cells=cells.astype(np.int32),
         top_probs=probs.astype(np.float32),
         model_id=f"{preds.model_id} {suffix}",
+        model_name=None if preds.model_name is None else f"{preds.model_name} {suffix}",
         mesh_hash=preds.mesh_hash,
         meta={
             **preds.meta,
@@ -270,7 +271,7 @@ def average_by_user(
     Returns
     -------
     Predictions
-        Same photos, model id suffixed ``+user-avg``.
+        Same photos, model id (and name, when set) suffixed ``+user-avg``.
     """
     rows = _lookup(preds, table)
     groups = pd.factorize(rows["user_id"].astype(str))[0]

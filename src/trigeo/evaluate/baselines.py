@@ -28,6 +28,7 @@ def predict_prior(
     label: str = "imagery",
     top_k: int = 20,
     model_id: str | None = None,
+    model_name: str = "prior",
 ) -> Predictions:
     """Predict the training class frequencies of ``mesh`` for every photo.
 
@@ -43,7 +44,9 @@ def predict_prior(
     top_k
         How many cells to keep per photo.
     model_id
-        Name in reports (default ``prior (<label> centroid)``).
+        Identity in metrics.json (default ``prior (<label> centroid)``).
+    model_name
+        Short display name in tables.
     """
     counts = np.asarray(mesh.counts_)[np.asarray(mesh.cell_triangles_)].astype(np.float64)
     probs = counts / counts.sum()
@@ -61,6 +64,7 @@ def predict_prior(
         top_cells=np.tile(order.astype(np.int32), (n, 1)),
         top_probs=np.tile(probs[order].astype(np.float32), (n, 1)),
         model_id=model_id,
+        model_name=model_name,
         mesh_hash=mesh.mesh_hash,
         meta=make_provenance({"baseline": "prior", "label": label, "top_k": k}),
     )

@@ -45,6 +45,15 @@ def evaluate(
             help="Predictions Parquet file, or a peer's photo_id,lat,lon CSV. Repeatable.",
         ),
     ] = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            help="Short display name of a --pred in tables and figures ('M1 coarse'); "
+            "repeatable, one per --pred, in order. Default: the file's model name, else its "
+            "shortened file name.",
+        ),
+    ] = None,
     mesh: Annotated[
         list[Path] | None,
         typer.Option("--mesh", help="Mesh file; each model uses the mesh matching its hash."),
@@ -130,6 +139,7 @@ def evaluate(
         truth,
         out,
         preds=pred or [],
+        names=name or [],
         meshes=mesh or [],
         baselines=baseline or [],
         config=config,

@@ -26,6 +26,7 @@ from trigeo.errors import InputError
 from trigeo.evaluate.averaging import average_by_album, average_by_user
 from trigeo.evaluate.inputs import EvaluationWarning, MeshLike
 from trigeo.evaluate.metrics import compare_models
+from trigeo.evaluate.naming import display_names
 from trigeo.evaluate.oracle import oracle_rows
 from trigeo.evaluate.regions import confusion_tables, continent_table
 from trigeo.evaluate.results import Evaluation, EvaluationConfig, ModelResult
@@ -79,6 +80,26 @@ def _averaged(
     ]
 
 
+def _check_unique(results: list[ModelResult]) -> None:
+    """Model ids identify rows in metrics.json and names label them: neither may repeat."""
+    ids = [r.model_id for r in results]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise InputError(
+            f"several predictions files have the model id(s) {duplicates}; rename one "
+            "(model ids identify the rows of metrics.json)"
+        )
+    names = [r.name for r in results]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        # Shared names were numbered already: only a name that looks like an
+        # averaged row ("X +user-avg") can still collide.
+        raise InputError(
+            f"the display name(s) {duplicates} label several rows of the report; "
+            "choose another --name"
+        )
+
+
 def evaluate(
     truth: Truth,
     predictions: Sequence[tuple[str, Predictions]],
@@ -94,7 +115,10 @@ def evaluate(
     truth
         The evaluated photos (:meth:`Truth.from_dataset`).
     predictions
-        ``(source name, Predictions)`` per model; model names must be unique.
+        ``(source name, Predictions)`` per model; model ids must be unique. Each
+        model is shown under its display name (``Predictions.model_name``, else
+        the shortened source file stem; see :mod:`~trigeo.evaluate.naming`),
+        numbered when several models share one.
     meshes
         ``(name, mesh)`` pairs; each model uses the mesh whose hash it records.
     config
@@ -118,22 +142,20 @@ def evaluate(
         warnings.simplefilter("always", EvaluationWarning)
         truth_cells = {h: truth.cells_in(m) for h, (_, m) in mesh_map.items()}
         results: list[ModelResult] = []
-        for source, preds in predictions:
-            results.append(score_model(preds, source, truth, mesh_map, truth_cells, config))
+        names = display_names(predictions)
+        for (source, preds), name in zip(predictions, names, strict=True):
+            results.append(score_model(preds, source, name, truth, mesh_map, truth_cells, config))
             # Averaging a photo-independent baseline reproduces it exactly: skip those rows.
             is_baseline = "baseline" in preds.meta.get("config", {})
             if config.averaging and preds.has_cells and not is_baseline:
                 for derived in _averaged(preds, truth, mesh_map, config):
+                    derived_name = f"{name} {derived.meta['derived']}"
                     results.append(
-                        score_model(derived, source, truth, mesh_map, truth_cells, config)
+                        score_model(
+                            derived, source, derived_name, truth, mesh_map, truth_cells, config
+                        )
                     )
-        names = [r.name for r in results]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise InputError(
-                f"several predictions files have the model id(s) {duplicates}; rename one "
-                "(model ids label the report's rows)"
-            )
+        _check_unique(results)
         oracle_list: list[dict[str, Any]] = []
         if oracle:
             labels = (config.label,) if config.label else ("cell", "imagery")

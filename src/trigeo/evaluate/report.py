@@ -119,6 +119,9 @@ def _markdown_table(table: Table) -> str:
         lines.append("| " + " | ".join(cell(c) for c in row) + " |")
     if table.note:
         lines += ["", f"_{table.note}_"]
+    if table.footnotes:
+        lines.append("")
+        lines += [f"- {cell(note)}" for note in table.footnotes]
     return "\n".join(lines) + "\n"
 
 
@@ -206,6 +209,10 @@ def render_html(
         parts.append("</tbody></table>")
         if table.note:
             parts.append(f'<div class="note">{esc(table.note)}</div>')
+        if table.footnotes:
+            parts.append('<ul class="note">')
+            parts += [f"<li>{esc(note)}</li>" for note in table.footnotes]
+            parts.append("</ul>")
     if figures:
         parts.append("<h2>Figures</h2>")
         for fig in figures:

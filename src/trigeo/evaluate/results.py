@@ -101,9 +101,14 @@ def accuracy_json(
 
 @dataclass
 class ModelResult:
-    """One model's scores; arrays are per scored photo, in truth order."""
+    """One model's scores; arrays are per scored photo, in truth order.
+
+    ``name`` is the short display name that labels the model's rows
+    (:mod:`~trigeo.evaluate.naming`); ``model_id`` is its full identity.
+    """
 
     name: str
+    model_id: str
     source: str | None
     mesh_hash: str | None
     mesh_name: str | None
@@ -137,6 +142,7 @@ class ModelResult:
         """JSON-ready scores (no per-photo arrays)."""
         return {
             "model": self.name,
+            "model_id": self.model_id,
             "source": self.source,
             "mesh_hash": self.mesh_hash,
             "mesh": self.mesh_name,

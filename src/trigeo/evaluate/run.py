@@ -8,6 +8,7 @@ parses its options into these arguments and prints the result.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,19 @@ def _check_baselines(baselines: Sequence[str], meshes: Sequence[str | Path]) -> 
             raise InputError(f"--baseline {name} predicts from a mesh's class counts; add --mesh")
 
 
+def _check_names(names: Sequence[str], preds: Sequence[Path]) -> None:
+    if not names:
+        return
+    if len(names) != len(preds):
+        raise InputError(
+            f"--name was given {len(names)} time(s) for {len(preds)} --pred file(s); give "
+            "one --name per --pred, in the same order (or none to use the files' own names)"
+        )
+    for name, path in zip(names, preds, strict=True):
+        if not name.strip():
+            raise InputError(f"--name for {path} is empty; give a short name such as 'M1 coarse'")
+
+
 def _load_meshes(paths: Sequence[Path], inputs: dict[str, str]) -> list[tuple[str, MeshLike]]:
     """``(file stem, mesh)`` per mesh file; records each file's hash in ``inputs``."""
     if not paths:
@@ -67,14 +81,17 @@ def _load_meshes(paths: Sequence[Path], inputs: dict[str, str]) -> list[tuple[st
 
 
 def _load_predictions(
-    paths: Sequence[Path], inputs: dict[str, str]
+    paths: Sequence[Path], names: Sequence[str], inputs: dict[str, str]
 ) -> tuple[list[tuple[str, Predictions]], list[str]]:
-    """Each file's predictions, and the warnings raised while reading them."""
+    """Each file's predictions (named ``names`` if given) and the warnings raised reading them."""
     predictions = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EvaluationWarning)
-        for path in paths:
-            predictions.append((str(path), load_predictions(path)))
+        for i, path in enumerate(paths):
+            preds = load_predictions(path)
+            if names:
+                preds = dataclasses.replace(preds, model_name=names[i].strip())
+            predictions.append((str(path), preds))
     for path in paths:
         inputs[f"pred:{path}"] = hash_file(path)
         probs = path.with_suffix(".probs.npy")
@@ -89,6 +106,7 @@ def run_evaluation(
     out: str | Path,
     *,
     preds: Sequence[str | Path] = (),
+    names: Sequence[str] = (),
     meshes: Sequence[str | Path] = (),
     baselines: Sequence[str] = (),
     config: EvaluationConfig | None = None,
@@ -105,6 +123,10 @@ def run_evaluation(
         Report directory (report.md, report.html, metrics.json, figures/, missing/).
     preds
         Predictions Parquet files or peers' ``photo_id,lat,lon`` CSVs.
+    names
+        Display names of ``preds``, one each in the same order (empty: each
+        file's ``model_name``, else its shortened stem; see
+        :mod:`~trigeo.evaluate.naming`).
     meshes
         Mesh files; each model uses the one matching its mesh hash.
     baselines
@@ -129,17 +151,23 @@ def run_evaluation(
     config = config or EvaluationConfig()
     pred_paths = [Path(p) for p in preds]
     mesh_paths = [Path(m) for m in meshes]
+    _check_names(names, pred_paths)
     _check_baselines(baselines, mesh_paths)
     dataset = Dataset.open(truth)
     truth_photos = Truth.from_dataset(dataset, split=config.split, outdoor_only=config.outdoor_only)
     inputs = {f"truth:{truth}": dataset.hash}
     mesh_list = _load_meshes(mesh_paths, inputs)
-    predictions, read_warnings = _load_predictions(pred_paths, inputs)
+    predictions, read_warnings = _load_predictions(pred_paths, names, inputs)
     for name in baselines:
         for mesh_name, mesh in mesh_list:
             model_id = f"{name} baseline ({mesh_name})"
             prior = predict_prior(
-                mesh, truth_photos.photo_id, label=config.label or "imagery", model_id=model_id
+                mesh,
+                truth_photos.photo_id,
+                label=config.label or "imagery",
+                model_id=model_id,
+                # One mesh: plain "prior"; several: say whose class counts it predicts.
+                model_name=name if len(mesh_list) == 1 else f"{name} ({mesh_name})",
             )
             predictions.append((model_id, prior))
     evaluation = evaluate(truth_photos, predictions, meshes=mesh_list, config=config, oracle=oracle)
@@ -150,6 +178,7 @@ def run_evaluation(
             **config.as_dict(),
             "truth": str(truth),
             "pred": [str(p) for p in pred_paths],
+            "name": list(names),
             "mesh": [str(m) for m in mesh_paths],
             "baseline": list(baselines),
             "oracle": oracle,

@@ -108,6 +108,7 @@ def _classes(cells: NDArray, n_cells: int) -> NDArray[np.int64]:
 def score_model(
     preds: Predictions,
     source: str,
+    name: str,
     truth: Truth,
     meshes: MeshMap,
     truth_cells: dict[str, NDArray[np.int64]],
@@ -121,6 +122,8 @@ def score_model(
         The model's predictions.
     source
         Where they came from (a file name), for messages.
+    name
+        The model's display name in tables (:mod:`~trigeo.evaluate.naming`).
     truth
         The evaluated photos.
     meshes
@@ -182,7 +185,8 @@ def score_model(
     block = accuracy_block(errors, config)
     stats = summarize_errors(errors)
     result = ModelResult(
-        name=preds.model_id,
+        name=name,
+        model_id=preds.model_id,
         source=source,
         mesh_hash=preds.mesh_hash,
         mesh_name=mesh_name,

@@ -10,7 +10,7 @@ confusions and missing photos.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,12 +21,16 @@ __all__ = ["Table", "build_tables", "slug"]
 
 @dataclass
 class Table:
-    """A report table: rendered to Markdown and HTML from the same cells."""
+    """A report table: rendered to Markdown and HTML from the same cells.
+
+    ``footnotes`` are plain-text lines shown under the note (one list item each).
+    """
 
     title: str
     columns: list[str]
     rows: list[list[str]]
     note: str = ""
+    footnotes: list[str] = field(default_factory=list)
 
 
 def _pct(value: float) -> str:
@@ -64,6 +68,26 @@ def _mesh_label(evaluation: Evaluation, model: ModelResult) -> str:
     return "none (lat/lon)"
 
 
+def model_footnotes(evaluation: Evaluation) -> list[str]:
+    """Each display name with the model's full id and the file it was read from.
+
+    An averaged row (``M1 coarse +user-avg``, id ``<id> +user-avg``) is left
+    out: its name and id are those of the row above plus the same suffix.
+    """
+    notes = []
+    listed: dict[str, str] = {}
+    for m in evaluation.models:
+        base, _, suffix = m.name.rpartition(" ")
+        if base in listed and m.model_id == f"{listed[base]} {suffix}":
+            continue
+        listed[m.name] = m.model_id
+        note = f"{m.name}: model id {m.model_id}"
+        if m.source and m.source != m.model_id:
+            note += f", from {m.source}"
+        notes.append(note)
+    return notes
+
+
 def build_tables(evaluation: Evaluation) -> list[Table]:
     """The report's tables, in reading order."""
     cfg = evaluation.config
@@ -90,7 +114,9 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
             rows,
             "label 'file' = the predicted lat/lon in the predictions file; 'cell'/'imagery' = "
             "the top cell's centroid of that kind. Oracle rows give every photo its true cell "
-            "and count photos in kept cells only.",
+            "and count photos in kept cells only. Models are shown under short names; their "
+            "full ids follow.",
+            model_footnotes(evaluation),
         )
     )
 
