@@ -3,11 +3,18 @@
 Shared by every command that takes ``--points FILE``. Errors name the file,
 the column and the 1-based data row (the header is row 0), so a user can open
 the file and fix it.
+
+A trigeo dataset (a directory holding ``table.parquet`` and ``dataset.json``)
+can stand in for a file. :func:`read_points_with_source` also returns a record
+of where the points came from (file, dataset hash, split filter, splits used),
+which a mesh keeps as ``points_source_`` so that training can tell whether
+evaluation photos went into it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,16 +29,23 @@ from trigeo.errors import InputError
 __all__ = [
     "LAT_NAMES",
     "LON_NAMES",
+    "POINTS_SOURCE_KEYS",
+    "check_points_source",
     "column_to_float",
+    "dataset_table_path",
     "find_column",
     "points_from_table",
     "read_points",
+    "read_points_with_source",
     "read_table",
     "validate_latlng",
 ]
 
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "lng", "longitude", "long")
+
+#: Keys of a points-source record, in this order (see :func:`read_points_with_source`).
+POINTS_SOURCE_KEYS = ("path", "dataset_sha256", "split", "splits_used")
 
 
 def read_table(path: str | Path) -> pa.Table:
@@ -177,7 +191,8 @@ def read_points(
     Parameters
     ----------
     path
-        A ``.csv`` (optionally compressed) or ``.parquet`` file with a header.
+        A ``.csv`` (optionally compressed) or ``.parquet`` file with a header,
+        or a trigeo dataset directory (its ``table.parquet`` is read).
     lat_col, lon_col
         Column names; found case-insensitively among ``lat/latitude`` and
         ``lon/lng/longitude`` when not given.
@@ -188,10 +203,10 @@ def read_points(
         the file is a dataset's ``table.parquet``: meshes are built on training
         photos only).
     """
-    path = Path(path)
-    return points_from_table(
-        read_table(path), path, lat_col, lon_col, wrap_longitude=wrap_longitude, split=split
+    lat, lon, _ = read_points_with_source(
+        path, lat_col, lon_col, wrap_longitude=wrap_longitude, split=split
     )
+    return lat, lon
 
 
 def points_from_table(
@@ -204,11 +219,28 @@ def points_from_table(
     split: str | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """:func:`read_points` on a table already read from ``path`` by :func:`read_table`."""
-    path = Path(path)
+    lat, lon, _ = _points_and_splits(
+        table, Path(path), lat_col, lon_col, wrap_longitude=wrap_longitude, split=split
+    )
+    return lat, lon
+
+
+def _points_and_splits(
+    table: pa.Table,
+    path: Path,
+    lat_col: str | None,
+    lon_col: str | None,
+    *,
+    wrap_longitude: bool,
+    split: str | None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str] | None]:
+    """Coordinates of the rows ``split`` selects, and the sorted distinct splits among
+    them (None when the table has no ``split`` column)."""
     if table.num_rows == 0:
         raise InputError("file has a header but no data rows", source=path)
+    has_split = "split" in table.column_names
     if split is not None:
-        if "split" not in table.column_names:
+        if not has_split:
             raise InputError(
                 f"--split {split!r} needs a 'split' column; columns are {table.column_names}",
                 source=path,
@@ -227,6 +259,121 @@ def points_from_table(
     lon_name = find_column(table, lon_col, LON_NAMES, "longitude", path)
     lat = column_to_float(table, lat_name, path)
     lon = column_to_float(table, lon_name, path)
-    return validate_latlng(
+    lat, lon = validate_latlng(
         lat, lon, source=path, lat_col=lat_name, lon_col=lon_name, wrap_longitude=wrap_longitude
     )
+    used = None
+    if has_split:
+        # Nulls name no split (a dataset table has none); every other value is listed.
+        values = pc.unique(table.column("split").cast(pa.string())).drop_null()
+        used = sorted(values.to_pylist())
+    return lat, lon, used
+
+
+def dataset_table_path(path: str | Path) -> Path | None:
+    """The ``table.parquet`` of the trigeo dataset ``path`` names, or None.
+
+    ``path`` names a dataset when it is a directory holding ``table.parquet``
+    and ``dataset.json``, or the ``table.parquet`` inside such a directory.
+    Any other file is a plain points file (None).
+
+    Raises
+    ------
+    InputError
+        If ``path`` is a directory but not a dataset.
+    """
+    # Imported here: trigeo.data.table imports this module.
+    from trigeo.data.table import META_FILE, TABLE_FILE
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / TABLE_FILE).is_file() or not (path / META_FILE).is_file():
+            raise InputError(
+                f"not a trigeo dataset directory (it needs {TABLE_FILE} and {META_FILE}); "
+                "give a CSV or Parquet file of points, or a dataset directory",
+                source=path,
+            )
+        return path / TABLE_FILE
+    if path.name == TABLE_FILE and (path.parent / META_FILE).is_file():
+        return path
+    return None
+
+
+def read_points_with_source(
+    path: str | Path,
+    lat_col: str | None = None,
+    lon_col: str | None = None,
+    *,
+    wrap_longitude: bool = False,
+    split: str | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], dict[str, Any]]:
+    """:func:`read_points`, plus a record of where the points came from.
+
+    The record is what ``DelaunayMesh.fit(..., source=record)`` keeps as
+    ``points_source_``; its keys are :data:`POINTS_SOURCE_KEYS`:
+
+    ``path`` : str
+        ``path`` as given.
+    ``dataset_sha256`` : str or None
+        The dataset's hash (``trigeo.data.table.Dataset.open(root).hash``, the
+        sha256 of its ``table.parquet``) when ``path`` is a trigeo dataset
+        directory or its ``table.parquet``; None for any other file.
+    ``split`` : str or None
+        The ``split`` filter applied; None means every row.
+    ``splits_used`` : list of str or None
+        The distinct values of the ``split`` column among the rows read,
+        sorted; None when the file has no ``split`` column.
+
+    Parameters are those of :func:`read_points`; ``split=None`` reads every
+    row (no default split here: the CLI chooses one for datasets).
+    """
+    from trigeo.provenance import hash_file
+
+    table_path = dataset_table_path(path)
+    source = Path(path) if table_path is None else table_path
+    lat, lon, used = _points_and_splits(
+        read_table(source), source, lat_col, lon_col, wrap_longitude=wrap_longitude, split=split
+    )
+    record = {
+        "path": str(path),
+        # By definition the same as Dataset.open(root).hash, without reading the table
+        # into pandas and validating it a second time.
+        "dataset_sha256": None if table_path is None else hash_file(table_path),
+        "split": split,
+        "splits_used": used,
+    }
+    return lat, lon, record
+
+
+def check_points_source(record: Any) -> dict[str, Any]:
+    """Check a points-source record and return a copy with its keys in order.
+
+    Raises
+    ------
+    InputError
+        If ``record`` is not a dict with exactly :data:`POINTS_SOURCE_KEYS`
+        and values of the documented types (``splits_used`` sorted).
+    """
+    if not isinstance(record, dict):
+        raise InputError(f"a points source must be a dict, got {type(record).__name__}")
+    if set(record) != set(POINTS_SOURCE_KEYS):
+        raise InputError(
+            f"a points source needs exactly the keys {list(POINTS_SOURCE_KEYS)}, "
+            f"got {sorted(record)}"
+        )
+    if not isinstance(record["path"], str):
+        raise InputError(f"points source 'path' must be a string, got {record['path']!r}")
+    for key in ("dataset_sha256", "split"):
+        if record[key] is not None and not isinstance(record[key], str):
+            raise InputError(f"points source {key!r} must be a string or None, got {record[key]!r}")
+    used = record["splits_used"]
+    if used is not None:
+        if not isinstance(used, list) or not all(isinstance(v, str) for v in used):
+            raise InputError(
+                f"points source 'splits_used' must be a list of strings or None, got {used!r}"
+            )
+        if used != sorted(set(used)):
+            raise InputError(f"points source 'splits_used' must be sorted and distinct: {used}")
+    checked = {key: record[key] for key in POINTS_SOURCE_KEYS}
+    checked["splits_used"] = None if used is None else list(used)
+    return checked

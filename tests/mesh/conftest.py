@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from trigeo.mesh import DelaunayMesh
@@ -36,3 +39,23 @@ def points() -> tuple[np.ndarray, np.ndarray]:
 def mesh(points: tuple[np.ndarray, np.ndarray]) -> DelaunayMesh:
     lat, lon = points
     return DelaunayMesh(refinement_limit=150, minimum_examples=10).fit(lat, lon)
+
+
+def write_dataset(root: Path, lat: np.ndarray, lon: np.ndarray, splits: np.ndarray) -> Path:
+    """A trigeo dataset directory (table.parquet + dataset.json) with these photos."""
+    from trigeo.data.table import Dataset
+
+    n = len(lat)
+    frame = pd.DataFrame(
+        {
+            "photo_id": [f"p{i}" for i in range(n)],
+            "image": [f"images/p{i}.jpg" for i in range(n)],
+            "lat": lat,
+            "lon": lon,
+            "user_id": [f"u{i % 7}" for i in range(n)],
+            "posted_at": pd.Timestamp("2010-06-01", tz="UTC"),
+            "split": splits,
+        }
+    )
+    Dataset.write(root, frame, provenance={})
+    return root

@@ -12,8 +12,20 @@ from hypothesis import strategies as st
 
 from trigeo import __version__
 from trigeo.errors import ArtifactError, InputError
-from trigeo.mesh import PRESETS, DelaunayMesh, initial_grid, oracle_accuracy
-from trigeo.sphere import EARTH_RADIUS_KM, distance_km, latlng_to_xyz, triangle_area
+from trigeo.mesh import (
+    MIN_PHOTOS_PER_CELL,
+    PRESETS,
+    DelaunayMesh,
+    initial_grid,
+    oracle_accuracy,
+)
+from trigeo.sphere import (
+    EARTH_RADIUS_KM,
+    distance_km,
+    latlng_to_xyz,
+    triangle_area,
+    xyz_to_latlng,
+)
 
 from .conftest import clustered_points
 
@@ -282,3 +294,99 @@ def test_fill_after_load_reproduces_study_coarse_procedure(points, tmp_path) -> 
     assert loaded.n_points_ == lat.size
     assert loaded.n_cells_ >= sub.n_cells_  # three times the photos keep more triangles
     assert loaded.points_hash_ != sub.points_hash_
+
+
+# --- where the points came from (points_source_) -----------------------------------------
+
+SOURCE = {
+    "path": "world",
+    "dataset_sha256": "ab" * 32,
+    "split": "train",
+    "splits_used": ["train"],
+}
+
+
+def test_points_source_is_recorded_and_saved(points, tmp_path) -> None:
+    lat, lon = points
+    plain = DelaunayMesh(refinement_limit=400, minimum_examples=10).fit(lat, lon)
+    assert plain.points_source_ is None
+    sourced = DelaunayMesh(refinement_limit=400, minimum_examples=10).fit(lat, lon, source=SOURCE)
+    assert sourced.points_source_ == SOURCE and sourced.points_source_ is not SOURCE
+    # The record says where the points came from, not what the mesh is: same points,
+    # same mesh hash.
+    assert sourced.mesh_hash == plain.mesh_hash
+    loaded = DelaunayMesh.load(sourced.save(tmp_path / "m.npz"))
+    assert loaded.points_source_ == SOURCE
+    assert DelaunayMesh.load(plain.save(tmp_path / "p.npz")).points_source_ is None
+    assert loaded.summary()["points_source"] == SOURCE
+
+
+def test_points_source_follows_fill(mesh: DelaunayMesh, points) -> None:
+    lat, lon = points
+    filled = DelaunayMesh(refinement_limit=400, minimum_examples=10).fit(lat, lon, source=SOURCE)
+    other = {**SOURCE, "split": None, "splits_used": ["train", "val"]}
+    assert filled.fill(lat, lon, source=other).points_source_ == other
+    # Filled from points of unknown origin: the old record no longer describes the counts.
+    assert filled.fill(lat, lon).points_source_ is None
+
+
+def test_mesh_from_an_older_trigeo_loads_without_a_source(mesh: DelaunayMesh, tmp_path) -> None:
+    src = mesh.save(tmp_path / "new.npz")
+    with np.load(src) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    del meta["points_source"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = DelaunayMesh.load(tmp_path / "old.npz")
+    assert old.points_source_ is None and old.mesh_hash == mesh.mesh_hash
+
+
+def test_bad_points_source(points, tmp_path) -> None:
+    lat, lon = points
+    with pytest.raises(InputError, match="keys"):
+        DelaunayMesh(refinement_limit=400, minimum_examples=10).fit(lat, lon, source={"x": 1})
+    good = DelaunayMesh(refinement_limit=400, minimum_examples=10).fit(lat, lon, source=SOURCE)
+    path = good.save(tmp_path / "good.npz")
+    _rewrite_meta(path, tmp_path / "bad.npz", points_source={"path": 1})
+    with pytest.raises(ArtifactError, match="points source"):
+        DelaunayMesh.load(tmp_path / "bad.npz")
+
+
+# --- too few photos per cell --------------------------------------------------------------
+
+
+def _two_cell_mesh(first: int, second: int, minimum: int = 1) -> DelaunayMesh:
+    """A mesh whose photos lie in two triangles, ``first`` and ``second`` photos each."""
+    probe = DelaunayMesh(refinement_limit=10**9, minimum_examples=1).fit([0.0], [0.0])
+    xyz = probe.vertices_xyz_[probe.triangles_[[100, 900]]].sum(axis=1)
+    centre_lat, centre_lon = xyz_to_latlng(xyz)
+    lat = np.repeat(centre_lat, [first, second])
+    lon = np.repeat(centre_lon, [first, second])
+    return DelaunayMesh(refinement_limit=10**9, minimum_examples=minimum).fit(lat, lon)
+
+
+def test_no_warning_at_the_threshold() -> None:
+    assert MIN_PHOTOS_PER_CELL == 20
+    summary = _two_cell_mesh(20, 20).summary()
+    assert summary["cells"] == 2 and summary["points_in_kept_cells"] == 40
+    assert summary["photos_per_cell"] == {"mean": 20.0, "min": 20, "median": 20.0}
+    assert summary["warnings"] == []
+
+
+def test_warning_below_the_threshold() -> None:
+    summary = _two_cell_mesh(20, 19).summary()
+    assert summary["photos_per_cell"] == {"mean": 19.5, "min": 19, "median": 19.5}
+    assert len(summary["warnings"]) == 1
+    assert summary["warnings"][0].startswith(
+        "kept cells hold 19.5 photos each on average, fewer than 20:"
+    )
+
+
+def test_warning_when_no_cell_is_kept() -> None:
+    summary = _two_cell_mesh(3, 2, minimum=5).summary()
+    assert summary["cells"] == 0
+    assert summary["photos_per_cell"] == {"mean": None, "min": None, "median": None}
+    assert summary["warnings"] == [
+        "no triangle holds minimum_examples=5 photos, so the mesh has no cells"
+    ]

@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from trigeo.cli import app
+from trigeo.data.table import Dataset
 from trigeo.mesh import DelaunayMesh
 
-from .conftest import clustered_points
+from .conftest import clustered_points, write_dataset
 
 runner = CliRunner()
 
@@ -239,3 +240,162 @@ def test_build_from_training_split_only(points_csv: Path, tmp_path: Path) -> Non
         "no rows with split 'heads'",
     )  # fmt: skip
     assert not (tmp_path / "none.npz").exists()
+
+
+# --- where the points came from, and the split a dataset defaults to ---------------------
+
+DEFAULT_NOTE = "is a trigeo dataset: using its training photos (--split train)"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray]:
+    """A dataset directory whose photos are 80% train and 20% val."""
+    lat, lon = clustered_points(3000, seed=5)
+    splits = np.where(np.arange(lat.size) % 5 == 0, "val", "train")
+    root = write_dataset(tmp_path_factory.mktemp("ds") / "world", lat, lon, splits)
+    return root, lat, lon, splits
+
+
+def said(result, needle: str) -> bool:
+    """The command's console output says ``needle`` (rich may wrap lines)."""
+    return needle in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("as_file", [False, True], ids=["directory", "table.parquet"])
+def test_build_on_a_dataset_defaults_to_train(world, tmp_path: Path, as_file: bool) -> None:
+    root, lat, lon, splits = world
+    points = root / "table.parquet" if as_file else root
+    out = tmp_path / "m.npz"
+    result = build(points, out, 100, 8)
+    assert result.exit_code == 0, result.output
+    assert said(result, f"{points} {DEFAULT_NOTE}; pass --split all to use every row")
+    mesh = DelaunayMesh.load(out)
+    assert mesh.points_source_ == {
+        "path": str(points),
+        "dataset_sha256": Dataset.open(root).hash,
+        "split": "train",
+        "splits_used": ["train"],
+    }
+    train = splits == "train"
+    expected = DelaunayMesh(refinement_limit=100, minimum_examples=8).fit(lat[train], lon[train])
+    assert mesh.mesh_hash == expected.mesh_hash
+    assert mesh.n_points_ == int(train.sum()) == 2400
+
+
+def test_build_on_a_dataset_with_split_all(world, tmp_path: Path) -> None:
+    root, lat, lon, _ = world
+    out = tmp_path / "all.npz"
+    result = build(root, out, 100, 8, "--split", "all")
+    assert result.exit_code == 0, result.output
+    assert not said(result, "trigeo dataset")
+    mesh = DelaunayMesh.load(out)
+    assert mesh.points_source_ == {
+        "path": str(root),
+        "dataset_sha256": Dataset.open(root).hash,
+        "split": None,
+        "splits_used": ["train", "val"],
+    }
+    expected = DelaunayMesh(refinement_limit=100, minimum_examples=8).fit(lat, lon)
+    assert mesh.mesh_hash == expected.mesh_hash
+    # An explicit evaluation split is obeyed (and recorded, so training can refuse it).
+    result = build(root, out, 100, 8, "--split", "val")
+    assert result.exit_code == 0, result.output
+    assert DelaunayMesh.load(out).points_source_["splits_used"] == ["val"]
+
+
+def test_build_on_a_plain_file_records_no_dataset(points_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plain.npz"
+    result = build(points_csv, out, 100, 8)
+    assert result.exit_code == 0, result.output
+    assert not said(result, "trigeo dataset")
+    assert DelaunayMesh.load(out).points_source_ == {
+        "path": str(points_csv),
+        "dataset_sha256": None,
+        "split": None,
+        "splits_used": None,
+    }
+
+
+def test_build_rejects_a_directory_that_is_not_a_dataset(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    out = tmp_path / "m.npz"
+    failed_with(build(tmp_path / "photos", out, 100, 8), "not a trigeo dataset directory")
+    assert not out.exists()
+
+
+def test_info_shows_the_source(world, tmp_path: Path) -> None:
+    root = world[0]
+    out = tmp_path / "m.npz"
+    assert build(root, out, 100, 8).exit_code == 0
+    digest = Dataset.open(root).hash
+    text = run("mesh", "info", out)
+    assert text.exit_code == 0, text.output
+    assert said(text, f"points source {root}, split train (rows: train), dataset {digest[:12]}")
+    info = json.loads(run("mesh", "info", out, "--json").output)
+    assert info["points_source"] == DelaunayMesh.load(out).points_source_
+    plain = run("mesh", "info", DelaunayMesh(100, 8).fit([1.0], [2.0]).save(tmp_path / "p.npz"))
+    assert said(plain, "points source not recorded")
+    assert said(plain, "warning: no triangle holds minimum_examples=8 photos")
+
+
+def test_oracle_on_a_dataset_defaults_to_train(world, tmp_path: Path) -> None:
+    root = world[0]
+    out = tmp_path / "m.npz"
+    assert build(root, out, 100, 8).exit_code == 0
+    result = run("mesh", "oracle", out, "--points", root)
+    assert result.exit_code == 0, result.output
+    assert said(result, f"{root} {DEFAULT_NOTE}")
+    report = json.loads(run("mesh", "oracle", out, "--points", root, "--json").stdout)
+    assert report["points"] == 2400
+    report = json.loads(run("mesh", "oracle", out, "--points", root, "--split", "val",
+                            "--json").stdout)  # fmt: skip
+    assert report["points"] == 600
+
+
+# --- too few photos per cell --------------------------------------------------------------
+
+
+def test_build_warns_when_cells_are_too_small(points_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scaled.npz"
+    result = run(
+        "mesh", "build", "--points", points_csv, "--preset", "coarse", "--scaled", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(run("mesh", "info", out, "--json").output)
+    mean = info["photos_per_cell"]["mean"]
+    assert mean == info["points_in_kept_cells"] / info["cells"] < 20
+    assert info["warnings"][0].startswith(
+        f"kept cells hold {mean:.1f} photos each on average, fewer than 20:"
+    )
+    assert said(result, f"warning: {info['warnings'][0]}")
+    assert said(run("mesh", "info", out), f"warning: {info['warnings'][0]}")
+    roomy = build(points_csv, tmp_path / "roomy.npz", 400, 50)
+    assert roomy.exit_code == 0, roomy.output
+    assert "warning" not in roomy.output
+    assert (
+        json.loads(run("mesh", "info", tmp_path / "roomy.npz", "--json").output)["warnings"] == []
+    )
+
+
+def test_build_with_a_coarser_initial_grid(points_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "g8.npz"
+    result = build(points_csv, out, 100, 20, "--init-grid", "8")
+    assert result.exit_code == 0, result.output
+    mesh = DelaunayMesh.load(out)
+    assert mesh.init_grid == 8
+    lat, lon = clustered_points(3000, seed=11)
+    expected = DelaunayMesh(refinement_limit=100, minimum_examples=20, init_grid=8).fit(lat, lon)
+    assert mesh.mesh_hash == expected.mesh_hash
+    assert run("mesh", "build", "--points", points_csv, "--out", out, "--preset", "coarse",
+               "--init-grid", "2").exit_code == 2  # fmt: skip
+
+
+def test_locate_takes_a_dataset_directory(world, tmp_path: Path) -> None:
+    root = world[0]
+    out = tmp_path / "m.npz"
+    assert build(root, out, 100, 8).exit_code == 0
+    located = tmp_path / "located.parquet"
+    result = run("mesh", "locate", out, "--points", root, "--out", located)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(located)
+    assert table.num_rows == 3000 and table.column_names[-1] == "cell"

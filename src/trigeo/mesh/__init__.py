@@ -11,12 +11,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trigeo.mesh.delaunay import FORMAT_VERSION, PRESETS, DelaunayMesh, initial_grid
+    from trigeo.mesh.delaunay import (
+        FORMAT_VERSION,
+        MIN_PHOTOS_PER_CELL,
+        PRESETS,
+        DelaunayMesh,
+        initial_grid,
+    )
     from trigeo.mesh.locate import TriangleLocator, locate_brute_force
     from trigeo.mesh.oracle import STUDY_THRESHOLDS_KM, oracle_accuracy, oracle_report
 
 _EXPORTS = {
     "FORMAT_VERSION": "trigeo.mesh.delaunay",
+    "MIN_PHOTOS_PER_CELL": "trigeo.mesh.delaunay",
     "PRESETS": "trigeo.mesh.delaunay",
     "DelaunayMesh": "trigeo.mesh.delaunay",
     "initial_grid": "trigeo.mesh.delaunay",
@@ -29,6 +36,7 @@ _EXPORTS = {
 
 __all__ = [
     "FORMAT_VERSION",
+    "MIN_PHOTOS_PER_CELL",
     "PRESETS",
     "STUDY_THRESHOLDS_KM",
     "DelaunayMesh",

@@ -17,7 +17,11 @@ app = typer.Typer(
 )
 
 PointsOpt = Annotated[
-    Path, typer.Option("--points", help="CSV or Parquet file with latitude/longitude columns.")
+    Path,
+    typer.Option(
+        "--points",
+        help="CSV or Parquet file with latitude/longitude columns, or a trigeo dataset directory.",
+    ),
 ]
 LatColOpt = Annotated[
     str | None, typer.Option("--lat-col", help="Latitude column (default: lat/latitude, any case).")
@@ -36,10 +40,51 @@ SplitOpt = Annotated[
     str | None,
     typer.Option(
         "--split",
-        help="Use only rows whose 'split' column has this value (e.g. train, for a dataset's "
-        "table.parquet).",
+        help="Use only rows whose 'split' column has this value; 'all' uses every row. "
+        "Default for a trigeo dataset (directory or its table.parquet): train. "
+        "Default for any other file: every row.",
     ),
 ]
+
+#: ``--split`` value that selects every row explicitly.
+ALL_SPLITS = "all"
+#: The split a command reads from a trigeo dataset when ``--split`` is not given.
+DEFAULT_DATASET_SPLIT = "train"
+
+
+def _resolve_split(points: Path, split: str | None) -> str | None:
+    """The split filter to apply to ``points`` (None: every row).
+
+    A dataset read whole would mix evaluation photos into a mesh (or into the
+    photos its best possible accuracy is measured on), so without ``--split``
+    a dataset gives its training photos, and the console says so.
+    """
+    from rich.console import Console
+
+    from trigeo.points import dataset_table_path
+
+    if split == ALL_SPLITS:
+        return None
+    if split is None and dataset_table_path(points) is not None:
+        Console(stderr=True).print(
+            f"{points} is a trigeo dataset: using its training photos "
+            f"(--split {DEFAULT_DATASET_SPLIT}); pass --split {ALL_SPLITS} to use every row",
+            highlight=False,
+            markup=False,
+        )
+        return DEFAULT_DATASET_SPLIT
+    return split
+
+
+def _print_warnings(messages: list[str]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True)
+    for message in messages:
+        console.print(f"[bold yellow]warning:[/bold yellow] {escape(message)}", highlight=False)
+
+
 MeshArg = Annotated[Path, typer.Argument(help="Mesh file written by `trigeo mesh build`.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -63,16 +108,29 @@ def build(
         float | None,
         typer.Option("--minimum-examples", help="Drop triangles with fewer photos than this."),
     ] = None,
+    init_grid: Annotated[
+        int,
+        typer.Option(
+            "--init-grid",
+            min=3,
+            help="Rows and columns of the initial grid (the study: 31). Coarser grids keep "
+            "more photos on small datasets (docs/mesh.md, 'Small datasets').",
+        ),
+    ] = 31,
     lat_col: LatColOpt = None,
     lon_col: LonColOpt = None,
     wrap_longitude: WrapOpt = False,
     split: SplitOpt = None,
 ) -> None:
-    """Build a mesh from photo coordinates (a preset, or explicit limits)."""
+    """Build a mesh from photo coordinates (a preset, or explicit limits).
+
+    On a trigeo dataset the mesh is built from its train split unless --split
+    says otherwise; the mesh file records the points' file, dataset hash and splits.
+    """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from trigeo.mesh.delaunay import DelaunayMesh
-    from trigeo.points import read_points
+    from trigeo.points import read_points_with_source
 
     if preset is None and (refinement_limit is None or minimum_examples is None):
         raise InputError("give --preset NAME, or both --refinement-limit and --minimum-examples")
@@ -80,11 +138,19 @@ def build(
         raise InputError("--preset cannot be combined with --refinement-limit/--minimum-examples")
     if scaled and preset is None:
         raise InputError("--scaled only applies to --preset")
-    lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude, split=split)
+    lat, lon, source = read_points_with_source(
+        points, lat_col, lon_col, wrap_longitude=wrap_longitude, split=_resolve_split(points, split)
+    )
     if preset is not None:
-        mesh = DelaunayMesh.from_preset(preset, scale_to=lat.size if scaled else None)
+        mesh = DelaunayMesh.from_preset(
+            preset, scale_to=lat.size if scaled else None, init_grid=init_grid
+        )
     else:
-        mesh = DelaunayMesh(refinement_limit=refinement_limit, minimum_examples=minimum_examples)
+        mesh = DelaunayMesh(
+            refinement_limit=refinement_limit,
+            minimum_examples=minimum_examples,
+            init_grid=init_grid,
+        )
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]refining[/bold] round {task.fields[round]}"),
@@ -103,18 +169,19 @@ def build(
                 over=state["over_limit"],
             )
 
-        mesh.fit(lat, lon, progress=report)
+        mesh.fit(lat, lon, progress=report, source=source)
     mesh.save(out)
     info = mesh.summary()
     typer.echo(
         f"{out}: {info['cells']} cells kept of {info['triangles']} triangles, "
         f"{100 * info['dropped_share']:.2f}% of {info['points']} points in dropped triangles"
     )
+    _print_warnings(info["warnings"])
 
 
 @app.command()
 def info(mesh_path: MeshArg, as_json: JsonOpt = False) -> None:
-    """Kept cells, triangles, share of points dropped and cell areas."""
+    """Kept cells, triangles, points dropped, cell areas, photos per cell and points source."""
     from trigeo.mesh.delaunay import DelaunayMesh
 
     summary = DelaunayMesh.load(mesh_path).summary()
@@ -126,11 +193,32 @@ def info(mesh_path: MeshArg, as_json: JsonOpt = False) -> None:
     typer.echo(f"triangles             {summary['triangles']}")
     typer.echo(f"points                {summary['points']}")
     typer.echo(f"dropped share         {100 * summary['dropped_share']:.2f}%")
-    typer.echo(
-        f"cell area km²         min {area['min']:.4g}, median {area['median']:.4g}, "
-        f"max {area['max']:.4g}"
-    )
+    if area["min"] is not None:  # a mesh with no cells has no areas to show
+        typer.echo(
+            f"cell area km²         min {area['min']:.4g}, median {area['median']:.4g}, "
+            f"max {area['max']:.4g}"
+        )
+    per_cell = summary["photos_per_cell"]
+    if per_cell["mean"] is not None:
+        typer.echo(
+            f"photos per cell       mean {per_cell['mean']:.1f}, min {per_cell['min']}, "
+            f"median {per_cell['median']:g}"
+        )
+    typer.echo(f"points source         {_describe_source(summary['points_source'])}")
     typer.echo(f"mesh hash             {summary['mesh_hash'][:16]}")
+    _print_warnings(summary["warnings"])
+
+
+def _describe_source(source: dict | None) -> str:
+    """One line for ``mesh info``: file, split filter, splits used, dataset hash."""
+    if source is None:
+        return "not recorded (built from arrays, or by a trigeo that did not record it)"
+    parts = [source["path"], f"split {source['split'] or 'all rows'}"]
+    if source["splits_used"] is not None:
+        parts[-1] += f" (rows: {', '.join(source['splits_used'])})"
+    if source["dataset_sha256"] is not None:
+        parts.append(f"dataset {source['dataset_sha256'][:12]}")
+    return ", ".join(parts)
 
 
 @app.command()
@@ -143,7 +231,11 @@ def oracle(
     split: SplitOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Best possible accuracy: each point labelled with its own cell's centroid."""
+    """Best possible accuracy: each point labelled with its own cell's centroid.
+
+    On a trigeo dataset the points are its train split unless --split says
+    otherwise (the photos a mesh is built from, as in the study's table).
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -152,7 +244,9 @@ def oracle(
     from trigeo.points import read_points
 
     mesh = DelaunayMesh.load(mesh_path)
-    lat, lon = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude, split=split)
+    lat, lon = read_points(
+        points, lat_col, lon_col, wrap_longitude=wrap_longitude, split=_resolve_split(points, split)
+    )
     report = oracle_report(mesh, lat, lon)
     if as_json:
         typer.echo(json.dumps(report))
@@ -181,19 +275,23 @@ def locate(
         int, typer.Option("--threads", min=1, help="Threads for point location.")
     ] = 1,
 ) -> None:
-    """Add a `cell` column (kept cell id, -1 in a dropped triangle) to a points table."""
+    """Add a `cell` column (kept cell id, -1 in a dropped triangle) to a points table.
+
+    Every row is located (no split filter); a dataset directory gives its table.parquet.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     from trigeo.mesh.delaunay import DelaunayMesh
-    from trigeo.points import points_from_table, read_table
+    from trigeo.points import dataset_table_path, points_from_table, read_table
     from trigeo.provenance import atomic_path
 
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise InputError("output must end in .csv or .parquet", source=out)
     mesh = DelaunayMesh.load(mesh_path)
+    points = dataset_table_path(points) or points
     table = read_table(points)  # read once: the output is this table plus a column
     lat, lon = points_from_table(table, points, lat_col, lon_col, wrap_longitude=wrap_longitude)
     cells = pa.array(mesh.locate(lat, lon, threads=threads), type=pa.int64())

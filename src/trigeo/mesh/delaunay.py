@@ -8,6 +8,11 @@ gets a new vertex at its centroid and the whole vertex set is re-triangulated;
 this repeats until no triangle is over the limit or none of those over it can
 usefully split. Triangles with fewer than ``minimum_examples`` photos are
 dropped; the rest are the cells (classes), numbered 0..K-1 in triangle order.
+
+A mesh also records where its points came from (``points_source_``: file,
+dataset hash, split filter, splits used), so that training can refuse a mesh
+built partly from evaluation photos, and warns (``summary()["warnings"]``)
+when its kept cells hold too few photos to learn a class from.
 """
 
 from __future__ import annotations
@@ -31,13 +36,15 @@ from trigeo.mesh.locate import (
     triangle_neighbors,
     walk_locate,
 )
-from trigeo.points import validate_latlng
+from trigeo.points import check_points_source, validate_latlng
 from trigeo.provenance import atomic_path, hash_arrays, make_provenance
 from trigeo.sphere import EARTH_RADIUS_KM, latlng_to_xyz, triangle_area, xyz_to_latlng
 
-__all__ = ["FORMAT_VERSION", "PRESETS", "DelaunayMesh", "initial_grid"]
+__all__ = ["FORMAT_VERSION", "MIN_PHOTOS_PER_CELL", "PRESETS", "DelaunayMesh", "initial_grid"]
 
 #: Version of the on-disk mesh format; a file with another version is refused.
+#: Optional metadata added later (``points_source``) does not change it: older
+#: files load without it, and older trigeo versions ignore it.
 FORMAT_VERSION = 1
 _FORMAT_NAME = "trigeo.mesh.DelaunayMesh"
 
@@ -47,6 +54,14 @@ PRESETS: dict[str, tuple[float, float, int]] = {
     "fine": (5000, 500, 14_000_000),
     "fineP": (10000, 50, 14_000_000),
 }
+
+#: ``summary()`` warns when the kept cells hold fewer photos than this on average.
+#: A softmax classifier needs tens of examples per class to learn more than the
+#: examples themselves; the study's cells hold at least 50 (fineP) to 1000 (coarse)
+#: photos and thousands on average. 20 is the bottom of "tens": below it a mesh
+#: has about as many classes as a classifier can memorize rather than learn, and
+#: a 9% validation split gives each cell fewer than two photos to be judged on.
+MIN_PHOTOS_PER_CELL = 20
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 
@@ -134,6 +149,13 @@ class DelaunayMesh:
         Triangle index of each cell; cell ids are 0..K-1 in triangle order.
     n_cells_ : int
         K.
+    points_source_ : dict or None
+        Where the points of the last ``fit``/``fill`` came from, as passed in
+        ``source`` (see :func:`trigeo.points.read_points_with_source`): keys
+        ``path``, ``dataset_sha256``, ``split`` and ``splits_used``. None when
+        not given, and for meshes saved before trigeo recorded it. Not part of
+        ``mesh_hash``: the same points give the same mesh wherever they were
+        read from.
     """
 
     def __init__(
@@ -185,7 +207,12 @@ class DelaunayMesh:
 
     # --------------------------------------------------------------------- fit
     def fit(
-        self, lat: ArrayLike, lon: ArrayLike, *, progress: ProgressCallback | None = None
+        self,
+        lat: ArrayLike,
+        lon: ArrayLike,
+        *,
+        progress: ProgressCallback | None = None,
+        source: dict[str, Any] | None = None,
     ) -> DelaunayMesh:
         """Refine the mesh on training photos, then count and keep cells.
 
@@ -196,7 +223,19 @@ class DelaunayMesh:
         progress
             Called after each refinement round with a dict (``round``,
             ``triangles``, ``over_limit``, ``splitting``).
+        source
+            Where ``lat``/``lon`` came from, kept as ``points_source_`` and
+            saved with the mesh: the record :func:`trigeo.points.read_points_with_source`
+            returns. None records nothing (``points_source_ = None``).
+
+        Raises
+        ------
+        InputError
+            On bad coordinates, or a ``source`` without exactly the keys
+            ``path``, ``dataset_sha256``, ``split``, ``splits_used``.
         """
+        # Checked first: a bad record should not cost a whole refinement.
+        checked = None if source is None else check_points_source(source)
         lat, lon = validate_latlng(np.asarray(lat), np.asarray(lon), source="fit")
         vertices = initial_grid(self.init_grid)
         xyz = latlng_to_xyz(vertices[:, 0], vertices[:, 1])
@@ -240,6 +279,7 @@ class DelaunayMesh:
         self._locator = None
         self.n_points_fit_ = int(lat.size)
         self.points_hash_ = hash_arrays(lat, lon)
+        self.points_source_ = checked
         # The walk's triangle is the exact answer wherever the point is certainly
         # inside it; only points at an edge or vertex need the tie rule.
         self._fill(lat, lon, exact_from_walk(xyz, triangles, points, tri_of, lat, lon), points)
@@ -339,15 +379,22 @@ class DelaunayMesh:
         return result
 
     # -------------------------------------------------------------------- fill
-    def fill(self, lat: ArrayLike, lon: ArrayLike) -> DelaunayMesh:
+    def fill(
+        self, lat: ArrayLike, lon: ArrayLike, *, source: dict[str, Any] | None = None
+    ) -> DelaunayMesh:
         """Recount photos, kept cells and imagery centroids on the fixed triangulation.
 
         The study built its coarse mesh from 2M photos and then filled it with
         all training photos without refining further; this is that step.
+        ``source`` describes the new points as in :meth:`fit` and replaces
+        ``points_source_``; without it the record becomes None, since the old
+        one no longer describes the counts and labels.
         """
         self._check_fitted()
+        checked = None if source is None else check_points_source(source)
         lat, lon = validate_latlng(np.asarray(lat), np.asarray(lon), source="fill")
         self.points_hash_ = hash_arrays(lat, lon)
+        self.points_source_ = checked
         self._fill(lat, lon)
         return self
 
@@ -462,7 +509,11 @@ class DelaunayMesh:
 
     @property
     def mesh_hash(self) -> str:
-        """Content hash of vertices, triangles and kept cells (stable across save/load)."""
+        """Content hash of vertices, triangles and kept cells (stable across save/load).
+
+        ``points_source_`` is left out on purpose: it says where the points
+        were read from, and the same points read from a copy give the same mesh.
+        """
         self._check_fitted()
         return hash_arrays(
             np.ascontiguousarray(self.vertices_, dtype=np.float64),
@@ -474,8 +525,9 @@ class DelaunayMesh:
     def save(self, path: str | Path) -> Path:
         """Write the mesh to ONE file (``.npz`` container), atomically.
 
-        The file records the parameters, a hash of the input points, the
-        trigeo version, the on-disk format version and the mesh hash.
+        The file records the parameters, a hash of the input points, where
+        they came from (``points_source_``), the trigeo version, the on-disk
+        format version and the mesh hash.
         """
         self._check_fitted()
         path = Path(path)
@@ -490,6 +542,7 @@ class DelaunayMesh:
             "n_points_fit": getattr(self, "n_points_fit_", None),
             "n_rounds": getattr(self, "n_rounds_", None),
             "n_unsplittable": getattr(self, "n_unsplittable_", None),
+            "points_source": getattr(self, "points_source_", None),
             "provenance": make_provenance(
                 self.get_params(), {"points": self.points_hash_}, mesh_hash=self.mesh_hash
             ),
@@ -556,6 +609,13 @@ class DelaunayMesh:
             if meta.get(name) is not None:
                 setattr(mesh, name + "_", int(meta[name]))
         mesh.points_hash_ = meta["provenance"]["inputs"].get("points")
+        # Meshes saved before the record existed have no key: None, not an error.
+        mesh.points_source_ = None
+        if meta.get("points_source") is not None:
+            try:
+                mesh.points_source_ = check_points_source(meta["points_source"])
+            except InputError as exc:
+                raise ArtifactError(f"{path}: mesh file has a bad points source ({exc})") from exc
         mesh.provenance_ = meta["provenance"]
         mesh._locator = None
         ok_shapes = (
@@ -574,9 +634,15 @@ class DelaunayMesh:
 
     # -------------------------------------------------------------- summaries
     def summary(self) -> dict[str, Any]:
-        """Cells, triangles, dropped share and cell areas, for ``trigeo mesh info``."""
+        """Cells, triangles, dropped share, cell areas, photos per cell, points source
+        and warnings, for ``trigeo mesh info``.
+
+        ``warnings`` lists problems in words: no cell kept, or kept cells holding
+        fewer than :data:`MIN_PHOTOS_PER_CELL` photos on average.
+        """
         self._check_fitted()
         areas = self.cell_areas_km2()
+        per_cell = self.counts_[self.cell_triangles_]
         n = max(self.n_points_, 1)
         return {
             "cells": self.n_cells_,
@@ -590,10 +656,32 @@ class DelaunayMesh:
                 "median": float(np.median(areas)) if areas.size else None,
                 "max": float(areas.max()) if areas.size else None,
             },
+            "photos_per_cell": {
+                "mean": self.n_points_kept_ / self.n_cells_ if self.n_cells_ else None,
+                "min": int(per_cell.min()) if per_cell.size else None,
+                "median": float(np.median(per_cell)) if per_cell.size else None,
+            },
             "params": self.get_params(),
             "preset": getattr(self, "preset_", None),
+            "points_source": getattr(self, "points_source_", None),
             "mesh_hash": self.mesh_hash,
+            "warnings": self._warnings(),
         }
+
+    def _warnings(self) -> list[str]:
+        if self.n_cells_ == 0:
+            return [
+                f"no triangle holds minimum_examples={self.minimum_examples:g} photos, "
+                "so the mesh has no cells"
+            ]
+        mean = self.n_points_kept_ / self.n_cells_
+        if mean >= MIN_PHOTOS_PER_CELL:
+            return []
+        return [
+            f"kept cells hold {mean:.1f} photos each on average, fewer than "
+            f"{MIN_PHOTOS_PER_CELL}: too few to learn a class from. Use fewer, larger cells: "
+            "raise --refinement-limit and --minimum-examples (docs/mesh.md, 'Small datasets')"
+        ]
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
