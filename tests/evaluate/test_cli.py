@@ -98,6 +98,8 @@ def test_cli_writes_report_with_two_models_and_a_peer(tmp_path, dataset, table, 
         "peer",
     ]
     assert len(metrics["oracle"]) == 2 and len(metrics["wilcoxon"]) == 21
+    for test in metrics["wilcoxon"]:
+        assert test["zero_method"] == "wilcox" and 0 <= test["n_differing"] <= test["n_photos"]
     peer_row = metrics["models"][-1]
     assert peer_row["photos_missing"] == 6 and len(peer_row["missing_photo_ids"]) == 6
     assert (out / "missing" / "peer.txt").read_text().split() == peer_row["missing_photo_ids"]
@@ -122,6 +124,8 @@ def test_cli_writes_report_with_two_models_and_a_peer(tmp_path, dataset, table, 
         "Missing predictions",
     ):
         assert title in md
+    assert "zero_method='wilcox': photos on which both models' errors are equal" in md
+    assert "photos tested (errors differ)" in md
     html = (out / "report.html").read_text()
     # Self-contained: figures are embedded PNGs and nothing is fetched from the network.
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)

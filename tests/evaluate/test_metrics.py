@@ -144,7 +144,40 @@ def test_wilcoxon_of_identical_errors_is_undefined_not_an_error():
     ids = np.array(["x", "y", "z"])
     errors = np.array([1.0, 2.0, 3.0])
     (result,) = compare_models({"a": (ids, errors), "b": (ids, errors.copy())})
-    assert np.isnan(result.p_value) and result.n_photos == 3
+    assert np.isnan(result.p_value) and result.n_photos == 3 and result.n_differing == 0
+
+
+@pytest.mark.parametrize("ties", [0, 3, 10, 55, 1000])
+def test_wilcoxon_leaves_equal_errors_out_by_hand(ties):
+    # Model a is 1..5 km worse than b on 5 photos and equal on `ties` others (same top cell).
+    # Only the 5 differences are ranked: ranks 1..5, all positive, so T+ = 15, T- = 0,
+    # statistic min(T+, T-) = 0, and the exact two-sided p = 2 * P(T- <= 0) = 2 / 2**5.
+    # Before, scipy chose its method from all pairs: any tie ruled out the exact test and
+    # from 14 pairs on the normal approximation gave p = 0.0431.
+    n = 5 + ties
+    ids = np.array([f"p{i}" for i in range(n)])
+    b = np.full(n, 100.0)
+    a = b.copy()
+    a[:5] += [1.0, 2.0, 3.0, 4.0, 5.0]
+    (result,) = compare_models({"a": (ids, a), "b": (ids, b)})
+    assert (result.n_photos, result.n_differing) == (n, 5)
+    assert result.statistic == 0.0
+    assert result.p_value == pytest.approx(0.0625, abs=1e-12)
+    # The median difference still counts the ties.
+    assert result.median_difference_km == np.median(a - b)
+    assert result.as_dict()["zero_method"] == "wilcox"
+
+
+def test_wilcoxon_by_hand_with_both_signs_and_ties():
+    # Differences a - b: +1, -2, +3, +4, +5, +6 km and 40 ties. Ranks 1..6; T- = 2, T+ = 19.
+    # Signed-rank sums <= 2 among the 2**6 sign patterns: {}, {1}, {2} -> P = 3/64,
+    # two-sided p = 6/64.
+    diff = np.concatenate([[1.0, -2.0, 3.0, 4.0, 5.0, 6.0], np.zeros(40)])
+    ids = np.array([f"p{i}" for i in range(diff.size)])
+    b = np.full(diff.size, 50.0)
+    (result,) = compare_models({"a": (ids, b + diff), "b": (ids, b)})
+    assert result.n_differing == 6 and result.statistic == 2.0
+    assert result.p_value == pytest.approx(6 / 64, abs=1e-12)
 
 
 def test_outdoor_mask_uses_half_threshold_and_treats_missing_as_indoor():

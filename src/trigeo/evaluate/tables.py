@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trigeo.evaluate.metrics import WILCOXON_ZERO_METHOD
 from trigeo.evaluate.results import Evaluation, ModelResult
 
 __all__ = ["Table", "build_tables", "slug"]
@@ -49,6 +50,16 @@ def _p(value: float) -> str:
     if not np.isfinite(value):
         return "n/a"
     return f"{value:.3g}" if value >= 1e-3 else f"{value:.2e}"
+
+
+#: How the report explains the Wilcoxon tests' treatment of equal errors.
+WILCOXON_NOTE = (
+    f"zero_method={WILCOXON_ZERO_METHOD!r}: photos on which both models' errors are equal "
+    "(typically the same top cell, hence the same predicted point) are left out, so the test "
+    "ranks only the photos where the models differ and its p-value does not depend on how "
+    "many photos they agree on; when every error is equal it is undefined (n/a). "
+    "The detail table says how many photos each test used."
+)
 
 
 def slug(name: str) -> str:
@@ -205,24 +216,34 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
                 ["model", *names],
                 [[n, *matrix[i]] for i, n in enumerate(names)],
                 "scipy.stats.wilcoxon on the paired per-photo errors of the photos both models "
-                "scored.",
+                f"scored, {WILCOXON_NOTE}",
             )
         )
         tables.append(
             Table(
                 "Pairwise tests in detail",
-                ["model A", "model B", "photos", "median error A − B (km)", "statistic", "p-value"],
+                [
+                    "model A",
+                    "model B",
+                    "photos",
+                    "photos tested (errors differ)",
+                    "median error A − B (km)",
+                    "statistic",
+                    "p-value",
+                ],
                 [
                     [
                         w.model_a,
                         w.model_b,
                         f"{w.n_photos:,}",
+                        f"{w.n_differing:,}",
                         _km(w.median_difference_km),
                         _num(w.statistic, 1),
                         _p(w.p_value),
                     ]
                     for w in evaluation.wilcoxon
                 ],
+                "The median difference is over all shared photos, equal errors included.",
             )
         )
 
