@@ -22,8 +22,16 @@ from typing import Any
 
 __all__ = ["DropCloudAdvert", "lightning_to_file"]
 
-# Lightning attaches its own console handlers to these and stops propagation.
-_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning")
+# Lightning attaches its own console handlers to these and stops propagation. trigeo's
+# own log records during a run (one line per skipped image, say) belong in the file
+# too: the console gets the stage's one-line summaries through ``report`` instead.
+_LIGHTNING_LOGGERS = (
+    "lightning.pytorch",
+    "lightning.fabric",
+    "lightning",
+    "pytorch_lightning",
+    "trigeo",
+)
 
 
 class DropCloudAdvert(logging.Filter):

@@ -61,9 +61,10 @@ class M1Module(lightning.LightningModule):
     -----
     Validation metrics are computed once per epoch over every rank's photos
     (distances gathered, so ``val/median_km`` is the true median, not a mean
-    of per-batch medians). A batch whose every image is unreadable still runs
-    a zero-loss backward pass, so DDP's gradient all-reduce is matched on
-    every rank and nobody hangs.
+    of per-batch medians). A batch whose every image is unreadable (or, for a
+    network with batch norm, all but one) still runs a zero-loss backward
+    pass, so DDP's gradient all-reduce is matched on every rank and nobody
+    hangs.
     """
 
     def __init__(
@@ -105,6 +106,12 @@ class M1Module(lightning.LightningModule):
         self._read = {"train": 0, "val": 0}
         self._unread = {"train": 0, "val": 0}
         self._val_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # Batch norm cannot train on a batch of one (its variance is undefined).
+        self._min_batch = (
+            2
+            if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+            else 1
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.classify(x) if self.features_mode else self.net(x)
@@ -148,9 +155,10 @@ class M1Module(lightning.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         self._note_skipped(batch, self.skipped)
         self._count("train", batch)
-        if batch["image"] is None:
-            # Nothing readable: a zero loss that touches every trainable parameter keeps
-            # DDP's gradient all-reduce matched with the other ranks.
+        if batch["image"] is None or len(batch["label"]) < self._min_batch:
+            # Nothing (or one photo, with batch norm) to learn from: a zero loss that
+            # touches every trainable parameter keeps DDP's gradient all-reduce matched
+            # with the other ranks.
             return sum(
                 (p.sum() * 0.0 for p in self.net.parameters() if p.requires_grad),
                 torch.zeros((), device=self.device),
