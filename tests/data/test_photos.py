@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, TiffImagePlugin
+from typer.testing import CliRunner
 
+from trigeo.cli import app
 from trigeo.data.photos import (
     REJECTS_FILE,
     BadExifError,
@@ -22,6 +25,8 @@ from trigeo.data.photos import (
 )
 from trigeo.errors import InputError
 
+runner = CliRunner()
+
 R = TiffImagePlugin.IFDRational
 
 
@@ -31,6 +36,7 @@ def _photo(
     offset: str | None = None,
     size: tuple[int, int] = (24, 16),
     seed: int = 0,
+    format: str = "JPEG",
 ) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
     exif = Image.Exif()
@@ -43,7 +49,8 @@ def _photo(
         if offset is not None:
             sub[0x9011] = offset
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", exif=exif)
+    # Serialized EXIF: Pillow writes an Exif object's GPS IFD for JPEG only.
+    Image.fromarray(pixels).save(buffer, format=format, exif=exif.tobytes())
     return buffer.getvalue()
 
 
@@ -136,7 +143,7 @@ def test_import_folder(tmp_path: Path) -> None:
         "no GPS": 1,
         "GPS zero denominator": 1,
         "truncated image": 1,
-        "not an image": 1,
+        "unsupported file type": 1,
         "decompression bomb": 1,
     }
     with open(tmp_path / "out" / REJECTS_FILE) as fh:
@@ -145,6 +152,119 @@ def test_import_folder(tmp_path: Path) -> None:
     assert rejects["bomb.png"] == "decompression bomb"
     assert len(rejects) == 6
     assert (tmp_path / "out" / "import-report.json").exists()
+
+
+def _rejects(out: Path) -> dict[str, tuple[str, str]]:
+    with open(out / REJECTS_FILE, newline="") as fh:
+        return {row["path"]: (row["reason"], row["detail"]) for row in csv.DictReader(fh)}
+
+
+def test_files_are_filtered_by_extension_magic_and_size(tmp_path: Path) -> None:
+    """Only image files are read, never more than the size cap; the rest are reported."""
+    src = tmp_path / "p"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(_photo(PARIS, seed=1))
+    (src / "b.png").write_bytes(_photo(PARIS, seed=2, format="PNG"))
+    (src / "c.webp").write_bytes(_photo(SYDNEY, seed=3, format="WEBP"))
+    (src / "d.tiff").write_bytes(_photo(SYDNEY, seed=4, format="TIFF"))
+    (src / "jpeg-inside.png").write_bytes(_photo(PARIS, seed=5))  # the content decides
+    big = _photo(PARIS, seed=6, size=(400, 300))
+    assert len(big) > 20_000
+    (src / "big.jpg").write_bytes(big)
+    (src / "clip.mp4").write_bytes(b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2" + bytes(4000))
+    (src / "movie.jpg").write_bytes(b"\0\0\0\x14ftypqt  \0\0\0\0qt  " + bytes(4000))
+    (src / "page.jpeg").write_bytes(b"<!DOCTYPE html><html>not found</html>")
+    (src / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
+    (src / "heic-inside.jpg").write_bytes(b"\0\0\0\x18ftypmif1\0\0\0\0mif1heic" + bytes(64))
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "gone.jpg").symlink_to(src / "deleted.jpg")  # a dangling link
+    (src / "loop.jpg").symlink_to(src / "loop.jpg")  # stat fails: too many levels of links
+
+    dataset, report = import_photos(src, tmp_path / "out", max_file_mb=0.02)
+    assert sorted(dataset.table["photo_id"]) == [
+        "a.jpg",
+        "b.png",
+        "c.webp",
+        "d.tiff",
+        "jpeg-inside.png",
+    ]
+    assert report.read == 14
+    assert dict(report.skipped) == {
+        "unsupported file type": 3,
+        "not an image": 2,
+        "file too large": 1,
+        "empty file": 1,
+        "unreadable file": 2,
+    }
+    rejects = _rejects(tmp_path / "out")
+    assert rejects["big.jpg"] == ("file too large", f"{len(big):,} bytes > 20,000 (0.02 MB)")
+    assert rejects["clip.mp4"][0] == "unsupported file type"
+    assert "'.mp4'" in rejects["clip.mp4"][1]
+    assert rejects["phone.heic"][0] == "unsupported file type"
+    assert "pillow-heif" in rejects["phone.heic"][1]
+    assert rejects["heic-inside.jpg"] == (
+        "unsupported file type",
+        "HEIC/HEIF content: decoding it needs the pillow-heif plugin",
+    )
+    assert rejects["movie.jpg"][0] == "not an image"
+    assert "ftypqt" in rejects["movie.jpg"][1]
+    assert rejects["page.jpeg"] == (
+        "not an image",
+        "starts with b'<!DOCTYPE html><' (no JPEG, PNG, TIFF, WebP or AVIF signature)",
+    )
+    assert rejects["gone.jpg"][0] == rejects["loop.jpg"][0] == "unreadable file"
+    assert "No such file" in rejects["gone.jpg"][1]
+    assert "levels of symbolic links" in rejects["loop.jpg"][1]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_is_reported_not_waited_on(tmp_path: Path) -> None:
+    src = tmp_path / "p"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(_photo(PARIS))
+    os.mkfifo(src / "pipe.jpg")  # opening it to read would wait for a writer
+    os.chmod(src / "pipe.jpg", 0o644)  # whatever the umask
+    dataset, report = import_photos(src, tmp_path / "out")
+    assert list(dataset.table["photo_id"]) == ["a.jpg"]
+    assert dict(report.skipped) == {"not a regular file": 1}
+    assert _rejects(tmp_path / "out")["pipe.jpg"] == ("not a regular file", "prw-r--r--")
+
+
+def test_a_file_gone_during_the_import_does_not_abort_it(tmp_path: Path) -> None:
+    """A photo deleted after it was read (a syncing folder) neither aborts nor drops it."""
+    src = tmp_path / "p"
+    src.mkdir()
+    for i in range(4):
+        (src / f"{i}.jpg").write_bytes(_photo(PARIS, seed=i))
+    seen: list[int] = []
+
+    def delete_first(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 1:
+            (src / "0.jpg").unlink()
+
+    dataset, report = import_photos(src, tmp_path / "out", workers=1, progress=delete_first)
+    assert report.read == 4 and report.n_skipped == 0
+    assert sorted(dataset.table["photo_id"]) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+
+
+def test_cli_max_file_mb(tmp_path: Path) -> None:
+    src = tmp_path / "p"
+    src.mkdir()
+    (src / "small.jpg").write_bytes(_photo(PARIS, seed=1))
+    (src / "big.jpg").write_bytes(_photo(PARIS, seed=2, size=(400, 300)))
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["data", "photos", str(src), "--out", str(out), "--max-file-mb", "0.02"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "file too large" in result.output
+    assert _rejects(out)["big.jpg"][0] == "file too large"
+    result = runner.invoke(
+        app, ["data", "photos", str(src), "--out", str(out), "--max-file-mb", "0"]
+    )
+    assert result.exit_code == 2
+    assert "error: max_file_mb must be positive, got 0.0" in result.output
 
 
 def test_user_option_and_empty(tmp_path: Path) -> None:

@@ -231,9 +231,17 @@ def photos(
     heads_fraction: HeadsFractionOpt = 0.5,
     by_user: Annotated[bool, typer.Option("--by-user", help="Split by user.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    max_file_mb: Annotated[
+        float,
+        typer.Option(
+            help="Skip (and report) files larger than this many MB (10^6 bytes) unread; "
+            "bounds the memory each worker holds."
+        ),
+    ] = 50.0,
     workers: Annotated[int, typer.Option(help="Threads decoding photos.")] = 2,
 ) -> None:
-    """Import photos located by EXIF GPS; photos without GPS go to rejects.csv."""
+    """Import photos located by EXIF GPS; files not used (no GPS, not an image, too large,
+    unreadable) are listed with the reason in rejects.csv."""
     from trigeo.data.photos import REJECTS_FILE, REPORT_FILE, import_photos
 
     dataset, report = _track(
@@ -247,6 +255,7 @@ def photos(
         heads_fraction=heads_fraction,
         by_user=by_user,
         seed=seed,
+        max_file_mb=max_file_mb,
         workers=workers,
     )
     report.print_summary(console, out / REPORT_FILE)
