@@ -149,3 +149,47 @@ def test_empty_split_is_refused(world, tmp_path):
     dataset, _, mesh_path = world
     with pytest.raises(InputError, match="empty"):
         train_m1(dataset.root, mesh_path, tmp_path / "m", _config(train_split="winter"))
+
+
+def test_validation_median_is_the_median_of_every_photo(trained, world, tmp_path):
+    # The last validation ran on the final weights over all 32 'heads' photos, in
+    # batches of 16: the logged median must be the median over all photos, not a
+    # mean of the two batch medians.
+    from trigeo.predict.m1 import predict_m1
+    from trigeo.sphere import distance_km
+
+    model, out, _ = trained
+    dataset, _, _ = world
+    result = predict_m1(
+        out, tmp_path / "p.parquet", data=dataset.root, split="heads", progress=False,
+        num_workers=0, accelerator="cpu", devices=1,
+    )  # fmt: skip
+    heads = dataset.photos("heads").set_index("photo_id").loc[result.photo_id]
+    errors = distance_km(heads["lat"], heads["lon"], result.lat, result.lon)
+    assert len(errors) == 32
+    assert model.metrics["final"]["val/median_km"] == pytest.approx(np.median(errors), rel=1e-5)
+
+
+def test_lightning_banners_go_to_the_run_log_not_the_console(world, tmp_path, capfd):
+    dataset, _, mesh_path = world
+    out = tmp_path / "quiet"
+    train_m1(dataset.root, mesh_path, out, _config(max_epochs=1))
+    captured = capfd.readouterr()
+    console = captured.out + captured.err
+    for banner in ("GPU available", "TPU available", "Total params"):
+        assert banner not in console
+    log = (out / "logs" / "train.log").read_text()
+    assert "GPU available" in log and "Total params" in log
+    # trigeo's own per-image notes are in the log too; the console gets the count.
+    assert "skipped unreadable image" in log
+
+
+def test_display_name_defaults_to_the_mesh_and_can_be_set(trained, world, tmp_path):
+    model, out, _ = trained
+    _, _, mesh_path = world
+    assert model.name == f"M1 {mesh_path.stem}" == M1Model.load(out).name
+    named = train_m1(
+        world[0].root, mesh_path, tmp_path / "n", _config(max_epochs=1), name="M1 tiny"
+    )
+    assert json.loads((tmp_path / "n" / "model.json").read_text())["name"] == "M1 tiny"
+    assert named.name == "M1 tiny"

@@ -73,12 +73,14 @@ def lightning_to_file(log_file: str | Path | None) -> Iterator[Path | None]:
     else:
         handler = logging.NullHandler()
     handler.addFilter(DropCloudAdvert())
-    saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
+    saved: list[tuple[logging.Logger, list[logging.Handler], bool, int]] = []
     for name in _LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
-        saved.append((logger, list(logger.handlers), logger.propagate))
+        saved.append((logger, list(logger.handlers), logger.propagate, logger.level))
         logger.handlers = [handler]
         logger.propagate = False
+        # The file is the full record of the run: INFO included.
+        logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
     show = warnings.showwarning
 
     def showwarning(
@@ -102,7 +104,8 @@ def lightning_to_file(log_file: str | Path | None) -> Iterator[Path | None]:
         yield path
     finally:
         warnings.showwarning = show
-        for logger, handlers, propagate in saved:
+        for logger, handlers, propagate, level in saved:
             logger.handlers = handlers
             logger.propagate = propagate
+            logger.setLevel(level)
         handler.close()

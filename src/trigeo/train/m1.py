@@ -256,14 +256,18 @@ def run_stage(
                 TensorBoardLogger(out / "logs", name="tensorboard", version=version),
             ],
             enable_progress_bar=progress,
-            # The summary is logged to the run's log file, not the console.
-            enable_model_summary=index == 0,
+            # Lightning prints its (rich) summary straight to the console; ours goes to the log.
+            enable_model_summary=False,
             log_every_n_steps=config.log_every_n_steps,
             reload_dataloaders_every_n_epochs=1,
             use_distributed_sampler=False,
             num_sanity_val_steps=0,
             limit_val_batches=1.0 if val_set is not None else 0,
         )
+        if index == 0:
+            from lightning.pytorch.utilities.model_summary import ModelSummary
+
+            log.info("model summary\n%s", ModelSummary(module, max_depth=2))
         run.net.train()  # inference (feature caching) may have left it in eval mode
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
