@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from trigeo.calibration import credible_sets, expected_calibration_error, reliability_curve
 from trigeo.errors import InputError
-from trigeo.evaluate.calibration import credible_sets, expected_calibration_error, reliability_curve
 from trigeo.evaluate.inputs import (
     EvaluationWarning,
     MeshLike,

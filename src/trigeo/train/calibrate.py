@@ -34,8 +34,8 @@ def calibrate_m1(
     float
         The temperature; ``trigeo predict`` applies it from then on.
     """
+    from trigeo.calibration import fit_temperature
     from trigeo.data.loading import PhotoDataset, build_transform
-    from trigeo.evaluate.calibration import fit_temperature
     from trigeo.models.m1 import M1Model
     from trigeo.runtime.inference import run_inference
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trigeo.evaluate.calibration import (
+from trigeo.calibration import (
     apply_temperature,
     credible_sets,
     expected_calibration_error,

@@ -1,6 +1,7 @@
 """Calibrated uncertainty: temperature scaling, credible cell sets, coverage and ECE.
 
-Pure numpy/scipy. ``fit_temperature``/``apply_temperature`` are what the M1
+Pure numpy/scipy, shared by training (calibration), evaluation and serving (credible
+regions). ``fit_temperature``/``apply_temperature`` are what the M1
 trainer stores with a model; the rest scores how honest a model's
 probabilities are on held-out photos.
 """
