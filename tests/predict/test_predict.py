@@ -158,3 +158,24 @@ def test_output_folder_is_created(model_dir, tmp_path):
     predict_m1(path, out, data=dataset.root, top_k=2, **_quiet())
     assert len(read_predictions(out)) == len(dataset.photos("val"))
     assert not list(out.parent.glob(".trigeo-predict-*"))
+
+
+def test_cli_split_all_and_display_name(model_dir, tmp_path):
+    # --split all works in predict as in evaluate; --name lands in the file.
+    path, dataset = model_dir
+    out = tmp_path / "all.parquet"
+    result = CliRunner().invoke(
+        app,
+        ["predict", "--model", str(path), "--data", str(dataset.root), "--split", "all",
+         "--out", str(out), "--num-workers", "0", "--no-progress", "--name", "M1 tiny"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pred = read_predictions(out)
+    assert sorted(pred.photo_id) == sorted(dataset.table["photo_id"])
+    assert pred.model_name == "M1 tiny"
+    # Lightning's banners went to the file beside the predictions, not the console.
+    assert "GPU available" not in result.output
+    assert "GPU available" in out.with_suffix(".log").read_text()
+    default = predict_m1(path, tmp_path / "d.parquet", data=dataset.root, **_quiet())
+    assert read_predictions(tmp_path / "d.parquet").model_name == default.model_name
+    assert default.model_name == M1Model.load(path).name == "M1 mesh"
