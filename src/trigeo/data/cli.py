@@ -11,7 +11,8 @@ from rich.console import Console
 
 app = typer.Typer(
     name="data",
-    help="Photo datasets: synthetic world, YFCC100M and EXIF importers, splits, shards.",
+    help="Photo datasets: synthetic world, YFCC100M, CSV/standard-set and EXIF importers, "
+    "splits, shards.",
     no_args_is_help=True,
 )
 console = Console()
@@ -218,6 +219,107 @@ def yfcc(
             f"{report.incomplete['message']}; {out} holds the photos of lines 1-{last} only",
             source=metadata,
         )
+
+
+@app.command("csv")
+def csv_table(
+    table: Annotated[Path, typer.Argument(help="CSV (.gz/.bz2 or plain) or Parquet of photos.")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset directory to write.")],
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="Image root: a folder of images; mp16: the folder of shard_*.msg files; "
+            "osv5m: images/<split> (NN/<id>.jpg or NN.zip). Default: the table's folder."
+        ),
+    ] = None,
+    format_name: Annotated[
+        str,
+        typer.Option(
+            "--format", help="generic | im2gps3k | yfcc4k | mp16 | osv5m (fixes columns, layout)."
+        ),
+    ] = "generic",
+    id_col: Annotated[str | None, typer.Option(help="Photo id column.")] = None,
+    lat_col: Annotated[str | None, typer.Option(help="Latitude column (degrees).")] = None,
+    lon_col: Annotated[str | None, typer.Option(help="Longitude column (degrees).")] = None,
+    image_col: Annotated[
+        str | None,
+        typer.Option(help="Image path column, relative to --images (else found by id)."),
+    ] = None,
+    user_col: Annotated[str | None, typer.Option(help="User id column.")] = None,
+    time_col: Annotated[
+        str | None,
+        typer.Option(
+            help="Time column: unix seconds (milliseconds from 1e11 up) or ISO 8601; "
+            "no offset means UTC."
+        ),
+    ] = None,
+    split_col: Annotated[
+        str | None, typer.Option(help="Keep the split given in this column.")
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="Put every photo in this split ('test' for a benchmark test set)."),
+    ] = None,
+    allow_missing_images: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-images", help="Keep (and count) rows whose image is missing."
+        ),
+    ] = False,
+    val_fraction: ValFractionOpt = 0.18,
+    heads_fraction: HeadsFractionOpt = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the hash-based split.")] = 0,
+) -> None:
+    """Import any table of photos, or a standard set (Im2GPS3k, YFCC4k, MP-16, OSV-5M).
+
+    Streaming and resumable (run the same command again after an interruption);
+    bad rows and unreadable images are reported by reason in import-report.json.
+    """
+    from rich.markup import escape
+
+    from trigeo.data.csvimport import REPORT_FILE, import_csv
+
+    def show_columns(chosen: dict[str, str], how: dict[str, str]) -> None:
+        text = ", ".join(f"{field} <- {escape(chosen[field])} ({how[field]})" for field in chosen)
+        console.print(f"columns: {text}")
+        if "image" not in chosen:
+            console.print("images: found by photo id under the image root")
+
+    given = {
+        "id": id_col,
+        "lat": lat_col,
+        "lon": lon_col,
+        "image": image_col,
+        "user": user_col,
+        "time": time_col,
+        "split": split_col,
+    }
+    try:
+        meta, report = _track(
+            "importing rows",
+            None,
+            import_csv,
+            table,
+            out,
+            images=images,
+            fmt=format_name,
+            columns=given,
+            split=split,
+            allow_missing_images=allow_missing_images,
+            val_fraction=val_fraction,
+            heads_fraction=heads_fraction,
+            seed=seed,
+            on_columns=show_columns,
+        )
+    except KeyboardInterrupt:
+        typer.echo("interrupted: run the same command again to resume the import", err=True)
+        raise typer.Exit(130) from None
+    report.print_summary(console, out / REPORT_FILE)
+    counts = meta["counts"]
+    console.print(
+        f"[green]wrote[/green] {out}: {counts['photos']} photos, {counts['users']} users, "
+        f"splits {counts['splits']} at {report.notes.get('rows_per_second')} rows/s"
+    )
 
 
 @app.command()

@@ -10,6 +10,7 @@ import io
 import tarfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -21,6 +22,7 @@ __all__ = [
     "decode_image",
     "encode_resized",
     "index_shard",
+    "sniff_image",
     "split_image_ref",
 ]
 
@@ -109,11 +111,49 @@ def encode_resized(
     return buffer.getvalue(), image.size
 
 
+def sniff_image(data: bytes) -> None:
+    """Check that ``data`` starts like an image Pillow can open (header only, no decode).
+
+    Importers of millions of records use it instead of :func:`decode_image`
+    (some 30 us against milliseconds); a photo whose pixel data turns out
+    corrupt later is skipped and reported by the loader.
+
+    Raises
+    ------
+    BadImageError
+        ``empty file`` or ``not an image``.
+    """
+    if not data:
+        raise BadImageError("empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width < 1 or image.height < 1:
+                raise BadImageError("not an image", f"{image.width}x{image.height} pixels")
+    except BadImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        head = data[:8].hex(" ")
+        raise BadImageError("not an image", f"{len(data)} bytes starting {head}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        head = data[:8].hex(" ")
+        raise BadImageError("not an image", f"{len(data)} bytes starting {head}: {exc}") from exc
+
+
+STORE_SUFFIXES = (".tar", ".msg", ".zip")
+
+
 def split_image_ref(image: str) -> tuple[str, str | None]:
-    """Split an ``image`` value into (path, shard key or None)."""
-    path, sep, key = image.partition("#")
-    if sep and path.endswith(".tar"):
-        return path, key
+    """Split an ``image`` value into (path, key or None).
+
+    A key follows ``#`` after a webdataset tar (``shard.tar#KEY``), a msgpack
+    shard (``shard_0.msg#OFFSET+LENGTH``) or a zip archive (``00.zip#MEMBER``);
+    see :mod:`trigeo.data.stores`. Any other ``#`` is part of a file name.
+    """
+    for suffix in STORE_SUFFIXES:
+        marker = suffix + "#"
+        at = image.find(marker)
+        if at > 0:
+            return image[: at + len(suffix)], image[at + len(marker) :]
     return image, None
 
 
@@ -145,12 +185,23 @@ class ShardIndex:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._index: dict[str, dict[str, tuple[int, int]]] = {}
+        self._stores: Any = None
 
     def read(self, image: str) -> bytes:
-        """Bytes of an ``image`` value: a file under the root or ``shard.tar#KEY``."""
+        """Bytes of an ``image`` value: a file under the root, ``shard.tar#KEY``, or a
+        msgpack record or zip member (:mod:`trigeo.data.stores`)."""
         path, key = split_image_ref(image)
         if key is None:
             return (self.root / path).read_bytes()
+        if not path.endswith(".tar"):
+            if self._stores is None:
+                from trigeo.data.stores import StoreReader
+
+                self._stores = StoreReader(self.root)
+            try:
+                return self._stores.read(path, key)
+            except ValueError as exc:
+                raise OSError(str(exc)) from exc
         if path not in self._index:
             self._index[path] = index_shard(self.root / path)
         offset, size = self._index[path][key]
