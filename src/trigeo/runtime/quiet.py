@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DropCloudAdvert", "lightning_to_file"]
+__all__ = ["DropCloudAdvert", "lightning_to_file", "progress_bar"]
 
 # Lightning attaches its own console handlers to these and stops propagation. trigeo's
 # own log records during a run (one line per skipped image, say) belong in the file
@@ -109,3 +109,22 @@ def lightning_to_file(log_file: str | Path | None) -> Iterator[Path | None]:
             logger.propagate = propagate
             logger.setLevel(level)
         handler.close()
+
+
+def progress_bar(enabled: bool) -> list[Any]:
+    """Lightning's rich progress bar without the logger's version number (``v_num``).
+
+    Returns a callback list to splice into ``Trainer(callbacks=...)``; empty when
+    disabled (the ``Trainer`` is then given ``enable_progress_bar=False``).
+    """
+    if not enabled:
+        return []
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class _Bar(RichProgressBar):
+        def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)
+            return metrics
+
+    return [_Bar()]

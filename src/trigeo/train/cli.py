@@ -12,7 +12,7 @@ from trigeo.runtime.devices import launch_rank, parse_devices
 
 app = typer.Typer(
     name="train",
-    help="Train models: M1 (CNN over mesh cells) and its calibration.",
+    help="Train models: M1 (CNN over mesh cells), its calibration, M2 (time) and M3 (albums).",
     no_args_is_help=True,
 )
 console = Console(stderr=True)
@@ -110,8 +110,14 @@ def m1(
     if launch_rank() != 0:
         return
     final = model.metrics.get("final", {})
-    shown = ", ".join(f"{k.removeprefix('val/')} {v:.1f}" for k, v in final.items() if "acc" in k)
-    console.print(f"[green]done[/green] {model.name} in {out}" + (f": {shown}" if shown else ""))
+    thresholds = [k for k in ("1", "25", "200", "750", "2500") if f"val/acc_{k}km" in final]
+    console.print(f"[green]done[/green] {model.name} ({model.model_id}) in {out}")
+    if thresholds:
+        accuracy = "/".join(f"{final[f'val/acc_{k}km']:.1f}" for k in thresholds)
+        console.print(
+            f"  val: {accuracy} % at {'/'.join(thresholds)} km, "
+            f"median {final.get('val/median_km', float('nan')):,.0f} km"
+        )
 
 
 @app.command("calibrate")
@@ -139,3 +145,77 @@ def calibrate(
         devices=parse_devices(devices) or 1,
     )
     console.print(f"[green]calibrated[/green] {model}: temperature {temperature:.3f}")
+
+
+def _head_overrides(**values: Any) -> dict[str, Any]:
+    if values.get("devices") is not None:
+        values["devices"] = parse_devices(values["devices"])
+    return values
+
+
+def _head_done(model: Any, out: Path) -> None:
+    best = model.metrics.get("best_val_acc")
+    shown = f": early-stopping top-1 {best:.1f}%" if best is not None else ""
+    console.print(f"[green]done[/green] {model.name} in {out}{shown}")
+
+
+_CONFIG_HELP = "YAML config file, or a preset: study (default), demo, test."
+_M1_PRED_HELP = (
+    "M1's predictions for the heads photos (default: OUT/m1-heads.parquet, made by running "
+    "M1 when missing)."
+)
+_OVERLAP_HELP = "Train even if some heads photos also trained M1."
+
+
+@app.command("m2")
+def m2(
+    data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
+    m1: Annotated[Path, typer.Option("--m1", help="M1 model directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    config: Annotated[str, typer.Option(help=_CONFIG_HELP)] = "study",
+    m1_pred: Annotated[Path | None, typer.Option("--m1-pred", help=_M1_PRED_HELP)] = None,
+    shuffle_time: Annotated[
+        bool,
+        typer.Option(
+            "--shuffle-time",
+            help="Ablation: permute posting times across the photos (recorded in the model).",
+        ),
+    ] = False,
+    allow_overlap: Annotated[bool, typer.Option("--allow-overlap", help=_OVERLAP_HELP)] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Display name (default: M2 <mesh stem>).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed for the split, weights, order.")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
+    devices: Annotated[str | None, typer.Option(help="auto, a count, or ids like 0,1.")] = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+) -> None:
+    """Train M2 (M1's top-10 cells + posting time) on the heads photos."""
+    from trigeo.train.heads_config import load_head_config
+    from trigeo.train.m2 import train_m2
+
+    cfg = load_head_config(
+        "m2",
+        config,
+        _head_overrides(
+            seed=seed,
+            accelerator=accelerator,
+            devices=devices,
+            progress=progress,
+            shuffle_time=shuffle_time or None,
+        ),
+    )
+    model = train_m2(
+        data,
+        m1,
+        out,
+        cfg,
+        m1_pred=m1_pred,
+        resume=resume,
+        allow_overlap=allow_overlap,
+        name=name,
+        report=_report,
+    )
+    if launch_rank() == 0:
+        _head_done(model, out)

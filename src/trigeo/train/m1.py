@@ -195,7 +195,7 @@ def run_stage(
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from safetensors.torch import save_file
 
-    from trigeo.runtime.quiet import lightning_to_file
+    from trigeo.runtime.quiet import lightning_to_file, progress_bar
     from trigeo.train.module import M1DataModule, M1Module
 
     stage = config.stages[index]
@@ -250,7 +250,7 @@ def run_stage(
             num_nodes=config.num_nodes,
             strategy=config.strategy,
             precision=trainer_precision(config.precision, config.accelerator),
-            callbacks=[checkpoint, *callbacks],
+            callbacks=[checkpoint, *progress_bar(progress), *callbacks],
             logger=[
                 CSVLogger(out / "logs", name="csv", version=version),
                 TensorBoardLogger(out / "logs", name="tensorboard", version=version),
@@ -288,11 +288,13 @@ def run_stage(
             str(stage_dir / DONE_FILE),
         )
         write_json_atomic(stage_dir / METRICS_FILE, metrics)
+    # One line that fits 80 columns: time, speed, and the validation headline.
     report(
-        f"stage {index} {stage.name}: {seconds:.0f}s, {metrics['images_per_second']} images/s"
+        f"stage {index} {stage.name}: {seconds:.0f} s, "
+        f"{metrics['images_per_second'] or 0:.0f} img/s"
         + (
-            f", val acc@750km {metrics['val/acc_750km']:.1f}%, "
-            f"median {metrics['val/median_km']:.0f} km"
+            f"; val {metrics['val/acc_750km']:.1f}% @750 km, "
+            f"median {metrics['val/median_km']:,.0f} km"
             if "val/acc_750km" in metrics
             else ""
         )
