@@ -567,14 +567,20 @@ def import_csv(
         "mtime_ns": stat.st_mtime_ns,
         "batch_rows": batch_rows,
     }
+    parts_dir, state_path = out / _PARTS_DIR, out / _STATE_FILE
+    state = _load_state(state_path, signature, parts_dir)
+    # A resumed run's checkpoint already holds what the image scan reports: scan quietly.
+    scan_report = (
+        ImportReport("data.csv", table) if state["parts"] or state["rows_done"] else report
+    )
     locate: Any
     store_summary: dict[str, Any] = {}
     if spec.store == "msgpack":
         from trigeo.data.msgpack_shards import scan_shards
 
-        locate, store_summary = scan_shards(root, out, report, check_images=check_images)
+        locate, store_summary = scan_shards(root, out, scan_report, check_images=check_images)
     elif spec.by_stem:
-        locate = scan_stems(root, report)
+        locate = scan_stems(root, scan_report)
         store_summary = {"images": len(locate)}
     else:
         locate = FolderLocator(root, spec.basename_fallback, check_images)
@@ -588,10 +594,9 @@ def import_csv(
         kind = spec.extra_types.get(name, input_types[name])
         extras.append(pa.field(out_name, kind, metadata={"source": name}))
 
-    parts_dir, state_path = out / _PARTS_DIR, out / _STATE_FILE
-    state = _load_state(state_path, signature, parts_dir)
-    report.skipped.update(state["skipped"])
-    report.examples = {k: list(v) for k, v in state["examples"].items()}
+    if scan_report is not report:
+        report.skipped.update(state["skipped"])
+        report.examples = {k: list(v) for k, v in state["examples"].items()}
     done = int(state["rows_done"])
     parts: list[str] = list(state["parts"])
     if done:

@@ -36,6 +36,7 @@ from PIL import Image
 # torch-free importers (trigeo.data.images).
 from trigeo.data.images import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
 from trigeo.data.images import index_shard, split_image_ref
+from trigeo.data.stores import StoreReader
 
 __all__ = [
     "FeatureDataset",
@@ -62,7 +63,12 @@ class ImageReader:
         self._index: dict[str, dict[str, tuple[int, int]]] = {}
         self._handles: dict[str, Any] = {}
         self._pid = os.getpid()
-        shards = sorted({p for p, key in map(split_image_ref, images) if key is not None})
+        # msgpack records and zip members (trigeo.data.stores) carry their own position
+        # or are found through the archive: only tars need an index up front.
+        self._stores = StoreReader(self.root)
+        shards = sorted(
+            {p for p, key in map(split_image_ref, images) if key is not None and p.endswith(".tar")}
+        )
         for shard in shards:
             self._index[shard] = index_shard(self.root / shard)
 
@@ -86,6 +92,8 @@ class ImageReader:
             if "://" in path:
                 raise OSError(f"{image}: remote images are not fetched; download them first")
             return (self.root / path).read_bytes()
+        if not path.endswith(".tar"):
+            return self._stores.read(path, key)
         if path not in self._index:
             self._index[path] = index_shard(self.root / path)
         try:
