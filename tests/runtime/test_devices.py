@@ -56,4 +56,5 @@ def test_train_and_predict_do_not_import_each_other():
                     if isinstance(node, ast.Import)
                     else []
                 )
-                assert not any(n.startswith(other) for n in names), f"{path} imports {other}"
+                bad = [n for n in names if n == other or n.startswith(other + ".")]
+                assert not bad, f"{path} imports {bad}"
