@@ -1,6 +1,8 @@
-"""Adaptive spherical Delaunay meshes: build, exact point location, labels, I/O.
+"""Adaptive meshes: build, exact point location, labels, I/O.
 
-Imports without torch. The main entry point is :class:`DelaunayMesh`.
+Imports without torch. Two kinds: :class:`DelaunayMesh` (the study's
+triangles) and :class:`QuadtreeMesh` (the adaptive S2 quad-tree of the
+S2-based systems), with the same interface; :func:`load_mesh` reads either.
 Names are imported on first use, so ``trigeo mesh --help`` does not pay for
 scipy and numba.
 """
@@ -11,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from trigeo.mesh.artifact import load_mesh, mesh_kind
     from trigeo.mesh.delaunay import (
         FORMAT_VERSION,
         MIN_PHOTOS_PER_CELL,
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     )
     from trigeo.mesh.locate import TriangleLocator, locate_brute_force
     from trigeo.mesh.oracle import STUDY_THRESHOLDS_KM, oracle_accuracy, oracle_report
+    from trigeo.mesh.quadtree import QUADTREE_FORMAT_VERSION, QuadtreeMesh
 
 _EXPORTS = {
     "FORMAT_VERSION": "trigeo.mesh.delaunay",
@@ -27,6 +31,10 @@ _EXPORTS = {
     "PRESETS": "trigeo.mesh.delaunay",
     "DelaunayMesh": "trigeo.mesh.delaunay",
     "initial_grid": "trigeo.mesh.delaunay",
+    "load_mesh": "trigeo.mesh.artifact",
+    "mesh_kind": "trigeo.mesh.artifact",
+    "QUADTREE_FORMAT_VERSION": "trigeo.mesh.quadtree",
+    "QuadtreeMesh": "trigeo.mesh.quadtree",
     "TriangleLocator": "trigeo.mesh.locate",
     "locate_brute_force": "trigeo.mesh.locate",
     "STUDY_THRESHOLDS_KM": "trigeo.mesh.oracle",
@@ -38,11 +46,15 @@ __all__ = [
     "FORMAT_VERSION",
     "MIN_PHOTOS_PER_CELL",
     "PRESETS",
+    "QUADTREE_FORMAT_VERSION",
     "STUDY_THRESHOLDS_KM",
     "DelaunayMesh",
+    "QuadtreeMesh",
     "TriangleLocator",
     "initial_grid",
+    "load_mesh",
     "locate_brute_force",
+    "mesh_kind",
     "oracle_accuracy",
     "oracle_report",
 ]

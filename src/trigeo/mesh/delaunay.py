@@ -18,7 +18,6 @@ when its kept cells hold too few photos to learn a class from.
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import ConvexHull
 
-from trigeo import __version__
 from trigeo.errors import ArtifactError, InputError
+from trigeo.mesh.artifact import read_mesh_file
 from trigeo.mesh.locate import (
     TriangleLocator,
     edge_normals,
@@ -157,6 +156,8 @@ class DelaunayMesh:
         ``mesh_hash``: the same points give the same mesh wherever they were
         read from.
     """
+
+    kind = "delaunay"
 
     def __init__(
         self,
@@ -507,6 +508,24 @@ class DelaunayMesh:
         """Area of each kept cell in km² (cell order)."""
         return self.triangle_areas_km2()[self.cell_triangles_]
 
+    def cell_counts(self) -> NDArray[np.int64]:
+        """Photos per kept cell (cell order), from the last ``fit``/``fill``."""
+        self._check_fitted()
+        return self.counts_[self.cell_triangles_]
+
+    def regions(self) -> dict[str, Any]:
+        """Every triangle, kept or not, for drawing and export: ``name``, ``corners``
+        ``(T, 3, 3)``, ``counts``, ``kept``, ``cell`` (-1 if dropped), ``areas_km2``."""
+        self._check_fitted()
+        return {
+            "name": "triangle",
+            "corners": self.vertices_xyz_[self.triangles_],
+            "counts": self.counts_,
+            "kept": self.kept_,
+            "cell": self.cell_of_triangle_,
+            "areas_km2": self.triangle_areas_km2(),
+        }
+
     @property
     def mesh_hash(self) -> str:
         """Content hash of vertices, triangles and kept cells (stable across save/load).
@@ -534,6 +553,7 @@ class DelaunayMesh:
         meta = {
             "format": _FORMAT_NAME,
             "format_version": FORMAT_VERSION,
+            "kind": self.kind,
             "mesh_hash": self.mesh_hash,
             "params": self.get_params(),
             "preset": getattr(self, "preset_", None),
@@ -571,27 +591,7 @@ class DelaunayMesh:
             format version.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ArtifactError(f"{path}: mesh file does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
-            raise ArtifactError(f"{path}: not a readable mesh file ({exc})") from exc
-        try:
-            meta = json.loads(bytes(arrays["meta"]).decode())
-        except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{path}: mesh file has no valid metadata ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
-            raise ArtifactError(f"{path}: not a trigeo mesh file")
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            written_by = meta.get("provenance", {}).get("trigeo_version", "unknown")
-            raise ArtifactError(
-                f"{path}: mesh format version {version} (written by trigeo {written_by}) "
-                f"is not supported by trigeo {__version__} (format {FORMAT_VERSION}); "
-                "rebuild the mesh with `trigeo mesh build`"
-            )
+        arrays, meta = read_mesh_file(path, _FORMAT_NAME, FORMAT_VERSION)
         missing = {"vertices", "triangles", "counts", "kept", "imagery_centroids"} - set(arrays)
         if missing:
             raise ArtifactError(f"{path}: mesh file lacks {sorted(missing)}")
@@ -645,6 +645,7 @@ class DelaunayMesh:
         per_cell = self.counts_[self.cell_triangles_]
         n = max(self.n_points_, 1)
         return {
+            "kind": self.kind,
             "cells": self.n_cells_,
             "triangles": len(self.triangles_),
             "vertices": len(self.vertices_),

@@ -1,0 +1,107 @@
+"""Mesh files of either kind: the shared reader and :func:`load_mesh`.
+
+A mesh file is one ``.npz`` holding arrays and a JSON ``meta`` record whose
+``format`` names the kind (``trigeo.mesh.DelaunayMesh`` or
+``trigeo.mesh.QuadtreeMesh``) and whose ``format_version`` is that kind's.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from trigeo import __version__
+from trigeo.errors import ArtifactError
+
+__all__ = ["MESH_FORMATS", "load_mesh", "mesh_kind", "read_arrays", "read_mesh_file"]
+
+#: format name in a mesh file -> (kind, module, class)
+MESH_FORMATS: dict[str, tuple[str, str, str]] = {
+    "trigeo.mesh.DelaunayMesh": ("delaunay", "trigeo.mesh.delaunay", "DelaunayMesh"),
+    "trigeo.mesh.QuadtreeMesh": ("quadtree", "trigeo.mesh.quadtree", "QuadtreeMesh"),
+}
+
+
+def read_arrays(path: Path) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+    """Arrays and JSON metadata of a mesh file, or ArtifactError in words."""
+    if not path.is_file():
+        raise ArtifactError(f"{path}: mesh file does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        raise ArtifactError(f"{path}: not a readable mesh file ({exc})") from exc
+    try:
+        meta = json.loads(bytes(arrays["meta"]).decode())
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: mesh file has no valid metadata ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: not a trigeo mesh file")
+    return arrays, meta
+
+
+def read_mesh_file(
+    path: Path, format_name: str, format_version: int
+) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+    """Arrays and metadata of a mesh file of one kind (format name) and version."""
+    arrays, meta = read_arrays(path)
+    if meta.get("format") != format_name:
+        other = meta.get("format")
+        if other in MESH_FORMATS:
+            raise ArtifactError(
+                f"{path}: a {str(other).removeprefix('trigeo.mesh.')} file, not a "
+                f"{format_name.removeprefix('trigeo.mesh.')}; read it with trigeo.mesh.load_mesh"
+            )
+        raise ArtifactError(f"{path}: not a trigeo mesh file")
+    version = meta.get("format_version")
+    if version != format_version:
+        written_by = meta.get("provenance", {}).get("trigeo_version", "unknown")
+        raise ArtifactError(
+            f"{path}: mesh format version {version} (written by trigeo {written_by}) "
+            f"is not supported by trigeo {__version__} (format {format_version}); "
+            "rebuild the mesh with `trigeo mesh build`"
+        )
+    return arrays, meta
+
+
+def mesh_kind(path: str | Path) -> str:
+    """``"delaunay"`` or ``"quadtree"``: the kind a mesh file says it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: mesh file does not exist")
+    try:  # only the metadata: the arrays are read once, by the kind's own load
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        raise ArtifactError(f"{path}: not a readable mesh file ({exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: mesh file has no valid metadata ({exc})") from exc
+    entry = MESH_FORMATS.get(str(meta.get("format"))) if isinstance(meta, dict) else None
+    if entry is None:
+        raise ArtifactError(f"{path}: not a trigeo mesh file")
+    return entry[0]
+
+
+def load_mesh(path: str | Path) -> Any:
+    """Read a mesh file of either kind: a ``DelaunayMesh`` or a ``QuadtreeMesh``.
+
+    Raises
+    ------
+    ArtifactError
+        If the file is missing, corrupt, not a mesh, or in an unsupported
+        format version.
+    """
+    import importlib
+
+    _, module, name = MESH_FORMATS[_format_of(Path(path))]
+    return getattr(importlib.import_module(module), name).load(path)
+
+
+def _format_of(path: Path) -> str:
+    kind = mesh_kind(path)
+    return next(key for key, entry in MESH_FORMATS.items() if entry[0] == kind)
