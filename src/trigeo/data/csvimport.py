@@ -248,7 +248,8 @@ class _Converter:
     ) -> None:
         for i in rows[:5].tolist():
             self.report.skip(reason, where=f"row {offset + i + 1}", detail=detail(i))
-        self.report.skipped[reason] += max(0, rows.size - 5)
+        if rows.size > 5:  # beyond the examples, counted only
+            self.report.skipped[reason] += rows.size - 5
 
     def convert(self, batch: pa.RecordBatch, offset: int) -> pa.Table | None:
         cols = self.columns

@@ -131,7 +131,8 @@ class KeyedImages:
             report.skip(
                 "duplicate image id", where=details[order[i]].as_py(), detail=str(ids[order[i]])
             )
-        report.skipped["duplicate image id"] += max(0, int(dup.sum()) - 5)
+        if dup.sum() > 5:  # beyond the examples, counted only
+            report.skipped["duplicate image id"] += int(dup.sum()) - 5
         keep = order[~dup]
         take = pa.array(keep, type=pa.int64())
         self.keys = keys[~dup]
@@ -166,7 +167,8 @@ class KeyedImages:
         unmatched = np.flatnonzero(~self.matched)
         for i in unmatched[:5].tolist():
             report.skip(reason, where=self.details[i].as_py(), detail=f"id {self.ids[i].as_py()!r}")
-        report.skipped[reason] += max(0, unmatched.size - 5)
+        if unmatched.size > 5:
+            report.skipped[reason] += unmatched.size - 5
         return int(unmatched.size)
 
 
