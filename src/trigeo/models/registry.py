@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from trigeo.errors import InputError
+from trigeo.errors import ArtifactError, InputError
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["MODEL_DIR_FORMATS", "create_model", "list_models", "load_model_dir", "register_model"]
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 
@@ -51,3 +53,46 @@ def create_model(name: str, **kwargs: Any) -> Any:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise InputError(f"unknown model {name!r}{hint} (registered: {list_models()})") from None
     return factory(**kwargs)
+
+
+#: ``model.json`` format -> (module, class) of the model directory artifact.
+MODEL_DIR_FORMATS: dict[str, tuple[str, str]] = {
+    "trigeo-m1/1": ("trigeo.models.m1", "M1Model"),
+    "trigeo-m2/1": ("trigeo.models.m2", "M2Model"),
+    "trigeo-m3/1": ("trigeo.models.m3", "M3Model"),
+}
+
+
+def model_dir_format(root: str | Path) -> str:
+    """The ``format`` recorded in a model directory's ``model.json``.
+
+    Raises
+    ------
+    ArtifactError
+        No ``model.json``, corrupt JSON, or a format trigeo does not know.
+    """
+    path = Path(root) / "model.json"
+    if not path.exists():
+        raise ArtifactError(f"{root}: no model.json; is this a trigeo model directory?")
+    try:
+        fmt = json.loads(path.read_text("utf-8")).get("format")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise ArtifactError(f"{path}: corrupt model.json ({exc})") from exc
+    if fmt not in MODEL_DIR_FORMATS:
+        raise ArtifactError(
+            f"{path}: unknown model format {fmt!r} (known: {', '.join(MODEL_DIR_FORMATS)})"
+        )
+    return str(fmt)
+
+
+def load_model_dir(root: str | Path, map_location: Any = "cpu") -> Any:
+    """Load any trigeo model directory (M1, M2 or M3), dispatching on its format.
+
+    Returns
+    -------
+    M1Model, M2Model or M3Model
+    """
+    import importlib
+
+    module, name = MODEL_DIR_FORMATS[model_dir_format(root)]
+    return getattr(importlib.import_module(module), name).load(root, map_location=map_location)

@@ -1,0 +1,343 @@
+"""Lightning pieces of M2/M3 training and the stage loop they share.
+
+* :class:`HeadModule` trains any head whose batches are dicts with ``x``
+  (inputs), ``y`` (cell, -1 = not a class) and, for albums, ``mask``; it
+  logs ``val/acc`` (top-1 cell accuracy, the early-stopping criterion), the
+  accuracy at 1/25/200/750/2500 km and the median error.
+* :class:`HeadDataModule` reshuffles (or redraws albums) every epoch from a
+  generator seeded by ``(seed, stage, epoch)``, so a resumed run replays it.
+* :func:`fit_head_stages` runs the configured Adam stages, each a
+  ``Trainer.fit`` with early stopping that ends on its best weights, with
+  checkpoints under ``OUT/checkpoints/stage-<i>-<name>/`` and ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning
+import numpy as np
+import torch
+from torch.nn import functional
+
+import trigeo.runtime.quiet  # noqa: F401  (drops Lightning's hosted-logger advert)
+from trigeo.provenance import write_json_atomic
+from trigeo.train.module import THRESHOLDS_KM, _haversine_km
+from trigeo.train.samplers import mix_seed
+
+__all__ = ["HeadDataModule", "HeadModule", "fit_head_stages"]
+
+log = logging.getLogger("trigeo.train")
+DONE_FILE = "done.safetensors"
+METRICS_FILE = "metrics.json"
+LOG_FILE = "train.log"
+
+
+class HeadModule(lightning.LightningModule):
+    """Trains an M2 or M3 network with Adam at one learning rate (one stage).
+
+    Parameters
+    ----------
+    net
+        ``net(x)`` (M2: ``(B, D) -> (B, N)``) or ``net(x, mask)`` (M3:
+        ``(B, T, D), (B, T) -> (B, T, N)``) logits.
+    lr
+        Adam's learning rate.
+    label_lat, label_lon
+        Each cell's label point (geographic validation metrics).
+    seed, stage_index
+        The global RNG (dropout) is reseeded per epoch from these.
+    """
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        lr: float,
+        *,
+        label_lat: np.ndarray,
+        label_lon: np.ndarray,
+        seed: int = 0,
+        stage_index: int = 0,
+    ) -> None:
+        super().__init__()
+        self.net, self.lr = net, float(lr)
+        self.seed, self.stage_index = int(seed), int(stage_index)
+        self.register_buffer("label_lat", torch.from_numpy(np.array(label_lat, dtype=np.float64)))
+        self.register_buffer("label_lon", torch.from_numpy(np.array(label_lon, dtype=np.float64)))
+        self.train_photos = 0
+        self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def _logits(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Per-photo logits and the batch's per-photo fields, padding removed."""
+        if "mask" in batch:
+            mask = batch["mask"]
+            logits = self.net(batch["x"], mask)[mask]
+            return logits, {k: v[mask] for k, v in batch.items() if k not in ("x", "mask")}
+        return self.net(batch["x"]), {k: v for k, v in batch.items() if k != "x"}
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(
+            mix_seed(self.seed, self.stage_index, self.current_epoch, self.global_rank)
+        )
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits, rows = self._logits(batch)
+        y = rows["y"]
+        kept = y >= 0
+        if not kept.any():
+            return logits.sum() * 0.0
+        loss = functional.cross_entropy(logits[kept].float(), y[kept])
+        n = int(kept.sum())
+        self.train_photos += n
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = []
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits, rows = self._logits(batch)
+        top = logits.float().argmax(1)
+        distance = _haversine_km(
+            self.label_lat[top], self.label_lon[top], rows["lat"].double(), rows["lon"].double()
+        )
+        y = rows["y"]
+        loss = torch.zeros(len(y), dtype=torch.float64, device=logits.device)
+        kept = y >= 0
+        if kept.any():
+            loss[kept] = functional.cross_entropy(
+                logits[kept].float(), y[kept], reduction="none"
+            ).double()
+        self._val.append((distance, (top == y).double(), loss, kept.double()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        distance, correct, loss, kept = (torch.cat(p) for p in zip(*self._val, strict=True))
+        self._val = []
+        if self.trainer.world_size > 1:
+            distance, correct, loss, kept = (
+                self.all_gather(t).flatten() for t in (distance, correct, loss, kept)
+            )
+        n_kept = kept.sum().clamp_min(1)
+        metrics = {
+            "val/acc": (correct * kept).sum() / n_kept * 100,
+            "val/loss": loss.sum() / n_kept,
+            "val/median_km": distance.quantile(0.5),
+        }
+        for threshold in THRESHOLDS_KM:
+            metrics[f"val/acc_{threshold:g}km"] = (distance <= threshold).double().mean() * 100
+        for name, value in metrics.items():
+            self.log(name, value.float(), sync_dist=False, rank_zero_only=False)
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.lr)
+
+
+class HeadDataModule(lightning.LightningDataModule):
+    """Feeds a head from in-memory datasets, reshuffled per epoch from a seeded generator.
+
+    Parameters
+    ----------
+    make_train
+        ``make_train(rng)`` -> the epoch's training dataset (M3 draws one
+        random album per user with ``rng``; M2 returns its fixed rows).
+    val_set
+        The early-stopping dataset.
+    collate
+        Batch builder (dict of tensors).
+    """
+
+    def __init__(
+        self,
+        make_train: Callable[[np.random.Generator], Any],
+        val_set: Any,
+        collate: Callable[[list[Any]], dict[str, torch.Tensor]],
+        *,
+        batch_size: int,
+        seed: int,
+        stage_index: int,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.make_train, self.val_set, self.collate = make_train, val_set, collate
+        self.batch_size, self.seed, self.stage_index = batch_size, seed, stage_index
+        self.num_workers = num_workers
+
+    def _rank(self) -> tuple[int, int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1, 0
+        return trainer.global_rank, trainer.world_size, trainer.current_epoch
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        rank, replicas, epoch = self._rank()
+        rng = np.random.default_rng(mix_seed(self.seed, self.stage_index, epoch))
+        dataset = self.make_train(rng)
+        order = rng.permutation(len(dataset))
+        # Every rank runs the same number of steps (wrap-around padding).
+        per_rank = -(-len(order) // replicas)
+        order = np.resize(order, per_rank * replicas)[rank::replicas]
+        # Batch norm needs two or more rows: a last batch of one row is dropped.
+        drop_last = len(order) % self.batch_size == 1
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=order.tolist(),
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            drop_last=drop_last,
+        )
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        rank, replicas, _ = self._rank()
+        positions = np.array_split(np.arange(len(self.val_set)), replicas)[rank]
+        return torch.utils.data.DataLoader(
+            self.val_set,
+            batch_size=self.batch_size * 4,
+            sampler=positions.tolist(),
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
+
+
+def _best_state(path: str) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+
+
+def fit_head_stages(
+    net: torch.nn.Module,
+    config: Any,
+    out: Path,
+    *,
+    make_train: Callable[[np.random.Generator], Any],
+    val_set: Any,
+    collate: Callable[[list[Any]], dict[str, torch.Tensor]],
+    label_lat: np.ndarray,
+    label_lon: np.ndarray,
+    resume: bool,
+    callbacks: Sequence[Any] = (),
+    report: Callable[[str], None] = log.info,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Run the configured Adam stages with early stopping on ``val/acc``.
+
+    Each stage starts from the previous stage's best weights and ends on its
+    own best (the epoch with the highest validation top-1 accuracy). A
+    finished stage leaves ``done.safetensors`` and ``metrics.json``;
+    ``resume`` reloads finished stages and continues an interrupted one from
+    its ``last.ckpt``.
+
+    Returns
+    -------
+    stage_metrics, is_global_zero
+    """
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from safetensors.torch import load_file, save_file
+
+    from trigeo.runtime.devices import trainer_precision
+    from trigeo.runtime.quiet import lightning_to_file
+
+    results: list[dict[str, Any]] = []
+    is_zero = True
+    for index, stage in enumerate(config.stages):
+        stage_dir = out / "checkpoints" / f"stage-{index}-{stage.name}"
+        if (stage_dir / DONE_FILE).exists():
+            net.load_state_dict(load_file(str(stage_dir / DONE_FILE)))
+            if (stage_dir / METRICS_FILE).exists():
+                results.append(json.loads((stage_dir / METRICS_FILE).read_text("utf-8")))
+            report(f"stage {index} {stage.name}: already finished, weights reloaded")
+            continue
+        module = HeadModule(
+            net,
+            stage.lr,
+            label_lat=label_lat,
+            label_lon=label_lon,
+            seed=config.seed,
+            stage_index=index,
+        )
+        datamodule = HeadDataModule(
+            make_train,
+            val_set,
+            collate,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            stage_index=index,
+            num_workers=config.num_workers,
+        )
+        best = ModelCheckpoint(
+            dirpath=stage_dir,
+            filename="best",
+            monitor="val/acc",
+            mode="max",
+            save_top_k=1,
+            save_last=True,
+        )
+        stop = EarlyStopping(monitor="val/acc", mode="max", patience=config.patience)
+        last = stage_dir / "last.ckpt"
+        ckpt_path = str(last) if resume and last.exists() else None
+        report(
+            f"stage {index} {stage.name}: Adam lr {stage.lr}, at most {stage.max_epochs} epochs, "
+            f"early stopping (patience {config.patience})"
+            + (f", resuming from {last}" if ckpt_path else "")
+        )
+        version = f"stage-{index}-{stage.name}"
+        with lightning_to_file(out / "logs" / LOG_FILE):
+            trainer = lightning.Trainer(
+                max_epochs=stage.max_epochs,
+                accelerator=config.accelerator,
+                devices=config.devices,
+                precision=trainer_precision(config.precision, config.accelerator),
+                callbacks=[best, stop, *callbacks],
+                logger=[
+                    CSVLogger(out / "logs", name="csv", version=version),
+                    TensorBoardLogger(out / "logs", name="tensorboard", version=version),
+                ],
+                enable_progress_bar=bool(config.progress),
+                enable_model_summary=False,
+                reload_dataloaders_every_n_epochs=1,
+                use_distributed_sampler=False,
+                num_sanity_val_steps=0,
+                log_every_n_steps=10,
+            )
+            net.train()
+            start = time.perf_counter()
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            seconds = time.perf_counter() - start
+        if best.best_model_path:
+            net.load_state_dict(_best_state(best.best_model_path))
+        epochs = trainer.current_epoch
+        metrics: dict[str, Any] = {
+            "stage": stage.name,
+            "lr": stage.lr,
+            "epochs": epochs,
+            "best_val_acc": float(best.best_model_score)
+            if best.best_model_score is not None
+            else None,
+            "stopped_early": bool(stop.stopped_epoch),
+            "seconds": round(seconds, 2),
+            "train_photos": module.train_photos,
+            "photos_per_second": round(module.train_photos / seconds, 1) if seconds else None,
+        }
+        if trainer.is_global_zero:
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+                str(stage_dir / DONE_FILE),
+            )
+            write_json_atomic(stage_dir / METRICS_FILE, metrics)
+        is_zero = bool(trainer.is_global_zero)
+        best_acc = metrics["best_val_acc"]
+        report(
+            f"stage {index} {stage.name}: {epochs} epochs in {seconds:.0f}s "
+            f"({metrics['photos_per_second']} photos/s), best val top-1 "
+            + (f"{best_acc:.1f}%" if best_acc is not None else "n/a")
+        )
+        results.append(metrics)
+    return results, is_zero
