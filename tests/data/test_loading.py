@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from train._world import build_shard_world, build_world
 from trigeo.data.loading import (
+    ImageReader,
     PhotoDataset,
     build_transform,
     collate_skip,
+    eval_draft_size,
     five_crop_transform,
     index_shard,
     split_image_ref,
@@ -123,3 +128,82 @@ def test_dataset_reopens_from_disk(worlds):
     _, shards = worlds
     reopened = Dataset.open(shards.root)
     assert reopened.meta["images"] == "shards" and len(reopened.meta["shards"]) == 3
+
+
+# --- JPEG draft decoding for prediction --------------------------------------------
+
+CONFIG_224 = {**CONFIG, "input_size": [3, 224, 224], "crop_pct": 0.875}
+
+
+def _photo(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Photo-like pixels: colour gradients, a smooth texture and sensor grain."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0.0, 1.0, height)[:, None, None]
+    x = np.linspace(0.0, 1.0, width)[None, :, None]
+    image = np.array([200, 90, 40]) * (1 - y) + np.array([30, 120, 220]) * y + 40 * x
+    image = image + 25 * np.sin(2 * np.pi * (12 * x + 7 * y))
+    image = image + rng.uniform(-12, 12, (height, width, 1))
+    return image.clip(0, 255).astype(np.uint8)
+
+
+def _save(path, pixels: np.ndarray, format: str) -> None:
+    Image.fromarray(pixels).save(path, format=format, quality=90)
+
+
+def test_eval_draft_size_covers_the_eval_resize():
+    assert eval_draft_size(CONFIG_224) == (256, 256)
+    assert eval_draft_size({**CONFIG_224, "crop_pct": None}) == (256, 256)  # timm's default
+    # (width, height) from input_size (C, H, W), rounded up.
+    assert eval_draft_size({**CONFIG_224, "input_size": [3, 224, 160], "crop_pct": 0.95}) == (
+        169,
+        236,
+    )
+    for size, crop_pct in ((64, 0.95), (224, 0.9), (299, 0.875)):
+        width, _ = eval_draft_size({**CONFIG, "input_size": [3, size, size], "crop_pct": crop_pct})
+        # timm's eval resize floors, FiveCropTransform rounds: neither may exceed the draft.
+        assert width >= math.floor(size / crop_pct) and width >= round(size / crop_pct)
+
+
+def test_large_jpeg_decodes_at_reduced_scale_but_not_below_the_resize(tmp_path):
+    _save(tmp_path / "big.jpg", _photo(1280, 960), "JPEG")
+    reader = ImageReader(tmp_path)
+    need = eval_draft_size(CONFIG_224)
+    assert reader.open("big.jpg").size == (1280, 960)
+    drafted = reader.open("big.jpg", need)
+    assert drafted.mode == "RGB"
+    assert min(drafted.size) >= need[1] and drafted.size[0] < 1280
+    assert drafted.size == (640, 480)  # 960 // 256 = 3: half scale, not a quarter
+    # The largest power-of-two reduction that keeps both sides at or above the request.
+    assert reader.open("big.jpg", (236, 236)).size == (320, 240)
+    assert reader.open("big.jpg", (100, 100)).size == (160, 120)  # libjpeg stops at 1/8
+
+
+def test_png_and_small_jpegs_are_decoded_at_full_size(tmp_path):
+    _save(tmp_path / "big.png", _photo(1280, 960), "PNG")
+    _save(tmp_path / "small.jpg", _photo(400, 300), "JPEG")  # under twice 256: no reduction
+    reader = ImageReader(tmp_path)
+    need = eval_draft_size(CONFIG_224)
+    for name, size in (("big.png", (1280, 960)), ("small.jpg", (400, 300))):
+        drafted = reader.open(name, need)
+        assert drafted.size == size
+        np.testing.assert_array_equal(np.asarray(drafted), np.asarray(reader.open(name)))
+
+
+@pytest.mark.parametrize("crop_pct, decoded", [(0.875, 640), (0.95, 320)])
+def test_draft_changes_the_model_input_only_slightly(tmp_path, crop_pct, decoded):
+    _save(tmp_path / "big.jpg", _photo(1280, 960), "JPEG")
+    config = {**CONFIG_224, "crop_pct": crop_pct}
+    need = eval_draft_size(config)
+    assert ImageReader(tmp_path).open("big.jpg", need).size[0] == decoded
+    for transform in (build_transform(config, train=False), five_crop_transform(config)):
+        full = PhotoDataset(tmp_path, ["big.jpg"], None, transform)[0]["image"]
+        draft = PhotoDataset(tmp_path, ["big.jpg"], None, transform, draft_size=need)[0]["image"]
+        assert draft.shape == full.shape
+        # Back to [0, 1] pixel units (std 0.5). Measured: max 0.012-0.024 (3-6 of 255 levels),
+        # mean 0.0015-0.0026: only the resampling filter differs (libjpeg's DCT scaling, then
+        # a shorter resize), no resolution the 224 px input could show is lost.
+        diff = (draft - full).abs() * 0.5
+        print(f"crop_pct {crop_pct}: max {diff.max():.4f}, mean {diff.mean():.4f}")
+        assert diff.max() > 0, "draft_size did not reach the decoder"
+        assert diff.max() < 0.06, f"max abs difference {diff.max():.4f}"
+        assert diff.mean() < 0.008, f"mean abs difference {diff.mean():.4f}"

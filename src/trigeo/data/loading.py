@@ -12,6 +12,15 @@ and ``json`` members). Shards are read by random access: each tar is indexed
 once (member offsets), so the study's class-balanced sampler and DDP sharding
 work the same on folders and shards.
 
+JPEG draft mode
+---------------
+For prediction, a JPEG much larger than the eval transform's resize target is
+decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (PIL's ``Image.draft``),
+never below that target (:func:`eval_draft_size`); decoding is most of the cost
+of predicting from full-size photos with a small network. Training's
+random-resized crop keeps full resolution: a small crop of a draft image would
+be upsampled.
+
 Corrupt images
 --------------
 A photo that cannot be read or decoded does not stop a run: the dataset
@@ -22,6 +31,7 @@ passes its index on in ``batch["skipped"]`` so the caller can report it.
 from __future__ import annotations
 
 import io
+import math
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -30,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 # Re-exported: the image-reference format and the shard index are shared with the
 # torch-free importers (trigeo.data.images).
@@ -45,6 +55,7 @@ __all__ = [
     "PhotoDataset",
     "build_transform",
     "collate_skip",
+    "eval_draft_size",
     "five_crop_transform",
     "index_shard",
     "split_image_ref",
@@ -104,10 +115,46 @@ class ImageReader:
         handle.seek(offset)
         return handle.read(size)
 
-    def open(self, image: str) -> Image.Image:
-        """Decode one image to RGB."""
+    def open(self, image: str, draft_size: tuple[int, int] | None = None) -> Image.Image:
+        """Decode one image to RGB.
+
+        Parameters
+        ----------
+        image
+            An ``image`` column value.
+        draft_size
+            ``(width, height)`` the decoded image must at least have. A JPEG at
+            least twice as large in both dimensions is decoded at a reduced
+            scale (1/2, 1/4 or 1/8, the largest that keeps both dimensions at or
+            above ``draft_size``); other images are decoded at full size.
+        """
         with Image.open(io.BytesIO(self.read(image))) as img:
+            # JpegImageFile covers MPO (many phone photos) too; other formats have no draft.
+            if draft_size is not None and isinstance(img, JpegImagePlugin.JpegImageFile):
+                img.draft("RGB", (int(draft_size[0]), int(draft_size[1])))
             return img.convert("RGB")
+
+
+def eval_draft_size(data_config: dict[str, Any]) -> tuple[int, int]:
+    """Smallest ``(width, height)`` a decoded image may have for the eval transform.
+
+    timm's eval transform resizes to ``input_size / crop_pct`` (the short side
+    in ``center`` mode, each side in ``squash``, the fitting box in
+    ``border``) and then crops; :class:`FiveCropTransform` does the same with
+    rounding. A decoded image at least this large in both dimensions is only
+    ever downscaled, so JPEG draft decoding to this size changes the model
+    input only by the resampling filter, not by lost resolution. Rounded up,
+    so it is never below what either transform needs.
+
+    Parameters
+    ----------
+    data_config
+        A backbone's timm data config (``input_size`` as ``(C, H, W)``,
+        optional ``crop_pct``, default 0.875 as in timm).
+    """
+    _, height, width = (int(v) for v in data_config["input_size"])
+    crop_pct = float(data_config.get("crop_pct") or 0.875)
+    return math.ceil(width / crop_pct), math.ceil(height / crop_pct)
 
 
 class PhotoDataset(torch.utils.data.Dataset):
@@ -129,7 +176,14 @@ class PhotoDataset(torch.utils.data.Dataset):
         Cell id per photo (or ``None`` for unlabeled prediction).
     transform
         Callable PIL image -> tensor.
+    draft_size
+        Passed to :meth:`ImageReader.open`: large JPEGs are decoded at reduced
+        scale, no smaller than this ``(width, height)``. For eval transforms
+        only (see :func:`eval_draft_size`); leave ``None`` for training.
     """
+
+    # Reachable from the class so callers that import only PhotoDataset can size drafts.
+    eval_draft_size = staticmethod(eval_draft_size)
 
     def __init__(
         self,
@@ -137,12 +191,15 @@ class PhotoDataset(torch.utils.data.Dataset):
         images: Sequence[str],
         labels: Sequence[int] | np.ndarray | None,
         transform: Callable[[Image.Image], torch.Tensor],
+        *,
+        draft_size: tuple[int, int] | None = None,
     ) -> None:
         self.images = [str(image) for image in images]
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         if self.labels is not None and len(self.labels) != len(self.images):
             raise ValueError("labels and images differ in length")
         self.transform = transform
+        self.draft_size = None if draft_size is None else (int(draft_size[0]), int(draft_size[1]))
         self.reader = ImageReader(root, self.images)
 
     def __len__(self) -> int:
@@ -156,7 +213,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         else:
             index = int(key)
         try:
-            image = self.reader.open(self.images[index])
+            image = self.reader.open(self.images[index], self.draft_size)
             tensor = self.transform(image)
         except Exception as exc:  # any decode/read failure skips this photo, reported upstream
             return {"index": index, "error": f"{self.images[index]}: {type(exc).__name__}: {exc}"}
