@@ -1,4 +1,7 @@
-"""``trigeo mesh ...``: build, inspect, evaluate, apply, export and plot meshes."""
+"""``trigeo mesh ...``: build, inspect, evaluate, apply, export, plot and compare meshes.
+
+Every command takes either kind of mesh file (Delaunay or S2 quad-tree).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from trigeo.errors import InputError
 
 app = typer.Typer(
     name="mesh",
-    help="Adaptive spherical Delaunay meshes: build, info, oracle, locate, export, plot.",
+    help="Adaptive meshes (spherical Delaunay or S2 quad-tree): build, info, oracle, locate, "
+    "export, plot, compare.",
     no_args_is_help=True,
 )
 
@@ -108,15 +112,33 @@ def build(
         float | None,
         typer.Option("--minimum-examples", help="Drop triangles with fewer photos than this."),
     ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="delaunay (the study's triangles) or quadtree (adaptive S2 cells, as the "
+            "S2-based systems).",
+        ),
+    ] = "delaunay",
     init_grid: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--init-grid",
             min=3,
-            help="Rows and columns of the initial grid (the study: 31). Coarser grids keep "
-            "more photos on small datasets (docs/mesh.md, 'Small datasets').",
+            help="Delaunay: rows and columns of the initial grid (default 31, the study's). "
+            "Coarser grids keep more photos on small datasets (docs/mesh.md, 'Small datasets').",
         ),
-    ] = 31,
+    ] = None,
+    init_level: Annotated[
+        int | None,
+        typer.Option(
+            "--init-level",
+            min=0,
+            max=12,
+            help="Quad-tree: the S2 level every cell starts at (default 4: 1536 cells, "
+            "about the study's initial grid).",
+        ),
+    ] = None,
     lat_col: LatColOpt = None,
     lon_col: LonColOpt = None,
     wrap_longitude: WrapOpt = False,
@@ -124,12 +146,13 @@ def build(
 ) -> None:
     """Build a mesh from photo coordinates (a preset, or explicit limits).
 
+    --kind quadtree builds S2 cells instead of triangles, with the same limits:
+    split cells over --refinement-limit, drop cells under --minimum-examples.
     On a trigeo dataset the mesh is built from its train split unless --split
     says otherwise; the mesh file records the points' file, dataset hash and splits.
     """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from trigeo.mesh.delaunay import DelaunayMesh
     from trigeo.points import read_points_with_source
 
     if preset is None and (refinement_limit is None or minimum_examples is None):
@@ -138,34 +161,28 @@ def build(
         raise InputError("--preset cannot be combined with --refinement-limit/--minimum-examples")
     if scaled and preset is None:
         raise InputError("--scaled only applies to --preset")
+    mesh = make_mesh(kind, preset, refinement_limit, minimum_examples, init_grid, init_level)
     lat, lon, source = read_points_with_source(
         points, lat_col, lon_col, wrap_longitude=wrap_longitude, split=_resolve_split(points, split)
     )
-    if preset is not None:
-        mesh = DelaunayMesh.from_preset(
-            preset, scale_to=lat.size if scaled else None, init_grid=init_grid
-        )
-    else:
-        mesh = DelaunayMesh(
-            refinement_limit=refinement_limit,
-            minimum_examples=minimum_examples,
-            init_grid=init_grid,
-        )
+    if preset is not None and scaled:
+        mesh = make_mesh(kind, preset, None, None, init_grid, init_level, scale_to=lat.size)
+    region = "triangles" if mesh.kind == "delaunay" else "leaves"
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]refining[/bold] round {task.fields[round]}"),
         BarColumn(),
-        TextColumn("{task.fields[triangles]} triangles, {task.fields[over]} over the limit"),
+        TextColumn("{task.fields[regions]} " + region + ", {task.fields[over]} over the limit"),
         TimeElapsedColumn(),
         transient=True,
     ) as bar:
-        task = bar.add_task("refine", total=None, round=0, triangles=0, over=0)
+        task = bar.add_task("refine", total=None, round=0, regions=0, over=0)
 
         def report(state: dict) -> None:
             bar.update(
                 task,
                 round=state["round"],
-                triangles=state["triangles"],
+                regions=state.get("triangles", state.get("leaves")),
                 over=state["over_limit"],
             )
 
@@ -173,24 +190,69 @@ def build(
     mesh.save(out)
     info = mesh.summary()
     typer.echo(
-        f"{out}: {info['cells']} cells kept of {info['triangles']} triangles, "
-        f"{100 * info['dropped_share']:.2f}% of {info['points']} points in dropped triangles"
+        f"{out}: {info['cells']} cells kept of {info[region]} {region}, "
+        f"{100 * info['dropped_share']:.2f}% of {info['points']} points in dropped {region}"
     )
     _print_warnings(info["warnings"])
 
 
+#: ``--kind`` values.
+MESH_KINDS = ("delaunay", "quadtree")
+
+
+def make_mesh(
+    kind: str,
+    preset: str | None,
+    refinement_limit: float | None,
+    minimum_examples: float | None,
+    init_grid: int | None = None,
+    init_level: int | None = None,
+    scale_to: int | None = None,
+):  # type: ignore[no-untyped-def]
+    """An unfitted mesh of ``kind`` from CLI options (a preset or both limits)."""
+    from trigeo.mesh.delaunay import DelaunayMesh
+    from trigeo.mesh.quadtree import QuadtreeMesh
+
+    kind = kind.lower()
+    if kind not in MESH_KINDS:
+        raise InputError(f"--kind must be one of {', '.join(MESH_KINDS)}, got {kind!r}")
+    extra: dict = {}
+    if kind == "delaunay":
+        if init_level is not None:
+            raise InputError("--init-level applies to --kind quadtree; use --init-grid")
+        cls: type = DelaunayMesh
+        if init_grid is not None:
+            extra["init_grid"] = init_grid
+    else:
+        if init_grid is not None:
+            raise InputError("--init-grid applies to --kind delaunay; use --init-level")
+        cls = QuadtreeMesh
+        if init_level is not None:
+            extra["init_level"] = init_level
+    if preset is not None:
+        return cls.from_preset(preset, scale_to=scale_to, **extra)
+    return cls(refinement_limit=refinement_limit, minimum_examples=minimum_examples, **extra)
+
+
 @app.command()
 def info(mesh_path: MeshArg, as_json: JsonOpt = False) -> None:
-    """Kept cells, triangles, points dropped, cell areas, photos per cell and points source."""
-    from trigeo.mesh.delaunay import DelaunayMesh
+    """Kind, kept cells, triangles or leaves, points dropped, cell areas, photos per cell
+    and points source."""
+    from trigeo.mesh.artifact import load_mesh
 
-    summary = DelaunayMesh.load(mesh_path).summary()
+    summary = load_mesh(mesh_path).summary()
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     area = summary["cell_area_km2"]
+    typer.echo(f"kind                  {summary['kind']}")
     typer.echo(f"cells kept            {summary['cells']}")
-    typer.echo(f"triangles             {summary['triangles']}")
+    if summary["kind"] == "quadtree":
+        levels = summary["levels"]
+        span = f" (cells at S2 levels {levels['min']}-{levels['max']})" if levels["min"] else ""
+        typer.echo(f"leaves                {summary['leaves']}{span}")
+    else:
+        typer.echo(f"triangles             {summary['triangles']}")
     typer.echo(f"points                {summary['points']}")
     typer.echo(f"dropped share         {100 * summary['dropped_share']:.2f}%")
     if area["min"] is not None:  # a mesh with no cells has no areas to show
@@ -239,11 +301,11 @@ def oracle(
     from rich.console import Console
     from rich.table import Table
 
-    from trigeo.mesh.delaunay import DelaunayMesh
+    from trigeo.mesh.artifact import load_mesh
     from trigeo.mesh.oracle import oracle_report
     from trigeo.points import read_points
 
-    mesh = DelaunayMesh.load(mesh_path)
+    mesh = load_mesh(mesh_path)
     lat, lon = read_points(
         points, lat_col, lon_col, wrap_longitude=wrap_longitude, split=_resolve_split(points, split)
     )
@@ -275,7 +337,7 @@ def locate(
         int, typer.Option("--threads", min=1, help="Threads for point location.")
     ] = 1,
 ) -> None:
-    """Add a `cell` column (kept cell id, -1 in a dropped triangle) to a points table.
+    """Add a `cell` column (kept cell id, -1 in a dropped triangle or leaf) to a points table.
 
     Every row is located (no split filter); a dataset directory gives its table.parquet.
     """
@@ -283,14 +345,14 @@ def locate(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from trigeo.mesh.delaunay import DelaunayMesh
+    from trigeo.mesh.artifact import load_mesh
     from trigeo.points import dataset_table_path, points_from_table, read_table
     from trigeo.provenance import atomic_path
 
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise InputError("output must end in .csv or .parquet", source=out)
-    mesh = DelaunayMesh.load(mesh_path)
+    mesh = load_mesh(mesh_path)
     points = dataset_table_path(points) or points
     table = read_table(points)  # read once: the output is this table plus a column
     lat, lon = points_from_table(table, points, lat_col, lon_col, wrap_longitude=wrap_longitude)
@@ -316,13 +378,17 @@ def export(
         float, typer.Option("--step-deg", help="Densify edges to at most this many degrees.")
     ] = 1.0,
 ) -> None:
-    """Export triangles as GeoJSON (edges densified, split at the antimeridian)."""
-    from trigeo.mesh.delaunay import DelaunayMesh
+    """Export triangles or S2 leaves as GeoJSON (edges densified, split at the antimeridian)."""
+    from trigeo.mesh.artifact import load_mesh
     from trigeo.mesh.geojson import write_geojson
+    from trigeo.mesh.plot import plural
 
-    mesh = DelaunayMesh.load(mesh_path)
+    mesh = load_mesh(mesh_path)
     write_geojson(mesh, geojson, max_step_deg=step_deg)
-    typer.echo(f"{geojson}: {len(mesh.triangles_)} triangles, {mesh.n_cells_} kept cells")
+    regions = mesh.regions()
+    typer.echo(
+        f"{geojson}: {len(regions['counts'])} {plural(regions['name'])}, {mesh.n_cells_} kept cells"
+    )
 
 
 @app.command()
@@ -336,12 +402,12 @@ def plot(
     lon_col: LonColOpt = None,
     wrap_longitude: WrapOpt = False,
 ) -> None:
-    """World map of the mesh: triangles, kept cells shaded, coastlines (offline)."""
-    from trigeo.mesh.delaunay import DelaunayMesh
+    """World map of the mesh: triangles or leaves, kept cells shaded, coastlines (offline)."""
+    from trigeo.mesh.artifact import load_mesh
     from trigeo.mesh.plot import plot_mesh
     from trigeo.points import read_points
 
-    mesh = DelaunayMesh.load(mesh_path)
+    mesh = load_mesh(mesh_path)
     coords = None
     if points is not None:
         coords = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude)

