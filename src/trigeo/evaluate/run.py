@@ -71,11 +71,11 @@ def _load_meshes(paths: Sequence[Path], inputs: dict[str, str]) -> list[tuple[st
     if not paths:
         return []
     # The mesh package pulls in numba: only pay for it when a mesh is given.
-    from trigeo.mesh import DelaunayMesh
+    from trigeo.mesh import load_mesh
 
     meshes = []
     for path in paths:
-        meshes.append((path.stem, DelaunayMesh.load(path)))
+        meshes.append((path.stem, load_mesh(path)))
         inputs[f"mesh:{path}"] = hash_file(path)
     return meshes
 

@@ -380,7 +380,7 @@ class M1Model:
         """
         from safetensors.torch import load_file
 
-        from trigeo.mesh import DelaunayMesh
+        from trigeo.mesh import load_mesh
 
         root = Path(root)
         meta_path = root / MODEL_FILE
@@ -395,7 +395,7 @@ class M1Model:
         mesh_path = root / meta["mesh_file"]
         if not mesh_path.exists():
             raise ArtifactError(f"{root}: mesh copy {meta['mesh_file']} is missing")
-        mesh = DelaunayMesh.load(mesh_path)
+        mesh = load_mesh(mesh_path)
         if str(mesh.mesh_hash) != meta["mesh_hash"]:
             raise ArtifactError(
                 f"{mesh_path}: mesh hash {mesh.mesh_hash} differs from the recorded "

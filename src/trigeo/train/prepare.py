@@ -62,11 +62,11 @@ class PreparedRun:
 
 
 def _load_mesh(path: Path) -> Any:
-    from trigeo.mesh import DelaunayMesh
+    from trigeo.mesh import load_mesh
 
     if not path.exists():
         raise InputError("mesh file not found", source=path)
-    return DelaunayMesh.load(path)
+    return load_mesh(path)
 
 
 def check_mesh_source(
