@@ -78,7 +78,11 @@ _SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     ("trigeo.data.cli", "app", "data", "group"),
     ("trigeo.train.cli", "app", "train", "group"),
     ("trigeo.predict.cli", "predict", "predict", "command"),
+    ("trigeo.scenes.cli", "scenes", "scenes", "command"),
     ("trigeo.demo", "demo", "demo", "command"),
+    ("trigeo.retrieve.cli", "index_app", "index", "group"),
+    ("trigeo.retrieve.cli", "retrieve_app", "retrieve", "group"),
+    ("trigeo.serve.cli", "serve", "serve", "command"),
 ]
 
 

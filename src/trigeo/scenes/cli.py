@@ -1,0 +1,64 @@
+"""``trigeo scenes``: fill a dataset's ``outdoor`` column with a Places365 classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _report(message: str) -> None:
+    console.print(f"[cyan]scenes[/cyan] {message}", highlight=False)
+
+
+def scenes(
+    data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
+    weights: Annotated[
+        Path,
+        typer.Option(
+            "--weights",
+            help="Published Places365 checkpoint, e.g. resnet18_places365.pth.tar (local file).",
+        ),
+    ],
+    arch: Annotated[str, typer.Option(help="resnet18 | resnet50 | densenet161.")] = "resnet18",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Dataset directory to write (default: --data).")
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="Split to score ('all' for every photo).")
+    ] = "all",
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    num_workers: Annotated[int, typer.Option(min=0)] = 2,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    max_unreadable: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Stop when more than this share cannot be read."),
+    ] = 0.05,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Score P(outdoor) per photo: the mean outdoor flag of its top-10 Places365 scenes."""
+    from trigeo.scenes.run import score_outdoor
+
+    result = score_outdoor(
+        data,
+        weights,
+        arch=arch,
+        out=out,
+        split=None if split == "all" else split,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        max_unreadable=max_unreadable,
+        progress=progress,
+        report=_report,
+    )
+    for photo, error in list(result.skipped.items())[:5]:
+        _report(f"unreadable, left empty: {photo}: {error}")
+    console.print(
+        f"[green]wrote[/green] {result.dataset.root}: outdoor scored for {result.scored} photos "
+        f"({100 * result.outdoor_share:.1f}% outdoor), {len(result.skipped)} unreadable"
+    )
