@@ -342,7 +342,9 @@ class _Converter:
         elif split_s is not None:
             split = split_s.take(take)
         else:
-            split = pa.array(split_from_keys(id_keys(ids_k), *self.split_args), type=pa.string())
+            # The id keys were computed for the duplicate check: reuse them (hashing is costly).
+            kept_keys = keys[np.searchsorted(ok_rows, keep)]
+            split = pa.array(split_from_keys(kept_keys, *self.split_args), type=pa.string())
         columns: dict[str, pa.Array] = {
             "photo_id": ids_k,
             "image": pa.array(refs, type=pa.string()),
