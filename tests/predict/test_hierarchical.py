@@ -1,0 +1,90 @@
+"""Hierarchical inference: coarse meshes' probabilities multiply the fine mesh's."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from trigeo.errors import InputError
+from trigeo.predict.hierarchical import combine_hierarchical, dense_probabilities
+from trigeo.predictions import Predictions
+
+# Four fine cells at longitudes -20, -10, 10, 20; the coarse mesh splits at lon 0
+# (cell 0 west, cell 1 east); nothing of the coarse mesh lies beyond lon 30.
+FINE_LON = np.array([-20.0, -10.0, 10.0, 20.0])
+
+
+def _fine_mesh(lon=FINE_LON):
+    return SimpleNamespace(
+        n_cells_=len(lon),
+        mesh_hash="fine",
+        centroids=lambda kind="cell": (np.zeros(len(lon)), lon),
+    )
+
+
+def _coarse_mesh():
+    def locate(lat, lon):
+        lon = np.asarray(lon)
+        return np.where(lon > 30, -1, (lon > 0).astype(np.int64))
+
+    return SimpleNamespace(n_cells_=2, mesh_hash="coarse", locate=locate)
+
+
+def _preds(ids, cells, probs, mesh_hash, full=None):
+    return Predictions(
+        photo_id=np.asarray(ids),
+        lat=np.zeros(len(ids)),
+        lon=np.zeros(len(ids)),
+        top_cells=np.asarray(cells, dtype=np.int32),
+        top_probs=np.asarray(probs, dtype=np.float32),
+        model_id=f"m-{mesh_hash}",
+        mesh_hash=mesh_hash,
+        full_probs=None if full is None else np.asarray(full, dtype=np.float32),
+    )
+
+
+def test_full_probabilities_multiply_and_renormalise():
+    fine = _preds(["a"], [[0, 1]], [[0.4, 0.3]], "fine", full=[[0.4, 0.3, 0.2, 0.1]])
+    coarse = _preds(["a"], [[1]], [[0.8]], "coarse", full=[[0.2, 0.8]])
+    result = combine_hierarchical(fine, _fine_mesh(), [coarse], [_coarse_mesh()], top_k=4)
+    # [0.4*0.2, 0.3*0.2, 0.2*0.8, 0.1*0.8] = [0.08, 0.06, 0.16, 0.08], total 0.38.
+    assert result.top_cells.tolist() == [[2, 0, 3, 1]]
+    np.testing.assert_allclose(result.top_probs[0], [0.16 / 0.38, 0.08 / 0.38, 0.08 / 0.38,
+                                                     0.06 / 0.38], rtol=1e-6)  # fmt: skip
+    assert result.lon[0] == 10.0  # the label point of fine cell 2
+
+
+def test_top_k_files_spread_the_unlisted_mass_evenly():
+    fine = _preds(["a"], [[0, 1]], [[0.4, 0.3]], "fine")
+    np.testing.assert_allclose(
+        dense_probabilities(fine, np.array([0]), 4), [[0.4, 0.3, 0.15, 0.15]]
+    )
+    coarse = _preds(["a"], [[1]], [[0.8]], "coarse")  # cell 0 gets the remaining 0.2
+    result = combine_hierarchical(fine, _fine_mesh(), [coarse], [_coarse_mesh()], top_k=2)
+    # [0.08, 0.06, 0.12, 0.12] / 0.38: cells 2 and 3 tie; the lower id ranks first.
+    assert result.top_cells.tolist() == [[2, 3]]
+    np.testing.assert_allclose(result.top_probs[0], [0.12 / 0.38, 0.12 / 0.38], rtol=1e-6)
+
+
+def test_photos_are_aligned_by_id_and_cells_outside_the_coarse_mesh_get_its_floor():
+    lon = np.array([-20.0, 40.0])  # fine cell 1 lies outside every coarse cell
+    fine = _preds(["b", "a", "c"], [[0], [1], [0]], [[0.5], [0.5], [0.9]], "fine",
+                  full=[[0.5, 0.5], [0.5, 0.5], [0.9, 0.1]])  # fmt: skip
+    coarse = _preds(["a", "b"], [[0], [1]], [[0.9], [0.6]], "coarse",
+                    full=[[0.9, 0.1], [0.4, 0.6]])  # fmt: skip
+    result = combine_hierarchical(fine, _fine_mesh(lon), [coarse], [_coarse_mesh()], top_k=2)
+    assert result.photo_id.tolist() == ["a", "b"]  # "c" has no coarse prediction
+    # a: [0.5*0.9, 0.5*min(0.9, 0.1)] -> [0.9, 0.1]; b: [0.5*0.4, 0.5*0.4] -> a tie.
+    np.testing.assert_allclose(result.top_probs[0], [0.9, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(result.top_probs[1], [0.5, 0.5], rtol=1e-6)
+
+
+def test_predictions_from_another_mesh_are_refused():
+    fine = _preds(["a"], [[0]], [[0.5]], "fine")
+    other = _preds(["a"], [[0]], [[0.5]], "elsewhere")
+    with pytest.raises(InputError, match="predicted on mesh elsewhere"):
+        combine_hierarchical(fine, _fine_mesh(), [other], [_coarse_mesh()])
+    with pytest.raises(InputError, match="one mesh per coarse"):
+        combine_hierarchical(fine, _fine_mesh(), [], [])
