@@ -413,3 +413,142 @@ def plot(
         coords = read_points(points, lat_col, lon_col, wrap_longitude=wrap_longitude)
     plot_mesh(mesh, out, points=coords)
     typer.echo(f"{out}: written")
+
+
+@app.command()
+def compare(
+    points: PointsOpt,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the report.")],
+    mesh: Annotated[
+        list[Path] | None,
+        typer.Option("--mesh", help="Mesh file of either kind; repeat to compare several."),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            help="lon0,lat0,lon1,lat1 of the side-by-side map (default: -11,35,25,60, Europe).",
+        ),
+    ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Also build both kinds at several limits, and quad-trees matched to each "
+            "Delaunay mesh's cell count, and draw the curves.",
+        ),
+    ] = False,
+    sweep_limits: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep-limits",
+            help="Comma-separated refinement limits for --sweep (default: N/50 halving "
+            "seven times).",
+        ),
+    ] = None,
+    sweep_ratio: Annotated[
+        float,
+        typer.Option(
+            "--sweep-ratio",
+            min=1.0,
+            help="Refinement limit / minimum examples in the sweep (the fine preset's: 10).",
+        ),
+    ] = 10.0,
+    init_grid: Annotated[
+        int, typer.Option("--init-grid", min=3, help="Delaunay initial grid in the sweep.")
+    ] = 31,
+    init_level: Annotated[
+        int,
+        typer.Option("--init-level", min=0, max=12, help="Quad-tree initial level in the sweep."),
+    ] = 4,
+    lat_col: LatColOpt = None,
+    lon_col: LonColOpt = None,
+    wrap_longitude: WrapOpt = False,
+    split: SplitOpt = None,
+) -> None:
+    """Compare meshes on one set of photos: cells, cell areas, photos per cell and best
+    possible accuracy for both labels (table, JSON, Markdown, plots, a regional map).
+
+    On a trigeo dataset the photos are its train split unless --split says otherwise.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from trigeo.mesh import compare as cmp
+    from trigeo.mesh.artifact import load_mesh
+    from trigeo.points import read_points_with_source
+    from trigeo.provenance import hash_file
+
+    meshes_in = list(mesh or [])
+    if not meshes_in and not sweep:
+        raise InputError("give at least one --mesh FILE, or --sweep")
+    box = cmp.parse_region(region) if region is not None else cmp.DEFAULT_REGION
+    limits = None
+    if sweep_limits is not None:
+        try:
+            limits = [float(v) for v in sweep_limits.split(",") if v.strip()]
+        except ValueError as exc:
+            raise InputError(f"--sweep-limits must be numbers, got {sweep_limits!r}") from exc
+        if not limits or min(limits) <= 0:
+            raise InputError("--sweep-limits must be positive numbers")
+    loaded = []
+    names: dict[str, int] = {}
+    for path in meshes_in:
+        name = path.stem
+        names[name] = names.get(name, 0) + 1
+        if names[name] > 1:
+            name = f"{name}-{names[name]}"
+        loaded.append((name, load_mesh(path)))
+    lat, lon, source = read_points_with_source(
+        points, lat_col, lon_col, wrap_longitude=wrap_longitude, split=_resolve_split(points, split)
+    )
+    limits = limits or cmp.default_limits(lat.size)
+    n_sweep = 2 * len(limits) * 3 if sweep else 0  # builds, matching and scoring (estimate)
+    with Progress(
+        TextColumn("[bold]{task.description}[/bold]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[step]}"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("comparing", total=len(loaded) + n_sweep + 1, step="")
+
+        def report(step: str) -> None:
+            bar.update(task, advance=1, step=step)
+
+        rows = []
+        for name, item in loaded:
+            report(f"scoring {name}")
+            rows.append(cmp.mesh_stats(name, item, lat, lon))
+        swept = None
+        if sweep:
+            swept = cmp.sweep(
+                lat,
+                lon,
+                limits,
+                ratio=sweep_ratio,
+                init_grid=init_grid,
+                init_level=init_level,
+                progress=report,
+            )
+        inputs = {
+            "points_source": source,
+            "meshes": {str(p): hash_file(p) for p in meshes_in},
+            "sweep_limits": limits if sweep else None,
+            "sweep_ratio": sweep_ratio if sweep else None,
+        }
+        paths = cmp.write_report(
+            out, rows, loaded, lat, lon, box, swept, progress=report, inputs=inputs
+        )
+    document = json.loads(paths["json"].read_text("utf-8"))
+    if rows:
+        typer.echo(cmp.format_table(rows, "cell"))
+        typer.echo("")
+        typer.echo(cmp.format_table(rows, "imagery"))
+        typer.echo("")
+        typer.echo(cmp.format_table(rows, "imagery", over="all"))
+    if document["sweep"] and document["sweep"]["matched"]:
+        typer.echo("")
+        typer.echo(cmp.format_matched(document["sweep"]["matched"], ["1", "25", "200"]))
+    typer.echo("")
+    typer.echo(f"{out}: " + ", ".join(sorted(p.name for p in paths.values())))
