@@ -178,6 +178,16 @@ def test_large_jpeg_decodes_at_reduced_scale_but_not_below_the_resize(tmp_path):
     assert reader.open("big.jpg", (100, 100)).size == (160, 120)  # libjpeg stops at 1/8
 
 
+@pytest.mark.parametrize("format, mode", [("MPO", "RGB"), ("JPEG", "L"), ("JPEG", "CMYK")])
+def test_draft_covers_phone_grayscale_and_cmyk_jpegs(tmp_path, format, mode):
+    image = Image.fromarray(_photo(1280, 960)).convert(mode)
+    # MPO (two JPEG frames) is what many phones write; PIL opens it as a JPEG subclass.
+    extra = {"save_all": True, "append_images": [image]} if format == "MPO" else {}
+    image.save(tmp_path / "x.jpg", format=format, quality=90, **extra)
+    drafted = ImageReader(tmp_path).open("x.jpg", eval_draft_size(CONFIG_224))
+    assert drafted.mode == "RGB" and drafted.size == (640, 480)
+
+
 def test_png_and_small_jpegs_are_decoded_at_full_size(tmp_path):
     _save(tmp_path / "big.png", _photo(1280, 960), "PNG")
     _save(tmp_path / "small.jpg", _photo(400, 300), "JPEG")  # under twice 256: no reduction
