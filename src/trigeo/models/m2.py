@@ -86,7 +86,7 @@ def time_features(posted_at: Any) -> np.ndarray:
         )
     hour = times.dt.hour.to_numpy(dtype=np.float64)
     # pandas: Monday = 0 ... Sunday = 6  ->  Sunday = 1, Monday = 2, ..., Saturday = 7.
-    weekday = (times.dt.dayofweek.to_numpy(dtype=np.int64) + 1) % 7 + 1
+    weekday = (times.dt.day_of_week.to_numpy(dtype=np.int64) + 1) % 7 + 1
     month = times.dt.month.to_numpy(dtype=np.float64)
     return np.stack(
         [(hour - 11.5) / 24.0, (weekday - 3.5) / 7.0, (month - 6.5) / 12.0], axis=1
@@ -165,7 +165,7 @@ def has_posting_time(rows: pd.DataFrame) -> np.ndarray:
     (``time_source == "file-mtime"``: the file's modification time, not when
     the photo was posted). Such photos are left out of M2/M3 and counted.
     """
-    ok = rows["posted_at"].notna().to_numpy()
+    ok = rows["posted_at"].notna().to_numpy().copy()
     if "time_source" in rows.columns:
         ok &= ~rows["time_source"].astype(str).isin(NOT_POSTING_TIMES).to_numpy()
     return ok

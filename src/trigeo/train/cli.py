@@ -219,3 +219,49 @@ def m2(
     )
     if launch_rank() == 0:
         _head_done(model, out)
+
+
+@app.command("m3")
+def m3(
+    data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
+    m2: Annotated[Path, typer.Option("--m2", help="M2 model directory (M3 starts from it).")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    config: Annotated[str, typer.Option(help=_CONFIG_HELP)] = "study",
+    m1: Annotated[
+        Path | None,
+        typer.Option("--m1", help="M1 model directory (default: the one the M2 records)."),
+    ] = None,
+    m1_pred: Annotated[Path | None, typer.Option("--m1-pred", help=_M1_PRED_HELP)] = None,
+    allow_overlap: Annotated[bool, typer.Option("--allow-overlap", help=_OVERLAP_HELP)] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Display name (default: M3 <mesh stem>).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed for the split, weights, albums.")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
+    devices: Annotated[str | None, typer.Option(help="auto, a count, or ids like 0,1.")] = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+) -> None:
+    """Train M3 (a bidirectional LSTM over user albums of 24) on the heads photos."""
+    from trigeo.train.heads_config import load_head_config
+    from trigeo.train.m3 import train_m3
+
+    cfg = load_head_config(
+        "m3",
+        config,
+        _head_overrides(seed=seed, accelerator=accelerator, devices=devices, progress=progress),
+    )
+    model = train_m3(
+        data,
+        m2,
+        out,
+        cfg,
+        m1=m1,
+        m1_pred=m1_pred,
+        resume=resume,
+        allow_overlap=allow_overlap,
+        name=name,
+        report=_report,
+    )
+    if launch_rank() == 0:
+        _head_done(model, out)

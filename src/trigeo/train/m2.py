@@ -138,7 +138,6 @@ def train_m2(
 
     out = Path(out)
     set_cpu_threads(config.cpu_threads, config.num_workers)
-    lightning.seed_everything(config.seed, workers=True, verbose=False)
     m1_pred = Path(m1_pred) if m1_pred else out / f"m1-{config.train_split}.parquet"
     heads = prepare_heads(
         data, m1, config, m1_pred=m1_pred, allow_overlap=allow_overlap, report=report
@@ -166,6 +165,8 @@ def train_m2(
         f"M2 input: {n_cells} cells + 4; {len(fit_rows)} photos fit, {len(stop_rows)} for "
         "early stopping"
     )
+    # Seeded here, not earlier: running M1 for a missing predictions file draws from the RNG.
+    lightning.seed_everything(config.seed, workers=True, verbose=False)
     net = M2Net(
         n_cells,
         width=config.width,

@@ -1,0 +1,240 @@
+"""Train M3: a bidirectional LSTM over user albums, on top of a trained M2.
+
+``train_m3`` prepares the heads photos exactly as M2 does (same checks, same
+M1 predictions file), splits the *users* at random (seeded) into a fit part
+and an early-stopping part (an album never straddles the two), and builds
+each user's albums of 24 in posting-time order. Every epoch, each fit user
+contributes one random album; early stopping uses all albums of the
+stopping users. The network starts from the M2's weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trigeo.errors import InputError
+from trigeo.provenance import write_json_atomic
+
+__all__ = ["album_collate", "train_m3"]
+
+log = logging.getLogger("trigeo.train")
+
+
+def album_collate(
+    x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: np.ndarray, album_size: int
+) -> Callable[[list[np.ndarray]], dict[str, torch.Tensor]]:
+    """Batches of albums (row positions) -> padded ``x``, ``y``, ``lat``, ``lon`` and ``mask``."""
+    from trigeo.models.m3 import pad_albums
+
+    def collate(albums: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        xs, mask = pad_albums(x, albums, album_size)
+        ys = np.full(mask.shape, -1, dtype=np.int64)
+        lats, lons = np.zeros(mask.shape), np.zeros(mask.shape)
+        for i, rows in enumerate(albums):
+            ys[i, : len(rows)], lats[i, : len(rows)], lons[i, : len(rows)] = (
+                y[rows],
+                lat[rows],
+                lon[rows],
+            )
+        return {
+            "x": torch.from_numpy(xs),
+            "mask": torch.from_numpy(mask),
+            "y": torch.from_numpy(ys),
+            "lat": torch.from_numpy(lats),
+            "lon": torch.from_numpy(lons),
+        }
+
+    return collate
+
+
+class _Albums(torch.utils.data.Dataset):
+    def __init__(self, albums: list[np.ndarray]) -> None:
+        self.albums = albums
+
+    def __len__(self) -> int:
+        return len(self.albums)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.albums[i]
+
+
+def _one_album_per_user(by_user: list[list[np.ndarray]]) -> Callable[[Any], _Albums]:
+    def draw(rng: np.random.Generator) -> _Albums:
+        return _Albums([albums[rng.integers(len(albums))] for albums in by_user])
+
+    return draw
+
+
+def train_m3(
+    data: str | Path,
+    m2: str | Path,
+    out: str | Path,
+    config: Any,
+    *,
+    m1: str | Path | None = None,
+    m1_pred: str | Path | None = None,
+    resume: bool = False,
+    allow_overlap: bool = False,
+    name: str | None = None,
+    callbacks: Sequence[Any] = (),
+    report: Callable[[str], None] = log.info,
+) -> Any:
+    """Train M3 on the heads photos' albums and save the model directory.
+
+    Parameters
+    ----------
+    m2
+        The M2 model directory (its layers start M3; its M1 feeds both).
+    m1
+        The M1 directory (default: the one recorded in the M2); refused if it
+        is not the M1 the M2 was built on.
+    m1_pred
+        M1's predictions for the heads photos (default: the M2's, else
+        ``out/m1-<split>.parquet``, made when missing).
+    config
+        A :class:`~trigeo.train.heads_config.M3Config`.
+
+    Returns
+    -------
+    M3Model
+    """
+    import lightning
+
+    from trigeo.models.m2 import M2Model, m2_inputs, read_model_json
+    from trigeo.models.m3 import M3Model, M3Net, make_albums
+    from trigeo.runtime.devices import set_cpu_threads
+    from trigeo.train.heads_config import head_config_to_dict
+    from trigeo.train.heads_data import prepare_heads, split_rows
+    from trigeo.train.heads_module import fit_head_stages
+    from trigeo.train.m2 import check_run_state, default_head_name, shuffled_times
+
+    out = Path(out)
+    set_cpu_threads(config.cpu_threads, config.num_workers)
+    m2_model = M2Model.load(m2)
+    m1_dir = Path(m1) if m1 else Path(m2_model.m1["dir"])
+    m1_id = read_model_json(m1_dir).get("model_id")
+    if m1_id != m2_model.m1["model_id"]:
+        raise InputError(
+            f"the M2 {m2_model.model_id} was built on M1 {m2_model.m1['model_id']}, not on the "
+            f"given M1 {m1_id}; pass the M1 it was built on",
+            source=m1_dir,
+        )
+    if m1_pred is None:
+        recorded = Path(str(m2_model.provenance.get("m1_predictions", "")))
+        same_split = m2_model.config.get("train_split") == config.train_split
+        m1_pred = recorded if same_split and recorded.is_file() else None
+    m1_pred = Path(m1_pred) if m1_pred else out / f"m1-{config.train_split}.parquet"
+    heads = prepare_heads(
+        data, m1_dir, config, m1_pred=m1_pred, allow_overlap=allow_overlap, report=report
+    )
+    state = {
+        "dataset_sha256": heads.dataset.hash,
+        "m2_model_id": m2_model.model_id,
+        "seed": config.seed,
+        "shuffle_time": config.shuffle_time,
+        "n_stages": len(config.stages),
+    }
+    check_run_state(out, state, config, resume)
+    for note in heads.notes:
+        report(note)
+    posted = heads.posted_at
+    if config.shuffle_time:
+        posted = shuffled_times(posted, config.seed)
+        report("--shuffle-time: posting times permuted across the photos (ablation)")
+    n_cells = int(heads.mesh.n_cells_)
+    x = m2_inputs(heads.top_cells, heads.top_probs, n_cells, posted, top_k=config.top_k)
+    stop = split_rows(len(x), config.stop_fraction, config.seed, groups=heads.user_id)
+    # Albums are cut by the true posting order (the time features may be shuffled).
+    albums = make_albums(heads.user_id, heads.posted_at, heads.photo_id, config.album_size)
+    by_user: dict[str, list[np.ndarray]] = {}
+    for album in albums:
+        by_user.setdefault(heads.user_id[album[0]], []).append(album)
+    fit_users = [a for a in by_user.values() if not stop[a[0][0]]]
+    stop_albums = [album for a in by_user.values() if stop[a[0][0]] for album in a]
+    n_single = sum(1 for a in by_user.values() if sum(len(r) for r in a) == 1)
+    counts = {
+        **heads.counts,
+        "users": len(by_user),
+        "fit_users": len(fit_users),
+        "stop_users": len(by_user) - len(fit_users),
+        "albums": len(albums),
+        "single_photo_users": n_single,
+    }
+    report(
+        f"albums of {config.album_size}: {len(albums)} from {len(by_user)} users "
+        f"({n_single} with a single photo: an album of one); {len(fit_users)} users fit, "
+        f"{counts['stop_users']} for early stopping"
+    )
+    if not fit_users or not stop_albums:
+        raise InputError(f"too few users to split into fit and stop parts: {counts}")
+    # Seeded here, not earlier: running M1 for a missing predictions file draws from the RNG.
+    lightning.seed_everything(config.seed, workers=True, verbose=False)
+    net = M3Net(
+        n_cells,
+        m2={k: v for k, v in m2_model.net.hparams().items() if k != "num_classes"},
+        hidden=config.hidden,
+        layers=config.layers,
+        lstm_dropout=config.lstm_dropout,
+    )
+    net.m2.load_state_dict(m2_model.net.state_dict())
+    if not config.train_m2_layers:
+        for parameter in net.m2.parameters():
+            parameter.requires_grad_(False)
+    label_lat, label_lon = m2_model.label_points()
+    stage_metrics, is_zero = fit_head_stages(
+        net,
+        config,
+        out,
+        make_train=_one_album_per_user(fit_users),
+        val_set=_Albums(stop_albums),
+        collate=album_collate(x, heads.labels, heads.lat, heads.lon, config.album_size),
+        label_lat=label_lat,
+        label_lon=label_lon,
+        resume=resume,
+        callbacks=callbacks,
+        report=report,
+    )
+    for parameter in net.parameters():
+        parameter.requires_grad_(True)
+    seconds = sum(m["seconds"] for m in stage_metrics if m.get("seconds"))
+    photos = sum(m["train_photos"] for m in stage_metrics if m.get("train_photos"))
+    metrics = {
+        "stages": stage_metrics,
+        "best_val_acc": stage_metrics[-1]["best_val_acc"] if stage_metrics else None,
+        "counts": counts,
+        "train_seconds": round(seconds, 2),
+        "train_photos_per_second": round(photos / seconds, 1) if seconds else None,
+    }
+    model = M3Model(
+        net.cpu().eval(),
+        heads.mesh,
+        album_size=config.album_size,
+        m2={"model_id": m2_model.model_id, "name": m2_model.name, "dir": str(Path(m2).resolve())},
+        label_kind=m2_model.label_kind,
+        m1=heads.m1_record,
+        top_k=config.top_k,
+        config=head_config_to_dict(config),
+        metrics=metrics,
+        name=name or default_head_name(heads.m1_meta.get("name"), "m3", config.shuffle_time),
+        provenance={
+            "dataset": str(heads.dataset.root),
+            "m1_predictions": str(heads.m1_pred_path),
+            "seed": config.seed,
+            "shuffle_time": config.shuffle_time,
+            "allow_overlap": allow_overlap,
+            "torch_version": torch.__version__,
+        },
+    )
+    if is_zero:
+        model.save(
+            out, heads.mesh_path, inputs={"dataset": heads.dataset.hash, "m2": m2_model.model_id}
+        )
+        write_json_atomic(out / "metrics.json", metrics)
+        report(f"saved {model.name} ({model.model_id}) to {out}")
+    return model
