@@ -233,6 +233,7 @@ class _Converter:
         self.locate, self.split, self.split_args = locate, split, split_args
         self.allow_missing, self.check_images = allow_missing, check_images
         self.seen = _SeenIds()
+        self.sources: dict[str, str] = {}
         self.out = out
         self.stores = StoreReader(out)  # references start with "images/", the link in out
         self.counts: dict[str, int] = {
@@ -362,7 +363,7 @@ class _Converter:
         for f in self.extras:
             if f.name == "time_source":
                 continue
-            source = f.metadata[b"source"].decode() if f.metadata else f.name
+            source = self.sources.get(f.name, f.name)
             values = batch.column(source)
             if isinstance(values, pa.ChunkedArray):
                 values = values.combine_chunks()
@@ -410,7 +411,13 @@ class _Converter:
         failed: list[tuple[int, str, str]] = []
         if isinstance(self.locate, KeyedImages):
             pos = self.locate.lookup(values)
-            problems = self.locate.problems
+            all_refs: list[str | None] = [None] * pos.size
+            all_problems: list[str | None] = [None] * pos.size
+            if len(self.locate):
+                where = pa.array(np.maximum(pos, 0))
+                # Bulk conversions: per-element Arrow access costs microseconds per row.
+                all_refs = self.locate.refs.take(where).to_pylist()
+                all_problems = self.locate.problems.take(where).to_pylist()
             for j, p in enumerate(pos.tolist()):
                 if p < 0:
                     reason = (
@@ -420,8 +427,7 @@ class _Converter:
                     )
                     failed.append((j, reason, f"no image with id {texts[j]!r}"))
                     continue
-                ref = self.locate.refs[p].as_py()
-                problem = problems[p].as_py()
+                ref, problem = all_refs[j], all_problems[j]
                 if problem is None and self.check_images and self.fmt.store != "msgpack":
                     problem = self._check_ref(ref)  # msgpack records were checked in the scan
                 if problem is not None:
@@ -589,13 +595,15 @@ def import_csv(
         locate = FolderLocator(root, spec.basename_fallback, check_images)
     used = set(chosen.values())
     extras: list[pa.Field] = [pa.field("time_source", pa.string())]
+    sources: dict[str, str] = {}  # output column -> input column (renamed on a clash)
     input_types = dict(zip(names, _input_types(table, names), strict=True))
     for name in names:
         if name in used or name == "outdoor":
             continue
         out_name = name if name not in COLUMNS and name != "time_source" else f"input_{name}"
         kind = spec.extra_types.get(name, input_types[name])
-        extras.append(pa.field(out_name, kind, metadata={"source": name}))
+        extras.append(pa.field(out_name, kind))
+        sources[out_name] = name
 
     if scan_report is not report:
         report.skipped.update(state["skipped"])
@@ -616,6 +624,7 @@ def import_csv(
         check_images,
         out,
     )
+    converter.sources = sources
     for key, value in state["notes"].items():
         converter.counts[key] = int(value)
     for name in parts:  # ids already kept: duplicates and matched images
@@ -635,7 +644,10 @@ def import_csv(
         name = f"part-{len(parts):06d}.parquet"
         if pending:
             with atomic_path(parts_dir / name) as tmp:
-                pq.write_table(pa.concat_tables(pending), tmp, compression="zstd")
+                # Parts are read back once and deleted: fast lz4, not the table's zstd.
+                pq.write_table(
+                    pa.concat_tables(pending), tmp, compression="lz4", use_dictionary=False
+                )
             parts.append(name)
         write_json_atomic(
             state_path,
