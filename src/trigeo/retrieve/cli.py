@@ -1,0 +1,217 @@
+"""``trigeo index build`` and ``trigeo retrieve`` (query by example; ``retrieve predict``: kNN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+console = Console(stderr=True)
+
+
+def _report(message: str) -> None:
+    console.print(f"[cyan]retrieve[/cyan] {message}", highlight=False)
+
+
+index_app = typer.Typer(
+    name="index",
+    help="Build a retrieval index of M1 descriptors (query by example).",
+    no_args_is_help=True,
+)
+
+
+@index_app.command("build")
+def build(
+    model: Annotated[Path, typer.Option("--model", help="M1 model directory.")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset directory to index.")],
+    out: Annotated[Path, typer.Option("--out", help="Index directory to write.")],
+    split: Annotated[
+        str, typer.Option("--split", help="Split to index ('all' for every photo).")
+    ] = "train",
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind", help="flat: exact L2 (IndexFlatL2); ivfpq: approximate, for millions."
+        ),
+    ] = "flat",
+    nlist: Annotated[
+        int | None, typer.Option("--nlist", help="IVF clusters (ivfpq; default 4 sqrt(n)).")
+    ] = None,
+    pq_m: Annotated[
+        int | None, typer.Option("--pq-m", help="PQ sub-vectors (ivfpq; must divide the size).")
+    ] = None,
+    pq_bits: Annotated[
+        int, typer.Option("--pq-bits", min=1, max=16, help="Bits per PQ code (ivfpq).")
+    ] = 8,
+    max_unreadable: Annotated[float, typer.Option("--max-unreadable", min=0.0, max=1.0)] = 0.05,
+    batch_size: Annotated[int, typer.Option()] = 64,
+    num_workers: Annotated[int, typer.Option()] = 2,
+    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu.")] = "auto",
+    devices: Annotated[str, typer.Option(help="auto, a count, or ids like 0,1.")] = "auto",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Index a dataset split by M1's penultimate features (L2, faiss)."""
+    from trigeo.retrieve.build import build_index
+    from trigeo.runtime.devices import parse_devices
+
+    build_index(
+        model,
+        data,
+        out,
+        split=None if split == "all" else split,
+        kind=kind,
+        nlist=nlist,
+        pq_m=pq_m,
+        pq_bits=pq_bits,
+        max_unreadable=max_unreadable,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        accelerator=accelerator,
+        devices=parse_devices(devices) or "auto",
+        progress=progress,
+        report=_report,
+    )
+
+
+@index_app.command("info")
+def info(index: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
+    """Print what an index holds and which model and dataset it was built from."""
+    from trigeo.retrieve.index import RetrievalIndex
+
+    loaded = RetrievalIndex.load(index)
+    meta = loaded.meta
+    for key, value in (
+        ("photos", len(loaded)),
+        ("descriptor size", loaded.dim),
+        ("kind", meta.get("params")),
+        ("model", meta.get("model_id")),
+        ("model dir", meta.get("model_dir")),
+        ("dataset", meta.get("dataset_root")),
+        ("dataset sha256", meta.get("dataset_sha256")),
+        ("split", meta.get("split")),
+    ):
+        typer.echo(f"{key:>16}: {value}")
+
+
+class _DefaultQueryGroup(TyperGroup):
+    """``trigeo retrieve --index I q.jpg`` runs ``query``; ``trigeo retrieve predict`` the kNN."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["query", *args]
+        return super().parse_args(ctx, args)
+
+
+retrieve_app = typer.Typer(
+    name="retrieve",
+    cls=_DefaultQueryGroup,
+    help=(
+        "Query by example: `trigeo retrieve --index INDEX QUERY... -k 6` lists the nearest "
+        "indexed photos; `trigeo retrieve predict` writes kNN location predictions."
+    ),
+    no_args_is_help=True,
+)
+
+
+@retrieve_app.command("query")
+def query(
+    index: Annotated[Path, typer.Option("--index", help="Index directory (trigeo index build).")],
+    images: Annotated[list[Path], typer.Argument(help="Query image files or folders.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per query.")] = 6,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="M1 model (default: the index's).")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a contact sheet (HTML).")
+    ] = None,
+    nprobe: Annotated[
+        int | None, typer.Option("--nprobe", help="IVF lists searched (ivfpq indexes).")
+    ] = None,
+    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu.")] = "auto",
+) -> None:
+    """List the nearest indexed photos of each query image (L2 between M1 descriptors)."""
+    from rich.table import Table
+
+    from trigeo.retrieve.query import query_images, write_contact_sheet
+
+    results, loaded = query_images(
+        index, images, k=k, model_dir=model, nprobe=nprobe, accelerator=accelerator, report=_report
+    )
+    out = Console()
+    for result in results:
+        truth = (
+            f"true location {result.truth[0]:.4f}, {result.truth[1]:.4f} (EXIF)"
+            if result.truth
+            else "true location unknown"
+        )
+        table = Table(title=f"{result.query}: {truth}")
+        for name in ("rank", "photo", "lat", "lon", "km from truth", "L2"):
+            table.add_column(name, justify="left" if name == "photo" else "right")
+        if result.error:
+            out.print(f"[red]{result.query}: {result.error}[/red]")
+            continue
+        for nb in result.neighbours:
+            km = "" if nb.km_from_truth is None else f"{nb.km_from_truth:,.1f}"
+            table.add_row(
+                str(nb.rank), nb.photo_id, f"{nb.lat:.4f}", f"{nb.lon:.4f}", km, f"{nb.l2:.4f}"
+            )
+        out.print(table)
+    if html is not None:
+        write_contact_sheet(results, loaded, html)
+        _report(f"wrote contact sheet {html}")
+
+
+@retrieve_app.command("predict")
+def predict(
+    index: Annotated[Path, typer.Option("--index", help="Index directory (trigeo index build).")],
+    out: Annotated[Path, typer.Option("--out", help="Predictions Parquet file.")],
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Image files or folders of images.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="M1 model (default: the index's).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Dataset directory (instead of images).")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split ('all' for every photo).")] = "val",
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per photo.")] = 10,
+    radius_km: Annotated[
+        float, typer.Option("--radius-km", min=0.001, help="Cluster radius of the kNN rule.")
+    ] = 100.0,
+    name: Annotated[str | None, typer.Option("--name", help="Display name in the file.")] = None,
+    max_unreadable: Annotated[float, typer.Option("--max-unreadable", min=0.0, max=1.0)] = 0.05,
+    batch_size: Annotated[int, typer.Option()] = 64,
+    num_workers: Annotated[int, typer.Option()] = 2,
+    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu.")] = "auto",
+    devices: Annotated[str, typer.Option(help="auto, a count, or ids like 0,1.")] = "auto",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """kNN geolocation: the densest cluster of each photo's nearest indexed photos."""
+    from trigeo.retrieve.index import RetrievalIndex
+    from trigeo.retrieve.knn import predict_knn
+    from trigeo.runtime.devices import parse_devices
+
+    model_dir: Any = model or RetrievalIndex.load(index).meta.get("model_dir")
+    predict_knn(
+        model_dir,
+        index,
+        out,
+        images=images or None,
+        data=data,
+        split=None if split == "all" else split,
+        k=k,
+        radius_km=radius_km,
+        name=name,
+        max_unreadable=max_unreadable,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        accelerator=accelerator,
+        devices=parse_devices(devices) or "auto",
+        progress=progress,
+        report=_report,
+    )
