@@ -551,4 +551,6 @@ def compare(
         typer.echo("")
         typer.echo(cmp.format_matched(document["sweep"]["matched"], ["1", "25", "200"]))
     typer.echo("")
-    typer.echo(f"{out}: " + ", ".join(sorted(p.name for p in paths.values())))
+    typer.echo(f"written in {out}:")
+    for name in sorted(p.name for p in paths.values()):
+        typer.echo(f"  {name}")

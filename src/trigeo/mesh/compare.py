@@ -218,18 +218,18 @@ def format_matched(matched: Sequence[dict[str, Any]], thresholds: Sequence[str])
     """Equal-cell-count pairs: imagery-label accuracy of each kind and the difference
     (quad-tree minus Delaunay), at most 80 columns."""
     shown = list(thresholds)[:3]
-    head = f"{'cells tri/quad':>14} {'kept% t/q':>11}"
-    head += "".join(f" {t + 'km tri/quad/diff':>17}" for t in shown)
+    head = f"{'cells t/q':>13} {'kept% t/q':>9}"
+    head += "".join(f" {t + 'km t/q/diff':>18}" for t in shown)
     lines = ["equal cell counts: best possible accuracy, imagery label, % of kept", head]
     lines.append("-" * len(head))
     for pair in matched:
         tri, quad = pair["delaunay"], pair["quadtree"]
-        line = f"{tri['cells']:>6}/{quad['cells']:<7} "
-        line += f"{100 * tri['kept_share']:5.1f}/{100 * quad['kept_share']:<5.1f}"
+        line = f"{tri['cells']:>6}/{quad['cells']:<6} "
+        line += f"{100 * tri['kept_share']:4.0f}/{100 * quad['kept_share']:<4.0f}"
         for t in shown:
             a = tri["imagery_centroid"][t]
             b = quad["imagery_centroid"][t]
-            line += f" {a:5.1f}/{b:5.1f}/{b - a:+5.1f}"
+            line += f" {a:5.1f}/{b:5.1f}/{b - a:+6.1f}"
         lines.append(line)
     return "\n".join(lines)
 
