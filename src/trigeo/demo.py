@@ -22,7 +22,7 @@ from rich.console import Console
 
 from trigeo.provenance import hash_file, write_json_atomic
 
-__all__ = ["DemoStage", "demo", "demo_stages", "run_demo"]
+__all__ = ["MESH_RULES", "DemoStage", "demo", "demo_stages", "mesh_args", "run_demo"]
 
 _console = Console(stderr=True)
 STATE_FILE = "demo-state.json"
@@ -36,6 +36,8 @@ class DemoStage:
     args: list[str]
     output: Path
     reads: list[Path] = field(default_factory=list)
+    #: Printed under the command (the rule behind its arguments).
+    note: str = ""
 
     def key(self) -> str:
         digest = hashlib.sha256(shlex.join(self.args).encode())
@@ -45,33 +47,73 @@ class DemoStage:
         return digest.hexdigest()
 
 
+#: Demo meshes: photos per cell -> (minimum examples, refinement limit). docs/mesh.md, "Small
+#: datasets": keep cells of at least ``minimum`` training photos and split a triangle above 5x
+#: that, so a split's three children hold about ``minimum`` or more each.
+MESH_RULES: dict[str, tuple[int, int]] = {"coarse": (50, 250), "fine": (20, 100)}
+#: Share of the photos held out of M1 (``val`` + ``heads``) and the heads' share of that. The
+#: study's 0.18 / 0.5 leaves M2 and M3 about 1,000 of 12,000 photos to learn from; 0.4 / 0.6
+#: gives them 2,880 and keeps 1,920 for the report.
+VAL_FRACTION, HEADS_FRACTION = 0.4, 0.6
+
+
+def mesh_args(name: str, n_train: int) -> tuple[list[str], str]:
+    """``trigeo mesh build`` limits for a demo mesh, and the rule in words.
+
+    Cells keep at least ``minimum`` photos and split above 5x that
+    (:data:`MESH_RULES`); below 20,000 training photos the initial grid is
+    8x8 instead of the study's 31x31 (docs/mesh.md, "Small datasets").
+    """
+    if name not in MESH_RULES:
+        raise ValueError(f"unknown demo mesh {name!r}; choose from {', '.join(MESH_RULES)}")
+    minimum, limit = MESH_RULES[name]
+    grid = 8 if n_train < 20000 else 31
+    args = ["--minimum-examples", str(minimum), "--refinement-limit", str(limit),
+            "--init-grid", str(grid)]  # fmt: skip
+    rule = (
+        f"{name} mesh: cells of at least {minimum} training photos, split above {limit} "
+        f"(5x), {grid}x{grid} initial grid for {n_train:,} training photos"
+    )
+    return args, rule
+
+
 def demo_stages(
     out: Path, photos: int, users: int, seed: int, mesh_presets: Sequence[str]
 ) -> list[DemoStage]:
-    """The demo pipeline as a list of stages (synth, meshes, M1, predict, evaluate)."""
+    """The demo pipeline as a list of stages.
+
+    Synthetic world, then per mesh: mesh, plot, M1, M1 predictions for
+    ``heads`` and ``val``, M2 and M3 trained on ``heads``, their ``val``
+    predictions; then one evaluation of every model (with user averaging).
+    """
     world = out / "world"
     table = world / "table.parquet"
     stages = [
         DemoStage(
             "synthetic world",
             ["data", "synth", "--photos", str(photos), "--users", str(users),
-             "--image-size", "64", "--seed", str(seed), "--out", str(world)],
+             "--image-size", "64", "--seed", str(seed), "--val-fraction", str(VAL_FRACTION),
+             "--heads-fraction", str(HEADS_FRACTION), "--out", str(world)],
             table,
         ),
     ]  # fmt: skip
+    n_train = round(photos * (1 - VAL_FRACTION))
     preds: list[str] = []
-    mesh_args: list[str] = []
+    mesh_list: list[str] = []
     for preset in mesh_presets:
         mesh = out / f"{preset}.npz"
         model = out / f"m1-{preset}"
         pred = out / "predictions" / f"m1-{preset}.parquet"
+        heads_pred = out / "predictions" / f"m1-{preset}-heads.parquet"
+        limits, rule = mesh_args(preset, n_train)
         stages += [
             DemoStage(
                 f"{preset} mesh",
-                ["mesh", "build", "--points", str(table), "--split", "train",
-                 "--preset", preset, "--scaled", "--out", str(mesh)],
+                ["mesh", "build", "--points", str(table), "--split", "train", *limits,
+                 "--out", str(mesh)],
                 mesh,
                 [table],
+                note=rule,
             ),
             DemoStage(
                 f"{preset} mesh plot",
@@ -94,17 +136,47 @@ def demo_stages(
                 pred,
                 [table, model / "model.json"],
             ),
+            DemoStage(
+                f"predict heads with M1 ({preset})",
+                ["predict", "--model", str(model), "--data", str(world), "--split", "heads",
+                 "--out", str(heads_pred)],
+                heads_pred,
+                [table, model / "model.json"],
+            ),
         ]  # fmt: skip
         preds += ["--pred", str(pred)]
-        mesh_args += ["--mesh", str(mesh)]
+        previous = model
+        for kind in ("m2", "m3"):
+            head = out / f"{kind}-{preset}"
+            head_pred = out / "predictions" / f"{kind}-{preset}.parquet"
+            source = ["--m1", str(model)] if kind == "m2" else ["--m2", str(previous)]
+            stages += [
+                DemoStage(
+                    f"{kind.upper()} on the {preset} mesh",
+                    ["train", kind, "--data", str(world), *source, "--out", str(head),
+                     "--config", "demo", "--seed", str(seed), "--m1-pred", str(heads_pred)],
+                    head / "model.json",
+                    [table, heads_pred, previous / "model.json"],
+                ),
+                DemoStage(
+                    f"predict val with {kind.upper()} ({preset})",
+                    ["predict", "--model", str(head), "--data", str(world), "--split", "val",
+                     "--m1-pred", str(pred), "--out", str(head_pred)],
+                    head_pred,
+                    [table, pred, head / "model.json"],
+                ),
+            ]  # fmt: skip
+            preds += ["--pred", str(head_pred)]
+            previous = head
+        mesh_list += ["--mesh", str(mesh)]
     report = out / "report"
     stages.append(
         DemoStage(
             "evaluation report",
-            ["evaluate", "--truth", str(world), *preds, *mesh_args, "--oracle", "--averaging",
+            ["evaluate", "--truth", str(world), *preds, *mesh_list, "--oracle", "--averaging",
              "--baseline", "prior", "--out", str(report)],
             report / "report.html",
-            [table, *(Path(p) for p in preds[1::2]), *(Path(m) for m in mesh_args[1::2])],
+            [table, *(Path(p) for p in preds[1::2]), *(Path(m) for m in mesh_list[1::2])],
         )
     )  # fmt: skip
     return stages
@@ -139,6 +211,8 @@ def run_demo(
             _console.print(f"{header} [dim]unchanged, skipped[/dim]")
             continue
         _console.print(f"{header}\n  [dim]$ trigeo {shlex.join(stage.args)}[/dim]")
+        if stage.note:
+            _console.print(f"  [dim]{stage.note}[/dim]")
         start = time.perf_counter()
         app(stage.args, standalone_mode=False)
         _console.print(f"  [green]done[/green] in {time.perf_counter() - start:.1f} s")
@@ -160,11 +234,14 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed for the world and training.")] = 0,
     mesh: Annotated[
         list[str] | None,
-        typer.Option("--mesh", help="Study mesh preset(s), scaled to the training photos."),
+        typer.Option(
+            "--mesh",
+            help="Demo mesh(es): coarse (cells of 50+ photos) or fine (20+); repeatable.",
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo every stage.")] = False,
 ) -> None:
-    """Run the whole pipeline on the built-in synthetic world: data, mesh, M1, evaluation."""
+    """Run the whole pipeline on the built-in synthetic world: data, mesh, M1, M2, M3, report."""
     run_demo(
         out, photos=photos, users=users, seed=seed, mesh_presets=mesh or ["coarse"], force=force
     )
