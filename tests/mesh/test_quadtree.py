@@ -14,8 +14,6 @@ from trigeo.errors import ArtifactError, InputError
 from trigeo.mesh import DelaunayMesh, QuadtreeMesh, load_mesh, mesh_kind, oracle_report, s2
 from trigeo.sphere import EARTH_AREA_KM2, EARTH_RADIUS_KM, distance_km, mean_position
 
-from .conftest import clustered_points
-
 
 def ref_ids(lat: np.ndarray, lon: np.ndarray, level: int = 30) -> np.ndarray:
     """s2sphere's cell ids, one point at a time."""
@@ -110,11 +108,6 @@ def test_corners_are_counter_clockwise_and_hold_the_centre() -> None:
         assert (np.einsum("ij,ij->i", np.cross(a, b), centre) > 0).all()
     # The corners of a face cell at a pole: exactly the pole for the cells around it.
     assert np.isclose(np.abs(corners[..., 2]).max(), 1.0)
-
-
-@pytest.fixture(scope="module")
-def points() -> tuple[np.ndarray, np.ndarray]:
-    return clustered_points(6000)
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +258,18 @@ def test_oracle_works_on_a_quadtree(qmesh: QuadtreeMesh, points) -> None:
     report = oracle_report(qmesh, lat, lon)
     assert report["cells"] == qmesh.n_cells_
     assert report["imagery_centroid"]["2500"] == 100.0
+
+
+def test_kind_neutral_accessors(qmesh: QuadtreeMesh, mesh: DelaunayMesh) -> None:
+    """cell_counts, cell_corners_xyz and regions: what kind-neutral code can use."""
+    for m, k in ((qmesh, 4), (mesh, 3)):
+        corners = m.cell_corners_xyz()
+        assert corners.shape == (m.n_cells_, k, 3)
+        regions = m.regions()
+        kept = regions["cell"] >= 0
+        assert np.array_equal(regions["corners"][kept], corners)
+        assert np.array_equal(regions["counts"][kept], m.cell_counts())
+        assert np.allclose(regions["areas_km2"][kept], m.cell_areas_km2())
+    assert np.allclose(
+        mesh.cell_corners_xyz(), mesh.vertices_xyz_[mesh.triangles_[mesh.cell_triangles_]]
+    )

@@ -513,6 +513,12 @@ class DelaunayMesh:
         self._check_fitted()
         return self.counts_[self.cell_triangles_]
 
+    def cell_corners_xyz(self) -> NDArray[np.float64]:
+        """Unit-vector corners of each kept cell ``(K, 3, 3)``, counter-clockwise seen
+        from outside (a quad-tree gives ``(K, 4, 3)``); edges are great-circle arcs."""
+        self._check_fitted()
+        return self.vertices_xyz_[self.triangles_[self.cell_triangles_]]
+
     def regions(self) -> dict[str, Any]:
         """Every triangle, kept or not, for drawing and export: ``name``, ``corners``
         ``(T, 3, 3)``, ``counts``, ``kept``, ``cell`` (-1 if dropped), ``areas_km2``."""

@@ -331,6 +331,12 @@ class QuadtreeMesh:
         self._check_fitted()
         return self.counts_[self.cell_leaves_]
 
+    def cell_corners_xyz(self) -> NDArray[np.float64]:
+        """Unit-vector corners of each kept cell ``(K, 4, 3)``, counter-clockwise seen
+        from outside (a Delaunay mesh gives ``(K, 3, 3)``); edges are great-circle arcs."""
+        self._check_fitted()
+        return s2.cell_corners_xyz(self.cell_ids_)
+
     def regions(self) -> dict[str, Any]:
         """Every leaf, kept or not, for drawing and export: ``name``, ``corners``
         ``(L, 4, 3)``, ``counts``, ``kept``, ``cell`` (-1 if dropped), ``areas_km2``, ``ids``."""
