@@ -93,6 +93,10 @@ def _floats(values: pa.Array) -> np.ndarray:
     if pa.types.is_floating(values.type) or pa.types.is_integer(values.type):
         return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
     text = _strings(values)
+    try:  # fast path: every value a number (a bad one falls back to the checked path)
+        return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
     ok = pc.match_substring_regex(text, _NUMBER).to_numpy(zero_copy_only=False)
     out = np.full(len(text), np.nan)
     where = np.flatnonzero(ok)
