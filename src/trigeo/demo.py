@@ -1,5 +1,9 @@
 """``trigeo demo``: the whole pipeline on the built-in synthetic world.
 
+World, mesh (explicit limits by photos per cell, :func:`mesh_args`), M1, its
+predictions for ``heads`` and ``val``, M2 and M3 trained on ``heads``, and one
+evaluation of every model with user averaging.
+
 The demo runs the same CLI commands a user would type, in order, printing each
 one so it can be copied. A stage whose inputs and arguments are unchanged since
 the last run is skipped (its key is a hash of the command line and the content
