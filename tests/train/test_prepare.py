@@ -113,7 +113,12 @@ def test_mesh_from_train_photos_or_another_dataset_passes(world, tmp_path):
 
 
 def test_pretrained_weights_that_cannot_be_fetched_name_the_weights_option(monkeypatch):
+    # The hub reads HF_HUB_OFFLINE when it is imported; set both so the test never waits
+    # on DNS retries (this machine has no network either way).
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(InputError, match=r"--weights PATH"):
         build_net(_config(pretrained=True), 4)
 

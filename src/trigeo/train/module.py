@@ -87,8 +87,8 @@ class M1Module(lightning.LightningModule):
         self.stage = stage
         self.features_mode = features_mode
         self.seed, self.stage_index = seed, stage_index
-        self.register_buffer("label_lat", torch.from_numpy(np.array(label_lat, dtype=np.float64)))
-        self.register_buffer("label_lon", torch.from_numpy(np.array(label_lon, dtype=np.float64)))
+        self.register_buffer("label_lat", torch.as_tensor(label_lat, dtype=torch.float64).clone())
+        self.register_buffer("label_lon", torch.as_tensor(label_lon, dtype=torch.float64).clone())
         empty = np.zeros(0)
         self.register_buffer(
             "val_lat",
