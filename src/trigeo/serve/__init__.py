@@ -1,0 +1,12 @@
+"""``trigeo serve``: an HTTP API and an offline web map of where a photo was taken.
+
+* :mod:`trigeo.serve.engine`: model backends (M1; M2 with a posting time) and
+  the reported answer (top-k, credible regions, GeoJSON, EXIF truth, neighbours).
+* :mod:`trigeo.serve.coarsen`: ``--coarsen-km``, the responsible-use setting.
+* :mod:`trigeo.serve.limits`: in-memory upload parsing, 413/415/422, and the
+  concurrency limit with a bounded queue (503 + ``Retry-After``).
+* :mod:`trigeo.serve.app`: the FastAPI app; ``static/index.html`` the page.
+* :mod:`trigeo.serve.cli`: ``trigeo serve``.
+
+Imports predict, retrieve, mesh and calibration; nothing imports serve.
+"""

@@ -1,0 +1,471 @@
+"""What the server computes for one photo: model backends and the reported answer.
+
+Backends
+--------
+A backend turns decoded photos (and optional posting times) into cell
+probabilities and M1 descriptors. :func:`load_backend` picks one by the
+``format`` in the model directory's ``model.json``:
+
+* ``trigeo-m1/1``: :class:`M1Backend`, one forward pass gives the descriptor
+  and the probabilities (softmax at the model's calibrated temperature);
+* ``trigeo-m2/1``: :class:`M2Backend`, M1 first, then M2 on M1's top 10
+  cells and the posting time, for photos that have one; photos without a
+  time get M1's answer, and the response says which model answered.
+
+Another model kind plugs in with :func:`register_backend`.
+
+Answer
+------
+:class:`Engine` turns probabilities into the reported answer: the top-k
+regions with their nearest populous city, the 50/90/95% credible regions
+(:func:`trigeo.calibration.credible_sets`), a GeoJSON FeatureCollection of
+region probabilities, the EXIF truth and error, and the nearest indexed
+photos with a kNN estimate. With ``coarsen_km`` every coordinate is rounded
+and small cells are merged (:mod:`trigeo.serve.coarsen`), and EXIF truth is
+never echoed back.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from trigeo.errors import ArtifactError
+from trigeo.serve.coarsen import Regions, build_regions, round_to_grid
+
+__all__ = [
+    "CREDIBLE_LEVELS",
+    "Engine",
+    "Inference",
+    "M1Backend",
+    "M2Backend",
+    "load_backend",
+    "register_backend",
+]
+
+CREDIBLE_LEVELS = (0.5, 0.9, 0.95)
+#: Regions below this probability are left out of the response's GeoJSON
+#: (unless they are in a credible region).
+GEOJSON_MIN_PROB = 1e-4
+GEOJSON_MAX_FEATURES = 2000
+
+
+@dataclass
+class Inference:
+    """A backend's answer for one photo."""
+
+    probs: NDArray[np.float64]
+    descriptor: NDArray[np.float32] | None
+    #: Which model kind answered ("M1", "M2").
+    model: str
+    time_used: bool
+    note: str | None = None
+
+
+class M1Backend:
+    """M1: descriptors and cell probabilities from one forward pass."""
+
+    kind = "M1"
+
+    def __init__(self, model: Any) -> None:
+        from trigeo.data.loading import build_transform
+
+        self.model = model
+        self.model.net.eval()
+        self.transform = build_transform(model.data_config, train=False)
+        self.mesh = model.mesh
+        self.model_id = model.model_id
+        self.name = model.name
+
+    @classmethod
+    def load(cls, root: str | Path) -> M1Backend:
+        from trigeo.models.m1 import M1Model
+
+        return cls(M1Model.load(root))
+
+    @property
+    def m1(self) -> Any:
+        return self.model
+
+    def describe(self) -> dict[str, Any]:
+        """Model facts for ``GET /v1/model``."""
+        model = self.model
+        return {
+            "model_id": model.model_id,
+            "name": model.name,
+            "kind": self.kind,
+            "backbone": model.net.backbone_name,
+            "label_kind": model.label_kind,
+            "mesh": {"hash": model.mesh_hash, "cells": int(model.mesh.n_cells_)},
+            "training_data_sha256": model.provenance.get("inputs", {}).get("dataset"),
+            "temperature": model.temperature,
+            "uses_time": False,
+        }
+
+    def infer(self, images: Sequence[Any], posted_at: Sequence[Any]) -> list[Inference]:
+        """Probabilities and descriptors of decoded RGB photos (posting times unused)."""
+        import torch
+
+        from trigeo.retrieve.embed import forward_images
+
+        batch = torch.stack([self.transform(image) for image in images])
+        descriptors, probs = forward_images(
+            self.model.net, batch, temperature=self.model.temperature
+        )
+        note = "M1 does not use the posting time" if any(t is not None for t in posted_at) else None
+        return [
+            Inference(
+                probs[i],
+                descriptors[i],
+                self.kind,
+                False,
+                note if posted_at[i] is not None else None,
+            )
+            for i in range(len(images))
+        ]
+
+
+class M2Backend:
+    """M2: M1's top cells plus the posting time; M1 alone for photos without a time."""
+
+    kind = "M2"
+
+    def __init__(self, m2: Any, m1: M1Backend) -> None:
+        if m2.mesh_hash != m1.model.mesh_hash:
+            raise ArtifactError(
+                f"M2 {m2.model_id} uses mesh {m2.mesh_hash[:12]} but its M1 "
+                f"{m1.model_id} uses {m1.model.mesh_hash[:12]}"
+            )
+        if m2.m1.get("model_id") != m1.model_id:
+            raise ArtifactError(
+                f"M2 {m2.model_id} was trained on M1 {m2.m1.get('model_id')}, not {m1.model_id}"
+            )
+        self.m2, self.m1_backend = m2, m1
+        self.mesh = m2.mesh
+        self.model_id = m2.model_id
+        self.name = m2.name
+
+    @classmethod
+    def load(cls, root: str | Path) -> M2Backend:
+        from trigeo.models.m2 import M2Model
+
+        m2 = M2Model.load(root)
+        m1_dir = m2.m1.get("dir")
+        if not m1_dir or not Path(m1_dir).exists():
+            raise ArtifactError(f"{root}: the M1 directory it records ({m1_dir}) is missing")
+        return cls(m2, M1Backend.load(m1_dir))
+
+    @property
+    def m1(self) -> Any:
+        return self.m1_backend.model
+
+    def describe(self) -> dict[str, Any]:
+        record = self.m1_backend.describe()
+        record.update(
+            model_id=self.m2.model_id,
+            name=self.m2.name,
+            kind=self.kind,
+            m1_model_id=self.m1_backend.model_id,
+            uses_time=True,
+        )
+        return record
+
+    def infer(self, images: Sequence[Any], posted_at: Sequence[Any]) -> list[Inference]:
+        from trigeo.models.m2 import m2_inputs
+
+        first = self.m1_backend.infer(images, [None] * len(images))
+        timed = [i for i, t in enumerate(posted_at) if t is not None]
+        if timed:
+            probs = np.stack([first[i].probs for i in timed])
+            k = min(self.m2.top_k, probs.shape[1])
+            cells = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+            top = np.take_along_axis(probs, cells, axis=1)
+            x = m2_inputs(cells, top, probs.shape[1], [posted_at[i] for i in timed], top_k=k)
+            out = self.m2.predict_proba(x)
+            for row, i in enumerate(timed):
+                first[i] = Inference(
+                    out[row].astype(np.float64), first[i].descriptor, self.kind, True
+                )
+        for i, t in enumerate(posted_at):
+            if t is None:
+                first[i].note = "no posting time (form field or EXIF): answered by M1"
+        return first
+
+
+_BACKENDS: dict[str, Callable[[Path], Any]] = {
+    "trigeo-m1/1": M1Backend.load,
+    "trigeo-m2/1": M2Backend.load,
+}
+
+
+def register_backend(model_format: str, loader: Callable[[Path], Any]) -> None:
+    """Serve model directories whose ``model.json`` has ``format == model_format``."""
+    _BACKENDS[model_format] = loader
+
+
+def load_backend(root: str | Path) -> Any:
+    """The backend for a model directory, chosen by its ``model.json`` format."""
+    root = Path(root)
+    meta_path = root / "model.json"
+    if not meta_path.is_file():
+        raise ArtifactError(f"{root}: no model.json; is this a trigeo model directory?")
+    try:
+        model_format = json.loads(meta_path.read_text("utf-8")).get("format")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise ArtifactError(f"{meta_path}: corrupt JSON ({exc})") from exc
+    loader = _BACKENDS.get(model_format)
+    if loader is None:
+        raise ArtifactError(
+            f"{root}: trigeo serve cannot serve a {model_format!r} model "
+            f"(it serves {', '.join(sorted(_BACKENDS))})"
+        )
+    return loader(root)
+
+
+def _round(value: float, digits: int = 5) -> float:
+    return float(round(float(value), digits))
+
+
+class Engine:
+    """A backend plus everything the answer needs: regions, places, the index.
+
+    Parameters
+    ----------
+    backend
+        From :func:`load_backend`.
+    index
+        A :class:`~trigeo.retrieve.index.RetrievalIndex` built with the
+        backend's M1 (refused otherwise), or ``None``.
+    coarsen_km
+        The responsible-use setting (:mod:`trigeo.serve.coarsen`).
+    neighbours
+        Indexed photos reported per query.
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        *,
+        index: Any = None,
+        coarsen_km: float | None = None,
+        neighbours: int = 6,
+    ) -> None:
+        self.backend = backend
+        self.coarsen_km = coarsen_km
+        self.neighbours = int(neighbours)
+        label_lat, label_lon = backend.m1.label_points()
+        self.regions: Regions = build_regions(backend.mesh, label_lat, label_lon, coarsen_km)
+        self.index = index
+        if index is not None:
+            index.check_model(backend.m1.model_id)
+        self._places: dict[tuple[float, float], str] = {}
+        self._lock = threading.Lock()
+
+    # --- helpers -------------------------------------------------------------------
+    def place(self, lat: float, lon: float) -> str:
+        """Nearest populous city (cached per reported point)."""
+        from trigeo.predict.m1 import nearest_place
+
+        key = (round(lat, 4), round(lon, 4))
+        with self._lock:
+            if key not in self._places:
+                self._places[key] = nearest_place(lat, lon)
+            return self._places[key]
+
+    def report_point(self, lat: float, lon: float) -> tuple[float, float]:
+        """A coordinate as reported: rounded to the grid when coarsening."""
+        if self.coarsen_km is None:
+            return _round(lat), _round(lon)
+        r_lat, r_lon = round_to_grid(lat, lon, self.coarsen_km)
+        return _round(r_lat), _round(r_lon)
+
+    def describe(self) -> dict[str, Any]:
+        record = self.backend.describe()
+        record["coarsen_km"] = self.coarsen_km
+        record["regions"] = len(self.regions)
+        record["index"] = (
+            None
+            if self.index is None
+            else {
+                "photos": len(self.index),
+                "kind": self.index.kind,
+                "dataset_sha256": self.index.meta.get("dataset_sha256"),
+                "split": self.index.meta.get("split"),
+            }
+        )
+        return record
+
+    # --- the answer ----------------------------------------------------------------
+    def predict(
+        self,
+        images: Sequence[Any],
+        posted_at: Sequence[pd.Timestamp | None],
+        truths: Sequence[tuple[float, float] | None],
+        top_k: int = 5,
+    ) -> list[dict[str, Any]]:
+        """The reported answer for each decoded photo."""
+        inferences = self.backend.infer(images, posted_at)
+        return [
+            self.answer(inference, truth, top_k)
+            for inference, truth in zip(inferences, truths, strict=True)
+        ]
+
+    def answer(
+        self, inference: Inference, truth: tuple[float, float] | None, top_k: int
+    ) -> dict[str, Any]:
+        from trigeo.calibration import credible_sets
+        from trigeo.sphere import distance_km
+
+        regions = self.regions
+        p = regions.probabilities(inference.probs)
+        order = np.argsort(-p, kind="stable")
+        sets = credible_sets(
+            None, p[None, :], np.array([-1]), CREDIBLE_LEVELS, cell_areas_km2=regions.area_km2
+        )
+        credible = []
+        membership: dict[int, list[float]] = {}
+        for s in sets:
+            size = int(s.size[0])
+            for r in order[:size]:
+                membership.setdefault(int(r), []).append(s.level)
+            credible.append(
+                {
+                    "level": s.level,
+                    "regions": size,
+                    "cells": int(sum(len(regions.cells[r]) for r in order[:size])),
+                    "area_km2": float(s.area_km2[0]),
+                    "complete": bool(s.complete[0]),
+                }
+            )
+        top = []
+        for rank, r in enumerate(order[: max(1, top_k)], start=1):
+            lat, lon = float(regions.lat[r]), float(regions.lon[r])
+            item: dict[str, Any] = {
+                "rank": rank,
+                "region": int(r),
+                "probability": float(p[r]),
+                "lat": _round(lat),
+                "lon": _round(lon),
+                "place": self.place(lat, lon),
+            }
+            if regions.coarsen_km is None:
+                item["cell"] = int(regions.cells[r][0])
+            else:
+                item["cells"] = len(regions.cells[r])
+                item["merged"] = bool(regions.merged[r])
+            top.append(item)
+        best_lat, best_lon = float(regions.lat[order[0]]), float(regions.lon[order[0]])
+        answer: dict[str, Any] = {
+            "model": {
+                "id": self.backend.model_id,
+                "name": self.backend.name,
+                "answered_by": inference.model,
+                "time_used": inference.time_used,
+                "note": inference.note,
+            },
+            "coarsen_km": self.coarsen_km,
+            "top_k": top,
+            "credible_regions": credible,
+            "geojson": self._geojson(p, order, membership),
+        }
+        if truth is None:
+            answer["truth"] = None
+        elif self.coarsen_km is not None:
+            answer["truth"] = {"withheld": True, "reason": "--coarsen-km: EXIF truth not echoed"}
+        else:
+            error = float(distance_km(truth[0], truth[1], best_lat, best_lon))
+            answer["truth"] = {
+                "lat": _round(truth[0]),
+                "lon": _round(truth[1]),
+                "source": "EXIF GPS",
+                "error_km": round(error, 3),
+            }
+        if self.index is not None and inference.descriptor is not None:
+            answer.update(self._neighbours(inference.descriptor, best_lat, best_lon))
+        return answer
+
+    def _geojson(
+        self, p: NDArray[np.float64], order: NDArray[np.int64], membership: dict[int, list[float]]
+    ) -> dict[str, Any]:
+        regions = self.regions
+        keep = [int(r) for r in order if p[r] >= GEOJSON_MIN_PROB or int(r) in membership]
+        keep = keep[:GEOJSON_MAX_FEATURES]
+        rank = {int(r): i + 1 for i, r in enumerate(order)}
+        features = []
+        for r in keep:
+            levels = membership.get(r, [])
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": r,
+                    "geometry": regions.geometry[r],
+                    "properties": {
+                        "region": r,
+                        "probability": float(p[r]),
+                        "rank": rank[r],
+                        "lat": _round(regions.lat[r]),
+                        "lon": _round(regions.lon[r]),
+                        "area_km2": float(regions.area_km2[r]),
+                        "cells": len(regions.cells[r]),
+                        "merged": bool(regions.merged[r]),
+                        "in_credible_50": 0.5 in levels,
+                        "in_credible_90": 0.9 in levels,
+                        "in_credible_95": 0.95 in levels,
+                    },
+                }
+            )
+        return {
+            "type": "FeatureCollection",
+            "features": features,
+            "properties": {
+                "regions": len(regions),
+                "shown": len(features),
+                "probability_shown": float(sum(p[r] for r in keep)),
+            },
+        }
+
+    def _neighbours(self, descriptor: NDArray, best_lat: float, best_lon: float) -> dict[str, Any]:
+        from trigeo.retrieve.knn import knn_locate
+        from trigeo.sphere import distance_km
+
+        index = self.index
+        distance, rows = index.search(descriptor[None, :], self.neighbours)
+        photos = index.photos
+        items = []
+        for rank, (d, row) in enumerate(zip(distance[0], rows[0], strict=True), start=1):
+            if row < 0:
+                continue
+            lat, lon = float(photos["lat"].iat[row]), float(photos["lon"].iat[row])
+            r_lat, r_lon = self.report_point(lat, lon)
+            items.append(
+                {
+                    "rank": rank,
+                    "photo_id": str(photos["photo_id"].iat[row]),
+                    "lat": r_lat,
+                    "lon": r_lon,
+                    "l2": float(d),
+                    "km_from_prediction": round(
+                        float(distance_km(best_lat, best_lon, lat, lon)), 1
+                    ),
+                    "thumbnail": f"/v1/index/photos/{int(row)}/thumbnail",
+                }
+            )
+        knn = None
+        valid = rows[0] >= 0
+        if valid.any():
+            k_lat, k_lon, size = knn_locate(
+                photos["lat"].to_numpy()[rows[0][valid]][None, :],
+                photos["lon"].to_numpy()[rows[0][valid]][None, :],
+                distance[0][valid][None, :],
+            )
+            r_lat, r_lon = self.report_point(float(k_lat[0]), float(k_lon[0]))
+            knn = {"lat": r_lat, "lon": r_lon, "neighbours_averaged": int(size[0])}
+        return {"neighbours": items, "knn_estimate": knn}

@@ -1,0 +1,288 @@
+"""The HTTP API: answers checked against numpy, each limit, privacy, and the CLI's host."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import tempfile
+import threading
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from serve.conftest import photo_with_gps, png_bytes
+from trigeo.serve.app import create_app
+from trigeo.serve.limits import Limits
+from trigeo.sphere import distance_km
+
+TOKYO = (35.68, 139.7)
+BLUE = (40, 40, 220)
+
+
+@pytest.fixture(scope="module")
+def client(engine):
+    with TestClient(create_app(engine, Limits(max_concurrent=1, max_queue=4))) as c:
+        yield c
+
+
+def _post(client, data: bytes, name: str = "photo.jpg", **fields):
+    return client.post("/v1/predict", files={"image": (name, data)}, data=fields)
+
+
+def _reference_probs(engine, data: bytes) -> np.ndarray:
+    """Cell probabilities computed here, by hand: transform, forward, softmax / T."""
+    import torch
+
+    model = engine.backend.model
+    with Image.open(io.BytesIO(data)) as img:
+        x = engine.backend.transform(img.convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        logits = model.net(x).double() / model.temperature
+    return torch.softmax(logits, 1)[0].numpy()
+
+
+def test_predict_answers_top_k_credible_regions_geojson_and_exif_error(client, engine):
+    data = photo_with_gps(BLUE, *TOKYO)
+    response = _post(client, data, top_k="3")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    p = _reference_probs(engine, data)
+    order = np.argsort(-p, kind="stable")
+    top = body["top_k"]
+    assert [t["cell"] for t in top] == order[:3].tolist()
+    np.testing.assert_allclose([t["probability"] for t in top], p[order[:3]], rtol=1e-5)
+    lat, lon = engine.backend.model.label_points()
+    assert top[0]["lat"] == pytest.approx(lat[order[0]], abs=1e-5)
+    assert distance_km(*TOKYO, top[0]["lat"], top[0]["lon"]) < 500
+    assert "JP" in top[0]["place"]
+    # Credible regions: the smallest set of most probable cells reaching each mass.
+    areas = engine.backend.model.mesh.cell_areas_km2()
+    cumulative = np.cumsum(p[order])
+    for region, level in zip(body["credible_regions"], (0.5, 0.9, 0.95), strict=True):
+        size = int(np.searchsorted(cumulative, level - 1e-6) + 1)
+        assert region["level"] == level and region["cells"] == size
+        assert region["area_km2"] == pytest.approx(areas[order[:size]].sum(), rel=1e-9)
+    features = body["geojson"]["features"]
+    flagged = [f for f in features if f["properties"]["in_credible_90"]]
+    assert len(flagged) == body["credible_regions"][1]["cells"]
+    assert features[0]["properties"]["rank"] == 1
+    assert features[0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    # The EXIF truth and the top prediction's distance from it.
+    truth = body["truth"]
+    assert (truth["lat"], truth["lon"]) == pytest.approx(TOKYO, abs=1e-4)
+    want = distance_km(*TOKYO, lat[order[0]], lon[order[0]])
+    assert truth["error_km"] == pytest.approx(want, abs=0.01)
+    # Neighbours from the index: the nearest descriptors, brute force.
+    index = engine.index
+    x = index.index.reconstruct_n(0, len(index)).astype(np.float64)
+    descriptor = engine.backend.infer([Image.open(io.BytesIO(data)).convert("RGB")], [None])[0]
+    d = np.sqrt(((x - descriptor.descriptor) ** 2).sum(1))
+    nearest = index.photos["photo_id"].to_numpy()[np.argsort(d, kind="stable")[:6]]
+    assert [n["photo_id"] for n in body["neighbours"]] == nearest.tolist()
+    assert all(n["photo_id"].startswith("p2-") for n in body["neighbours"])  # Tokyo's photos
+    assert body["knn_estimate"] is not None
+    thumb = client.get(body["neighbours"][0]["thumbnail"])
+    assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+    assert body["model"]["answered_by"] == "M1" and body["model"]["time_used"] is False
+
+
+def test_batch_gives_the_same_answer_per_image_and_an_error_for_a_bad_one(client):
+    good = photo_with_gps(BLUE, *TOKYO)
+    other = png_bytes(seed=3)
+    files = [
+        ("images", ("a.jpg", good)),
+        ("images", ("b.txt", b"not a photo")),
+        ("images", ("c.png", other)),
+    ]
+    response = client.post("/v1/predict/batch", files=files)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert len(results) == 3 and results[1]["status"] == 415
+    for got, data, name in ((results[0], good, "a.jpg"), (results[2], other, "c.png")):
+        single = _post(client, data, name).json()["top_k"]
+        # Same cells and places; probabilities equal up to float32 batching differences.
+        assert [t["cell"] for t in got["top_k"]] == [t["cell"] for t in single]
+        assert [t["place"] for t in got["top_k"]] == [t["place"] for t in single]
+        np.testing.assert_allclose(
+            [t["probability"] for t in got["top_k"]], [t["probability"] for t in single], atol=1e-6
+        )
+
+
+def test_model_mesh_land_health_page_and_docs(client, engine):
+    model = client.get("/v1/model").json()
+    assert model["model_id"] == engine.backend.model_id and model["kind"] == "M1"
+    assert model["backbone"] == "test_resnet" and model["label_kind"] == "imagery"
+    assert model["training_data_sha256"] and model["index"]["photos"] == len(engine.index)
+    mesh = client.get("/v1/mesh").json()
+    assert len(mesh["features"]) == len(engine.backend.mesh.triangles_)
+    land = client.get("/v1/land").json()
+    assert len(land["features"]) > 50
+    assert client.get("/v1/health").json()["status"] == "ok"
+    page = client.get("/")
+    assert page.status_code == 200 and "Drop a photo" in page.text
+    assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")
+    assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+    assert client.get("/v1/index/photos/100000/thumbnail").status_code == 404
+
+
+def test_uploads_over_20_mb_get_413(client):
+    big = b"\xff\xd8\xff" + bytes(20 * 1024 * 1024)  # 20 MB + 3 bytes
+    response = _post(client, big)
+    assert response.status_code == 413 and "20 MB" in response.json()["detail"]
+    files = [("images", (f"{i}.png", png_bytes(seed=i))) for i in range(17)]
+    response = client.post("/v1/predict/batch", files=files)
+    assert response.status_code == 413 and "at most 16" in response.json()["detail"]
+
+
+def test_a_streamed_body_without_content_length_is_cut_at_the_limit(engine):
+    app = create_app(engine, Limits(max_upload_mb=0.01))
+
+    async def body():
+        boundary = b"xyz"
+        yield b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+        for _ in range(50):
+            yield bytes(1024)
+        yield b"\r\n--" + boundary + b"--\r\n"
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await c.post(
+                "/v1/predict",
+                content=body(),
+                headers={"content-type": "multipart/form-data; boundary=xyz"},
+            )
+
+    response = asyncio.run(run())
+    assert response.status_code == 413
+
+
+def test_non_images_get_415_with_a_message(client):
+    response = _post(client, b"hello, this is text", "notes.txt")
+    assert response.status_code == 415 and "not an image" in response.json()["detail"]
+    response = _post(client, b"", "empty.jpg")
+    assert response.status_code == 415
+    response = client.post("/v1/predict", json={"image": "x"})
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
+
+
+def test_decompression_bombs_and_broken_images_get_422(client):
+    # 10000 x 10000 = 100 M pixels, over Pillow's MAX_IMAGE_PIXELS (89.5 M): its guard fires.
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(buffer, format="PNG")
+    assert len(buffer.getvalue()) < 1024 * 1024
+    response = _post(client, buffer.getvalue(), "bomb.png")
+    assert response.status_code == 422 and "decompression bomb" in response.json()["detail"]
+    truncated = photo_with_gps(BLUE, *TOKYO)[:300]
+    assert _post(client, truncated).status_code == 422
+    assert _post(client, png_bytes(), posted_at="yesterday").status_code == 422
+    assert _post(client, png_bytes(), top_k="0").status_code == 422
+    assert client.post("/v1/predict", files={"other": ("a.png", png_bytes())}).status_code == 422
+
+
+def test_past_the_bounded_queue_requests_get_503_with_retry_after(engine):
+    gate = threading.Event()
+    started = threading.Event()
+
+    class Gated:
+        """The real engine, held at the gate so requests pile up deterministically."""
+
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+        def predict(self, *args):
+            started.set()
+            gate.wait(30)
+            return engine.predict(*args)
+
+    app = create_app(Gated(), Limits(max_concurrent=1, max_queue=1))
+    data = png_bytes()
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=60) as c:
+            post = lambda: c.post("/v1/predict", files={"image": ("a.png", data)})  # noqa: E731
+            first = asyncio.create_task(post())
+            await asyncio.to_thread(started.wait, 30)
+            second = asyncio.create_task(post())  # waits in the queue
+            await asyncio.sleep(0.2)
+            third = await post()  # one running + one waiting: refused
+            health = (await c.get("/v1/health")).json()
+            gate.set()
+            return third, health, await first, await second
+
+    third, health, first, second = asyncio.run(run())
+    assert third.status_code == 503 and int(third.headers["Retry-After"]) >= 1
+    assert "busy" in third.json()["detail"]
+    assert health["inflight"] == 2 and health["running"] == 1
+    assert first.status_code == 200 and second.status_code == 200
+
+
+def test_uploads_and_their_exif_are_never_written_to_disk_or_logged(engine, monkeypatch, caplog):
+    def refuse(*args, **kwargs):
+        raise AssertionError("an upload was about to be written to a temporary file")
+
+    for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    # A 3 MB photo: Starlette's own form parser would spool it to disk past 1 MB.
+    pixels = np.random.default_rng(1).integers(0, 255, (1000, 1000, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x010E] = "SECRET-MARKER-4711"
+    exif.get_ifd(0x8825).update({1: "N", 2: (12.0, 34.0, 56.0), 3: "W", 4: (65.0, 43.0, 21.0)})
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", exif=exif.tobytes())
+    data = buffer.getvalue()
+    assert len(data) > 2 * 1024 * 1024
+    caplog.set_level(logging.DEBUG)
+    with TestClient(create_app(engine)) as client:
+        response = _post(client, data, "secret.png")
+    assert response.status_code == 200, response.text
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "SECRET-MARKER" not in logged and "12.58" not in logged and "65.72" not in logged
+
+
+def test_coarsened_answers_round_every_coordinate_and_withhold_exif(world_model):
+    from trigeo.retrieve.index import RetrievalIndex
+    from trigeo.serve.coarsen import round_to_grid
+    from trigeo.serve.engine import Engine, load_backend
+
+    model_dir, _, index_dir = world_model
+    engine = Engine(load_backend(model_dir), index=RetrievalIndex.load(index_dir), coarsen_km=250)
+    with TestClient(create_app(engine)) as client:
+        body = _post(client, photo_with_gps(BLUE, *TOKYO)).json()
+    points = [(t["lat"], t["lon"]) for t in body["top_k"]]
+    points += [(n["lat"], n["lon"]) for n in body["neighbours"]]
+    points += [(body["knn_estimate"]["lat"], body["knn_estimate"]["lon"])]
+    for lat, lon in points:
+        r_lat, r_lon = round_to_grid(lat, lon, 250)
+        assert (lat, lon) == pytest.approx((float(r_lat), float(r_lon)), abs=1e-4)
+    assert body["truth"]["withheld"] is True and "lat" not in body["truth"]
+    text = str(body)
+    assert "35.68" not in text and "139.7," not in text
+    assert body["coarsen_km"] == 250 and "cells" in body["top_k"][0]
+
+
+def test_serve_binds_loopback_by_default_and_warns_otherwise(world_model, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from trigeo.cli import app
+    from trigeo.serve.cli import exposure_warning
+
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("::1") is None
+    assert exposure_warning("localhost") is None
+    assert "not 127.0.0.1" in exposure_warning("0.0.0.0")
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "--model", str(world_model[0])])
+    assert result.exit_code == 0, result.output
+    assert calls[-1]["host"] == "127.0.0.1" and "warning" not in result.output
+    result = runner.invoke(app, ["serve", "--model", str(world_model[0]), "--host", "0.0.0.0"])
+    assert calls[-1]["host"] == "0.0.0.0" and "warning" in result.output
+    assert "--coarsen-km" in result.output
