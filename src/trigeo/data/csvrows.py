@@ -1,0 +1,366 @@
+"""Table rows to dataset rows: value parsing (numbers, times) and the row converter.
+
+Used by :mod:`trigeo.data.csvimport`, which streams batches through
+:class:`RowConverter`; the rules (time rule, users, reasons) are described
+there and in ``docs/datasets.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trigeo.data.formats import TableFormat
+from trigeo.data.image_index import LINK, KeyedImages
+from trigeo.data.images import BadImageError, sniff_image
+from trigeo.data.report import ImportReport
+from trigeo.data.stores import StoreReader
+from trigeo.data.yfcc import _SeenIds, id_keys, split_from_keys
+
+__all__ = ["RowConverter", "as_floats", "as_strings", "parse_times"]
+
+_MS_THRESHOLD = 1e11
+_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_REASONS = (
+    "missing id",
+    "bad number",
+    "missing coordinates",
+    "latitude beyond ±90",
+    "longitude beyond ±180",
+    "bad time",
+    "missing split",
+    "duplicate id",
+)
+
+
+def as_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Any column as trimmed strings (nulls as empty)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+        values = pc.cast(values, pa.string())
+    return pc.fill_null(pc.utf8_trim_whitespace(values), "")
+
+
+def as_floats(values: pa.Array) -> np.ndarray:
+    """Column to float64; empty or unparsable values become NaN."""
+    if pa.types.is_floating(values.type) or pa.types.is_integer(values.type):
+        return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    text = as_strings(values)
+    try:  # fast path: every value a number (a bad one falls back to the checked path)
+        return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    ok = pc.match_substring_regex(text, _NUMBER).to_numpy(zero_copy_only=False)
+    out = np.full(len(text), np.nan)
+    where = np.flatnonzero(ok)
+    if where.size:
+        out[where] = pc.cast(text.take(pa.array(where)), pa.float64()).to_numpy(
+            zero_copy_only=False
+        )
+    return out
+
+
+def parse_times(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times to UTC microseconds by the module's time rule.
+
+    Returns
+    -------
+    (micros, ok, empty)
+        int64 microseconds since the epoch (0 where not ``ok``), whether each
+        value parsed, and whether it was empty.
+    """
+    n = len(values)
+    if pa.types.is_timestamp(values.type):
+        tz = values.type.tz
+        cast = values if tz else pc.assume_timezone(values, "UTC")
+        micros = pc.cast(pc.cast(cast, pa.timestamp("us", tz="UTC")), pa.int64())
+        empty = pc.is_null(micros).to_numpy(zero_copy_only=False)
+        return pc.fill_null(micros, 0).to_numpy(zero_copy_only=False), ~empty, empty
+    text = as_strings(values)
+    empty = pc.equal(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+    numeric = pc.match_substring_regex(text, _NUMBER).to_numpy(zero_copy_only=False)
+    micros = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    where = np.flatnonzero(numeric)
+    if where.size:
+        seconds = as_floats(text.take(pa.array(where)))
+        seconds = np.where(np.abs(seconds) >= _MS_THRESHOLD, seconds / 1000.0, seconds)
+        good = np.isfinite(seconds) & (np.abs(seconds) < 9.2e12)
+        micros[where[good]] = np.round(seconds[good] * 1e6).astype(np.int64)
+        ok[where[good]] = True
+    where = np.flatnonzero(~numeric & ~empty)
+    if where.size:
+        strings = pd.Series(text.take(pa.array(where)).to_numpy(zero_copy_only=False))
+        parsed = pd.to_datetime(strings, utc=True, format="ISO8601", errors="coerce")
+        good = parsed.notna().to_numpy()
+        stamps = parsed[good].dt.as_unit("us").astype("int64").to_numpy()
+        micros[where[good]] = stamps
+        ok[where[good]] = True
+    return micros, ok, empty
+
+
+class RowConverter:
+    """Turns input batches into table rows, reporting every dropped row."""
+
+    def __init__(
+        self,
+        fmt: TableFormat,
+        columns: dict[str, str],
+        extras: list[pa.Field],
+        report: ImportReport,
+        locate: Any,
+        split: str | None,
+        split_args: tuple[float, float, int],
+        allow_missing: bool,
+        check_images: bool,
+        out: Path,
+    ) -> None:
+        self.fmt, self.columns, self.extras, self.report = fmt, columns, extras, report
+        self.locate, self.split, self.split_args = locate, split, split_args
+        self.allow_missing, self.check_images = allow_missing, check_images
+        self.seen = _SeenIds()
+        self.sources: dict[str, str] = {}
+        self.out = out
+        self.stores = StoreReader(out)  # references start with "images/", the link in out
+        self.counts: dict[str, int] = {
+            "missing_images_kept": 0,
+            "times_absent": 0,
+            "users_absent": 0,
+            "outdoor_out_of_range": 0,
+            "absent_expected": 0,
+        }
+
+    def _skip(
+        self, reason: str, rows: np.ndarray, offset: int, detail: Callable[[int], str]
+    ) -> None:
+        for i in rows[:5].tolist():
+            self.report.skip(reason, where=f"row {offset + i + 1}", detail=detail(i))
+        if rows.size > 5:  # beyond the examples, counted only
+            self.report.skipped[reason] += rows.size - 5
+
+    def convert(self, batch: pa.RecordBatch, offset: int) -> pa.Table | None:
+        cols = self.columns
+        n = batch.num_rows
+        reason = np.zeros(n, dtype=np.int8)
+        detail: dict[int, Callable[[int], str]] = {}
+
+        def flag(code: int, mask: np.ndarray, text: Callable[[int], str]) -> None:
+            new = (reason == 0) & mask
+            reason[new] = code
+            detail.setdefault(code, text)
+
+        def col(name: str) -> pa.Array:
+            values = batch.column(cols[name])
+            return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+        ids = as_strings(col("id"))
+        flag(1, pc.equal(pc.utf8_length(ids), 0).to_numpy(zero_copy_only=False), lambda i: "")
+        lat_raw, lon_raw = col("lat"), col("lon")
+        lat_s, lon_s = as_strings(lat_raw), as_strings(lon_raw)
+        lat, lon = as_floats(lat_raw), as_floats(lon_raw)
+        lat_empty = pc.equal(pc.utf8_length(lat_s), 0).to_numpy(zero_copy_only=False)
+        lon_empty = pc.equal(pc.utf8_length(lon_s), 0).to_numpy(zero_copy_only=False)
+        flag(3, lat_empty | lon_empty, lambda i: f"{cols['lat']}/{cols['lon']} empty")
+        flag(
+            2,
+            ~(np.isfinite(lat) & np.isfinite(lon)),
+            lambda i: (
+                f"{cols['lat']} {lat_s[i].as_py()!r}, {cols['lon']} {lon_s[i].as_py()!r}: "
+                "not a number"
+            ),
+        )
+        with np.errstate(invalid="ignore"):
+            flag(4, np.abs(lat) > 90, lambda i: f"{cols['lat']} {lat[i]}")
+            flag(5, np.abs(lon) > 180, lambda i: f"{cols['lon']} {lon[i]}")
+        micros = np.zeros(n, dtype=np.int64)
+        has_time = np.zeros(n, dtype=bool)
+        if "time" in cols:
+            time_raw = col("time")
+            micros, ok, empty = parse_times(time_raw)
+            time_s = as_strings(time_raw)
+            flag(6, ~ok & ~empty, lambda i: f"{cols['time']} {time_s[i].as_py()!r}")
+            has_time = ok
+        split_s = None
+        if "split" in cols:
+            split_s = as_strings(col("split"))
+            flag(
+                7,
+                pc.equal(pc.utf8_length(split_s), 0).to_numpy(zero_copy_only=False),
+                lambda i: f"{cols['split']} empty",
+            )
+        ok_rows = np.flatnonzero(reason == 0)
+        keys = id_keys(ids.take(pa.array(ok_rows, type=pa.int64())))
+        dup = self.seen.contains(keys) | pd.Series(keys).duplicated().to_numpy()
+        reason[ok_rows[dup]] = 8
+        detail[8] = lambda i: f"{cols['id']} {ids[i].as_py()!r}"
+        self.seen.add(keys[~dup])
+        for code in np.unique(reason[reason > 0]).tolist():
+            self._skip(_REASONS[code - 1], np.flatnonzero(reason == code), offset, detail[code])
+
+        keep = np.flatnonzero(reason == 0)
+        refs, keep = self._images(batch, ids, keep, offset)
+        k = keep.size
+        if k == 0:
+            return None
+        take = pa.array(keep, type=pa.int64())
+        ids_k = ids.take(take)
+        if "user" in cols:
+            users = as_strings(col("user")).take(take)
+            # OSV-5M writes numeric creator ids as floats ("111336221091714.0").
+            users = pc.replace_substring_regex(users, r"^([0-9]+)\.0$", r"\1")
+            absent = pc.equal(pc.utf8_length(users), 0)
+            self.counts["users_absent"] += int(pc.sum(absent).as_py() or 0)
+        else:
+            absent = pa.array(np.ones(k, dtype=bool))
+            users = ids_k
+        # A photo without a user is its own user: albums never mix strangers' photos.
+        users = pc.if_else(absent, pc.binary_join_element_wise("photo:", ids_k, ""), users)
+        times = micros[keep]
+        known = has_time[keep]
+        self.counts["times_absent"] += int((~known).sum())
+        posted = pa.array(np.where(known, times, 0), type=pa.timestamp("us", tz="UTC"))
+        taken = pa.array(
+            np.where(known, times, 0),
+            type=pa.timestamp("us", tz="UTC"),
+            mask=~known if self.fmt.time_is_capture else np.ones(k, dtype=bool),
+        )
+        if self.split is not None:
+            split = pa.array([self.split] * k, type=pa.string())
+        elif split_s is not None:
+            split = split_s.take(take)
+        else:
+            # The id keys were computed for the duplicate check: reuse them (hashing is costly).
+            kept_keys = keys[np.searchsorted(ok_rows, keep)]
+            split = pa.array(split_from_keys(kept_keys, *self.split_args), type=pa.string())
+        columns: dict[str, pa.Array] = {
+            "photo_id": ids_k,
+            "image": pa.array(refs, type=pa.string()),
+            "lat": pa.array(lat[keep]),
+            "lon": pa.array(lon[keep]),
+            "user_id": users,
+            "posted_at": posted,
+            "taken_at": taken,
+            "outdoor": self._outdoor(batch, take),
+            "split": split,
+            "time_source": pa.array(
+                np.where(known, "column", "none").astype(object), type=pa.string()
+            ),
+        }
+        for f in self.extras:
+            if f.name == "time_source":
+                continue
+            source = self.sources.get(f.name, f.name)
+            values = batch.column(source)
+            if isinstance(values, pa.ChunkedArray):
+                values = values.combine_chunks()
+            values = values.take(take)
+            if pa.types.is_floating(f.type):
+                columns[f.name] = pa.array(as_floats(values))
+            elif pa.types.is_integer(f.type):
+                floats = as_floats(values)
+                whole = np.isfinite(floats) & (floats == np.round(floats))
+                columns[f.name] = pa.array(np.where(whole, floats, 0).astype(np.int64), mask=~whole)
+            elif values.type != f.type:
+                columns[f.name] = pc.cast(values, f.type)
+            else:
+                columns[f.name] = values
+        return pa.table(columns)
+
+    def _outdoor(self, batch: pa.RecordBatch, take: pa.Array) -> pa.Array:
+        names = batch.schema.names
+        if "outdoor" in names:
+            values = as_floats(batch.column("outdoor").take(take))
+        elif "Prob_indoor" in names:
+            values = 1.0 - as_floats(batch.column("Prob_indoor").take(take))
+        else:
+            return pa.nulls(len(take), type=pa.float64())
+        with np.errstate(invalid="ignore"):
+            # Rounding can put 1 - p a hair outside [0, 1]; clip that, drop real outliers.
+            inside = (values > -1e-9) & (values < 1 + 1e-9)
+        self.counts["outdoor_out_of_range"] += int((np.isfinite(values) & ~inside).sum())
+        values = np.where(inside, values.clip(0, 1), np.nan)
+        return pa.array(values, mask=np.isnan(values))
+
+    def _images(
+        self, batch: pa.RecordBatch, ids: pa.Array, keep: np.ndarray, offset: int
+    ) -> tuple[list[str], np.ndarray]:
+        """References of the kept rows' images; rows without one are reported."""
+        if keep.size == 0:
+            return [], keep
+        take = pa.array(keep, type=pa.int64())
+        if "image" in self.columns:
+            values = as_strings(batch.column(self.columns["image"])).take(take)
+        else:
+            values = ids.take(take)
+        texts = values.to_pylist()
+        refs: list[str | None] = [None] * keep.size
+        failed: list[tuple[int, str, str]] = []
+        if isinstance(self.locate, KeyedImages):
+            pos = self.locate.lookup(values)
+            all_refs: list[str | None] = [None] * pos.size
+            all_problems: list[str | None] = [None] * pos.size
+            if len(self.locate):
+                where = pa.array(np.maximum(pos, 0))
+                # Bulk conversions: per-element Arrow access costs microseconds per row.
+                all_refs = self.locate.refs.take(where).to_pylist()
+                all_problems = self.locate.problems.take(where).to_pylist()
+            for j, p in enumerate(pos.tolist()):
+                if p < 0:
+                    reason = (
+                        "not in the image set"
+                        if self.fmt.absent_images_expected
+                        else "missing image"
+                    )
+                    failed.append((j, reason, f"no image with id {texts[j]!r}"))
+                    continue
+                ref, problem = all_refs[j], all_problems[j]
+                if problem is None and self.check_images and self.fmt.store != "msgpack":
+                    problem = self._check_ref(ref)  # msgpack records were checked in the scan
+                if problem is not None:
+                    failed.append((j, problem, self.locate.details[p].as_py()))
+                    continue
+                refs[j] = ref
+        else:
+            for j, text in enumerate(texts):
+                if "://" in text:  # a URL: kept for `trigeo data download`
+                    refs[j] = text
+                    continue
+                ref, why, about = self.locate.find(text)
+                if why == "missing image" and self.fmt.absent_images_expected:
+                    why = "not in the image set"
+                if ref is None:
+                    failed.append((j, str(why), about))
+                else:
+                    refs[j] = ref
+        drop = np.zeros(keep.size, dtype=bool)
+        for j, why, about in failed:
+            missing = why in ("missing image", "not in the image set")
+            if why == "not in the image set":
+                self.counts["absent_expected"] += 1
+            if missing and self.allow_missing:
+                # Kept on request: the loaders skip and report it when it is still absent.
+                self.counts["missing_images_kept"] += 1
+                refs[j] = f"{LINK}/{texts[j]}"
+                continue
+            drop[j] = True
+            self.report.skip(why, where=f"row {offset + int(keep[j]) + 1}", detail=about)
+        kept = [r for r, d in zip(refs, drop, strict=True) if not d]
+        return kept, keep[~drop]  # type: ignore[return-value]
+
+    def _check_ref(self, ref: str) -> str | None:
+        path, _, member = ref.partition("#")
+        try:
+            data = self.stores.read(path, member) if member else (self.out / path).read_bytes()
+            sniff_image(data)
+        except BadImageError as exc:
+            return exc.reason if exc.reason != "empty file" else "empty image"
+        except (OSError, KeyError, ValueError):
+            return "unreadable image"
+        return None
