@@ -52,8 +52,13 @@ def _train(data: Path, mesh: Path, out: Path, config: Path) -> subprocess.Comple
     )
 
 
+# One short balanced stage: 32 photos, 16 steps per rank at batch size 1.
+ONE_STAGE = [{"name": "adagrad-beta1", "optimizer": "adagrad", "lr": 0.05, "epochs": 1,
+              "sampling": "balanced", "beta": 1.0}]  # fmt: skip
+
+
 def _config_file(path: Path, **overrides) -> Path:
-    config = load_config("test", overrides)
+    config = load_config("test", {"stages": ONE_STAGE, **overrides})
     path.write_text(yaml.safe_dump(config_to_dict(config)))
     return path
 
