@@ -111,7 +111,7 @@ def test_compare_cli(two_meshes, tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = run(
         "mesh", "compare", "--points", csv, "--mesh", tri, "--mesh", quad, "--out", out,
-        "--region", "-10,35,20,60", "--sweep", "--sweep-limits", "300,100",
+        "--region", "-10,35,20,60", "--sweep", "--sweep-limits", "300",
         "--init-grid", 8, "--init-level", 2,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -124,8 +124,8 @@ def test_compare_cli(two_meshes, tmp_path: Path) -> None:
     doc = json.loads((out / "compare.json").read_text())
     assert [row["kind"] for row in doc["meshes"]] == ["delaunay", "quadtree"]
     assert doc["region"] == [-10.0, 35.0, 20.0, 60.0]
-    assert len(doc["sweep"]["curves"]["delaunay"]) == 2 and len(doc["sweep"]["matched"]) == 2
-    assert doc["inputs"]["sweep_limits"] == [300.0, 100.0]
+    assert len(doc["sweep"]["curves"]["delaunay"]) == 1 and len(doc["sweep"]["matched"]) == 1
+    assert doc["inputs"]["sweep_limits"] == [300.0]
     for name in FILES:
         assert (out / name).stat().st_size > 0
     assert "## Equal cell counts" in (out / "compare.md").read_text()

@@ -3,6 +3,7 @@ offline coastlines."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,22 @@ def mesh_polygons(
     return polys, np.asarray(values), np.asarray(kept_flags, dtype=bool)
 
 
+@functools.lru_cache(maxsize=4)
+def _basemap(lon0: float, lat0: float, lon1: float, lat1: float, resolution: str) -> Any:
+    """A cylindrical Basemap, kept: reading its coastlines takes seconds, and side-by-side
+    panels of one region share it (every drawing call names its axes)."""
+    from mpl_toolkits.basemap import Basemap
+
+    return Basemap(
+        projection="cyl",
+        llcrnrlat=lat0,
+        urcrnrlat=lat1,
+        llcrnrlon=lon0,
+        urcrnrlon=lon1,
+        resolution=resolution,
+    )
+
+
 def draw_mesh(
     mesh: Any,
     ax: Any,
@@ -70,25 +87,18 @@ def draw_mesh(
     vmax: float | None = None,
 ) -> None:
     """Draw ``mesh`` on matplotlib axes ``ax``; ``region`` = (lon0, lat0, lon1, lat1)
-    zooms in (coastlines at intermediate resolution), else the whole world."""
+    zooms in (coastlines at low resolution, intermediate below 15 degrees across), else
+    the whole world."""
     import matplotlib.pyplot as plt
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import Normalize
-    from mpl_toolkits.basemap import Basemap
 
     polys, values_arr, kept_arr = mesh_polygons(mesh, 0.25 if region else 2.0)
     lon0, lat0, lon1, lat1 = region or (-180.0, -90.0, 180.0, 90.0)
-    world = Basemap(
-        projection="cyl",
-        llcrnrlat=lat0,
-        urcrnrlat=lat1,
-        llcrnrlon=lon0,
-        urcrnrlon=lon1,
-        resolution="i" if region else "c",
-        ax=ax,
-    )
-    world.drawmapboundary(fill_color="#f4f6f8")
-    world.fillcontinents(color="#e2e2dc", lake_color="#f4f6f8", zorder=1)
+    resolution = "c" if region is None else ("i" if max(lon1 - lon0, lat1 - lat0) < 15 else "l")
+    world = _basemap(lon0, lat0, lon1, lat1, resolution)
+    world.drawmapboundary(fill_color="#f4f6f8", ax=ax)
+    world.fillcontinents(color="#e2e2dc", lake_color="#f4f6f8", zorder=1, ax=ax)
     cmap = plt.get_cmap("viridis")
     top = float(values_arr[kept_arr].max()) if kept_arr.any() else 1.0
     norm = Normalize(
@@ -106,7 +116,12 @@ def draw_mesh(
         polys, facecolors="none", edgecolors="#33415c", linewidths=0.4 if region else 0.15, zorder=3
     )
     ax.add_collection(outlines)
-    world.drawcoastlines(linewidth=0.4, color="#444444", zorder=4)
+    world.drawcoastlines(linewidth=0.4, color="#444444", zorder=4, ax=ax)
+    ax.set_xlim(lon0, lon1)
+    ax.set_ylim(lat0, lat1)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
     if points is not None:
         plat = np.asarray(points[0], dtype=np.float64)
         plon = np.asarray(points[1], dtype=np.float64)
