@@ -122,6 +122,21 @@ class M3Net(nn.Module):
         self.album_head = nn.Linear(2 * self.hidden, self.num_classes)
         nn.init.zeros_(self.album_head.weight)
         nn.init.zeros_(self.album_head.bias)
+        self.m2_frozen = False
+
+    def freeze_m2(self, frozen: bool = True) -> M3Net:
+        """Keep M2's layers as they are: no gradients, and always in eval mode
+        (batch norm statistics and dropout included)."""
+        self.m2_frozen = bool(frozen)
+        for parameter in self.m2.parameters():
+            parameter.requires_grad_(not frozen)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> M3Net:
+        super().train(mode)
+        if self.m2_frozen:
+            self.m2.eval()
+        return self
 
     def hparams(self) -> dict[str, Any]:
         """Constructor arguments (saved in ``model.json``)."""

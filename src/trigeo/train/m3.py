@@ -184,8 +184,7 @@ def train_m3(
     )
     net.m2.load_state_dict(m2_model.net.state_dict())
     if not config.train_m2_layers:
-        for parameter in net.m2.parameters():
-            parameter.requires_grad_(False)
+        net.freeze_m2()
     label_lat, label_lon = m2_model.label_points()
     stage_metrics, is_zero = fit_head_stages(
         net,
@@ -200,8 +199,7 @@ def train_m3(
         callbacks=callbacks,
         report=report,
     )
-    for parameter in net.parameters():
-        parameter.requires_grad_(True)
+    net.freeze_m2(False)
     seconds = sum(m["seconds"] for m in stage_metrics if m.get("seconds"))
     photos = sum(m["train_photos"] for m in stage_metrics if m.get("train_photos"))
     metrics = {
