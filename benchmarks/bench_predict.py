@@ -364,7 +364,7 @@ def main() -> None:
         "--photos",
         type=int,
         default=None,
-        help="photos at 64 px, a quarter of them at 224 px (384; --quick 192); more photos "
+        help="photos at 64 px, a quarter of them at 224 px (320; --quick 192); more photos "
         "spread predict's per-call set-up thinner",
     )
     args = parser.parse_args()
@@ -372,7 +372,7 @@ def main() -> None:
     if args.threads is None:
         args.threads = max(1, cores - args.workers)
     rounds = args.rounds or (2 if args.quick else 3)
-    n = args.photos or (192 if args.quick else 384)
+    n = args.photos or (192 if args.quick else 320)
     # A quarter at 224 px, where an image costs several times more: similar seconds per call.
     photos = {64: n, 224: max(n // 4, args.batch)}
     torch.set_num_threads(args.threads)
@@ -393,7 +393,8 @@ def main() -> None:
             f"Prediction throughput on {cores} CPU cores, backbone {args.backbone} "
             f"(random init, K={model.net.num_classes}), batch {args.batch}, "
             f"{args.threads} torch thread(s), {args.workers} loader workers, "
-            f"median of {rounds} interleaved rounds (data built in {built:.0f} s)"
+            f"median of {rounds} interleaved rounds (data built in {built:.0f} s; "
+            f"load average {os.getloadavg()[0]:.1f})"
         )
         nets = {case.size: M1Model.load(case.model_dir).net.eval() for case in cases}
         # Warm-up, untimed: the first predict imports Lightning and pyarrow's writer,
@@ -402,6 +403,7 @@ def main() -> None:
             few = case.paths[: args.batch]
             time_trigeo(case, root / "warm.parquet", True, args.batch, 0, args.top_k, few)
             time_bare(nets[case.size], replace(case, paths=few), True, args.batch, 0, args.top_k)
+        start = time.perf_counter()
         variants = [(side, draft) for draft in (True, False) for side in ("bare", "trigeo")]
         runs: dict[tuple[int, str, bool], list[Timing]] = {}
         for r in range(rounds):
@@ -416,6 +418,7 @@ def main() -> None:
                         out = root / "preds" / f"{case.size}.parquet"
                         timing = time_trigeo(case, out, draft, args.batch, args.workers, args.top_k)
                     runs.setdefault((case.size, side, draft), []).append(timing)
+        measured = time.perf_counter() - start
 
         def ratio(a: tuple[int, str, bool], b: tuple[int, str, bool], clock: str) -> float:
             """Median over rounds of throughput a / throughput b (= time b / time a)."""
@@ -455,14 +458,20 @@ def main() -> None:
                 f"bare loop {ratio(bare_on, bare_off, 'wall'):.2f}x; "
                 f"{ratio(bare_on, bare_off, 'cpu'):.2f}x"
             )
+        print(f"(rounds took {measured:.0f} s)")
 
         small = cases[0]
         steady = statistics.median(t.wall for t in runs[small.size, "trigeo", True])
         out = root / "preds" / "cli.parquet"
+        start = time.perf_counter()
         rows = startup_rows(small, out, steady, args, 1 if args.quick else 2)
         print(f"\nStart-up, fresh processes ({small.size} px photos; median wall seconds):")
         for name, seconds in rows:
             print(f"  {name:<46} {seconds:>6.2f}")
+        print(
+            f"(measured in {time.perf_counter() - start:.0f} s; "
+            f"load average {os.getloadavg()[0]:.1f} at the end)"
+        )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ JPEG draft mode
 ---------------
 For prediction, a JPEG much larger than the eval transform's resize target is
 decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (PIL's ``Image.draft``),
-never below that target (:func:`eval_draft_size`); decoding is most of the cost
-of predicting from full-size photos with a small network. Training's
-random-resized crop keeps full resolution: a small crop of a draft image would
-be upsampled.
+never below that target (:func:`eval_draft_size`): with a small network,
+decoding and resizing full-size photos is a large part of prediction's cost
+(``benchmarks/bench_predict.py``). Training's random-resized crop keeps full
+resolution: a small crop of a draft image would be upsampled.
 
 Corrupt images
 --------------
