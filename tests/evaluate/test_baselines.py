@@ -37,6 +37,19 @@ def test_prior_predicts_class_frequencies_most_populous_first(table: pd.DataFram
     assert prior.mesh_hash == mesh.mesh_hash
 
 
+def test_prior_works_on_a_quadtree_mesh(table: pd.DataFrame) -> None:
+    from trigeo.mesh import QuadtreeMesh
+
+    train = table[table["split"] == "train"]
+    lat, lon = train["lat"].to_numpy(), train["lon"].to_numpy()
+    mesh = QuadtreeMesh(refinement_limit=5, minimum_examples=2).fit(lat, lon)
+    cells = mesh.locate(lat, lon)
+    counts = np.bincount(cells[cells >= 0], minlength=mesh.n_cells_)  # independent count
+    prior = predict_prior(mesh, ["a"], top_k=3)
+    assert prior.top_cells[0, 0] == int(np.argmax(counts))
+    np.testing.assert_allclose(prior.top_probs[0], np.sort(counts / counts.sum())[::-1][:3], 1e-6)
+
+
 def test_cli_scores_the_prior_baseline(tmp_path: Path, dataset, table: pd.DataFrame) -> None:
     mesh = _train_mesh(table)
     mesh_path = mesh.save(tmp_path / "mesh.npz")

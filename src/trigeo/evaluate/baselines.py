@@ -35,8 +35,8 @@ def predict_prior(
     Parameters
     ----------
     mesh
-        A fitted :class:`~trigeo.mesh.DelaunayMesh`; its ``counts_`` of kept
-        cells are the training photos per class.
+        A fitted mesh of either kind; its ``cell_counts()`` are the training
+        photos per class.
     photo_id
         The photos to predict for.
     label
@@ -48,7 +48,7 @@ def predict_prior(
     model_name
         Short display name in tables.
     """
-    counts = np.asarray(mesh.counts_)[np.asarray(mesh.cell_triangles_)].astype(np.float64)
+    counts = np.asarray(mesh.cell_counts(), dtype=np.float64)  # either mesh kind
     probs = counts / counts.sum()
     k = min(top_k, probs.size)
     # A stable sort gives ties to the lower cell id, like argmax.
