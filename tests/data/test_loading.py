@@ -217,3 +217,25 @@ def test_draft_changes_the_model_input_only_slightly(tmp_path, crop_pct, decoded
         assert diff.max() > 0, "draft_size did not reach the decoder"
         assert diff.max() < 0.06, f"max abs difference {diff.max():.4f}"
         assert diff.mean() < 0.008, f"mean abs difference {diff.mean():.4f}"
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # A 40x20 JPEG tagged "rotate 90 CW to view" (Orientation 6) reaches the model upright:
+    # 20 wide and 40 high, with the red left half on top.
+    import numpy as np
+    from PIL import Image
+
+    from trigeo.data.loading import ImageReader
+
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :20] = (255, 0, 0)
+    pixels[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / "sideways.jpg", quality=95, exif=exif.tobytes())
+    Image.fromarray(pixels).save(tmp_path / "plain.jpg", quality=95)
+    reader = ImageReader(tmp_path)
+    upright = np.asarray(reader.open("sideways.jpg"))
+    assert upright.shape == (40, 20, 3)
+    assert upright[5, 10, 0] > 200 and upright[35, 10, 2] > 200  # red on top, blue below
+    assert np.asarray(reader.open("plain.jpg")).shape == (20, 40, 3)

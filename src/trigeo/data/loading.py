@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageOps, JpegImagePlugin
 
 # Re-exported: the image-reference format and the shard index are shared with the
 # torch-free importers (trigeo.data.images).
@@ -127,12 +127,16 @@ class ImageReader:
             least twice as large in both dimensions is decoded at a reduced
             scale (1/2, 1/4 or 1/8, the largest that keeps both dimensions at or
             above ``draft_size``); other images are decoded at full size.
+
+        The EXIF Orientation tag is applied, so the result is upright.
         """
         with Image.open(io.BytesIO(self.read(image))) as img:
             # JpegImageFile covers MPO (many phone photos) too; other formats have no draft.
             if draft_size is not None and isinstance(img, JpegImagePlugin.JpegImageFile):
                 img.draft("RGB", (int(draft_size[0]), int(draft_size[1])))
-            return img.convert("RGB")
+            # Phone photos are often stored sideways with an EXIF Orientation tag; the
+            # model must see them upright, as a viewer shows them.
+            return ImageOps.exif_transpose(img).convert("RGB")
 
 
 def eval_draft_size(data_config: dict[str, Any]) -> tuple[int, int]:
