@@ -266,6 +266,10 @@ class Engine:
         self.index = index
         if index is not None:
             index.check_model(backend.m1.model_id)
+            # Plain arrays: a pandas lookup per neighbour costs more than the search.
+            self._index_lat = index.photos["lat"].to_numpy(dtype=np.float64)
+            self._index_lon = index.photos["lon"].to_numpy(dtype=np.float64)
+            self._index_ids = index.photos["photo_id"].astype(str).to_numpy()
         self._places: dict[tuple[float, float], str] = {}
         self._lock = threading.Lock()
 
@@ -436,36 +440,28 @@ class Engine:
         from trigeo.retrieve.knn import knn_locate
         from trigeo.sphere import distance_km
 
-        index = self.index
-        distance, rows = index.search(descriptor[None, :], self.neighbours)
-        photos = index.photos
+        distance, rows = self.index.search(descriptor[None, :], self.neighbours)
+        valid = rows[0] >= 0
+        found, dist = rows[0][valid], distance[0][valid]
+        lat, lon = self._index_lat[found], self._index_lon[found]
+        km = distance_km(best_lat, best_lon, lat, lon)
         items = []
-        for rank, (d, row) in enumerate(zip(distance[0], rows[0], strict=True), start=1):
-            if row < 0:
-                continue
-            lat, lon = float(photos["lat"].iat[row]), float(photos["lon"].iat[row])
-            r_lat, r_lon = self.report_point(lat, lon)
+        for rank, (row, d) in enumerate(zip(found, dist, strict=True), start=1):
+            r_lat, r_lon = self.report_point(lat[rank - 1], lon[rank - 1])
             items.append(
                 {
                     "rank": rank,
-                    "photo_id": str(photos["photo_id"].iat[row]),
+                    "photo_id": str(self._index_ids[row]),
                     "lat": r_lat,
                     "lon": r_lon,
                     "l2": float(d),
-                    "km_from_prediction": round(
-                        float(distance_km(best_lat, best_lon, lat, lon)), 1
-                    ),
+                    "km_from_prediction": round(float(km[rank - 1]), 1),
                     "thumbnail": f"/v1/index/photos/{int(row)}/thumbnail",
                 }
             )
         knn = None
-        valid = rows[0] >= 0
-        if valid.any():
-            k_lat, k_lon, size = knn_locate(
-                photos["lat"].to_numpy()[rows[0][valid]][None, :],
-                photos["lon"].to_numpy()[rows[0][valid]][None, :],
-                distance[0][valid][None, :],
-            )
+        if found.size:
+            k_lat, k_lon, size = knn_locate(lat[None, :], lon[None, :], dist[None, :])
             r_lat, r_lon = self.report_point(float(k_lat[0]), float(k_lon[0]))
             knn = {"lat": r_lat, "lon": r_lon, "neighbours_averaged": int(size[0])}
         return {"neighbours": items, "knn_estimate": knn}
