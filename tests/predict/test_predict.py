@@ -179,3 +179,20 @@ def test_cli_split_all_and_display_name(model_dir, tmp_path):
     default = predict_m1(path, tmp_path / "d.parquet", data=dataset.root, **_quiet())
     assert read_predictions(tmp_path / "d.parquet").model_name == default.model_name
     assert default.model_name == M1Model.load(path).name == "M1 mesh"
+
+
+def test_predict_sets_cpu_threads_like_training(model_dir, tmp_path):
+    import os
+
+    import torch
+
+    path, dataset = model_dir
+    before = torch.get_num_threads()
+    try:
+        predict_m1(path, tmp_path / "a.parquet", data=dataset.root, cpu_threads=1, **_quiet())
+        assert torch.get_num_threads() == 1
+        predict_m1(path, tmp_path / "b.parquet", data=dataset.root, **_quiet())
+        # num_workers=0: every core computes.
+        assert torch.get_num_threads() == max(1, os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(before)

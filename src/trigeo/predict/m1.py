@@ -12,6 +12,7 @@ import numpy as np
 
 from trigeo.errors import InputError, UnreadableImagesError
 from trigeo.provenance import make_provenance
+from trigeo.runtime.devices import set_cpu_threads
 
 __all__ = ["PredictResult", "expand_image_paths", "nearest_place", "predict_m1"]
 
@@ -83,6 +84,7 @@ def predict_m1(
     num_nodes: int = 1,
     strategy: str = "auto",
     precision: str = "auto",
+    cpu_threads: int | None = None,
     progress: bool = True,
     report: Callable[[str], None] = log.info,
 ) -> PredictResult | None:
@@ -94,7 +96,8 @@ def predict_m1(
     written. Predicted lat/lon is the label point (imagery or cell centroid,
     per the model) of the most probable cell. ``name`` is the display name
     stored in the file (default: the model's). Lightning's own messages go to
-    ``<out>.log``.
+    ``<out>.log``. ``cpu_threads`` sets torch's threads as training does
+    (``None``: the cores left after the loader workers).
 
     Returns
     -------
@@ -118,6 +121,8 @@ def predict_m1(
         raise InputError("give either image paths or --data DATASET (not both)")
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
+    # Spinning OpenMP threads beside the loader workers slow a CPU run several-fold.
+    set_cpu_threads(cpu_threads, num_workers)
     model = M1Model.load(model_dir)
     inputs: dict[str, str] = {"model": model.model_id, "mesh": model.mesh_hash}
     if data is not None:
