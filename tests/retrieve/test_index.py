@@ -95,3 +95,10 @@ def test_mismatched_model_and_corrupt_index_are_refused(rng, tmp_path):
     with pytest.raises(InputError, match="not a trigeo index"):
         index.save(tmp_path / "other")
     assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
+
+
+def test_batched_queries_use_faiss_blas_path():
+    """faiss-cpu 1.15 ships a BLAS threshold of 128,000 queries; the index lowers it to 20."""
+    from trigeo.retrieve.index import BLAS_THRESHOLD, load_faiss
+
+    assert load_faiss().cvar.distance_compute_blas_threshold == BLAS_THRESHOLD == 20

@@ -32,13 +32,28 @@ from numpy.typing import ArrayLike, NDArray
 from trigeo.errors import ArtifactError, InputError
 from trigeo.provenance import make_provenance
 
-__all__ = ["INDEX_KINDS", "RetrievalIndex", "make_faiss_index"]
+__all__ = ["INDEX_KINDS", "RetrievalIndex", "load_faiss", "make_faiss_index"]
 
 FORMAT = "trigeo-index/1"
 INDEX_KINDS = ("flat", "ivfpq")
 META_FILE = "index.json"
 FAISS_FILE = "index.faiss"
 PHOTOS_FILE = "photos.parquet"
+
+
+#: Queries per search from which faiss computes distances with a BLAS matrix product.
+#: faiss's usual value is 20; the faiss-cpu 1.15 wheel ships 128,000, which sends every
+#: batch of queries down a loop 15x slower than the product (bench_retrieve.py).
+BLAS_THRESHOLD = 20
+
+
+def load_faiss() -> Any:
+    """Import faiss with the BLAS threshold set to :data:`BLAS_THRESHOLD`."""
+    import faiss
+
+    if faiss.cvar.distance_compute_blas_threshold != BLAS_THRESHOLD:
+        faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
+    return faiss
 
 
 def make_faiss_index(
@@ -75,7 +90,7 @@ def make_faiss_index(
     (index, params)
         The faiss index and the parameters used (stored in ``index.json``).
     """
-    import faiss
+    faiss = load_faiss()
 
     x = np.ascontiguousarray(features, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
@@ -176,7 +191,7 @@ class RetrievalIndex:
         if k < 1:
             raise InputError(f"-k must be >= 1, got {k}")
         if nprobe is not None and self.kind == "ivfpq":
-            import faiss
+            faiss = load_faiss()
 
             faiss.extract_index_ivf(self.index).nprobe = int(nprobe)
         squared, rows = self.index.search(q, int(k))
@@ -188,7 +203,7 @@ class RetrievalIndex:
     # --- persistence ---------------------------------------------------------------
     def save(self, root: str | Path) -> Path:
         """Write the index directory; an existing one is replaced only when complete."""
-        import faiss
+        faiss = load_faiss()
 
         root = Path(root)
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +242,7 @@ class RetrievalIndex:
         ArtifactError
             If a file is missing or corrupt, or the parts disagree.
         """
-        import faiss
+        faiss = load_faiss()
 
         root = Path(root)
         meta_path = root / META_FILE
