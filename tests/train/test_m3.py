@@ -14,6 +14,7 @@ from trigeo.errors import InputError
 from trigeo.models import M3Model, load_model_dir
 from trigeo.provenance import make_provenance
 from trigeo.train.heads_config import load_head_config
+from trigeo.train.heads_data import split_rows
 from trigeo.train.m2 import train_m2
 from trigeo.train.m3 import _one_album_per_user, album_collate, train_m3
 
@@ -49,7 +50,13 @@ def test_m3_trains_on_albums_and_records_its_m2_and_m1(chain, tmp_path):
     assert counts["users"] == users.nunique() == 17
     assert counts["single_photo_users"] == int((users.value_counts() == 1).sum()) == 2
     assert counts["albums"] == 17  # every user has fewer than 24 heads photos
-    assert counts["fit_users"] + counts["stop_users"] == 17 and counts["stop_users"] == 4
+    # M2's photo-level fit/stop split (same rows, fraction, seed): 8 of 32 photos stop.
+    cells = model.mesh.locate(
+        table.loc[heads, "lat"].to_numpy(), table.loc[heads, "lon"].to_numpy()
+    )
+    stop = split_rows(32, 0.25, 0)
+    assert counts["stop"] == int((stop & (cells >= 0)).sum())
+    assert counts["fit"] == int((~stop & (cells >= 0)).sum())
     assert any("2 with a single photo" in n for n in notes)
     record = json.loads((tmp_path / "m3" / "model.json").read_text())
     m2 = json.loads((root / "m2" / "model.json").read_text())
@@ -99,3 +106,9 @@ def test_album_batches_pad_labels_with_minus_one():
     assert batch["mask"].tolist() == [[True, True, False], [True, False, False]]
     assert batch["y"].tolist() == [[2, 3, -1], [1, -1, -1]]
     assert batch["x"][0, 0].tolist() == [4.0, 5.0] and batch["x"][0, 2].tolist() == [0.0, 0.0]
+    assert "w" not in batch
+    # Photo weights (a user's album count) ride along for the training loss.
+    weighted = album_collate(
+        x, np.array([3, 1, 2, 0]), np.zeros(4), np.ones(4), 3, weight=np.array([2.0, 1, 2, 1])
+    )([np.array([2, 0]), np.array([1])])
+    assert weighted["w"].tolist() == [[2.0, 2.0, 0.0], [1.0, 0.0, 0.0]]

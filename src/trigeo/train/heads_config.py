@@ -108,6 +108,7 @@ class M3Config(_Common):
     album_size: int = 24
     lstm_dropout: float = 0.0
     train_m2_layers: bool = True
+    album_weighting: bool = True
     batch_size: int = 32
     stages: list[HeadStage] = field(default_factory=_m3_stages)
 

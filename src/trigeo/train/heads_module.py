@@ -91,7 +91,12 @@ class HeadModule(lightning.LightningModule):
         kept = y >= 0
         if not kept.any():
             return logits.sum() * 0.0
-        loss = functional.cross_entropy(logits[kept].float(), y[kept])
+        if "w" in rows:  # per-photo weights (M3: albums weighted by their user's album count)
+            w = rows["w"][kept].float()
+            per_photo = functional.cross_entropy(logits[kept].float(), y[kept], reduction="none")
+            loss = (per_photo * w).sum() / w.sum()
+        else:
+            loss = functional.cross_entropy(logits[kept].float(), y[kept])
         n = int(kept.sum())
         self.train_photos += n
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
@@ -102,6 +107,10 @@ class HeadModule(lightning.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits, rows = self._logits(batch)
+        # Only photos with a class are scored (M3: album-mates outside the stop part are
+        # context, marked y = -1; M2's stop part holds no such photos).
+        scored = rows["y"] >= 0
+        logits, rows = logits[scored], {k: v[scored] for k, v in rows.items()}
         top = logits.float().argmax(1)
         distance = _haversine_km(
             self.label_lat[top], self.label_lon[top], rows["lat"].double(), rows["lon"].double()
@@ -161,6 +170,8 @@ class HeadDataModule(lightning.LightningDataModule):
         The early-stopping dataset.
     collate
         Batch builder (dict of tensors).
+    val_collate
+        Batch builder for ``val_set`` (default: ``collate``).
     """
 
     def __init__(
@@ -173,9 +184,11 @@ class HeadDataModule(lightning.LightningDataModule):
         seed: int,
         stage_index: int,
         num_workers: int = 0,
+        val_collate: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None,
     ) -> None:
         super().__init__()
         self.make_train, self.val_set, self.collate = make_train, val_set, collate
+        self.val_collate = val_collate or collate
         self.batch_size, self.seed, self.stage_index = batch_size, seed, stage_index
         self.num_workers = num_workers
 
@@ -211,7 +224,7 @@ class HeadDataModule(lightning.LightningDataModule):
             self.val_set,
             batch_size=self.batch_size * 4,
             sampler=positions.tolist(),
-            collate_fn=self.collate,
+            collate_fn=self.val_collate,
             num_workers=self.num_workers,
         )
 
@@ -229,6 +242,7 @@ def fit_head_stages(
     make_train: Callable[[np.random.Generator], Any],
     val_set: Any,
     collate: Callable[[list[Any]], dict[str, torch.Tensor]],
+    val_collate: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None,
     label_lat: np.ndarray,
     label_lon: np.ndarray,
     resume: bool,
@@ -280,6 +294,7 @@ def fit_head_stages(
             seed=config.seed,
             stage_index=index,
             num_workers=config.num_workers,
+            val_collate=val_collate,
         )
         best = ModelCheckpoint(
             dirpath=stage_dir,

@@ -1,11 +1,11 @@
 """Train M3: a bidirectional LSTM over user albums, on top of a trained M2.
 
 ``train_m3`` prepares the heads photos exactly as M2 does (same checks, same
-M1 predictions file), splits the *users* at random (seeded) into a fit part
-and an early-stopping part (an album never straddles the two), and builds
-each user's albums of 24 in posting-time order. Every epoch, each fit user
-contributes one random album; early stopping uses all albums of the
-stopping users. The network starts from the M2's weights.
+M1 predictions file, the same seeded fit/stop split of the photos), and builds
+each user's albums of 24 in posting-time order. Every epoch, each user
+contributes one random album, its loss taken over the album's fit photos and
+weighted by the user's album count; early stopping scores the stop photos in
+their albums. The network starts from the M2's weights.
 """
 
 from __future__ import annotations
@@ -27,28 +27,37 @@ log = logging.getLogger("trigeo.train")
 
 
 def album_collate(
-    x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: np.ndarray, album_size: int
+    x: np.ndarray,
+    y: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    album_size: int,
+    weight: np.ndarray | None = None,
 ) -> Callable[[list[np.ndarray]], dict[str, torch.Tensor]]:
-    """Batches of albums (row positions) -> padded ``x``, ``y``, ``lat``, ``lon`` and ``mask``."""
+    """Batches of albums (row positions) -> padded ``x``, ``y``, ``lat``, ``lon`` and ``mask``.
+
+    ``weight`` (per row) adds ``w``: each photo's weight in the training loss.
+    """
     from trigeo.models.m3 import pad_albums
 
     def collate(albums: list[np.ndarray]) -> dict[str, torch.Tensor]:
         xs, mask = pad_albums(x, albums, album_size)
         ys = np.full(mask.shape, -1, dtype=np.int64)
-        lats, lons = np.zeros(mask.shape), np.zeros(mask.shape)
+        lats, lons, ws = np.zeros(mask.shape), np.zeros(mask.shape), np.zeros(mask.shape)
         for i, rows in enumerate(albums):
-            ys[i, : len(rows)], lats[i, : len(rows)], lons[i, : len(rows)] = (
-                y[rows],
-                lat[rows],
-                lon[rows],
-            )
-        return {
+            n = len(rows)
+            ys[i, :n], lats[i, :n], lons[i, :n] = y[rows], lat[rows], lon[rows]
+            ws[i, :n] = 1.0 if weight is None else weight[rows]
+        batch = {
             "x": torch.from_numpy(xs),
             "mask": torch.from_numpy(mask),
             "y": torch.from_numpy(ys),
             "lat": torch.from_numpy(lats),
             "lon": torch.from_numpy(lons),
         }
+        if weight is not None:
+            batch["w"] = torch.from_numpy(ws.astype(np.float32))
+        return batch
 
     return collate
 
@@ -149,30 +158,35 @@ def train_m3(
         report("--shuffle-time: posting times permuted across the photos (ablation)")
     n_cells = int(heads.mesh.n_cells_)
     x = m2_inputs(heads.top_cells, heads.top_probs, n_cells, posted, top_k=config.top_k)
-    stop = split_rows(len(x), config.stop_fraction, config.seed, groups=heads.user_id)
+    # The same photo-level fit/stop split as M2's (same rows, fraction and seed), so M3 learns
+    # from exactly M2's photos. Albums hold all of a user's heads photos: a stop photo is
+    # context (its M1 cells and time) in training and scored only in validation.
+    stop = split_rows(len(x), config.stop_fraction, config.seed)
+    fit_labels = np.where(stop, -1, heads.labels)
+    stop_labels = np.where(stop, heads.labels, -1)
     # Albums are cut by the true posting order (the time features may be shuffled).
     albums = make_albums(heads.user_id, heads.posted_at, heads.photo_id, config.album_size)
     by_user: dict[str, list[np.ndarray]] = {}
     for album in albums:
         by_user.setdefault(heads.user_id[album[0]], []).append(album)
-    fit_users = [a for a in by_user.values() if not stop[a[0][0]]]
-    stop_albums = [album for a in by_user.values() if stop[a[0][0]] for album in a]
+    stop_albums = [album for album in albums if (stop_labels[album] >= 0).any()]
     n_single = sum(1 for a in by_user.values() if sum(len(r) for r in a) == 1)
     counts = {
         **heads.counts,
         "users": len(by_user),
-        "fit_users": len(fit_users),
-        "stop_users": len(by_user) - len(fit_users),
         "albums": len(albums),
         "single_photo_users": n_single,
+        "fit": int((fit_labels >= 0).sum()),
+        "stop": int((stop_labels >= 0).sum()),
+        "stop_albums": len(stop_albums),
     }
     report(
         f"albums of {config.album_size}: {len(albums)} from {len(by_user)} users "
-        f"({n_single} with a single photo: an album of one); {len(fit_users)} users fit, "
-        f"{counts['stop_users']} for early stopping"
+        f"({n_single} with a single photo: an album of one); {counts['fit']} photos fit, "
+        f"{counts['stop']} for early stopping (in {len(stop_albums)} albums)"
     )
-    if not fit_users or not stop_albums:
-        raise InputError(f"too few users to split into fit and stop parts: {counts}")
+    if not counts["fit"] or not stop_albums:
+        raise InputError(f"too few photos to split into fit and stop parts: {counts}")
     # Seeded here, not earlier: running M1 for a missing predictions file draws from the RNG.
     lightning.seed_everything(config.seed, workers=True, verbose=False)
     net = M3Net(
@@ -185,14 +199,24 @@ def train_m3(
     net.m2.load_state_dict(m2_model.net.state_dict())
     if not config.train_m2_layers:
         net.freeze_m2()
+    # One album per user and epoch under-weights the photos of users with many albums: the
+    # network would learn the user-level class prior as a bias. Weighting an album's loss by
+    # its user's album count makes every photo count the same in expectation (as in M2).
+    weight = np.ones(len(x))
+    if config.album_weighting:
+        for albums_of_user in by_user.values():
+            weight[np.concatenate(albums_of_user)] = len(albums_of_user)
     label_lat, label_lon = m2_model.label_points()
     stage_metrics, is_zero = fit_head_stages(
         net,
         config,
         out,
-        make_train=_one_album_per_user(fit_users),
+        make_train=_one_album_per_user(list(by_user.values())),
         val_set=_Albums(stop_albums),
-        collate=album_collate(x, heads.labels, heads.lat, heads.lon, config.album_size),
+        collate=album_collate(
+            x, fit_labels, heads.lat, heads.lon, config.album_size, weight=weight
+        ),
+        val_collate=album_collate(x, stop_labels, heads.lat, heads.lon, config.album_size),
         label_lat=label_lat,
         label_lon=label_lon,
         resume=resume,
