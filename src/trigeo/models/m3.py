@@ -26,7 +26,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from trigeo.errors import InputError
-from trigeo.models.m2 import HeadModel, M2Net
+from trigeo.models.heads import HeadModel
+from trigeo.models.m2 import M2Net
 from trigeo.models.registry import register_model
 
 __all__ = ["ALBUM_SIZE", "FORMAT", "M3Model", "M3Net", "make_albums", "pad_albums"]
