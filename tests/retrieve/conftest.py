@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-
-# faiss's OpenMP and OpenBLAS threads spin-wait: on a shared 2-core machine running
-# two test workers they slow a search a hundredfold. One thread each here.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import faiss
 import numpy as np
@@ -19,6 +13,8 @@ from PIL import Image, TiffImagePlugin
 from train._world import build_mesh, build_world
 
 torch.set_num_threads(1)
+# faiss's OpenMP threads spin-wait: on a shared 2-core machine running two test workers
+# they slow a small search a hundredfold. One thread (faiss only; torch is set above).
 faiss.omp_set_num_threads(1)
 
 R = TiffImagePlugin.IFDRational
