@@ -175,6 +175,20 @@ def test_cli_builds_queries_with_exif_truth_writes_a_sheet_and_predicts(world_mo
         ],
     )
     assert pred.exit_code == 0, pred.output
+    # `trigeo predict --model M1 --knn INDEX` is the same predictor.
+    via_predict = runner.invoke(
+        app,
+        ["predict", "--model", str(model_dir), "--knn", str(tmp_path / "idx"), "--data",
+         str(dataset.root), "--out", str(tmp_path / "knn2.parquet"), "--num-workers", "0",
+         "--no-progress", "--accelerator", "cpu"],
+    )  # fmt: skip
+    assert via_predict.exit_code == 0, via_predict.output
+    from trigeo.predictions import read_predictions
+
+    a, b = read_predictions(tmp_path / "knn.parquet"), read_predictions(tmp_path / "knn2.parquet")
+    assert list(a.photo_id) == list(b.photo_id) and a.model_name == b.model_name
+    np.testing.assert_allclose(a.lat, b.lat)
+    np.testing.assert_allclose(a.lon, b.lon)
     report = runner.invoke(
         app,
         [

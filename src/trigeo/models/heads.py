@@ -61,12 +61,12 @@ def read_model_json(root: str | Path, fmt: str | None = None) -> dict[str, Any]:
 
 def load_mesh_copy(root: Path, meta: dict[str, Any]) -> Any:
     """The mesh copy of a model directory, checked against the recorded hash."""
-    from trigeo.mesh import DelaunayMesh
+    from trigeo.mesh import load_mesh
 
     mesh_path = root / meta["mesh_file"]
     if not mesh_path.exists():
         raise ArtifactError(f"{root}: mesh copy {meta['mesh_file']} is missing")
-    mesh = DelaunayMesh.load(mesh_path)
+    mesh = load_mesh(mesh_path)  # either mesh kind
     if str(mesh.mesh_hash) != meta["mesh_hash"]:
         raise ArtifactError(
             f"{mesh_path}: mesh hash {mesh.mesh_hash} differs from the recorded "
@@ -90,7 +90,7 @@ class HeadModel:
     Attributes
     ----------
     net : torch.nn.Module
-    mesh : DelaunayMesh
+    mesh : DelaunayMesh or QuadtreeMesh
     label_kind : {"imagery", "cell"}
         Inherited from the M1 (which label point a prediction reports).
     m1 : dict

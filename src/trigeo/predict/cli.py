@@ -64,6 +64,18 @@ def predict(
         Path | None,
         typer.Option("--m1", help="M2/M3: the M1 directory, if it moved since training."),
     ] = None,
+    knn: Annotated[
+        Path | None,
+        typer.Option(
+            "--knn",
+            help="Predict by kNN over this retrieval index (trigeo index build) instead.",
+        ),
+    ] = None,
+    knn_k: Annotated[int, typer.Option("--knn-k", min=1, help="Neighbours for --knn.")] = 10,
+    cpu_threads: Annotated[
+        int | None,
+        typer.Option("--cpu-threads", min=1, help="Torch threads (default: cores - workers)."),
+    ] = None,
     posted_at: Annotated[
         str | None,
         typer.Option(
@@ -73,17 +85,19 @@ def predict(
         ),
     ] = None,
 ) -> None:
-    """Predict where photos were taken with a trained M1, M2 or M3 model."""
+    """Predict where photos were taken with a trained M1, M2 or M3 model (or kNN)."""
     from rich.table import Table
 
-    from trigeo.errors import InputError
-    from trigeo.models.registry import load_model_dir, model_dir_format
-    from trigeo.predict.m1 import predict_m1, summary_rows
+    from trigeo.predict.m1 import summary_rows
+    from trigeo.predict.run import predict_model
     from trigeo.runtime.devices import parse_devices
 
-    m1_options = {
+    common = {
+        "images": images or None,
+        "data": data,
+        "split": None if split == "all" else split,
+        "name": name,
         "max_unreadable": max_unreadable,
-        "five_crop": five_crop,
         "batch_size": batch_size,
         "num_workers": num_workers,
         "accelerator": accelerator,
@@ -91,42 +105,24 @@ def predict(
         "progress": progress,
         "report": _report,
     }
-    if model_dir_format(model) == "trigeo-m1/1":
-        given = [
-            f for f, v in (("--m1-pred", m1_pred), ("--m1", m1), ("--posted-at", posted_at)) if v
-        ]
-        if given:
-            raise InputError(f"{', '.join(given)} apply to M2/M3 models; {model} is an M1")
-        result = predict_m1(
-            model,
-            out,
-            images=images or None,
-            data=data,
-            split=None if split == "all" else split,
-            name=name,
-            top_k=top_k,
-            full_probs=full_probs,
-            **m1_options,
-        )
-    else:
-        from trigeo.predict.heads import predict_head
+    if knn is not None:
+        # The kNN predictor lives downstream of predict (in retrieve); the CLI joins them.
+        from trigeo.retrieve.knn import predict_knn
 
-        if full_probs:
-            raise InputError("--full-probs is for M1 models")
-        result = predict_head(
-            load_model_dir(model),
-            out,
-            images=images or None,
-            data=data,
-            split=None if split == "all" else split,
-            m1_pred=m1_pred,
-            m1_dir=m1,
-            posted_at=posted_at,
-            name=name,
-            top_k=top_k,
-            m1_options={k: v for k, v in m1_options.items() if k != "report"},
-            report=_report,
-        )
+        predict_knn(model, knn, out, k=knn_k, **common)
+        return
+    result = predict_model(
+        model,
+        out,
+        top_k=top_k,
+        full_probs=full_probs,
+        m1_pred=m1_pred,
+        m1_dir=m1,
+        posted_at=posted_at,
+        five_crop=five_crop,
+        cpu_threads=cpu_threads,
+        **common,
+    )
     if result is None or data is not None:
         return
     table = Table(title=f"{result.model_name}: most probable places")
