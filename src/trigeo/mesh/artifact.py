@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from trigeo import __version__
 from trigeo.errors import ArtifactError
+from trigeo.provenance import atomic_path, make_provenance
 
 __all__ = ["MESH_FORMATS", "load_mesh", "mesh_kind", "read_arrays", "read_mesh_file"]
 
@@ -43,6 +44,43 @@ def read_arrays(path: Path) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
     if not isinstance(meta, dict):
         raise ArtifactError(f"{path}: not a trigeo mesh file")
     return arrays, meta
+
+
+def write_mesh_file(
+    mesh: Any, path: str | Path, format_name: str, version: int, arrays: dict[str, NDArray[Any]]
+) -> Path:
+    """Write a fitted mesh of either kind to ONE ``.npz`` file, atomically.
+
+    ``arrays`` are the kind's own arrays; the metadata every kind shares
+    (format, kind, hash, params, point counts, points source, provenance)
+    is added here, so both kinds' files read the same way.
+    """
+    path = Path(path)
+    meta = {
+        "format": format_name,
+        "format_version": version,
+        "kind": mesh.kind,
+        "mesh_hash": mesh.mesh_hash,
+        "params": mesh.get_params(),
+        "preset": getattr(mesh, "preset_", None),
+        "n_points": mesh.n_points_,
+        "n_points_kept": mesh.n_points_kept_,
+        "n_points_fit": getattr(mesh, "n_points_fit_", None),
+        "n_rounds": getattr(mesh, "n_rounds_", None),
+        "n_unsplittable": getattr(mesh, "n_unsplittable_", None),
+        "points_source": getattr(mesh, "points_source_", None),
+        "provenance": make_provenance(
+            mesh.get_params(), {"points": mesh.points_hash_}, mesh_hash=mesh.mesh_hash
+        ),
+    }
+    payload = {
+        **{name: np.ascontiguousarray(array) for name, array in arrays.items()},
+        "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
+    }
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **payload)
+    return path
 
 
 def read_mesh_file(

@@ -17,7 +17,6 @@ when its kept cells hold too few photos to learn a class from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import ConvexHull
 
 from trigeo.errors import ArtifactError, InputError
-from trigeo.mesh.artifact import read_mesh_file
+from trigeo.mesh.artifact import read_mesh_file, write_mesh_file
 from trigeo.mesh.locate import (
     TriangleLocator,
     edge_normals,
@@ -36,7 +35,7 @@ from trigeo.mesh.locate import (
     walk_locate,
 )
 from trigeo.points import check_points_source, validate_latlng
-from trigeo.provenance import atomic_path, hash_arrays, make_provenance
+from trigeo.provenance import hash_arrays
 from trigeo.sphere import EARTH_RADIUS_KM, latlng_to_xyz, triangle_area, xyz_to_latlng
 
 __all__ = ["FORMAT_VERSION", "MIN_PHOTOS_PER_CELL", "PRESETS", "DelaunayMesh", "initial_grid"]
@@ -555,36 +554,14 @@ class DelaunayMesh:
         format version and the mesh hash.
         """
         self._check_fitted()
-        path = Path(path)
-        meta = {
-            "format": _FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "kind": self.kind,
-            "mesh_hash": self.mesh_hash,
-            "params": self.get_params(),
-            "preset": getattr(self, "preset_", None),
-            "n_points": self.n_points_,
-            "n_points_kept": self.n_points_kept_,
-            "n_points_fit": getattr(self, "n_points_fit_", None),
-            "n_rounds": getattr(self, "n_rounds_", None),
-            "n_unsplittable": getattr(self, "n_unsplittable_", None),
-            "points_source": getattr(self, "points_source_", None),
-            "provenance": make_provenance(
-                self.get_params(), {"points": self.points_hash_}, mesh_hash=self.mesh_hash
-            ),
-        }
         arrays = {
-            "vertices": np.ascontiguousarray(self.vertices_, dtype=np.float64),
-            "triangles": np.ascontiguousarray(self.triangles_, dtype=np.int64),
-            "counts": np.ascontiguousarray(self.counts_, dtype=np.int64),
-            "kept": np.ascontiguousarray(self.kept_, dtype=bool),
-            "imagery_centroids": np.ascontiguousarray(self.imagery_centroids_, dtype=np.float64),
-            "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
+            "vertices": np.asarray(self.vertices_, dtype=np.float64),
+            "triangles": np.asarray(self.triangles_, dtype=np.int64),
+            "counts": np.asarray(self.counts_, dtype=np.int64),
+            "kept": np.asarray(self.kept_, dtype=bool),
+            "imagery_centroids": np.asarray(self.imagery_centroids_, dtype=np.float64),
         }
-        with atomic_path(path, suffix=".npz") as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
-        return path
+        return write_mesh_file(self, path, _FORMAT_NAME, FORMAT_VERSION, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> DelaunayMesh:

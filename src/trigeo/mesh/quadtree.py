@@ -16,7 +16,6 @@ hash, ``points_source_``, ``summary``), so code that takes a mesh takes either;
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from trigeo.errors import ArtifactError, InputError
 from trigeo.mesh import s2
-from trigeo.mesh.artifact import read_mesh_file
+from trigeo.mesh.artifact import read_mesh_file, write_mesh_file
 from trigeo.mesh.delaunay import MIN_PHOTOS_PER_CELL, PRESETS
 from trigeo.points import check_points_source, validate_latlng
-from trigeo.provenance import atomic_path, hash_arrays, make_provenance
+from trigeo.provenance import hash_arrays
 from trigeo.sphere import latlng_to_xyz, xyz_to_latlng
 
 __all__ = ["QUADTREE_FORMAT_VERSION", "QuadtreeMesh"]
@@ -368,35 +367,13 @@ class QuadtreeMesh:
     def save(self, path: str | Path) -> Path:
         """Write the mesh to ONE ``.npz`` file, atomically (as ``DelaunayMesh.save``)."""
         self._check_fitted()
-        path = Path(path)
-        meta = {
-            "format": _FORMAT_NAME,
-            "format_version": QUADTREE_FORMAT_VERSION,
-            "kind": self.kind,
-            "mesh_hash": self.mesh_hash,
-            "params": self.get_params(),
-            "preset": getattr(self, "preset_", None),
-            "n_points": self.n_points_,
-            "n_points_kept": self.n_points_kept_,
-            "n_points_fit": getattr(self, "n_points_fit_", None),
-            "n_rounds": getattr(self, "n_rounds_", None),
-            "n_unsplittable": getattr(self, "n_unsplittable_", None),
-            "points_source": getattr(self, "points_source_", None),
-            "provenance": make_provenance(
-                self.get_params(), {"points": self.points_hash_}, mesh_hash=self.mesh_hash
-            ),
-        }
         arrays = {
-            "leaves": np.ascontiguousarray(self.leaves_, dtype=np.uint64),
-            "counts": np.ascontiguousarray(self.counts_, dtype=np.int64),
-            "kept": np.ascontiguousarray(self.kept_, dtype=bool),
-            "imagery_centroids": np.ascontiguousarray(self.imagery_centroids_, dtype=np.float64),
-            "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
+            "leaves": np.asarray(self.leaves_, dtype=np.uint64),
+            "counts": np.asarray(self.counts_, dtype=np.int64),
+            "kept": np.asarray(self.kept_, dtype=bool),
+            "imagery_centroids": np.asarray(self.imagery_centroids_, dtype=np.float64),
         }
-        with atomic_path(path, suffix=".npz") as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
-        return path
+        return write_mesh_file(self, path, _FORMAT_NAME, QUADTREE_FORMAT_VERSION, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> QuadtreeMesh:
