@@ -20,17 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from trigeo.errors import InputError
 from trigeo.provenance import atomic_path, hash_arrays, hash_file, write_json_atomic
 from trigeo.runtime.devices import launch_rank, set_cpu_threads, trainer_precision
 from trigeo.train.prepare import PreparedRun, prepare_m1
+from trigeo.train.state import check_run_state
 
 __all__ = ["default_name", "run_stage", "train_m1"]
 
 log = logging.getLogger("trigeo.train")
 
-STATE_FILE = "train_state.json"
-CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 DONE_FILE = "done.safetensors"
 LOG_FILE = "train.log"
@@ -47,29 +45,9 @@ def _check_state(out: Path, run: PreparedRun, config: Any, resume: bool) -> dict
         "seed": config.seed,
         "n_stages": len(config.stages),
     }
-    path = out / STATE_FILE
-    if launch_rank() != 0:
-        return state
-    if path.exists():
-        previous = json.loads(path.read_text("utf-8"))
-        if not resume:
-            raise InputError(
-                f"{out} already holds a training run; pass --resume to continue it or choose "
-                "another --out"
-            )
-        changed = [k for k in state if previous.get(k) != state[k]]
-        if changed:
-            raise InputError(
-                f"cannot resume: {', '.join(changed)} differ from the interrupted run "
-                f"({', '.join(f'{k}={previous.get(k)!r}' for k in changed)})",
-                source=path,
-            )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, state)
-    import yaml
-
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    # Only rank 0 checks and writes; Lightning's DDP launcher re-runs this on every rank.
+    if launch_rank() == 0:
+        check_run_state(out, state, config_to_dict(config), resume)
     return state
 
 

@@ -11,7 +11,6 @@ cells come from a predictions file, made once when missing.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,14 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from trigeo.errors import InputError
 from trigeo.provenance import write_json_atomic
+from trigeo.train.state import check_run_state
 
-__all__ = ["check_run_state", "default_head_name", "rows_collate", "train_m2"]
+__all__ = ["default_head_name", "rows_collate", "train_m2"]
 
 log = logging.getLogger("trigeo.train")
-STATE_FILE = "train_state.json"
-CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 
 
@@ -36,33 +33,6 @@ def default_head_name(m1_name: str | None, kind: str, shuffle_time: bool = False
     rest = (m1_name or "M1").split(" ", 1)
     name = kind.upper() + (f" {rest[1]}" if len(rest) > 1 else "")
     return name + (" shuffled-time" if shuffle_time else "")
-
-
-def check_run_state(out: Path, state: dict[str, Any], config: Any, resume: bool) -> None:
-    """Refuse to overwrite a run without ``resume``, or to resume with other inputs."""
-    import yaml
-
-    from trigeo.train.heads_config import head_config_to_dict
-
-    path = out / STATE_FILE
-    if path.exists():
-        previous = json.loads(path.read_text("utf-8"))
-        if not resume:
-            raise InputError(
-                f"{out} already holds a training run; pass --resume to continue it or choose "
-                "another --out"
-            )
-        changed = [k for k in state if previous.get(k) != state[k]]
-        if changed:
-            raise InputError(
-                f"cannot resume: {', '.join(changed)} differ from the interrupted run "
-                f"({', '.join(f'{k}={previous.get(k)!r}' for k in changed)})",
-                source=path,
-            )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, state)
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(head_config_to_dict(config), sort_keys=False))
 
 
 def rows_collate(
@@ -149,7 +119,7 @@ def train_m2(
         "shuffle_time": config.shuffle_time,
         "n_stages": len(config.stages),
     }
-    check_run_state(out, state, config, resume)
+    check_run_state(out, state, head_config_to_dict(config), resume)
     for note in heads.notes:
         report(note)
     posted = heads.posted_at

@@ -20,6 +20,7 @@ import torch
 
 from trigeo.errors import InputError
 from trigeo.provenance import write_json_atomic
+from trigeo.train.state import check_run_state
 
 __all__ = ["album_collate", "train_m3"]
 
@@ -121,7 +122,7 @@ def train_m3(
     from trigeo.train.heads_config import head_config_to_dict
     from trigeo.train.heads_data import prepare_heads, split_rows
     from trigeo.train.heads_module import fit_head_stages
-    from trigeo.train.m2 import check_run_state, default_head_name, shuffled_times
+    from trigeo.train.m2 import default_head_name, shuffled_times
 
     out = Path(out)
     set_cpu_threads(config.cpu_threads, config.num_workers)
@@ -149,7 +150,7 @@ def train_m3(
         "shuffle_time": config.shuffle_time,
         "n_stages": len(config.stages),
     }
-    check_run_state(out, state, config, resume)
+    check_run_state(out, state, head_config_to_dict(config), resume)
     for note in heads.notes:
         report(note)
     posted = heads.posted_at
