@@ -65,3 +65,30 @@ def test_small_cells_merge_into_grid_squares_and_big_ones_stay(world_model):
     world = build_regions(model.mesh, lat, lon, 20_000)
     assert world.merged.all() and len(world) == 2
     assert sorted(world.lon.tolist()) == [-180.0, 0.0]
+
+
+def test_coarsening_works_on_a_quadtree_mesh():
+    # An S2 cell's diameter is its longest edge; a level-1 face quarter is about 5,000 km.
+    from trigeo.mesh import QuadtreeMesh
+    from trigeo.serve.coarsen import cell_diameters_km
+    from trigeo.sphere import distance_km
+
+    rng = np.random.default_rng(0)
+    lat, lon = rng.uniform(-60, 60, 400), rng.uniform(-180, 180, 400)
+    mesh = QuadtreeMesh(refinement_limit=60, minimum_examples=5, init_level=1).fit(lat, lon)
+    assert mesh.n_cells_ > 5
+    corners = mesh.cell_corners_xyz()
+    assert corners.shape[1:] == (4, 3)
+    from trigeo.sphere import xyz_to_latlng
+
+    c_lat, c_lon = xyz_to_latlng(corners.reshape(-1, 3))
+    c_lat, c_lon = c_lat.reshape(-1, 4), c_lon.reshape(-1, 4)
+    edges = np.stack(
+        [distance_km(c_lat[:, i], c_lon[:, i], c_lat[:, (i + 1) % 4], c_lon[:, (i + 1) % 4])
+         for i in range(4)]
+    )  # fmt: skip
+    np.testing.assert_allclose(cell_diameters_km(mesh), edges.max(axis=0), rtol=1e-6)
+    label_lat, label_lon = mesh.centroids("imagery")
+    regions = build_regions(mesh, label_lat, label_lon, 500.0)
+    assert len(regions.geometry) == len(regions) and regions.cell_region.min() >= 0
+    assert not regions.merged.any()  # every S2 cell here is wider than 500 km

@@ -116,10 +116,11 @@ class Regions:
         return np.bincount(self.cell_region, weights=p, minlength=len(self))
 
 
-def _cell_geometry(mesh: Any, triangle: int, xyz: NDArray) -> dict[str, Any]:
-    from trigeo.mesh.geojson import triangle_rings
+def _cell_geometry(corners: NDArray[np.float64]) -> dict[str, Any]:
+    """GeoJSON of one cell from its unit-vector corners (a triangle or an S2 cell)."""
+    from trigeo.mesh.geojson import polygon_rings
 
-    rings = triangle_rings(xyz[mesh.triangles_[triangle]], max_step_deg=2.0)
+    rings = polygon_rings(corners, max_step_deg=2.0)
     coords = [[[[round(x, 4), round(y, 4)] for x, y in ring]] for ring in rings]
     if len(coords) == 1:
         return {"type": "Polygon", "coordinates": coords[0]}
@@ -127,10 +128,12 @@ def _cell_geometry(mesh: Any, triangle: int, xyz: NDArray) -> dict[str, Any]:
 
 
 def cell_diameters_km(mesh: Any) -> NDArray[np.float64]:
-    """Longest great-circle edge of each kept cell's triangle, in km."""
-    xyz = mesh.vertices_xyz_[mesh.triangles_[mesh.cell_triangles_]]  # (K, 3, 3)
+    """Longest great-circle edge of each kept cell, in km (either mesh kind)."""
+    xyz = np.asarray(mesh.cell_corners_xyz())  # (K, 3, 3) triangles or (K, 4, 3) S2 cells
     longest = np.zeros(len(xyz))
-    for a, b in ((0, 1), (1, 2), (2, 0)):
+    n = xyz.shape[1]
+    for a in range(n):
+        b = (a + 1) % n
         cos = np.clip(np.einsum("kd,kd->k", xyz[:, a], xyz[:, b]), -1.0, 1.0)
         longest = np.maximum(longest, np.arccos(cos) * EARTH_RADIUS_KM)
     return longest
@@ -143,7 +146,7 @@ def build_regions(
     label_lat = np.asarray(label_lat, dtype=np.float64)
     label_lon = np.asarray(label_lon, dtype=np.float64)
     n_cells = int(mesh.n_cells_)
-    xyz = mesh.vertices_xyz_
+    corners = np.asarray(mesh.cell_corners_xyz())
     areas = mesh.cell_areas_km2()
     if coarsen_km is None:
         return Regions(
@@ -152,7 +155,7 @@ def build_regions(
             lon=label_lon.copy(),
             area_km2=np.asarray(areas, dtype=np.float64),
             cells=[np.array([c]) for c in range(n_cells)],
-            geometry=[_cell_geometry(mesh, int(t), xyz) for t in mesh.cell_triangles_],
+            geometry=[_cell_geometry(corners[c]) for c in range(n_cells)],
             merged=np.zeros(n_cells, dtype=bool),
         )
     if not coarsen_km > 0:
@@ -181,7 +184,7 @@ def build_regions(
             lon.append(float(lon_r[c]))
             area.append(float(areas[c]))
             members.append([])
-            geometry.append(_cell_geometry(mesh, int(mesh.cell_triangles_[c]), xyz))
+            geometry.append(_cell_geometry(corners[c]))
             merged.append(False)
         cell_region[c] = region
         members[region].append(c)
