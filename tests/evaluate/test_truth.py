@@ -22,3 +22,24 @@ def test_truth_selection_errors(dataset):
     table = dataset.table.assign(outdoor=np.nan)
     with pytest.raises(InputError, match="--outdoor-only needs the 'outdoor' column"):
         Truth.from_table(table, outdoor_only=True)
+
+
+def test_a_country_column_wins_where_it_holds_an_iso_code():
+    import pandas as pd
+
+    # Paris, Tokyo, Sydney; the dataset says FR, "Japan" (not a code) and nothing.
+    table = pd.DataFrame(
+        {
+            "photo_id": ["a", "b", "c"],
+            "lat": [48.857, 35.68, -33.87],
+            "lon": [2.352, 139.7, 151.2],
+            "outdoor": [np.nan] * 3,
+            "split": ["val"] * 3,
+            "country": ["DE", "Japan", None],  # the dataset's label beats the geocoder's FR
+        }
+    )
+    truth = Truth.from_table(table)
+    assert truth.country.tolist() == ["DE", "JP", "AU"]
+    assert truth.continent.tolist() == ["EU", "AS", "OC"]
+    plain = Truth.from_table(table.drop(columns="country"))
+    assert plain.country.tolist() == ["FR", "JP", "AU"]

