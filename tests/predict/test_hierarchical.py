@@ -88,3 +88,32 @@ def test_predictions_from_another_mesh_are_refused():
         combine_hierarchical(fine, _fine_mesh(), [other], [_coarse_mesh()])
     with pytest.raises(InputError, match="one mesh per coarse"):
         combine_hierarchical(fine, _fine_mesh(), [], [])
+
+
+def test_cli_combines_model_directories(model_dir, tmp_path):
+    # The same M1 twice: each cell's score is p(cell) * p(cell) (a cell is its own
+    # parent), so the combined file holds the squared, renormalised probabilities.
+    from typer.testing import CliRunner
+
+    from trigeo.cli import app
+    from trigeo.predictions import read_predictions
+
+    path, dataset = model_dir
+    out = tmp_path / "hier.parquet"
+    args = ["predict", "--model", str(path), "--model", str(path), "--hierarchical",
+            "--data", str(dataset.root), "--out", str(out), "--num-workers", "0",
+            "--no-progress", "--top-k", "3"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    hier = read_predictions(out)
+    part = read_predictions(next((tmp_path / "hier.parquet.parts").glob("*.parquet")))
+    order = np.argsort(part.photo_id)
+    full = np.asarray(part.full_probs, dtype=np.float64)[order]
+    squared = full**2 / (full**2).sum(axis=1, keepdims=True)
+    expected = np.sort(squared, axis=1)[:, ::-1][:, :3]
+    h = np.argsort(hier.photo_id)
+    assert list(hier.photo_id[h]) == list(part.photo_id[order])
+    np.testing.assert_allclose(hier.top_probs[h], expected, rtol=1e-4, atol=1e-6)
+    assert (hier.top_cells[h][:, 0] == full.argmax(axis=1)).all()
+    one = CliRunner().invoke(app, args[:3] + args[5:])  # a single --model: refused
+    assert one.exit_code == 2 and "two or more" in one.output

@@ -16,7 +16,12 @@ def _report(message: str) -> None:
 
 
 def predict(
-    model: Annotated[Path, typer.Option("--model", help="M1, M2 or M3 model directory.")],
+    model: Annotated[
+        list[Path],
+        typer.Option(
+            "--model", help="M1, M2 or M3 model directory (several M1s with --hierarchical)."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Predictions Parquet file.")],
     images: Annotated[
         list[Path] | None, typer.Argument(help="Image files or folders of images.")
@@ -64,6 +69,14 @@ def predict(
         Path | None,
         typer.Option("--m1", help="M2/M3: the M1 directory, if it moved since training."),
     ] = None,
+    hierarchical: Annotated[
+        bool,
+        typer.Option(
+            "--hierarchical",
+            help="Combine several M1 --model dirs: the finest mesh's cells, weighted by the "
+            "coarser meshes' probabilities.",
+        ),
+    ] = False,
     knn: Annotated[
         Path | None,
         typer.Option(
@@ -88,6 +101,7 @@ def predict(
     """Predict where photos were taken with a trained M1, M2 or M3 model (or kNN)."""
     from rich.table import Table
 
+    from trigeo.errors import InputError
     from trigeo.predict.m1 import summary_rows
     from trigeo.predict.run import predict_model
     from trigeo.runtime.devices import parse_devices
@@ -105,6 +119,16 @@ def predict(
         "progress": progress,
         "report": _report,
     }
+    if hierarchical:
+        from trigeo.predict.hierarchical import predict_hierarchical
+
+        predict_hierarchical(
+            model, out, top_k=top_k, five_crop=five_crop, cpu_threads=cpu_threads, **common
+        )
+        return
+    if len(model) != 1:
+        raise InputError(f"{len(model)} --model directories given; pass one, or --hierarchical")
+    (model,) = model
     if knn is not None:
         # The kNN predictor lives downstream of predict (in retrieve); the CLI joins them.
         from trigeo.retrieve.knn import predict_knn

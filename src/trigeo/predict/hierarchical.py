@@ -21,8 +21,10 @@ every kept cell of a coarse mesh gets that mesh's unlisted-cell probability.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +33,14 @@ from numpy.typing import NDArray
 from trigeo.errors import InputError
 from trigeo.predictions import Predictions
 
-__all__ = ["HierarchicalResult", "combine_hierarchical", "dense_probabilities"]
+__all__ = [
+    "HierarchicalResult",
+    "combine_hierarchical",
+    "dense_probabilities",
+    "predict_hierarchical",
+]
+
+log = logging.getLogger("trigeo.predict")
 
 _CHUNK_ROWS = 2048
 
@@ -153,3 +162,84 @@ def combine_hierarchical(
         lat=lat[top_cells[:, 0]],
         lon=lon[top_cells[:, 0]],
     )
+
+
+def predict_hierarchical(
+    model_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    name: str | None = None,
+    top_k: int = 20,
+    report: Callable[[str], None] = log.info,
+    **predict_options: Any,
+) -> HierarchicalResult | None:
+    """Run several M1 models over the same photos and combine them hierarchically.
+
+    The model whose mesh has the most cells is the fine one; the others vote
+    through their cells' probabilities. Each model's full probabilities are
+    kept next to the output (``<out>.parts/``), so the combination is exact.
+
+    Parameters
+    ----------
+    model_dirs
+        Two or more M1 model directories, trained on meshes of the same photos.
+    predict_options
+        Passed to :func:`~trigeo.predict.m1.predict_m1` (``data``, ``images``,
+        ``split``, devices, workers, ...).
+
+    Returns
+    -------
+    HierarchicalResult or None
+        ``None`` on non-zero DDP ranks.
+
+    Raises
+    ------
+    InputError
+        Fewer than two models, or a model directory that is not an M1.
+    """
+    from trigeo.models.m1 import M1Model
+    from trigeo.predict.m1 import predict_m1
+    from trigeo.predictions import read_predictions, write_predictions
+    from trigeo.provenance import make_provenance
+
+    if len(model_dirs) < 2:
+        raise InputError("--hierarchical needs two or more --model directories (M1 models)")
+    models = [M1Model.load(path) for path in model_dirs]
+    order = sorted(range(len(models)), key=lambda i: -int(models[i].mesh.n_cells_))
+    parts = Path(str(out) + ".parts")
+    preds = []
+    for i in order:
+        path = parts / f"{i}-{Path(model_dirs[i]).name}.parquet"
+        result = predict_m1(
+            model_dirs[i], path, full_probs=True, top_k=top_k, report=report, **predict_options
+        )
+        if result is None:
+            return None
+        preds.append(read_predictions(path))
+    fine, coarse = models[order[0]], [models[i] for i in order[1:]]
+    combined = combine_hierarchical(
+        preds[0],
+        fine.mesh,
+        preds[1:],
+        [m.mesh for m in coarse],
+        label=fine.label_kind,
+        top_k=top_k,
+    )
+    names = " x ".join(m.name for m in (fine, *coarse))
+    write_predictions(
+        out,
+        combined.photo_id,
+        combined.lat,
+        combined.lon,
+        top_cells=combined.top_cells,
+        top_probs=combined.top_probs,
+        model_id="hier-" + "-".join(m.model_id.rsplit("-", 1)[-1] for m in (fine, *coarse)),
+        model_name=name or f"hier {names}"[:40],
+        mesh_hash=fine.mesh_hash,
+        provenance=make_provenance(
+            {"rule": "fine probability x coarse parents' probabilities", "top_k": top_k},
+            {m.model_id: m.mesh_hash for m in (fine, *coarse)},
+        ),
+    )
+    report(f"wrote {len(combined.photo_id)} hierarchical predictions ({names}) to {out}")
+    return combined
