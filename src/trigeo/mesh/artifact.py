@@ -46,6 +46,67 @@ def read_arrays(path: Path) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
     return arrays, meta
 
 
+#: Kept cells averaging fewer training photos than this get a warning: a classifier
+#: needs tens of examples per class (docs/mesh.md, "Small datasets").
+MIN_PHOTOS_PER_CELL = 20
+
+
+def summary_record(mesh: Any, structure: dict[str, Any], unit: str) -> dict[str, Any]:
+    """The ``trigeo mesh info`` record shared by both mesh kinds.
+
+    Parameters
+    ----------
+    structure
+        The kind's own entries (triangles and vertices, or leaves and levels),
+        placed after ``cells``.
+    unit
+        What the kind splits ("triangle", "leaf"), for the warnings.
+    """
+    areas = np.asarray(mesh.cell_areas_km2())
+    per_cell = np.asarray(mesh.cell_counts())
+    n = max(mesh.n_points_, 1)
+    return {
+        "kind": mesh.kind,
+        "cells": mesh.n_cells_,
+        **structure,
+        "points": mesh.n_points_,
+        "points_in_kept_cells": mesh.n_points_kept_,
+        "dropped_share": 1.0 - mesh.n_points_kept_ / n,
+        "cell_area_km2": {
+            "min": float(areas.min()) if areas.size else None,
+            "median": float(np.median(areas)) if areas.size else None,
+            "max": float(areas.max()) if areas.size else None,
+        },
+        "photos_per_cell": {
+            "mean": mesh.n_points_kept_ / mesh.n_cells_ if mesh.n_cells_ else None,
+            "min": int(per_cell.min()) if per_cell.size else None,
+            "median": float(np.median(per_cell)) if per_cell.size else None,
+        },
+        "params": mesh.get_params(),
+        "preset": getattr(mesh, "preset_", None),
+        "points_source": getattr(mesh, "points_source_", None),
+        "mesh_hash": mesh.mesh_hash,
+        "warnings": photo_warnings(mesh, unit),
+    }
+
+
+def photo_warnings(mesh: Any, unit: str) -> list[str]:
+    """Problems in words: no cell kept, or cells too small to learn a class from."""
+    if mesh.n_cells_ == 0:
+        return [
+            f"no {unit} holds minimum_examples={mesh.minimum_examples:g} photos, "
+            "so the mesh has no cells"
+        ]
+    mean = mesh.n_points_kept_ / mesh.n_cells_
+    if mean >= MIN_PHOTOS_PER_CELL:
+        return []
+    return [
+        f"kept cells hold {mean:.1f} photos each on average, fewer than "
+        f"{MIN_PHOTOS_PER_CELL}: too few to learn a class from. Use fewer, larger cells: "
+        "raise --refinement-limit and --minimum-examples (docs/mesh.md, 'Small datasets')"
+    ]
+
+
 def write_mesh_file(
     mesh: Any, path: str | Path, format_name: str, version: int, arrays: dict[str, NDArray[Any]]
 ) -> Path:

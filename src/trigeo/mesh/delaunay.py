@@ -26,7 +26,12 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import ConvexHull
 
 from trigeo.errors import ArtifactError, InputError
-from trigeo.mesh.artifact import read_mesh_file, write_mesh_file
+from trigeo.mesh.artifact import (
+    MIN_PHOTOS_PER_CELL,
+    read_mesh_file,
+    summary_record,
+    write_mesh_file,
+)
 from trigeo.mesh.locate import (
     TriangleLocator,
     edge_normals,
@@ -59,7 +64,6 @@ PRESETS: dict[str, tuple[float, float, int]] = {
 #: photos and thousands on average. 20 is the bottom of "tens": below it a mesh
 #: has about as many classes as a classifier can memorize rather than learn, and
 #: a 9% validation split gives each cell fewer than two photos to be judged on.
-MIN_PHOTOS_PER_CELL = 20
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 
@@ -624,48 +628,8 @@ class DelaunayMesh:
         fewer than :data:`MIN_PHOTOS_PER_CELL` photos on average.
         """
         self._check_fitted()
-        areas = self.cell_areas_km2()
-        per_cell = self.counts_[self.cell_triangles_]
-        n = max(self.n_points_, 1)
-        return {
-            "kind": self.kind,
-            "cells": self.n_cells_,
-            "triangles": len(self.triangles_),
-            "vertices": len(self.vertices_),
-            "points": self.n_points_,
-            "points_in_kept_cells": self.n_points_kept_,
-            "dropped_share": 1.0 - self.n_points_kept_ / n,
-            "cell_area_km2": {
-                "min": float(areas.min()) if areas.size else None,
-                "median": float(np.median(areas)) if areas.size else None,
-                "max": float(areas.max()) if areas.size else None,
-            },
-            "photos_per_cell": {
-                "mean": self.n_points_kept_ / self.n_cells_ if self.n_cells_ else None,
-                "min": int(per_cell.min()) if per_cell.size else None,
-                "median": float(np.median(per_cell)) if per_cell.size else None,
-            },
-            "params": self.get_params(),
-            "preset": getattr(self, "preset_", None),
-            "points_source": getattr(self, "points_source_", None),
-            "mesh_hash": self.mesh_hash,
-            "warnings": self._warnings(),
-        }
-
-    def _warnings(self) -> list[str]:
-        if self.n_cells_ == 0:
-            return [
-                f"no triangle holds minimum_examples={self.minimum_examples:g} photos, "
-                "so the mesh has no cells"
-            ]
-        mean = self.n_points_kept_ / self.n_cells_
-        if mean >= MIN_PHOTOS_PER_CELL:
-            return []
-        return [
-            f"kept cells hold {mean:.1f} photos each on average, fewer than "
-            f"{MIN_PHOTOS_PER_CELL}: too few to learn a class from. Use fewer, larger cells: "
-            "raise --refinement-limit and --minimum-examples (docs/mesh.md, 'Small datasets')"
-        ]
+        structure = {"triangles": len(self.triangles_), "vertices": len(self.vertices_)}
+        return summary_record(self, structure, "triangle")
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

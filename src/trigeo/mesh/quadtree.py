@@ -25,8 +25,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from trigeo.errors import ArtifactError, InputError
 from trigeo.mesh import s2
-from trigeo.mesh.artifact import read_mesh_file, write_mesh_file
-from trigeo.mesh.delaunay import MIN_PHOTOS_PER_CELL, PRESETS
+from trigeo.mesh.artifact import (
+    read_mesh_file,
+    summary_record,
+    write_mesh_file,
+)
+from trigeo.mesh.delaunay import PRESETS
 from trigeo.points import check_points_source, validate_latlng
 from trigeo.provenance import hash_arrays
 from trigeo.sphere import latlng_to_xyz, xyz_to_latlng
@@ -426,52 +430,15 @@ class QuadtreeMesh:
         """The ``trigeo mesh info`` record (as ``DelaunayMesh.summary``, with
         ``leaves`` and ``levels`` in place of ``triangles`` and ``vertices``)."""
         self._check_fitted()
-        areas = self.cell_areas_km2()
-        per_cell = self.cell_counts()
         levels = self.leaf_levels_[self.cell_leaves_]
-        n = max(self.n_points_, 1)
-        return {
-            "kind": self.kind,
-            "cells": self.n_cells_,
+        structure = {
             "leaves": len(self.leaves_),
             "levels": {
                 "min": int(levels.min()) if levels.size else None,
                 "max": int(levels.max()) if levels.size else None,
             },
-            "points": self.n_points_,
-            "points_in_kept_cells": self.n_points_kept_,
-            "dropped_share": 1.0 - self.n_points_kept_ / n,
-            "cell_area_km2": {
-                "min": float(areas.min()) if areas.size else None,
-                "median": float(np.median(areas)) if areas.size else None,
-                "max": float(areas.max()) if areas.size else None,
-            },
-            "photos_per_cell": {
-                "mean": self.n_points_kept_ / self.n_cells_ if self.n_cells_ else None,
-                "min": int(per_cell.min()) if per_cell.size else None,
-                "median": float(np.median(per_cell)) if per_cell.size else None,
-            },
-            "params": self.get_params(),
-            "preset": getattr(self, "preset_", None),
-            "points_source": getattr(self, "points_source_", None),
-            "mesh_hash": self.mesh_hash,
-            "warnings": self._warnings(),
         }
-
-    def _warnings(self) -> list[str]:
-        if self.n_cells_ == 0:
-            return [
-                f"no leaf holds minimum_examples={self.minimum_examples:g} photos, "
-                "so the mesh has no cells"
-            ]
-        mean = self.n_points_kept_ / self.n_cells_
-        if mean >= MIN_PHOTOS_PER_CELL:
-            return []
-        return [
-            f"kept cells hold {mean:.1f} photos each on average, fewer than "
-            f"{MIN_PHOTOS_PER_CELL}: too few to learn a class from. Use fewer, larger cells: "
-            "raise --refinement-limit and --minimum-examples (docs/mesh.md, 'Small datasets')"
-        ]
+        return summary_record(self, structure, "leaf")
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
