@@ -107,6 +107,45 @@ def photo_warnings(mesh: Any, unit: str) -> list[str]:
     ]
 
 
+def restore_mesh(
+    cls: type, path: Path, arrays: dict[str, NDArray[Any]], meta: dict[str, Any], own: set[str]
+) -> Any:
+    """A mesh of ``cls`` with the fitted state every kind shares, read back from a file.
+
+    Checks that the kind's ``own`` arrays and the shared ones are present, then
+    restores params, preset, counts, kept flags, imagery centroids, point
+    counts, points source and provenance. The caller sets its own arrays and
+    checks its shapes and hash.
+    """
+    from trigeo.errors import InputError
+    from trigeo.points import check_points_source
+
+    missing = (own | {"counts", "kept", "imagery_centroids"}) - set(arrays)
+    if missing:
+        raise ArtifactError(f"{path}: mesh file lacks {sorted(missing)}")
+    mesh = cls(**meta["params"])
+    if meta.get("preset"):
+        mesh.preset_ = meta["preset"]
+    mesh.counts_ = arrays["counts"].astype(np.int64)
+    mesh.kept_ = arrays["kept"].astype(bool)
+    mesh.imagery_centroids_ = arrays["imagery_centroids"].astype(np.float64)
+    mesh.n_points_ = int(meta["n_points"])
+    mesh.n_points_kept_ = int(meta["n_points_kept"])
+    for name in ("n_points_fit", "n_rounds", "n_unsplittable"):
+        if meta.get(name) is not None:
+            setattr(mesh, name + "_", int(meta[name]))
+    mesh.points_hash_ = meta["provenance"]["inputs"].get("points")
+    # Meshes saved before the record existed have no key: None, not an error.
+    mesh.points_source_ = None
+    if meta.get("points_source") is not None:
+        try:
+            mesh.points_source_ = check_points_source(meta["points_source"])
+        except InputError as exc:
+            raise ArtifactError(f"{path}: mesh file has a bad points source ({exc})") from exc
+    mesh.provenance_ = meta["provenance"]
+    return mesh
+
+
 def write_mesh_file(
     mesh: Any, path: str | Path, format_name: str, version: int, arrays: dict[str, NDArray[Any]]
 ) -> Path:

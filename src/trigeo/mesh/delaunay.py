@@ -29,6 +29,7 @@ from trigeo.errors import ArtifactError, InputError
 from trigeo.mesh.artifact import (
     MIN_PHOTOS_PER_CELL,
     read_mesh_file,
+    restore_mesh,
     summary_record,
     write_mesh_file,
 )
@@ -579,31 +580,9 @@ class DelaunayMesh:
         """
         path = Path(path)
         arrays, meta = read_mesh_file(path, _FORMAT_NAME, FORMAT_VERSION)
-        missing = {"vertices", "triangles", "counts", "kept", "imagery_centroids"} - set(arrays)
-        if missing:
-            raise ArtifactError(f"{path}: mesh file lacks {sorted(missing)}")
-        mesh = cls(**meta["params"])
-        if meta.get("preset"):
-            mesh.preset_ = meta["preset"]
+        mesh = restore_mesh(cls, path, arrays, meta, {"vertices", "triangles"})
         mesh.vertices_ = arrays["vertices"].astype(np.float64)
         mesh.triangles_ = arrays["triangles"].astype(np.int64)
-        mesh.counts_ = arrays["counts"].astype(np.int64)
-        mesh.kept_ = arrays["kept"].astype(bool)
-        mesh.imagery_centroids_ = arrays["imagery_centroids"].astype(np.float64)
-        mesh.n_points_ = int(meta["n_points"])
-        mesh.n_points_kept_ = int(meta["n_points_kept"])
-        for name in ("n_points_fit", "n_rounds", "n_unsplittable"):
-            if meta.get(name) is not None:
-                setattr(mesh, name + "_", int(meta[name]))
-        mesh.points_hash_ = meta["provenance"]["inputs"].get("points")
-        # Meshes saved before the record existed have no key: None, not an error.
-        mesh.points_source_ = None
-        if meta.get("points_source") is not None:
-            try:
-                mesh.points_source_ = check_points_source(meta["points_source"])
-            except InputError as exc:
-                raise ArtifactError(f"{path}: mesh file has a bad points source ({exc})") from exc
-        mesh.provenance_ = meta["provenance"]
         mesh._locator = None
         ok_shapes = (
             mesh.vertices_.ndim == 2

@@ -27,6 +27,7 @@ from trigeo.errors import ArtifactError, InputError
 from trigeo.mesh import s2
 from trigeo.mesh.artifact import (
     read_mesh_file,
+    restore_mesh,
     summary_record,
     write_mesh_file,
 )
@@ -391,29 +392,8 @@ class QuadtreeMesh:
         """
         path = Path(path)
         arrays, meta = read_mesh_file(path, _FORMAT_NAME, QUADTREE_FORMAT_VERSION)
-        missing = {"leaves", "counts", "kept", "imagery_centroids"} - set(arrays)
-        if missing:
-            raise ArtifactError(f"{path}: mesh file lacks {sorted(missing)}")
-        mesh = cls(**meta["params"])
-        if meta.get("preset"):
-            mesh.preset_ = meta["preset"]
+        mesh = restore_mesh(cls, path, arrays, meta, {"leaves"})
         mesh.leaves_ = arrays["leaves"].astype(np.uint64)
-        mesh.counts_ = arrays["counts"].astype(np.int64)
-        mesh.kept_ = arrays["kept"].astype(bool)
-        mesh.imagery_centroids_ = arrays["imagery_centroids"].astype(np.float64)
-        mesh.n_points_ = int(meta["n_points"])
-        mesh.n_points_kept_ = int(meta["n_points_kept"])
-        for name in ("n_points_fit", "n_rounds", "n_unsplittable"):
-            if meta.get(name) is not None:
-                setattr(mesh, name + "_", int(meta[name]))
-        mesh.points_hash_ = meta["provenance"]["inputs"].get("points")
-        mesh.points_source_ = None
-        if meta.get("points_source") is not None:
-            try:
-                mesh.points_source_ = check_points_source(meta["points_source"])
-            except InputError as exc:
-                raise ArtifactError(f"{path}: mesh file has a bad points source ({exc})") from exc
-        mesh.provenance_ = meta["provenance"]
         ok_shapes = (
             mesh.leaves_.ndim == 1 and mesh.counts_.shape == mesh.kept_.shape == mesh.leaves_.shape
         )
