@@ -72,6 +72,19 @@ class HeadsData:
             "dir": str(self.m1_dir.resolve()),
         }
 
+    def provenance(self, config: Any, allow_overlap: bool) -> dict[str, Any]:
+        """What a head's model directory records about how it was trained."""
+        import torch
+
+        return {
+            "dataset": str(self.dataset.root),
+            "m1_predictions": str(self.m1_pred_path),
+            "seed": config.seed,
+            "shuffle_time": config.shuffle_time,
+            "allow_overlap": allow_overlap,
+            "torch_version": torch.__version__,
+        }
+
 
 def m1_training_ids(m1_meta: dict[str, Any], dataset: Dataset) -> tuple[set[str] | None, str]:
     """Photo ids that trained the M1, from its provenance, and a note on how they were found.

@@ -245,14 +245,7 @@ def train_m3(
         config=head_config_to_dict(config),
         metrics=metrics,
         name=name or default_head_name(heads.m1_meta.get("name"), "m3", config.shuffle_time),
-        provenance={
-            "dataset": str(heads.dataset.root),
-            "m1_predictions": str(heads.m1_pred_path),
-            "seed": config.seed,
-            "shuffle_time": config.shuffle_time,
-            "allow_overlap": allow_overlap,
-            "torch_version": torch.__version__,
-        },
+        provenance=heads.provenance(config, allow_overlap),
     )
     if is_zero:
         model.save(
