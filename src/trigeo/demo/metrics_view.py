@@ -1,0 +1,275 @@
+"""Read-only access to an evaluation's ``metrics.json`` by demo role, with clear errors.
+
+:class:`MetricsView` is what :mod:`~trigeo.demo.findings` and
+:mod:`~trigeo.demo.report` read: model rows by role, accuracies by threshold,
+oracle rows by mesh and label, and the Wilcoxon test of a pair in either
+order. A role that names a model the evaluation does not have, or a row
+without a field the report needs, is an :class:`~trigeo.errors.InputError`
+naming it, not a ``KeyError`` three calls later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trigeo.demo.study import STUDY_THRESHOLDS_KM, StudyNumbers, load_study_numbers, study_key
+from trigeo.errors import InputError
+
+__all__ = ["ALPHA", "MetricsView", "WilcoxonView", "fmt_p", "max_p", "pts", "series"]
+
+#: Significance level of every finding.
+ALPHA = 0.05
+
+
+def fmt_p(p: float | None) -> str:
+    """``p = 0.031`` / ``p = 2.4e-07``; ``p n/a`` when there is none."""
+    if p is None:
+        return "p n/a"
+    if p == 0.0:
+        # scipy's normal approximation underflows to 0 for huge, one-sided samples.
+        return "p < 1e-300"
+    return f"p = {p:.1e}" if p < 1e-3 else f"p = {p:.3f}"
+
+
+def pts(difference: float, digits: int = 1, unit: bool = True) -> str:
+    """A signed difference of percentages: ``+3.1 pts``."""
+    # Round first so that a tie or a tiny negative never prints as "-0.0".
+    text = f"{round(difference, digits) + 0.0:+.{digits}f}"
+    return f"{text} pts" if unit else text
+
+
+def series(view: MetricsView, obj: dict[str, Any]) -> str:
+    """Accuracies across thresholds, one decimal: ``1.0/10.2/30.1/60.2/90.3``.
+
+    ``obj`` is a metrics.json row (read at the evaluation's thresholds) or a
+    plain ``{"1km": ...}`` dict of the study's numbers.
+    """
+    if "accuracy_pct" in obj:
+        values = [view.acc(obj, t) for t in view.thresholds]
+    else:
+        values = list(obj.values())
+    return "/".join(f"{v:.1f}" for v in values)
+
+
+def max_p(tests: list[WilcoxonView]) -> float | None:
+    """The largest p-value of several tests (None if any is undefined or missing)."""
+    ps = [t.p for t in tests]
+    return None if any(p is None for p in ps) else max(p for p in ps if p is not None)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class WilcoxonView:
+    """The Wilcoxon test of ``a`` against ``b``, oriented so ``median_diff = median(a - b)``."""
+
+    a: str
+    b: str
+    found: bool
+    p: float | None = None
+    n_photos: int = 0
+    n_differing: int = 0
+    median_diff: float | None = None
+    mean_a: float | None = None
+    mean_b: float | None = None
+
+    @property
+    def text(self) -> str:
+        """Why there is no usable test, or the p-value."""
+        if not self.found:
+            return f"metrics.json has no Wilcoxon test of {self.a!r} vs {self.b!r}"
+        if self.p is None:
+            if self.n_differing == 0:
+                return f"Wilcoxon p undefined: all {self.n_photos} shared photos have equal errors"
+            return "Wilcoxon p missing (NaN in metrics.json)"
+        return fmt_p(self.p)
+
+    def better(self) -> str | None:
+        """The model with the smaller paired errors (None: no difference or unknown).
+
+        The median paired difference decides; it is 0 when most photos tie
+        (related models), and then the mean errors decide.
+        """
+        if self.median_diff is not None and self.median_diff != 0:
+            return self.a if self.median_diff < 0 else self.b
+        if self.mean_a is None or self.mean_b is None or self.mean_a == self.mean_b:
+            return None
+        return self.a if self.mean_a < self.mean_b else self.b
+
+    def favours(self, name: str) -> tuple[bool, str]:
+        """Whether the test is significant (p < ALPHA) in ``name``'s favour, and why in words."""
+        if not self.found or self.p is None:
+            return False, self.text
+        better = self.better()
+        scope = f"{self.n_differing} of {self.n_photos} photos differ"
+        if self.p >= ALPHA:
+            return False, f"not significant: {fmt_p(self.p)} ≥ {ALPHA} ({scope})"
+        if better != name:
+            who = better or "neither model"
+            return False, f"{fmt_p(self.p)} but the paired errors favour {who} ({scope})"
+        median = ""
+        if self.median_diff:
+            median = f", median paired difference {abs(self.median_diff):,.1f} km"
+        return True, f"{fmt_p(self.p)} in {name}'s favour ({scope}{median})"
+
+
+class MetricsView:
+    """One evaluation's metrics.json, read by demo role.
+
+    Parameters
+    ----------
+    metrics
+        The loaded metrics.json.
+    roles
+        Role -> display name in ``metrics["models"]``.
+    meshes
+        Mesh name -> ``{"path", "cells", "kind", "rule"}``.
+    study
+        The study's numbers (default: the packaged ``study.json``).
+    """
+
+    def __init__(
+        self,
+        metrics: dict[str, Any],
+        roles: dict[str, str],
+        meshes: dict[str, dict[str, Any]],
+        study: StudyNumbers | None = None,
+    ) -> None:
+        if not isinstance(metrics, dict):
+            raise InputError(
+                f"metrics should be the metrics.json dict, got {type(metrics).__name__}"
+            )
+        for name in ("models", "wilcoxon"):
+            if not isinstance(metrics.get(name), list):
+                raise InputError(f"metrics.json has no {name!r} list", column=name)
+        self.metrics = metrics
+        self.roles = dict(roles)
+        self.meshes = meshes
+        self.study = study or load_study_numbers()
+        self.by_name: dict[str, dict[str, Any]] = {}
+        for i, row in enumerate(metrics["models"]):
+            if not isinstance(row, dict) or "model" not in row or "accuracy_pct" not in row:
+                raise InputError(f"metrics.json models[{i}] lacks 'model' or 'accuracy_pct'")
+            self.by_name[row["model"]] = row
+        config = metrics.get("config") or {}
+        self.thresholds: tuple[float, ...] = tuple(
+            float(t) for t in config.get("thresholds_km", STUDY_THRESHOLDS_KM)
+        )
+        self.oracle: list[dict[str, Any]] = list(metrics.get("oracle") or [])
+
+    def threshold_text(self) -> str:
+        return "/".join(f"{t:g}" for t in self.thresholds)
+
+    def row(self, role: str) -> dict[str, Any] | None:
+        """The model row of a role; None when the role was not run."""
+        name = self.roles.get(role)
+        if name is None:
+            return None
+        if name not in self.by_name:
+            have = ", ".join(repr(n) for n in self.by_name) or "none"
+            raise InputError(
+                f"role {role!r} names model {name!r}, which metrics.json does not have "
+                f"(its models: {have})"
+            )
+        return self.by_name[name]
+
+    def missing_role(self, role: str) -> str:
+        return f"not run: this run has no {role} model (role {role!r} not given)"
+
+    def acc(self, row: dict[str, Any], threshold_km: float, name: str | None = None) -> float:
+        """A row's accuracy (percent) at a threshold."""
+        key = study_key(threshold_km)
+        value = _finite_or_none((row.get("accuracy_pct") or {}).get(key))
+        if value is None:
+            who = name or row.get("model", "a row")
+            raise InputError(f"metrics.json: {who} has no accuracy at {key}", column=key)
+        return value
+
+    def count(self, row: dict[str, Any], field: str, name: str | None = None) -> int:
+        value = row.get(field)
+        if not isinstance(value, int) or value < 0:
+            who = name or row.get("model", "a row")
+            raise InputError(f"metrics.json: {who} has no photo count {field!r}", column=field)
+        return value
+
+    @staticmethod
+    def hits(accuracy_pct: float, photos: int, name: str) -> int:
+        """Photos within the threshold, recovered from a percentage of ``photos``."""
+        hits = round(accuracy_pct * photos / 100.0)
+        # A percentage of n photos is k/n exactly: a value far from that is not a count.
+        if photos and abs(hits - accuracy_pct * photos / 100.0) > 0.01:
+            raise InputError(f"{name}: {accuracy_pct}% of {photos} photos is not a whole count")
+        return int(hits)
+
+    def oracle_row(self, mesh: str, label: str) -> dict[str, Any] | None:
+        """The best possible row of a mesh (by name or its file's stem) and label."""
+        names = {mesh}
+        if mesh in self.meshes:
+            names.add(Path(str(self.meshes[mesh]["path"])).stem)
+        for row in self.oracle:
+            if row.get("mesh") in names and row.get("label") == label:
+                return row
+        return None
+
+    def wilcoxon(self, a: str, b: str) -> WilcoxonView:
+        """The test of ``a`` vs ``b`` (stored in either order), oriented as ``a - b``."""
+        means = [_finite_or_none(self.by_name.get(n, {}).get("mean_error_km")) for n in (a, b)]
+        for test in self.metrics["wilcoxon"]:
+            pair = (test.get("model_a"), test.get("model_b"))
+            if pair not in ((a, b), (b, a)):
+                continue
+            median = _finite_or_none(test.get("median_difference_km"))
+            if median is not None and pair == (b, a):
+                median = -median
+            return WilcoxonView(
+                a,
+                b,
+                True,
+                _finite_or_none(test.get("p_value")),
+                int(test.get("n_photos", 0)),
+                int(test.get("n_differing", 0)),
+                median,
+                means[0],
+                means[1],
+            )
+        return WilcoxonView(a, b, False, mean_a=means[0], mean_b=means[1])
+
+    def beats_at_most(
+        self, a: dict[str, Any], b: dict[str, Any], test: WilcoxonView
+    ) -> tuple[str, list[str], str]:
+        """Row ``a`` above row ``b`` at most thresholds, significantly (p < ALPHA).
+
+        Returns
+        -------
+        numbers, problems, why
+            This run's numbers in words; what contradicts the claim (empty when
+            it holds); and, when it holds, why in words.
+        """
+        name_a, name_b = a["model"], b["model"]
+        diffs = [(t, self.acc(a, t) - self.acc(b, t)) for t in self.thresholds]
+        wins = [t for t, d in diffs if d > 0]
+        numbers = (
+            f"{name_a} {series(self, a)} vs {name_b} {series(self, b)} % at "
+            f"{self.threshold_text()} km; {fmt_p(test.p)}"
+        )
+        problems = []
+        if len(wins) * 2 <= len(diffs):
+            worse = ", ".join(f"{t:g} km ({pts(d)})" for t, d in diffs if d <= 0)
+            problems.append(
+                f"{name_a} is above {name_b} at only {len(wins)} of {len(diffs)} thresholds "
+                f"(not above at {worse})"
+            )
+        ok_p, p_text = test.favours(name_a)
+        if not ok_p:
+            problems.append(p_text)
+        gains = ", ".join(f"{t:g} km {pts(d)}" for t, d in diffs)
+        why = f"above at {len(wins)} of {len(diffs)} thresholds ({gains}); {p_text}"
+        return numbers, problems, why
