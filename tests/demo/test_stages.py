@@ -1,49 +1,68 @@
-"""The demo's pipeline: explicit mesh limits by photos per cell, and M2/M3 stages wired in order."""
+"""The demo's pipeline: mesh limits by photos per cell, one multi-head M1, every predictor."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from trigeo.demo import MESH_RULES, demo_stages, mesh_args
+from trigeo.demo import MESH_RULES, ROLES, demo_stages, mesh_args
+
+
+def _value(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
 
 
 def test_mesh_limits_follow_photos_per_cell():
-    args, rule = mesh_args("coarse", 7200)
-    assert args == ["--minimum-examples", "50", "--refinement-limit", "250", "--init-grid", "8"]
-    assert "at least 50 training photos, split above 250 (5x), 8x8 initial grid" in rule
-    args, _ = mesh_args("fine", 25000)
-    assert args[-1] == "31" and MESH_RULES["fine"] == (20, 100)
+    args, rule = mesh_args("fine", 18000)
+    assert args == ["--minimum-examples", "20", "--refinement-limit", "100", "--init-grid", "8"]
+    assert "at least 20 training photos, split above 100 (5x), 8x8 initial grid" in rule
+    assert mesh_args("fine", 25000)[0][-1] == "31"
+    # The study's coarse:fine cell ratio is about 1:12, so the coarse mesh asks 12x the photos.
+    assert MESH_RULES["coarse"][1] == 12 * MESH_RULES["fine"][1]
+    args, rule = mesh_args("s2", 18000)
+    assert args[:2] == ["--kind", "quadtree"] and "--init-grid" not in args
+    assert MESH_RULES["s2"][1:] == MESH_RULES["fine"][1:] and "S2 quad-tree" in rule
     with pytest.raises(ValueError, match="unknown demo mesh"):
         mesh_args("fineP", 100)
 
 
-def test_stages_train_and_predict_m2_and_m3_before_one_evaluation(tmp_path):
-    stages = demo_stages(tmp_path, 12000, 600, 0, ["coarse"])
-    names = [s.name for s in stages]
-    assert names == [
-        "synthetic world", "coarse mesh", "coarse mesh plot", "M1 on the coarse mesh",
-        "predict val with M1 (coarse)", "predict heads with M1 (coarse)",
-        "M2 on the coarse mesh", "predict val with M2 (coarse)",
-        "M3 on the coarse mesh", "predict val with M3 (coarse)", "evaluation report",
-    ]  # fmt: skip
+def test_one_multi_head_m1_feeds_every_predictor_and_one_evaluation(tmp_path):
+    stages = demo_stages(tmp_path, 30000, 1500, 0)
     by_name = {s.name: s for s in stages}
-    synth = by_name["synthetic world"].args
-    assert synth[synth.index("--val-fraction") + 1] == "0.4"
-    mesh = by_name["coarse mesh"]
-    assert "--scaled" not in mesh.args and "--preset" not in mesh.args
-    assert "7,200 training photos" in mesh.note  # 12,000 x (1 - 0.4)
-    heads_pred = str(tmp_path / "predictions" / "m1-coarse-heads.parquet")
-    m2 = by_name["M2 on the coarse mesh"].args
-    assert m2[:2] == ["train", "m2"] and m2[m2.index("--m1-pred") + 1] == heads_pred
-    m3 = by_name["M3 on the coarse mesh"].args
-    assert m3[m3.index("--m2") + 1] == str(tmp_path / "m2-coarse")
-    # M3 reruns when its M2 changes; M2/M3 predictions reuse M1's val file.
-    assert tmp_path / "m2-coarse" / "model.json" in by_name["M3 on the coarse mesh"].reads
-    m3_pred = by_name["predict val with M3 (coarse)"].args
-    assert m3_pred[m3_pred.index("--m1-pred") + 1].endswith("m1-coarse.parquet")
-    evaluate = by_name["evaluation report"].args
-    preds = [Path(evaluate[i + 1]).name for i, a in enumerate(evaluate) if a == "--pred"]
-    assert preds == ["m1-coarse.parquet", "m2-coarse.parquet", "m3-coarse.parquet"]
-    assert "--averaging" in evaluate
+    names = [s.name for s in stages]
+    assert names[0] == "synthetic world" and names[-1] == "evaluation"
+    assert names.index("M1, one backbone with a head per mesh") > names.index("s2 mesh map")
+    m1 = by_name["M1, one backbone with a head per mesh"].args
+    meshes = [m1[i + 1] for i, a in enumerate(m1) if a == "--mesh"]
+    assert meshes == [str(tmp_path / f"{n}.npz") for n in ("coarse", "fine", "s2")]
+    assert "--max-epochs" not in m1
+    # M2 trains on the coarse head's predictions for the heads split, never on val.
+    heads = by_name["predict heads with the coarse head"].args
+    assert _value(heads, "--split") == "heads" and _value(heads, "--head") == "coarse"
+    m2 = by_name["M2 on the coarse head"].args
+    assert _value(m2, "--m1-pred") == _value(heads, "--out")
+    assert _value(m2, "--name") == ROLES["m2"]
+    m3 = by_name["M3 on the coarse head"].args
+    assert _value(m3, "--m2") == str(tmp_path / "m2-coarse") and _value(m3, "--name") == ROLES["m3"]
+    cell = by_name["predict val at the cell centroid (coarse)"].args
+    assert _value(cell, "--label") == "cell" and _value(cell, "--name") == ROLES["m1_coarse_cell"]
+    hier = by_name["hierarchical coarse x fine"].args
+    assert "--hierarchical" in hier and _value(hier, "--name") == ROLES["hier"]
+    assert _value(by_name["predict val by kNN retrieval"].args, "--name") == ROLES["knn"]
+    evaluation = by_name["evaluation"].args
+    preds = [evaluation[i + 1] for i, a in enumerate(evaluation) if a == "--pred"]
+    produced = {str(s.output) for s in stages}
+    # Every evaluated file is some stage's output (the per-head files come from one stage).
+    per_head = {str(tmp_path / "predictions" / f"m1-{n}.parquet") for n in MESH_RULES}
+    assert set(preds) - per_head <= produced and len(preds) == 9
+    assert {"--oracle", "--averaging"} <= set(evaluation)
+    # Each stage's key changes with its command line.
+    assert len({s.key() for s in stages}) == len(stages)
+
+
+def test_quick_keeps_every_stage_but_trains_one_epoch_on_small_images(tmp_path):
+    full = demo_stages(tmp_path, 3000, 150, 0)
+    quick = demo_stages(tmp_path, 3000, 150, 0, quick=True)
+    assert [s.name for s in quick] == [s.name for s in full]
+    by_name = {s.name: s for s in quick}
+    assert _value(by_name["M1, one backbone with a head per mesh"].args, "--max-epochs") == "1"
+    assert _value(by_name["synthetic world"].args, "--image-size") == "32"

@@ -177,7 +177,9 @@ class PhotoDataset(torch.utils.data.Dataset):
     images
         ``image`` column values.
     labels
-        Cell id per photo (or ``None`` for unlabeled prediction).
+        Cell id per photo (or ``None`` for unlabeled prediction); a 2-d
+        ``(photos, heads)`` array gives one cell id per mesh of a multi-head
+        M1 (-1 where the photo falls in a dropped cell of that mesh).
     transform
         Callable PIL image -> tensor.
     draft_size
@@ -221,8 +223,13 @@ class PhotoDataset(torch.utils.data.Dataset):
             tensor = self.transform(image)
         except Exception as exc:  # any decode/read failure skips this photo, reported upstream
             return {"index": index, "error": f"{self.images[index]}: {type(exc).__name__}: {exc}"}
-        label = -1 if self.labels is None else int(self.labels[index])
-        return {"index": index, "image": tensor, "label": label}
+        return {"index": index, "image": tensor, "label": _label(self.labels, index)}
+
+
+def _label(labels: np.ndarray | None, index: int) -> int | np.ndarray:
+    if labels is None:
+        return -1
+    return int(labels[index]) if labels.ndim == 1 else labels[index]
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -240,7 +247,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         index = int(key[0]) if isinstance(key, tuple) else int(key)
         if not self.valid[index]:
             return {"index": index, "error": "image could not be read when features were cached"}
-        return {"index": index, "image": self.features[index], "label": int(self.labels[index])}
+        return {"index": index, "image": self.features[index], "label": _label(self.labels, index)}
 
 
 def collate_skip(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -252,7 +259,8 @@ def collate_skip(items: list[dict[str, Any]]) -> dict[str, Any]:
     bad = [item for item in items if "image" not in item]
     return {
         "image": torch.stack([item["image"] for item in good]) if good else None,
-        "label": torch.tensor([item["label"] for item in good], dtype=torch.long),
+        # np.asarray first: torch builds a tensor from a list of arrays very slowly.
+        "label": torch.as_tensor(np.asarray([item["label"] for item in good]), dtype=torch.long),
         "index": torch.tensor([item["index"] for item in good], dtype=torch.long),
         "skipped": [int(item["index"]) for item in bad],
         "errors": [str(item["error"]) for item in bad],

@@ -5,6 +5,14 @@ type; the report modules turn the evaluation into the study's findings and
 tables.
 """
 
-from trigeo.demo.pipeline import MESH_RULES, DemoStage, demo, demo_stages, mesh_args, run_demo
+from trigeo.demo.pipeline import (
+    MESH_RULES,
+    ROLES,
+    DemoStage,
+    demo,
+    demo_stages,
+    mesh_args,
+    run_demo,
+)
 
-__all__ = ["MESH_RULES", "DemoStage", "demo", "demo_stages", "mesh_args", "run_demo"]
+__all__ = ["MESH_RULES", "ROLES", "DemoStage", "demo", "demo_stages", "mesh_args", "run_demo"]

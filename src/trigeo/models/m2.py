@@ -175,15 +175,23 @@ def has_posting_time(rows: pd.DataFrame) -> np.ndarray:
 
 
 def check_m1_predictions(pred: Any, path: Path, m1_meta: dict[str, Any]) -> None:
-    """Refuse predictions made with another mesh or another model than the given M1."""
-    if pred.mesh_hash != m1_meta["mesh_hash"]:
+    """Refuse predictions made with another mesh or another model than the given M1.
+
+    A multi-head M1's ``model.json`` lists its heads: predictions of any head
+    pass, and the caller picks the head by the file's mesh hash
+    (:func:`~trigeo.models.m1.head_record`).
+    """
+    from trigeo.models.m1 import base_model_id
+
+    hashes = [h["mesh_hash"] for h in m1_meta.get("heads") or []] or [m1_meta["mesh_hash"]]
+    if pred.mesh_hash not in hashes:
         raise InputError(
             f"predictions were made on mesh {pred.mesh_hash}, but the M1 uses mesh "
-            f"{m1_meta['mesh_hash']}; predict with this M1 again",
+            f"{' or '.join(hashes)}; predict with this M1 again",
             source=path,
             column="mesh_hash",
         )
-    if pred.model_id != m1_meta["model_id"]:
+    if base_model_id(str(pred.model_id)) != m1_meta["model_id"]:
         raise InputError(
             f"predictions were made by {pred.model_id}, not by the given M1 "
             f"{m1_meta['model_id']}; predict with this M1 again",

@@ -77,6 +77,21 @@ def predict(
             "coarser meshes' probabilities.",
         ),
     ] = False,
+    head: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--head",
+            help="Multi-head M1: predict only this head (default: every head, one file each, "
+            "<out stem>-<head>.parquet); with --hierarchical, repeat it to choose the heads.",
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label",
+            help="M1: report cells at this label point, imagery or cell (default: the model's).",
+        ),
+    ] = None,
     knn: Annotated[
         Path | None,
         typer.Option(
@@ -123,9 +138,17 @@ def predict(
         from trigeo.predict.hierarchical import predict_hierarchical
 
         predict_hierarchical(
-            model, out, top_k=top_k, five_crop=five_crop, cpu_threads=cpu_threads, **common
+            model,
+            out,
+            heads=head,
+            top_k=top_k,
+            five_crop=five_crop,
+            cpu_threads=cpu_threads,
+            **common,
         )
         return
+    if head and len(head) > 1:
+        raise InputError("give one --head (several are for --hierarchical)")
     if len(model) != 1:
         raise InputError(f"{len(model)} --model directories given; pass one, or --hierarchical")
     (model,) = model
@@ -143,6 +166,8 @@ def predict(
         m1_pred=m1_pred,
         m1_dir=m1,
         posted_at=posted_at,
+        head=head[0] if head else None,
+        label=label,
         five_crop=five_crop,
         cpu_threads=cpu_threads,
         **common,

@@ -168,21 +168,25 @@ def predict_hierarchical(
     model_dirs: Sequence[str | Path],
     out: str | Path,
     *,
+    heads: Sequence[str] | None = None,
     name: str | None = None,
     top_k: int = 20,
     report: Callable[[str], None] = log.info,
     **predict_options: Any,
 ) -> HierarchicalResult | None:
-    """Run several M1 models over the same photos and combine them hierarchically.
+    """Run M1 models (or one multi-head M1) over the same photos and combine them.
 
-    The model whose mesh has the most cells is the fine one; the others vote
-    through their cells' probabilities. Each model's full probabilities are
-    kept next to the output (``<out>.parts/``), so the combination is exact.
+    The mesh with the most cells is the fine one; the others vote through
+    their cells' probabilities. Each mesh's full probabilities are kept next
+    to the output (``<out>.parts/``), so the combination is exact.
 
     Parameters
     ----------
     model_dirs
-        Two or more M1 model directories, trained on meshes of the same photos.
+        Two or more single-head M1 model directories trained on meshes of the
+        same photos, or one multi-head M1 (one backbone pass serves every head).
+    heads
+        A multi-head M1's heads to combine (default: all of them).
     predict_options
         Passed to :func:`~trigeo.predict.m1.predict_m1` (``data``, ``images``,
         ``split``, devices, workers, ...).
@@ -195,37 +199,78 @@ def predict_hierarchical(
     Raises
     ------
     InputError
-        Fewer than two models, or a model directory that is not an M1.
+        Fewer than two meshes, ``heads`` with several model directories, an
+        unknown head, or a model directory that is not an M1.
     """
     from trigeo.models.m1 import M1Model
     from trigeo.predict.m1 import predict_m1
     from trigeo.predictions import read_predictions, write_predictions
     from trigeo.provenance import make_provenance
 
-    if len(model_dirs) < 2:
-        raise InputError("--hierarchical needs two or more --model directories (M1 models)")
     models = [M1Model.load(path) for path in model_dirs]
-    order = sorted(range(len(models)), key=lambda i: -int(models[i].mesh.n_cells_))
     parts = Path(str(out) + ".parts")
-    preds = []
-    for i in order:
-        path = parts / f"{i}-{Path(model_dirs[i]).name}.parquet"
+    # (display name, mesh, label kind, model id, mesh hash, predictions) per mesh.
+    members: list[tuple[str, Any, str, str, str, Any]] = []
+    if len(models) == 1 and models[0].is_multi_head:
+        model = models[0]
+        chosen = [model.head_index(h) for h in heads] if heads else range(len(model.heads))
+        chosen = list(dict.fromkeys(chosen))
+        if len(chosen) < 2:
+            raise InputError("--hierarchical needs two or more heads to combine")
+        path = parts / f"{Path(model_dirs[0]).name}.parquet"
         result = predict_m1(
-            model_dirs[i], path, full_probs=True, top_k=top_k, report=report, **predict_options
+            model_dirs[0], path, full_probs=True, top_k=top_k, report=report, **predict_options
         )
         if result is None:
             return None
-        preds.append(read_predictions(path))
-    fine, coarse = models[order[0]], [models[i] for i in order[1:]]
+        for h in chosen:
+            spec = model.heads[h]
+            members.append(
+                (
+                    f"{model.name} {spec.name}",
+                    spec.mesh,
+                    model.label_kind,
+                    f"{model.model_id}@{spec.name}",
+                    spec.mesh_hash,
+                    read_predictions(result.files[spec.name]),
+                )
+            )
+    else:
+        if heads:
+            raise InputError("--head chooses heads of one multi-head M1, not of several models")
+        if len(models) < 2:
+            raise InputError(
+                "--hierarchical needs two or more --model directories (M1 models), "
+                "or one M1 trained with several --mesh"
+            )
+        for i, model in enumerate(models):
+            path = parts / f"{i}-{Path(model_dirs[i]).name}.parquet"
+            result = predict_m1(
+                model_dirs[i], path, full_probs=True, top_k=top_k, report=report, **predict_options
+            )
+            if result is None:
+                return None
+            members.append(
+                (
+                    model.name,
+                    model.mesh,
+                    model.label_kind,
+                    model.model_id,
+                    model.mesh_hash,
+                    read_predictions(path),
+                )
+            )
+    members.sort(key=lambda m: -int(m[1].n_cells_))
+    fine, coarse = members[0], members[1:]
     combined = combine_hierarchical(
-        preds[0],
-        fine.mesh,
-        preds[1:],
-        [m.mesh for m in coarse],
-        label=fine.label_kind,
+        fine[5],
+        fine[1],
+        [m[5] for m in coarse],
+        [m[1] for m in coarse],
+        label=fine[2],
         top_k=top_k,
     )
-    names = " x ".join(m.name for m in (fine, *coarse))
+    names = " x ".join(m[0] for m in members)
     write_predictions(
         out,
         combined.photo_id,
@@ -233,12 +278,12 @@ def predict_hierarchical(
         combined.lon,
         top_cells=combined.top_cells,
         top_probs=combined.top_probs,
-        model_id="hier-" + "-".join(m.model_id.rsplit("-", 1)[-1] for m in (fine, *coarse)),
+        model_id="hier-" + "-".join(m[3].rsplit("-", 1)[-1] for m in members),
         model_name=name or f"hier {names}"[:40],
-        mesh_hash=fine.mesh_hash,
+        mesh_hash=fine[4],
         provenance=make_provenance(
             {"rule": "fine probability x coarse parents' probabilities", "top_k": top_k},
-            {m.model_id: m.mesh_hash for m in (fine, *coarse)},
+            {m[3]: m[4] for m in members},
         ),
     )
     report(f"wrote {len(combined.photo_id)} hierarchical predictions ({names}) to {out}")

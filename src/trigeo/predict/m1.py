@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from trigeo.errors import InputError, UnreadableImagesError
 from trigeo.provenance import make_provenance
 from trigeo.runtime.devices import set_cpu_threads
 
-__all__ = ["PredictResult", "expand_image_paths", "nearest_place", "predict_m1"]
+__all__ = ["PredictResult", "expand_image_paths", "head_path", "nearest_place", "predict_m1"]
 
 log = logging.getLogger("trigeo.predict")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -35,6 +35,8 @@ class PredictResult:
     label_lon: np.ndarray
     model_id: str
     model_name: str
+    #: Every predictions file written: head name -> path (one entry for a single-head model).
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -65,6 +67,15 @@ def nearest_place(lat: float, lon: float) -> str:
     return f"{places.name[i]}, {country} ({distance[i]:.0f} km)"
 
 
+def head_path(out: str | Path, head: str) -> Path:
+    """Where a multi-head model's ``head`` predictions go.
+
+    ``preds.parquet`` -> ``preds-<head>.parquet``.
+    """
+    out = Path(out)
+    return out.with_name(f"{out.stem}-{head}{out.suffix}")
+
+
 def predict_m1(
     model_dir: str | Path,
     out: str | Path,
@@ -85,6 +96,8 @@ def predict_m1(
     strategy: str = "auto",
     precision: str = "auto",
     cpu_threads: int | None = None,
+    head: str | None = None,
+    label: str | None = None,
     progress: bool = True,
     report: Callable[[str], None] = log.info,
 ) -> PredictResult | None:
@@ -98,6 +111,12 @@ def predict_m1(
     stored in the file (default: the model's). Lightning's own messages go to
     ``<out>.log``. ``cpu_threads`` sets torch's threads as training does
     (``None``: the cores left after the loader workers).
+
+    A multi-head model answers for every head from one backbone pass and
+    writes one file per head (:func:`head_path`), named ``<name> <head>``;
+    ``head`` writes only that head's file, to ``out``. ``label`` reports
+    each cell at the other label point (``cell`` or ``imagery``) than the
+    model was trained with; the file's model id then says so.
 
     Returns
     -------
@@ -113,7 +132,7 @@ def predict_m1(
     """
     from trigeo.data.loading import PhotoDataset, build_transform, five_crop_transform
     from trigeo.data.table import Dataset
-    from trigeo.models.m1 import M1Model
+    from trigeo.models.m1 import M1Model, prediction_model_id
     from trigeo.predictions import write_predictions
     from trigeo.runtime.inference import run_inference
 
@@ -155,7 +174,7 @@ def predict_m1(
         ),
         mode="topk",
         top_k=top_k,
-        temperature=model.temperature,
+        temperature=[h.temperature for h in model.heads],
         full_probs=full_probs,
         batch_size=batch_size,
         num_workers=num_workers,
@@ -181,48 +200,72 @@ def predict_m1(
             f"{max_unreadable:g}); nothing was written. "
             f"e.g. {'; '.join(list(skipped.values())[:3])}"
         )
-    label_lat, label_lon = model.label_points()
-    top_cells = result["top_cells"]
-    lat, lon = label_lat[top_cells[:, 0]], label_lon[top_cells[:, 0]]
     kept_ids = photo_ids[result["index"]]
-    provenance = make_provenance(
-        {
-            "top_k": top_k,
-            "five_crop": five_crop,
-            "split": split if data is not None else None,
-            "temperature": model.temperature,
-            "label_kind": model.label_kind,
-        },
-        inputs,
-        skipped=len(skipped),
-    )
-    path = write_predictions(
-        out,
-        kept_ids,
-        lat,
-        lon,
-        top_cells=top_cells,
-        top_probs=result["top_probs"],
-        model_id=model.model_id,
-        model_name=name or model.name,
-        mesh_hash=model.mesh_hash,
-        provenance=provenance,
-        full_probs=result.get("probs"),
-    )
-    report(f"wrote {len(kept_ids)} predictions to {path}")
-    return PredictResult(
-        path=Path(path),
-        photo_id=kept_ids,
-        lat=lat,
-        lon=lon,
-        top_cells=top_cells,
-        top_probs=result["top_probs"],
-        skipped=skipped,
-        label_lat=label_lat,
-        label_lon=label_lon,
-        model_id=model.model_id,
-        model_name=name or model.name,
-    )
+    multi = model.is_multi_head
+    chosen = [model.head_index(head)] if head is not None else list(range(len(model.heads)))
+    label_override = label if label and label != model.label_kind else None
+    base_name = name or model.name
+    primary: PredictResult | None = None
+    files: dict[str, Path] = {}
+    for h in chosen:
+        spec = model.heads[h]
+        suffix = f".{h}" if multi else ""
+        path = head_path(out, spec.name) if multi and head is None else Path(out)
+        if name and (head is not None or not multi):
+            display = name  # one file: the name given is the name written
+        else:
+            display = (f"{base_name} {spec.name}" if multi else base_name) + (
+                f" {label_override}" if label_override else ""
+            )
+        label_lat, label_lon = model.label_points(h, kind=label)
+        top_cells = result["top_cells" + suffix]
+        lat, lon = label_lat[top_cells[:, 0]], label_lon[top_cells[:, 0]]
+        provenance = make_provenance(
+            {
+                "top_k": top_k,
+                "five_crop": five_crop,
+                "split": split if data is not None else None,
+                "temperature": spec.temperature,
+                "label_kind": label or model.label_kind,
+                "head": spec.name if multi else None,
+            },
+            {**inputs, "mesh": spec.mesh_hash},
+            skipped=len(skipped),
+        )
+        model_id = prediction_model_id(model.model_id, spec.name if multi else None, label_override)
+        write_predictions(
+            path,
+            kept_ids,
+            lat,
+            lon,
+            top_cells=top_cells,
+            top_probs=result["top_probs" + suffix],
+            model_id=model_id,
+            model_name=display,
+            mesh_hash=spec.mesh_hash,
+            provenance=provenance,
+            full_probs=result.get("probs" + suffix),
+        )
+        files[spec.name] = Path(path)
+        report(f"wrote {len(kept_ids)} predictions ({display}) to {path}")
+        this = PredictResult(
+            path=Path(path),
+            photo_id=kept_ids,
+            lat=lat,
+            lon=lon,
+            top_cells=top_cells,
+            top_probs=result["top_probs" + suffix],
+            skipped=skipped,
+            label_lat=label_lat,
+            label_lon=label_lon,
+            model_id=model_id,
+            model_name=display,
+        )
+        if primary is None or h == model.net.primary:
+            primary = this
+    assert primary is not None
+    primary.files = files
+    return primary
 
 
 def summary_rows(result: PredictResult, show: int = 5) -> list[list[Any]]:

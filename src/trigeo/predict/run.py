@@ -32,6 +32,8 @@ def predict_model(
     m1_pred: str | Path | None = None,
     m1_dir: str | Path | None = None,
     posted_at: str | None = None,
+    head: str | None = None,
+    label: str | None = None,
     report: Callable[[str], None] = log.info,
     **m1_options: Any,
 ) -> Any:
@@ -42,6 +44,9 @@ def predict_model(
     m1_pred, m1_dir, posted_at
         M2/M3 only: M1's predictions for the same photos, the M1 directory if it
         moved, the posting time of image files.
+    head, label
+        M1 only: predict one head of a multi-head model; report cells at the
+        other label point (``imagery`` or ``cell``).
     m1_options
         Inference options shared by every kind (``batch_size``, ``num_workers``,
         ``accelerator``, ``devices``, ``cpu_threads``, ``five_crop``,
@@ -77,11 +82,16 @@ def predict_model(
             name=name,
             top_k=top_k,
             full_probs=full_probs,
+            head=head,
+            label=label,
             report=report,
             **m1_options,
         )
     from trigeo.predict.heads import predict_head
 
+    given = [flag for flag, value in (("--head", head), ("--label", label)) if value]
+    if given:
+        raise InputError(f"{', '.join(given)} apply to M1 models; {model} is an M2/M3")
     if full_probs:
         raise InputError("--full-probs is for M1 models")
     return predict_head(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,8 @@ from trigeo.runtime.quiet import lightning_to_file
 __all__ = ["InferenceModule", "run_inference"]
 
 MODES = ("topk", "logits", "embed")
-# Per-photo output arrays, aligned with "index" (which ones exist depends on the mode).
-_ARRAYS = ("top_cells", "top_probs", "probs", "logits", "features")
+# Keys of a batch's output that are not per-photo arrays aligned with "index".
+_NOT_ARRAYS = ("index", "skipped", "errors")
 log = logging.getLogger("trigeo.runtime")
 
 
@@ -45,12 +46,17 @@ class InferenceModule(lightning.LightningModule):
         ``topk``: the ``top_k`` most probable cells and their probabilities;
         ``logits``: logits / temperature; ``embed``: pooled features.
     temperature
-        Softmax temperature (calibration); logits are divided by it.
+        Softmax temperature (calibration); logits are divided by it. One per
+        head for a multi-head network.
     features_mode
         Inputs are cached features (only the head runs).
 
     Five-crop batches (``(B, 5, C, H, W)``) are averaged: probabilities for
     ``topk``, log of the mean probability for ``logits``, mean features for ``embed``.
+
+    A multi-head network answers for every head from one backbone pass; the
+    arrays of head ``h`` are keyed ``top_cells.h``, ``top_probs.h``,
+    ``probs.h`` and ``logits.h`` (a single-head network's have no suffix).
     """
 
     def __init__(
@@ -59,7 +65,7 @@ class InferenceModule(lightning.LightningModule):
         mode: str = "topk",
         *,
         top_k: int = 20,
-        temperature: float = 1.0,
+        temperature: float | Sequence[float] = 1.0,
         features_mode: bool = False,
         full_probs: bool = False,
     ) -> None:
@@ -67,8 +73,17 @@ class InferenceModule(lightning.LightningModule):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.net, self.mode = net, mode
-        self.top_k = int(min(top_k, net.num_classes))
-        self.temperature = float(temperature)
+        self.n_heads = int(getattr(net, "n_heads", 1))
+        sizes = getattr(net, "head_sizes", (net.num_classes,))
+        self.top_ks = [int(min(top_k, k)) for k in sizes]
+        self.top_k = self.top_ks[int(getattr(net, "primary", 0))]
+        self.temperatures = (
+            [float(temperature)] * self.n_heads
+            if isinstance(temperature, (int, float))
+            else [float(t) for t in temperature]
+        )
+        if len(self.temperatures) != self.n_heads:
+            raise ValueError(f"{len(self.temperatures)} temperatures for {self.n_heads} heads")
         self.features_mode = features_mode
         self.full_probs = full_probs
 
@@ -89,17 +104,22 @@ class InferenceModule(lightning.LightningModule):
             features = self.net.embed(x).float()
             out["features"] = features.unflatten(0, (-1, crops)).mean(1).cpu().numpy()
             return out
-        logits = self.net.classify(x) if self.features_mode else self.net(x)
-        probs = torch.softmax(logits.float() / self.temperature, dim=1)
-        probs = probs.unflatten(0, (-1, crops)).mean(1)
-        if self.mode == "logits":
-            out["logits"] = torch.log(probs.clamp_min(1e-30)).cpu().numpy()
-            return out
-        top_probs, top_cells = probs.topk(self.top_k, dim=1)
-        out["top_cells"] = top_cells.to(torch.int32).cpu().numpy()
-        out["top_probs"] = top_probs.cpu().numpy()
-        if self.full_probs:
-            out["probs"] = probs.cpu().numpy()
+        if self.n_heads == 1:
+            heads = [self.net.classify(x) if self.features_mode else self.net(x)]
+        else:
+            heads = self.net.classify_heads(x) if self.features_mode else self.net.forward_heads(x)
+        for h, logits in enumerate(heads):
+            suffix = "" if self.n_heads == 1 else f".{h}"
+            probs = torch.softmax(logits.float() / self.temperatures[h], dim=1)
+            probs = probs.unflatten(0, (-1, crops)).mean(1)
+            if self.mode == "logits":
+                out["logits" + suffix] = torch.log(probs.clamp_min(1e-30)).cpu().numpy()
+                continue
+            top_probs, top_cells = probs.topk(self.top_ks[h], dim=1)
+            out["top_cells" + suffix] = top_cells.to(torch.int32).cpu().numpy()
+            out["top_probs" + suffix] = top_probs.cpu().numpy()
+            if self.full_probs:
+                out["probs" + suffix] = probs.cpu().numpy()
         return out
 
 
@@ -127,7 +147,8 @@ def _concat(batches: list[dict[str, Any]]) -> dict[str, Any]:
     for batch in batches:
         for index, error in zip(batch["skipped"], batch["errors"], strict=True):
             merged["skipped"][int(index)] = error
-    for key in ("index", *_ARRAYS):
+    keys = sorted({key for batch in batches for key in batch if key not in _NOT_ARRAYS})
+    for key in ("index", *keys):
         parts = [batch[key] for batch in batches if key in batch and len(batch["index"])]
         if parts:
             merged[key] = np.concatenate(parts)
@@ -142,7 +163,8 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     index = np.concatenate([part["index"] for part in parts])
     _, first = np.unique(index, return_index=True)
     merged: dict[str, Any] = {"index": index[first], "skipped": skipped}
-    for key in _ARRAYS:
+    keys = sorted({key for part in parts for key in part if key not in _NOT_ARRAYS})
+    for key in keys:
         if any(key in part for part in parts):
             merged[key] = np.concatenate([part[key] for part in parts if key in part])[first]
     return merged
@@ -154,7 +176,7 @@ def run_inference(
     *,
     mode: str = "topk",
     top_k: int = 20,
-    temperature: float = 1.0,
+    temperature: float | Sequence[float] = 1.0,
     features_mode: bool = False,
     full_probs: bool = False,
     batch_size: int = 64,

@@ -28,11 +28,14 @@ def calibrate_m1(
     """Fit a softmax temperature on a held-out split and store it in the model dir.
 
     Uses the photos of ``split`` that fall in kept cells (never ``train``).
+    A multi-head model gets one temperature per head, each fitted on the
+    photos in that head's kept cells, from one backbone pass.
 
     Returns
     -------
     float
-        The temperature; ``trigeo predict`` applies it from then on.
+        The (primary head's) temperature; ``trigeo predict`` applies it from
+        then on.
     """
     from trigeo.calibration import fit_temperature
     from trigeo.data.loading import PhotoDataset, build_transform
@@ -67,8 +70,22 @@ def calibrate_m1(
     )
     if result is None:
         raise ArtifactError("calibration ran on a non-zero rank")
-    temperature = fit_temperature(result["logits"], cells[result["index"]])
-    model.save_temperature(
-        temperature, dataset=dataset.hash, split=split, photos=len(result["index"])
-    )
-    return temperature
+    if not model.is_multi_head:
+        temperature = fit_temperature(result["logits"], cells[result["index"]])
+        model.save_temperature(
+            temperature, dataset=dataset.hash, split=split, photos=len(result["index"])
+        )
+        return temperature
+    lat, lon = rows["lat"].to_numpy()[result["index"]], rows["lon"].to_numpy()[result["index"]]
+    for h, spec in enumerate(model.heads):
+        head_cells = np.asarray(spec.mesh.locate(lat, lon))
+        labelled = head_cells >= 0
+        temperature = fit_temperature(result[f"logits.{h}"][labelled], head_cells[labelled])
+        model.save_temperature(
+            temperature,
+            head=h,
+            dataset=dataset.hash,
+            split=split,
+            photos=int(labelled.sum()),
+        )
+    return model.temperature

@@ -25,7 +25,14 @@ def _report(message: str) -> None:
 @app.command("m1")
 def m1(
     data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
-    mesh: Annotated[Path, typer.Option("--mesh", help="Mesh file (trigeo mesh build).")],
+    mesh: Annotated[
+        list[Path],
+        typer.Option(
+            "--mesh",
+            help="Mesh file (trigeo mesh build); repeat it to train one head per mesh on one "
+            "shared backbone.",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     config: Annotated[
         str,
@@ -33,7 +40,11 @@ def m1(
     ] = "study",
     name: Annotated[
         str | None,
-        typer.Option("--name", help="Short display name for reports (default: M1 <mesh stem>)."),
+        typer.Option(
+            "--name",
+            help="Short display name for reports (default: M1 <mesh stem>, or M1 with several "
+            "meshes).",
+        ),
     ] = None,
     allow_eval_in_mesh: Annotated[
         bool,
@@ -75,7 +86,7 @@ def m1(
     ] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
 ) -> None:
-    """Train M1 on a dataset's train split over a mesh's kept cells."""
+    """Train M1 on a dataset's train split over a mesh's kept cells (or one head per mesh)."""
     from trigeo.train.config import load_config
     from trigeo.train.m1 import train_m1
 
@@ -99,7 +110,7 @@ def m1(
     cfg = load_config(config, overrides)
     model = train_m1(
         data,
-        mesh,
+        mesh[0] if len(mesh) == 1 else mesh,
         out,
         cfg,
         resume=resume,
@@ -117,6 +128,7 @@ def m1(
         console.print(
             f"  val: {accuracy} % at {'/'.join(thresholds)} km, "
             f"median {final.get('val/median_km', float('nan')):,.0f} km"
+            + (f" (head {model.primary.name})" if model.is_multi_head else "")
         )
 
 

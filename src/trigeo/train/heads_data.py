@@ -28,6 +28,7 @@ import pandas as pd
 
 from trigeo.data.table import Dataset
 from trigeo.errors import InputError
+from trigeo.models.m1 import head_record
 from trigeo.models.m2 import (
     check_m1_predictions,
     has_posting_time,
@@ -118,7 +119,7 @@ def _make_m1_predictions(
 ) -> None:
     """Run M1 over a split and write its predictions file (as `trigeo predict` does)."""
     from trigeo.data.loading import PhotoDataset, build_transform
-    from trigeo.models.m1 import M1Model
+    from trigeo.models.m1 import M1Model, prediction_model_id
     from trigeo.predictions import write_predictions
     from trigeo.provenance import make_provenance
     from trigeo.runtime.inference import run_inference
@@ -158,7 +159,9 @@ def _make_m1_predictions(
         label_lon[top[:, 0]],
         top_cells=top,
         top_probs=result["top_probs"],
-        model_id=model.model_id,
+        model_id=prediction_model_id(
+            model.model_id, model.primary.name if model.is_multi_head else None
+        ),
         model_name=model.name,
         mesh_hash=model.mesh_hash,
         provenance=make_provenance(
@@ -241,6 +244,16 @@ def prepare_heads(
 
     pred = read_predictions(m1_pred)
     check_m1_predictions(pred, m1_pred, m1_meta)
+    if m1_meta.get("heads"):
+        # A multi-head M1: M2/M3 build on the head whose mesh made these predictions.
+        head = head_record(m1_meta, str(pred.mesh_hash))
+        m1_meta = {
+            **m1_meta,
+            "mesh_file": head["mesh_file"],
+            "mesh_hash": head["mesh_hash"],
+            "num_classes": head["num_classes"],
+        }
+        notes.append(f"M1 head {head['name']!r} ({head['num_classes']} cells)")
     mesh_path = m1_dir / m1_meta["mesh_file"]
     mesh = load_mesh_copy(m1_dir, m1_meta)
 

@@ -40,6 +40,15 @@ def _check_state(out: Path, run: PreparedRun, config: Any, resume: bool) -> dict
     state = {
         "dataset_sha256": run.dataset.hash,
         "mesh_hash": str(run.mesh.mesh_hash),
+        **(
+            {
+                "head_mesh_hashes": {
+                    n: str(m.mesh_hash) for n, m in zip(run.head_names, run.meshes, strict=True)
+                }
+            }
+            if run.n_heads > 1
+            else {}
+        ),
         "backbone": config.backbone,
         "label": config.label,
         "seed": config.seed,
@@ -70,9 +79,10 @@ def _feature_cache(out: Path, run: PreparedRun, config: Any, progress: bool) -> 
     cache = out / "features"
     transform = build_transform(run.data_config, train=False)
     sets = []
+    train_labels, val_labels = _labels(run)
     for name, images, labels in (
-        ("train", run.train_images, run.train_labels),
-        ("val", run.val_images, run.val_labels),
+        ("train", run.train_images, train_labels),
+        ("val", run.val_images, val_labels),
     ):
         if images is None:
             sets.append(None)
@@ -110,9 +120,22 @@ def _feature_cache(out: Path, run: PreparedRun, config: Any, progress: bool) -> 
     return sets[0], sets[1]
 
 
-def default_name(mesh_path: str | Path) -> str:
-    """Display name of an M1 trained on ``mesh_path``: ``M1 <mesh file stem>``."""
-    return f"M1 {Path(mesh_path).stem}"
+def default_name(mesh_path: str | Path | Sequence[str | Path]) -> str:
+    """Display name of an M1: ``M1 <mesh file stem>``, or ``M1`` with several heads.
+
+    A multi-head model's predictions files are named per head (``M1 coarse``).
+    """
+    if isinstance(mesh_path, (str, Path)):
+        return f"M1 {Path(mesh_path).stem}"
+    paths = list(mesh_path)
+    return f"M1 {Path(paths[0]).stem}" if len(paths) == 1 else "M1"
+
+
+def _labels(run: PreparedRun) -> tuple[Any, Any]:
+    """Training and validation labels: one column per head for a multi-head run."""
+    if run.n_heads > 1:
+        return run.head_labels, run.val_head_labels
+    return run.train_labels, run.val_labels
 
 
 def _datasets(out: Path, run: PreparedRun, config: Any) -> tuple[Any, Any]:
@@ -131,11 +154,12 @@ def _datasets(out: Path, run: PreparedRun, config: Any) -> tuple[Any, Any]:
         color_jitter=aug.color_jitter,
     )
     eval_tf = build_transform(run.data_config, train=False)
-    train_set = PhotoDataset(run.dataset.root, run.train_images, run.train_labels, train_tf)
+    train_labels, val_labels = _labels(run)
+    train_set = PhotoDataset(run.dataset.root, run.train_images, train_labels, train_tf)
     val_set = (
         None
         if run.val_images is None
-        else PhotoDataset(run.dataset.root, run.val_images, run.val_labels, eval_tf)
+        else PhotoDataset(run.dataset.root, run.val_images, val_labels, eval_tf)
     )
     return train_set, val_set
 
@@ -190,6 +214,8 @@ def run_stage(
         seed=config.seed,
         stage_index=index,
         max_unreadable=config.max_unreadable_fraction,
+        head_label_points=run.head_label_points if run.n_heads > 1 else None,
+        head_names=run.head_names if run.n_heads > 1 else None,
     )
     datamodule = M1DataModule(
         config,
@@ -284,7 +310,7 @@ def run_stage(
 
 def train_m1(
     data: str | Path,
-    mesh_path: str | Path,
+    mesh_path: str | Path | Sequence[str | Path],
     out: str | Path,
     config: Any,
     *,
@@ -299,7 +325,10 @@ def train_m1(
     Parameters
     ----------
     data, mesh_path
-        Dataset directory and mesh file.
+        Dataset directory and mesh file; several mesh files train one head
+        per mesh on one shared backbone, the loss summed over the heads (see
+        :func:`~trigeo.train.prepare.prepare_m1` for which mesh drives the
+        class-balanced sampling).
     out
         Model directory (checkpoints and logs go inside it; Lightning's own
         messages go to ``out/logs/train.log``).
@@ -372,9 +401,13 @@ def train_m1(
     metrics = _run_metrics(run, stage_metrics, skipped, total_images, total_seconds)
     if skipped:
         report(f"{len(skipped)} unreadable training images skipped (see metrics.json)")
-    model = _model(run, config, metrics, name or default_name(run.mesh_path))
+    model = _model(run, config, metrics, name or default_name(run.mesh_paths or run.mesh_path))
     if is_zero:
-        model.save(out, run.mesh_path, inputs={"dataset": run.dataset.hash})
+        model.save(
+            out,
+            run.mesh_paths if run.n_heads > 1 else run.mesh_path,
+            inputs={"dataset": run.dataset.hash},
+        )
         write_json_atomic(out / METRICS_FILE, metrics)
         report(f"saved {model.name} ({model.model_id}) to {out}")
     return model
@@ -411,7 +444,7 @@ def _model(run: PreparedRun, config: Any, metrics: dict[str, Any], name: str) ->
 
     return M1Model(
         run.net.cpu().eval(),
-        run.mesh,
+        run.meshes if run.n_heads > 1 else run.mesh,
         label_kind=config.label,
         data_config=run.data_config,
         config=config_to_dict(config),

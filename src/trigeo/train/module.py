@@ -56,6 +56,12 @@ class M1Module(lightning.LightningModule):
         Stop the run (:class:`~trigeo.errors.UnreadableImagesError`, on every
         rank at once) when more than this share of an epoch's training or
         validation images cannot be read.
+    head_label_points, head_names
+        A multi-head network's label points and names, one per head in the
+        network's order. Labels then come as ``(batch, heads)``; the loss is
+        the sum of the heads' cross-entropies (a head ignores photos in its
+        dropped cells, label -1). Validation metrics of the primary head are
+        logged as ``val/...``, the others' as ``val/<head>/...``.
 
     Notes
     -----
@@ -80,9 +86,17 @@ class M1Module(lightning.LightningModule):
         seed: int = 0,
         stage_index: int = 0,
         max_unreadable: float = 0.05,
+        head_label_points: list[tuple[np.ndarray, np.ndarray]] | None = None,
+        head_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
+        self.n_heads = int(getattr(net, "n_heads", 1))
+        self.primary = int(getattr(net, "primary", 0))
+        self.head_names = list(head_names or getattr(net, "head_names", ("head0",)))
+        for i, (lat, lon) in enumerate(head_label_points or []):
+            self.register_buffer(f"head_lat_{i}", torch.as_tensor(lat, dtype=torch.float64).clone())
+            self.register_buffer(f"head_lon_{i}", torch.as_tensor(lon, dtype=torch.float64).clone())
         self.max_unreadable = float(max_unreadable)
         self.stage = stage
         self.features_mode = features_mode
@@ -105,7 +119,8 @@ class M1Module(lightning.LightningModule):
         # Per-epoch counts of read and unreadable images on this rank.
         self._read = {"train": 0, "val": 0}
         self._unread = {"train": 0, "val": 0}
-        self._val_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # Per head: (distances, correct, [loss sum, labelled count]) per batch.
+        self._val_parts: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = []
         # Batch norm cannot train on a batch of one (its variance is undefined).
         self._min_batch = (
             2
@@ -115,6 +130,22 @@ class M1Module(lightning.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.classify(x) if self.features_mode else self.net(x)
+
+    def head_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every head's logits (one backbone pass), in the network's head order."""
+        if self.n_heads == 1:
+            return [self(x)]
+        return self.net.classify_heads(x) if self.features_mode else self.net.forward_heads(x)
+
+    def _head_points(self, head: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.n_heads == 1:
+            return self.label_lat, self.label_lon
+        return getattr(self, f"head_lat_{head}"), getattr(self, f"head_lon_{head}")
+
+    def _labels(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Labels as ``(batch, heads)``."""
+        labels = batch["label"]
+        return labels.unsqueeze(1) if labels.ndim == 1 else labels
 
     def _note_skipped(self, batch: dict[str, Any], seen: dict[int, str]) -> None:
         for index, error in zip(batch["skipped"], batch["errors"], strict=True):
@@ -163,11 +194,27 @@ class M1Module(lightning.LightningModule):
                 (p.sum() * 0.0 for p in self.net.parameters() if p.requires_grad),
                 torch.zeros((), device=self.device),
             )
-        logits = self(batch["image"])
-        loss = functional.cross_entropy(logits.float(), batch["label"])
-        n = len(batch["label"])
+        labels = self._labels(batch)
+        heads = self.head_logits(batch["image"])
+        loss = torch.zeros((), device=self.device)
+        for h, head_logits in enumerate(heads):
+            target = labels[:, h]
+            labelled = int((target >= 0).sum())
+            if labelled:
+                # Sum / count, not the mean: a batch where a head has no labelled photo adds
+                # nothing instead of a NaN.
+                loss = (
+                    loss
+                    + functional.cross_entropy(
+                        head_logits.float(), target, ignore_index=-1, reduction="sum"
+                    )
+                    / labelled
+                )
+        logits = heads[self.primary]
+        primary = labels[:, self.primary]
+        n = len(primary)
         self.train_images += n
-        acc = (logits.argmax(1) == batch["label"]).float().mean()
+        acc = (logits.argmax(1) == primary).float().mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/acc", acc, prog_bar=True, batch_size=n, on_step=False, on_epoch=True)
         self.log(
@@ -191,25 +238,29 @@ class M1Module(lightning.LightningModule):
         self._count("val", batch)
         if batch["image"] is None:
             return
-        logits = self(batch["image"]).float()
-        labels = batch["label"]
-        top = logits.argmax(1)
-        kept = labels >= 0
-        # Per-photo loss (0 for photos outside the kept cells), summed at epoch end.
-        loss = torch.zeros(len(labels), dtype=torch.float64, device=logits.device)
-        if kept.any():
-            loss[kept] = functional.cross_entropy(
-                logits[kept], labels[kept], reduction="none"
-            ).double()
-        distance = _haversine_km(
-            self.label_lat[top],
-            self.label_lon[top],
-            self.val_lat[batch["index"]],
-            self.val_lon[batch["index"]],
-        )
-        self._val_parts.append(
-            (distance, (top == labels).double(), torch.stack([loss.sum(), kept.double().sum()]))
-        )
+        labels = self._labels(batch)
+        parts = []
+        for h, head_logits in enumerate(self.head_logits(batch["image"])):
+            logits, target = head_logits.float(), labels[:, h]
+            top = logits.argmax(1)
+            kept = target >= 0
+            # Per-photo loss (0 for photos outside the kept cells), summed at epoch end.
+            loss = torch.zeros(len(target), dtype=torch.float64, device=logits.device)
+            if kept.any():
+                loss[kept] = functional.cross_entropy(
+                    logits[kept], target[kept], reduction="none"
+                ).double()
+            label_lat, label_lon = self._head_points(h)
+            distance = _haversine_km(
+                label_lat[top],
+                label_lon[top],
+                self.val_lat[batch["index"]],
+                self.val_lon[batch["index"]],
+            )
+            parts.append(
+                (distance, (top == target).double(), torch.stack([loss.sum(), kept.double().sum()]))
+            )
+        self._val_parts.append(parts)
 
     def _gather(self, values: torch.Tensor) -> torch.Tensor:
         """Every rank's 1-d ``values`` concatenated (ranks may hold different counts)."""
@@ -224,8 +275,15 @@ class M1Module(lightning.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._check_unreadable("val")
+        batches, self._val_parts = self._val_parts, []
+        for h in range(self.n_heads):
+            prefix = "val/" if h == self.primary else f"val/{self.head_names[h]}/"
+            self._log_val_head(prefix, [parts[h] for parts in batches])
+
+    def _log_val_head(
+        self, prefix: str, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> None:
         empty = torch.zeros(0, dtype=torch.float64, device=self.device)
-        parts = self._val_parts
         distance = self._gather(torch.cat([p[0] for p in parts]) if parts else empty)
         correct = self._gather(torch.cat([p[1] for p in parts]) if parts else empty)
         loss = self._gather(
@@ -234,16 +292,18 @@ class M1Module(lightning.LightningModule):
             else torch.zeros(2, dtype=torch.float64, device=self.device)
         )
         loss_sum, loss_n = loss.view(-1, 2).sum(0).tolist()
-        self._val_parts = []
         if len(distance) == 0:
             return
         # Values are already global (gathered above): identical on every rank.
         # quantile interpolates like numpy's median; Tensor.median takes the lower middle value.
-        metrics = {"val/acc": correct.mean() * 100, "val/median_km": distance.quantile(0.5)}
+        metrics = {
+            f"{prefix}acc": correct.mean() * 100,
+            f"{prefix}median_km": distance.quantile(0.5),
+        }
         if loss_n:
-            metrics["val/loss"] = torch.tensor(loss_sum / loss_n)
+            metrics[f"{prefix}loss"] = torch.tensor(loss_sum / loss_n)
         for threshold in THRESHOLDS_KM:
-            metrics[f"val/acc_{threshold:g}km"] = (distance <= threshold).double().mean() * 100
+            metrics[f"{prefix}acc_{threshold:g}km"] = (distance <= threshold).double().mean() * 100
         for name, value in metrics.items():
             self.log(name, value.float(), sync_dist=False, rank_zero_only=False)
 

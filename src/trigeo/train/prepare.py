@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "build_net",
     "check_images_readable",
     "check_mesh_source",
+    "head_names_for",
     "prepare_m1",
 ]
 
@@ -38,7 +40,14 @@ STUDY_SIZED_PARAMETERS = 10_000_000
 
 @dataclass
 class PreparedRun:
-    """Everything validated and resolved before training starts."""
+    """Everything validated and resolved before training starts.
+
+    ``mesh``, ``mesh_path``, ``train_labels``, ``val_labels`` and
+    ``label_lat``/``label_lon`` are the primary (finest) mesh's; a multi-head
+    run also has every head's in ``meshes``, ``mesh_paths``, ``head_names``,
+    ``head_labels`` (train photos x heads, -1 in a head's dropped cells),
+    ``val_head_labels`` and ``head_label_points``.
+    """
 
     dataset: Dataset
     mesh: Any
@@ -59,6 +68,38 @@ class PreparedRun:
     weights_report: dict[str, Any] | None = None
     init: str = "random"
     notes: list[str] = field(default_factory=list)
+    meshes: list[Any] = field(default_factory=list)
+    mesh_paths: list[Path] = field(default_factory=list)
+    head_names: list[str] = field(default_factory=list)
+    head_labels: np.ndarray | None = None
+    val_head_labels: np.ndarray | None = None
+    head_label_points: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    @property
+    def n_heads(self) -> int:
+        return max(1, len(self.meshes))
+
+    @property
+    def primary(self) -> int:
+        return self.meshes.index(self.mesh) if self.meshes else 0
+
+
+def head_names_for(mesh_paths: Sequence[Path]) -> list[str]:
+    """One head name per mesh file: its stem (``coarse.npz`` -> ``coarse``).
+
+    Raises
+    ------
+    InputError
+        Two mesh files share a stem, or the same file is given twice.
+    """
+    names = [Path(p).stem for p in mesh_paths]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(
+            f"several --mesh files are called {', '.join(repeated)}; each head is named after "
+            "its mesh file's stem, so give the meshes distinct file names"
+        )
+    return names
 
 
 def _load_mesh(path: Path) -> Any:
@@ -178,8 +219,10 @@ def check_images_readable(
     return len(failed)
 
 
-def build_net(config: Any, n_cells: int) -> tuple[Any, dict[str, Any] | None, str]:
-    """The M1 network, initialised as the config says.
+def build_net(
+    config: Any, n_cells: int | Sequence[int], head_names: Sequence[str] | None = None
+) -> tuple[Any, dict[str, Any] | None, str]:
+    """The M1 network (one head per entry of ``n_cells``), initialised as the config says.
 
     ``weights`` (a local file) wins; else ``pretrained`` asks timm for its
     hub weights; else the backbone starts from random weights, with a
@@ -195,8 +238,12 @@ def build_net(config: Any, n_cells: int) -> tuple[Any, dict[str, Any] | None, st
     InputError
         Pretrained weights cannot be downloaded here (names ``--weights PATH``).
     """
-    from trigeo.models.m1 import M1Net, load_backbone_weights
+    from functools import partial
 
+    from trigeo.models.m1 import load_backbone_weights
+    from trigeo.models.m1_net import M1Net as _Net
+
+    M1Net = partial(_Net, head_names=head_names)
     if config.weights:
         net = M1Net(config.backbone, n_cells, drop_rate=config.drop_rate)
         return net, load_backbone_weights(net.backbone, config.weights), f"weights:{config.weights}"
@@ -246,21 +293,27 @@ def _val_rows(dataset: Dataset, mesh: Any, config: Any, notes: list[str]) -> tup
 
 def prepare_m1(
     data: str | Path,
-    mesh_path: str | Path,
+    mesh_path: str | Path | Sequence[str | Path],
     config: Any,
     *,
     allow_eval_in_mesh: bool = False,
 ) -> PreparedRun:
     """Validate the inputs of an M1 run and resolve labels, splits and the network.
 
+    Several mesh files give a multi-head run: one head per mesh on one
+    backbone. The mesh with the most cells is the primary one: its kept cells
+    decide which training photos are used and its classes drive the
+    class-balanced stages; another head's label is -1 (no loss) for a photo
+    in one of its dropped cells.
+
     Raises
     ------
     InputError
         Empty split; mesh built from evaluation photos of this dataset; mesh
         whose kept cells miss most training photos, or whose hash differs from
-        ``config.mesh_hash``; image column of URLs; unknown backbone (with
-        close names); weights that do not fit the backbone; pretrained weights
-        that cannot be downloaded.
+        ``config.mesh_hash``; two meshes with the same file stem; image column
+        of URLs; unknown backbone (with close names); weights that do not fit
+        the backbone; pretrained weights that cannot be downloaded.
     UnreadableImagesError
         Too many sampled training images cannot be read.
     """
@@ -270,8 +323,15 @@ def prepare_m1(
     check_backbone(config.backbone)
     dataset = Dataset.open(data)
     train = dataset.photos(config.train_split)
-    mesh_path = Path(mesh_path)
-    mesh = _load_mesh(mesh_path)
+    paths = (
+        [Path(mesh_path)] if isinstance(mesh_path, (str, Path)) else [Path(p) for p in mesh_path]
+    )
+    if not paths:
+        raise InputError("give at least one --mesh")
+    names = head_names_for(paths)
+    meshes = [_load_mesh(p) for p in paths]
+    primary = int(np.argmax([int(m.n_cells_) for m in meshes]))
+    mesh, mesh_path = meshes[primary], paths[primary]
     if config.mesh_hash and str(config.mesh_hash) != str(mesh.mesh_hash):
         raise InputError(
             f"mesh hash {mesh.mesh_hash} differs from mesh_hash {config.mesh_hash} recorded in "
@@ -279,26 +339,38 @@ def prepare_m1(
             source=mesh_path,
         )
     notes = [
-        check_mesh_source(
-            mesh, mesh_path, dataset, config.train_split, allow_eval=allow_eval_in_mesh
-        )
+        check_mesh_source(one, path, dataset, config.train_split, allow_eval=allow_eval_in_mesh)
+        for one, path in zip(meshes, paths, strict=True)
     ]
-    cells = np.asarray(mesh.locate(train["lat"].to_numpy(), train["lon"].to_numpy()))
+    lat, lon = train["lat"].to_numpy(), train["lon"].to_numpy()
+    all_cells = np.stack([np.asarray(m.locate(lat, lon)) for m in meshes], axis=1)
+    for i, path in enumerate(paths):
+        n_out = int((all_cells[:, i] < 0).sum())
+        if n_out == len(all_cells) or n_out / len(all_cells) > config.max_dropped_fraction:
+            raise InputError(
+                f"{n_out} of {len(all_cells)} {config.train_split!r} photos "
+                f"({100 * n_out / len(all_cells):.1f}%) fall outside the mesh's kept cells "
+                f"(limit max_dropped_fraction={config.max_dropped_fraction}); was the mesh built "
+                "from this dataset's training coordinates?",
+                source=path,
+            )
+    cells = all_cells[:, primary]
     dropped = cells < 0
     n_total, n_dropped = len(cells), int(dropped.sum())
-    if n_dropped == n_total or n_dropped / n_total > config.max_dropped_fraction:
-        raise InputError(
-            f"{n_dropped} of {n_total} {config.train_split!r} photos "
-            f"({100 * n_dropped / n_total:.1f}%) fall outside the mesh's kept cells "
-            f"(limit max_dropped_fraction={config.max_dropped_fraction}); was the mesh built "
-            "from this dataset's training coordinates?",
-            source=mesh_path,
-        )
     keep = ~dropped
     notes.append(
         f"{config.train_split}: {n_total} photos, {n_dropped} in dropped cells excluded, "
         f"{int(keep.sum())} used over {mesh.n_cells_} cells"
+        + (f" of the primary mesh {names[primary]!r}" if len(meshes) > 1 else "")
     )
+    if len(meshes) > 1:
+        for i, name in enumerate(names):
+            if i != primary:
+                unlabeled = int((all_cells[keep, i] < 0).sum())
+                notes.append(
+                    f"head {name}: {meshes[i].n_cells_} cells; {unlabeled} used photos in its "
+                    "dropped cells carry no loss for it"
+                )
     train_images = train["image"].to_numpy()[keep]
     bad = check_images_readable(
         dataset,
@@ -312,7 +384,10 @@ def prepare_m1(
             f"{bad} of {min(len(train_images), config.image_check_samples)} sampled "
             "training images unreadable (within the limit; they will be skipped)"
         )
-    net, weights_report, init = build_net(config, int(mesh.n_cells_))
+    sizes = [int(m.n_cells_) for m in meshes]
+    net, weights_report, init = build_net(
+        config, sizes[0] if len(sizes) == 1 else sizes, names if len(sizes) > 1 else None
+    )
     if weights_report is not None:
         notes.append(
             f"weights {config.weights}: {weights_report['loaded']} tensors loaded, "
@@ -323,10 +398,16 @@ def prepare_m1(
     else:
         notes.append(f"{config.backbone}: {init} initialisation")
     data_config = resolve_image_config(net.backbone, config.image_size)
-    label_lat, label_lon = (
-        np.asarray(a, dtype=np.float64) for a in mesh.centroids(kind=config.label)
-    )
+    points = [
+        tuple(np.asarray(a, dtype=np.float64) for a in m.centroids(kind=config.label))
+        for m in meshes
+    ]
     val_images, val_labels, val_lat, val_lon = _val_rows(dataset, mesh, config, notes)
+    val_head_labels = None
+    if len(meshes) > 1 and val_lat is not None:
+        val_head_labels = np.stack(
+            [np.asarray(m.locate(val_lat, val_lon), dtype=np.int64) for m in meshes], axis=1
+        )
     return PreparedRun(
         dataset=dataset,
         mesh=mesh,
@@ -342,9 +423,15 @@ def prepare_m1(
         val_labels=val_labels,
         val_lat=val_lat,
         val_lon=val_lon,
-        label_lat=label_lat,
-        label_lon=label_lon,
+        label_lat=points[primary][0],
+        label_lon=points[primary][1],
         weights_report=weights_report,
         init=init,
         notes=notes,
+        meshes=meshes,
+        mesh_paths=paths,
+        head_names=names,
+        head_labels=all_cells[keep].astype(np.int64) if len(meshes) > 1 else None,
+        val_head_labels=val_head_labels,
+        head_label_points=points,
     )
