@@ -149,6 +149,8 @@ def test_every_finding_reproduces_with_the_hand_worked_p_values():
     )
     assert "best possible s2 25.0/65.0/95.0" in got["triangles_vs_quadtree"].numbers
     assert "above both at 200 km, 750 km" in got["hierarchical"].why
+    assert "vs M1 coarse: not significant: p = 0.200" in got["hierarchical"].why
+    assert "vs M1 fine" not in got["hierarchical"].why
     assert "38.72" not in got["time_helps"].study and "p < 1e-16" in got["time_helps"].study
 
 

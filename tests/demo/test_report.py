@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.image import imsave
+from PIL import Image
 
 from trigeo.demo.figures import plot_longitude_vs_hour
 from trigeo.demo.report import write_demo_report
@@ -42,7 +44,8 @@ METRICS = {
         _row("M1 coarse cell", [0, 5, 25, 45, 60], 3200, 0.8),
         _row("M2 coarse", [2.5, 15, 32.5, 50, 65], 2800, 0.7),
         _row("M1 coarse +user-avg", [0, 15, 35, 55, 70], 2500, 0.9),
-        _row("prior", [0, 0, 5, 10, 30], 6000, 3.0),
+        # A constant prediction's entropy can come out as -0.0.
+        {**_row("prior", [0, 0, 5, 10, 30], 6000, 3.0), "prediction_entropy": -0.0},
     ],
     "oracle": [
         {"model": "oracle (best possible)", "mesh": "coarse", "label": label, "photos": 38,
@@ -84,7 +87,8 @@ def run_dir(tmp_path: Path) -> Path:
     (tmp_path / "eval" / "report.html").write_text("<html></html>", "utf-8")
     for name in ("error_cdf.png", "median_error_map_M1_coarse.png"):
         (figures / name).write_bytes(PNG + name.encode())
-    (tmp_path / "coarse.png").write_bytes(PNG + b"map")
+    # A mesh plot is ~200 dpi: 1733 px wide, scaled to 1000 in the report.
+    imsave(tmp_path / "coarse.png", np.zeros((40, 1733, 3)))
     (tmp_path / "coarse.npz").write_bytes(b"mesh")
     return tmp_path
 
@@ -113,6 +117,7 @@ def test_report_files_findings_first_with_study_numbers(run_dir):
         "figures/median_error_map_M1_coarse.png",
     }  # fmt: skip
     assert (out / "figures" / "error_cdf.png").read_bytes() == PNG + b"error_cdf.png"
+    assert Image.open(out / "figures" / "mesh_coarse.png").size == (1000, 23)
     page = (out / "report.html").read_text("utf-8")
     assert page.index("<h2>Findings</h2>") < page.index("(a) Best possible accuracy")
     # imagery vs cell (coarse) and user averaging reproduce; time is not significant.
@@ -129,6 +134,7 @@ def test_report_files_findings_first_with_study_numbers(run_dir):
     md = (out / "report.md").read_text("utf-8")
     assert "| 45.0 (study 38.7) |" in md and "(study 56.7)" in md
     assert "`trigeo data synth --photos 40 --out w`" in md
+    assert "| prior | coarse | 3.000 | 0.000 | 6,000 | 3,000 |" in md
     assert "![Error CDF of every model (evaluation figure).](figures/error_cdf.png)" in md
     assert "40 photos evaluated (split val)" in md
     assert "2 of 8 findings reproduced, 1 not reproduced, 5 not run" in md
@@ -168,6 +174,9 @@ def test_bad_inputs(run_dir):
         write(run_dir, stages=[{k: v for k, v in STAGES[0].items() if k != "seconds"}])
     with pytest.raises(ArtifactError, match="mesh map of 'fine' not found"):
         write(run_dir, mesh_maps={"fine": run_dir / "fine.png"})
+    (run_dir / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ArtifactError, match=r"broken\.png is not a readable PNG"):
+        write(run_dir, mesh_maps={"coarse": run_dir / "broken.png"})
     (run_dir / "eval" / "metrics.json").unlink()
     with pytest.raises(ArtifactError, match=r"metrics\.json not found"):
         write(run_dir)

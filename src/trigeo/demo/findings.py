@@ -363,6 +363,11 @@ def _hierarchical(view: MetricsView) -> Finding:
     why = f"above both at {', '.join(beats)}; hier minus the better single mesh: " + ", ".join(
         f"{t:g} km {pts(m)}" for t, m in margins
     )
+    # The claim is about accuracies; say where the paired errors do not back it up.
+    for other, test in zip((coarse, fine), tests, strict=True):
+        ok_p, p_text = test.favours(hier["model"])
+        if not ok_p:
+            why += f"; vs {other['model']}: {p_text}"
     return c.judge(numbers, max_p(tests), problems, why)
 
 

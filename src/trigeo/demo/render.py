@@ -106,7 +106,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em a
 max-width:1200px;color:#222;padding:0 1em;line-height:1.4}
 table{border-collapse:collapse;margin:0.5em 0 0.3em;font-size:0.85em}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}
-th{background:#f0f3f7}td:first-child,th:first-child{text-align:left}
+th{background:#f0f3f7;text-align:left}td:first-child{text-align:left}
+td.p{white-space:nowrap}
 td.text{text-align:left;max-width:34em}.study{color:#999;font-size:0.85em;margin-left:0.4em}
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;color:#fff;font-size:0.85em;
 white-space:nowrap}.ok{background:#2e7d32}.bad{background:#c62828}.na{background:#888}
@@ -121,7 +122,10 @@ def _td(cell: Cell) -> str:
     if isinstance(cell, tuple):
         study = "" if cell[1] is None else f'<span class="study">{html.escape(cell[1])}</span>'
         return f"<td>{html.escape(cell[0])}{study}</td>"
-    return f"<td>{html.escape(cell)}</td>"
+    # Words read left to right; numbers (and counts such as "331 (149 outside)") align right.
+    numeric = cell[:1].isdigit() or cell[:1] in "-+—"
+    css = "" if numeric else ' class="text"'
+    return f"<td{css}>{html.escape(cell)}</td>"
 
 
 def render_html(page: Page) -> str:
@@ -137,7 +141,7 @@ def render_html(page: Page) -> str:
         study = f'<br><span class="study">study: {esc(f.study)}</span>' if f.study else ""
         out.append(
             f'<tr><td class="text">{esc(f.claim)}</td><td class="text">{esc(f.numbers)}{study}'
-            f'</td><td>{esc(_p(f))}</td><td class="text"><span class="badge '
+            f'</td><td class="p">{esc(_p(f))}</td><td class="text"><span class="badge '
             f'{_BADGE[f.verdict]}">{esc(f.verdict)}</span><div class="why">{esc(f.why)}</div>'
             "</td></tr>"
         )
@@ -159,7 +163,8 @@ def render_html(page: Page) -> str:
     out.append("<th>command</th><th>wall time</th><th>status</th></tr></thead><tbody>")
     for number, name, command, wall, status in page.stage_rows():
         out.append(
-            f'<tr><td>{number}</td><td>{esc(name)}</td><td class="text"><code>{esc(command)}'
+            f'<tr><td>{number}</td><td class="text">{esc(name)}</td><td class="text"><code>'
+            f"{esc(command)}"
             f"</code></td><td>{wall}</td><td>{status}</td></tr>"
         )
     link = esc(page.evaluation_link)

@@ -10,6 +10,7 @@ figures, which it references as ``figures/x.png`` next to it.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -37,6 +38,14 @@ def _pct(view: MetricsView, row: dict[str, Any], study: StudyRow | None) -> list
         theirs = study.accuracy_pct.get(study_key(t)) if study else None
         cells.append((f"{view.acc(row, t):.1f}", None if theirs is None else f"{theirs:.1f}"))
     return cells
+
+
+def _num(value: float | None, spec: str) -> str:
+    """A number in ``spec``; ``—`` for none, and never ``-0.000`` (a constant prior's entropy)."""
+    if value is None:
+        return "—"
+    text = format(value, spec)
+    return text[1:] if text.startswith("-") and float(text.replace(",", "")) == 0 else text
 
 
 def _mesh_key(view: MetricsView, mesh_name: str | None) -> str | None:
@@ -108,16 +117,14 @@ def _tables(view: MetricsView) -> list[Table]:
         ["model", "KL mesh", "KL divergence", "entropy", "mean km", "median km"],
     )
     for row in view.metrics["models"]:
-        kl, ent = row.get("kl_divergence"), row.get("prediction_entropy")
-        mean, median = row.get("mean_error_km"), row.get("median_error_km")
         errors.rows.append(
             [
                 row["model"],
                 str(row.get("kl_mesh") or "—"),
-                "—" if kl is None else f"{kl:.3f}",
-                "—" if ent is None else f"{ent:.3f}",
-                "—" if mean is None else f"{mean:,.0f}",
-                "—" if median is None else f"{median:,.0f}",
+                _num(row.get("kl_divergence"), ".3f"),
+                _num(row.get("prediction_entropy"), ".3f"),
+                _num(row.get("mean_error_km"), ",.0f"),
+                _num(row.get("median_error_km"), ",.0f"),
             ]
         )
     errors.note = "KL of true vs predicted class frequencies (+1 counts, nats); lower is closer."
@@ -144,6 +151,29 @@ def _tables(view: MetricsView) -> list[Table]:
     return [best, models, errors, compare]
 
 
+#: Copied figures wider than this are scaled down: about 100 dpi at the report's figure width.
+MAX_FIGURE_WIDTH_PX = 1000
+
+
+def _small_png(data: bytes, source: Path) -> bytes:
+    """The PNG, scaled down to :data:`MAX_FIGURE_WIDTH_PX` when wider (mesh plots are ~200 dpi)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError) as err:
+        raise ArtifactError(f"{source} is not a readable PNG ({err})") from None
+    if image.width <= MAX_FIGURE_WIDTH_PX:
+        return data
+    height = round(image.height * MAX_FIGURE_WIDTH_PX / image.width)
+    buffer = io.BytesIO()
+    small = image.resize((MAX_FIGURE_WIDTH_PX, height), Image.LANCZOS).convert("RGB")
+    # A 256-colour palette keeps a map's flat fills and colour bar, at a third of the bytes.
+    small.quantize(256).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def _figures(
     out: Path, view: MetricsView, evaluation_dir: Path, mesh_maps: dict[str, Path], world: Path
 ) -> tuple[list[tuple[str, str]], list[str], dict[str, Path]]:
@@ -153,13 +183,8 @@ def _figures(
     for name, path in mesh_maps.items():
         if not Path(path).is_file():
             raise ArtifactError(f"mesh map of {name!r} not found: {path} (trigeo mesh plot)")
-        pngs.append(
-            (
-                f"mesh_{slug(name)}.png",
-                f"The {_mesh_text(view, name)} mesh.",
-                Path(path).read_bytes(),
-            )
-        )
+        data = _small_png(Path(path).read_bytes(), Path(path))
+        pngs.append((f"mesh_{slug(name)}.png", f"The {_mesh_text(view, name)} mesh.", data))
     pngs.append(
         (
             "longitude_vs_hour.png",
