@@ -114,7 +114,7 @@ ROLES: dict[str, str] = {
     "m3": "M3 coarse",
     "hier": "hier coarse x fine",
     "knn": "kNN",
-    "prior": "prior",
+    "prior": "prior (coarse)",
 }
 
 
@@ -296,7 +296,7 @@ def run_demo(
     *,
     photos: int = 30000,
     users: int = 1500,
-    seed: int = 0,
+    seed: int = 7,
     quick: bool = False,
     force: bool = False,
 ) -> Path:
@@ -384,7 +384,7 @@ def demo(
     ),
     photos: Annotated[int, typer.Option("--photos", min=500, help="Synthetic photos.")] = 30000,
     users: Annotated[int, typer.Option("--users", min=10, help="Synthetic users.")] = 1500,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the world and training.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the world and training.")] = 7,
     quick: Annotated[
         bool,
         typer.Option(
