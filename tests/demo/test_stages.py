@@ -66,3 +66,9 @@ def test_quick_keeps_every_stage_but_trains_one_epoch_on_small_images(tmp_path):
     by_name = {s.name: s for s in quick}
     assert _value(by_name["M1, one backbone with a head per mesh"].args, "--max-epochs") == "1"
     assert _value(by_name["synthetic world"].args, "--image-size") == "32"
+
+
+def test_every_role_the_pipeline_names_is_one_the_findings_read():
+    from trigeo.demo.findings import ROLE_KEYS
+
+    assert set(ROLES) == set(ROLE_KEYS)

@@ -22,11 +22,11 @@ from typing import Any
 from trigeo.demo.metrics_view import ALPHA, MetricsView, fmt_p, max_p, pts, series
 from trigeo.errors import InputError
 
-__all__ = ["ALPHA", "ROLES", "VERDICTS", "Finding", "evaluate_findings"]
+__all__ = ["ALPHA", "ROLE_KEYS", "VERDICTS", "Finding", "evaluate_findings"]
 
 VERDICTS = ("reproduced", "not reproduced", "not run")
 #: Every role the pipeline may name, in the order the report lists models.
-ROLES = (
+ROLE_KEYS = (
     "m1_coarse",
     "m1_fine",
     "m1_s2",
@@ -393,7 +393,7 @@ def evaluate_findings(
     metrics
         The evaluation's ``metrics.json``, loaded.
     roles
-        Role (:data:`ROLES`) -> the model's display name in ``metrics["models"]``;
+        Role (:data:`ROLE_KEYS`) -> the model's display name in ``metrics["models"]``;
         a missing role makes its findings "not run".
     meshes
         Mesh name (``coarse``, ``fine``, ``s2``) -> ``{"path", "cells", "kind", "rule"}``.
@@ -411,9 +411,9 @@ def evaluate_findings(
         a mesh entry without its fields, or metrics.json without the fields
         the findings read (the message names them).
     """
-    unknown = sorted(set(roles) - set(ROLES))
+    unknown = sorted(set(roles) - set(ROLE_KEYS))
     if unknown:
-        raise InputError(f"unknown role(s) {unknown}; roles are {', '.join(ROLES)}")
+        raise InputError(f"unknown role(s) {unknown}; roles are {', '.join(ROLE_KEYS)}")
     for name, mesh in meshes.items():
         lacking = [f for f in _MESH_FIELDS if f not in mesh]
         if lacking:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trigeo.demo.figures import plot_longitude_vs_hour
-from trigeo.demo.findings import ROLES, evaluate_findings
+from trigeo.demo.findings import ROLE_KEYS, evaluate_findings
 from trigeo.demo.metrics_view import MetricsView
 from trigeo.demo.render import Cell, Page, Table, render_html, render_markdown
 from trigeo.demo.study import StudyRow, study_key
@@ -299,7 +299,7 @@ def write_demo_report(
         f"{config.get('split') or 'all'}) of a synthetic world in {world}",
         f"{verdicts.count('reproduced')} of {len(findings)} findings reproduced, "
         f"{verdicts.count('not reproduced')} not reproduced, {verdicts.count('not run')} not run",
-        f"models: {', '.join(f'{r} = {roles[r]}' for r in ROLES if r in roles)}",
+        f"models: {', '.join(f'{r} = {roles[r]}' for r in ROLE_KEYS if r in roles)}",
         f"study numbers (grey): {view.study.source}",
     ]
     eval_link = os.path.relpath(evaluation_dir / "report.html", out)
