@@ -128,6 +128,35 @@ def test_averaging_uses_only_the_evaluated_photos(dataset, grid_mesh):
     assert not result.warnings  # photos of other splits are not "unknown"
 
 
+def test_averaged_rows_keep_the_files_label_kind(dataset, grid_mesh):
+    """A file reported at the cell centroid averages to cell centroids, not imagery ones."""
+    val = Truth.from_dataset(dataset)
+    model = _model(val, grid_mesh, "m", 0.2, 3)
+    cell_lat, cell_lon = grid_mesh.centroids("cell")
+    cell = Predictions(
+        photo_id=model.photo_id,
+        lat=cell_lat[model.top_cells[:, 0]],
+        lon=cell_lon[model.top_cells[:, 0]],
+        top_cells=model.top_cells,
+        top_probs=model.top_probs,
+        model_id="m+cell",
+        mesh_hash=model.mesh_hash,
+        meta={"config": {"label_kind": "cell"}},
+    )
+    result = evaluate(
+        val,
+        [("m", model), ("c", cell)],
+        meshes=[("grid", grid_mesh)],
+        config=EvaluationConfig(averaging=True),
+    )
+    by_id = {m.model_id: m for m in result.models}
+    imagery_avg, cell_avg = by_id["m +user-avg"], by_id["m+cell +user-avg"]
+    # Same averaged cells, each reported at its own file's label point.
+    cells = grid_mesh.locate(cell_avg.pred_lat, cell_avg.pred_lon)
+    np.testing.assert_allclose(cell_avg.pred_lat, cell_lat[cells])
+    np.testing.assert_allclose(imagery_avg.pred_lat, grid_mesh.centroids("imagery")[0][cells])
+
+
 def test_full_probability_vectors_drive_calibration_and_averaging(tmp_path, truth, grid_mesh):
     from trigeo.evaluate.inputs import load_predictions
     from trigeo.predictions import write_predictions

@@ -67,7 +67,9 @@ def _averaged(
     matched = mesh_map.get(preds.mesh_hash or "")
     centroids = None
     n_cells = None
-    kind = config.label or "imagery"
+    # The file's own label kind (a `predict --label cell` file averages to cell centroids too).
+    recorded = (preds.meta.get("config") or {}).get("label_kind")
+    kind = config.label or (recorded if recorded in ("cell", "imagery") else "imagery")
     if matched is not None:
         centroids = matched[1].centroids(kind=kind)
         n_cells = int(matched[1].n_cells_)

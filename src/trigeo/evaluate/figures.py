@@ -47,7 +47,9 @@ def plot_error_cdf(
 ) -> bytes:
     """Cumulative share of photos within each error (log-km axis), one line per model."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    many = len(errors_by_model) > 8
+    # Many curves: the legend goes beside the axes in columns, or it would cover them.
+    fig, ax = plt.subplots(figsize=(11.0 if many else 7.5, 4.5))
     x_min = 0.1
     for name, errors in errors_by_model.items():
         values = np.sort(np.asarray(errors, dtype=np.float64))
@@ -66,7 +68,17 @@ def plot_error_cdf(
     ax.set_ylim(0, 100)
     ax.set_xlabel("error (km, log scale)")
     ax.set_ylabel("photos within error (%)")
-    ax.legend(fontsize=8, loc="upper left")
+    if many:
+        ax.legend(
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            ncol=1 + len(errors_by_model) // 18,
+            frameon=False,
+        )
+        fig.subplots_adjust(right=0.62 if len(errors_by_model) > 17 else 0.72)
+    else:
+        ax.legend(fontsize=8, loc="upper left")
     ax.grid(True, which="major", axis="y", color="0.9")
     return _png(fig)
 
