@@ -215,6 +215,17 @@ def test_coarse_vs_fine_crossover_broken_and_ties():
     assert got.verdict == "not reproduced" and got.p_value == pytest.approx(0.3)
     assert "fine leads at 750 km by +5.0 pts" in got.why and "tie at 2500 km (80.0%)" in got.why
     assert "compares the overall paired errors, not the crossover" in got.why
+    # Without the coarse mesh's best possible row, no share of it is claimed.
+    assert "of a possible" not in got.why
+    metrics["oracle"].append(
+        {**metrics["oracle"][0], "mesh": "coarse",
+         "accuracy_pct": dict(zip(KEYS, [5, 40, 90, 100, 100], strict=True))}
+    )  # fmt: skip
+    got = by_key(metrics)["coarse_vs_fine"]
+    assert (
+        "at 25 km the models reach coarse 20.0% of a possible 40.0% (50%) and fine 30.0% of a "
+        "possible 60.0% (50%)" in got.why
+    )
 
 
 def test_user_averaging_missing_row_and_worse():

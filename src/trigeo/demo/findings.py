@@ -181,8 +181,31 @@ def _coarse_vs_fine(view: MetricsView) -> Finding:
         f"{t:g} km {pts(view.acc(coarse, t) - view.acc(fine, t))}" for t in view.thresholds
     )
     extra = [*ties, p_note]
-    problems += extra if problems else []
+    if problems:
+        share = _share_of_best(view, coarse, fine)
+        problems += [*extra, *([share] if share else [])]
     return c.judge(numbers, test.p, problems, "; ".join([f"coarse minus fine: {margins}", *extra]))
+
+
+def _share_of_best(view: MetricsView, coarse: dict[str, Any], fine: dict[str, Any]) -> str:
+    """How much of each mesh's best possible 25 km accuracy its model reached.
+
+    A fine mesh can only win at short range if its model learns its many
+    cells; a fine head far further below its ceiling than the coarse head is
+    the usual reason the crossover is missing on small data.
+    """
+    parts = []
+    for name, row in (("coarse", coarse), ("fine", fine)):
+        best = view.oracle_row(name, "imagery")
+        if best is None or 25.0 not in view.thresholds:
+            return ""
+        ceiling = view.acc(best, 25.0)
+        reached = view.acc(row, 25.0)
+        parts.append(
+            f"{name} {reached:.1f}% of a possible {ceiling:.1f}%"
+            + (f" ({100 * reached / ceiling:.0f}%)" if ceiling else "")
+        )
+    return "at 25 km the models reach " + " and ".join(parts) + " (best possible, imagery)"
 
 
 def _time_helps(view: MetricsView) -> Finding:
