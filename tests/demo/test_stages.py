@@ -34,7 +34,7 @@ def test_one_multi_head_m1_feeds_every_predictor_and_one_evaluation(tmp_path):
     m1 = by_name["M1, one backbone with a head per mesh"].args
     meshes = [m1[i + 1] for i, a in enumerate(m1) if a == "--mesh"]
     assert meshes == [str(tmp_path / f"{n}.npz") for n in ("coarse", "fine", "s2")]
-    assert "--max-epochs" not in m1
+    assert _value(m1, "--config") == "demo"
     # M2 trains on the coarse head's predictions for the heads split, never on val.
     heads = by_name["predict heads with the coarse head"].args
     assert _value(heads, "--split") == "heads" and _value(heads, "--head") == "coarse"
@@ -60,12 +60,18 @@ def test_one_multi_head_m1_feeds_every_predictor_and_one_evaluation(tmp_path):
 
 
 def test_quick_keeps_every_stage_but_trains_one_epoch_on_small_images(tmp_path):
-    full = demo_stages(tmp_path, 3000, 150, 0)
-    quick = demo_stages(tmp_path, 3000, 150, 0, quick=True)
+    full = demo_stages(tmp_path, 4000, 200, 0)
+    quick = demo_stages(tmp_path, 4000, 200, 0, quick=True)
     assert [s.name for s in quick] == [s.name for s in full]
     by_name = {s.name: s for s in quick}
-    assert _value(by_name["M1, one backbone with a head per mesh"].args, "--max-epochs") == "1"
+    assert _value(by_name["M1, one backbone with a head per mesh"].args, "--config") == "quick"
+    assert _value(by_name["M2 on the coarse head"].args, "--config") == "test"
     assert _value(by_name["synthetic world"].args, "--image-size") == "32"
+    # A quarter of the photos per cell: 2,400 training photos would leave the full rule's
+    # coarse mesh almost no kept cell.
+    coarse = by_name["coarse mesh"].args
+    assert _value(coarse, "--minimum-examples") == str(MESH_RULES["coarse"][1] // 4)
+    assert _value(coarse, "--refinement-limit") == str(MESH_RULES["coarse"][2] // 4)
 
 
 def test_every_role_the_pipeline_names_is_one_the_findings_read():

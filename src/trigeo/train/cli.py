@@ -36,7 +36,7 @@ def m1(
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     config: Annotated[
         str,
-        typer.Option(help="YAML config file, or a preset: study (default), demo, test."),
+        typer.Option(help="YAML config file, or a preset: study (default), demo, quick, test."),
     ] = "study",
     name: Annotated[
         str | None,

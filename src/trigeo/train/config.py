@@ -39,7 +39,7 @@ __all__ = [
 
 OPTIMIZERS = ("adagrad", "sgd")
 SAMPLINGS = ("balanced", "full")
-PRESETS = ("study", "demo", "test")
+PRESETS = ("study", "demo", "quick", "test")
 
 
 @dataclass
