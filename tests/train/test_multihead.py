@@ -179,3 +179,29 @@ def test_hierarchical_on_a_multi_head_model(multi, world, meshes, tmp_path):
         predict_hierarchical(
             [out], tmp_path / "h2.parquet", heads=["fine"], data=dataset.root, progress=False
         )
+
+
+def test_m2_on_a_non_primary_head_trains_predicts_and_serves(multi, world, meshes, tmp_path):
+    from trigeo.predict.m1 import predict_m1
+    from trigeo.predict.run import predict_model
+    from trigeo.serve.engine import M2Backend
+    from trigeo.train.heads_config import load_head_config
+    from trigeo.train.m2 import train_m2
+
+    _, out, _ = multi
+    dataset, _, _ = world
+    coarse = meshes[0]
+    heads_pred = tmp_path / "heads.parquet"
+    predict_m1(out, heads_pred, data=dataset.root, split="heads", head="coarse", progress=False)
+    m2 = train_m2(
+        dataset.root, out, tmp_path / "m2", load_head_config("m2", "test"), m1_pred=heads_pred
+    )
+    assert m2.mesh_hash == coarse.mesh_hash
+    # Without an M1 predictions file, M2 runs only its own head of the M1.
+    predict_model(tmp_path / "m2", tmp_path / "val.parquet", data=dataset.root, progress=False)
+    assert read_predictions(tmp_path / "val.parquet").mesh_hash == coarse.mesh_hash
+    # Served, it answers on the coarse head's cells and label points, not the primary's.
+    backend = M2Backend.load(tmp_path / "m2")
+    assert backend.mesh.mesh_hash == coarse.mesh_hash
+    lat, _ = backend.label_points()
+    np.testing.assert_allclose(lat, coarse.centroids(kind="imagery")[0])

@@ -176,7 +176,20 @@ def predict_head(
             )
 
     def run_m1(directory: Path, path: Path) -> None:
-        predict_m1(directory, path, **target, top_k=max(20, model.top_k), **(m1_options or {}))
+        from trigeo.models.heads import read_model_json
+        from trigeo.models.m1 import head_record
+
+        meta = read_model_json(directory)
+        # A multi-head M1: only the head this model was trained on, written to `path`.
+        head = head_record(meta, model.mesh_hash)["name"] if meta.get("heads") else None
+        predict_m1(
+            directory,
+            path,
+            **target,
+            head=head,
+            top_k=max(20, model.top_k),
+            **(m1_options or {}),
+        )
 
     pred, pred_path = _m1_predictions(model, out, m1_pred, m1_dir, run_m1, report)
     inputs["m1_predictions"] = str(pred_path)

@@ -105,7 +105,7 @@ def embed_photos(
 
 @torch.inference_mode()
 def forward_images(
-    net: Any, batch: torch.Tensor, *, temperature: float = 1.0
+    net: Any, batch: torch.Tensor, *, temperature: float = 1.0, head: int | None = None
 ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
     """One forward pass over a batch of transformed images: descriptors and cell probabilities.
 
@@ -117,6 +117,8 @@ def forward_images(
         ``(B, C, H, W)`` tensor from the model's eval transform.
     temperature
         Softmax temperature (the model's calibration).
+    head
+        A multi-head network's head to answer with (default: the primary).
 
     Returns
     -------
@@ -125,6 +127,7 @@ def forward_images(
         ``(B, K)`` probabilities over the kept cells.
     """
     pooled = net.forward_head(net.forward_features(batch), pre_logits=True)
-    logits = net.classify(pooled).double() / float(temperature)
+    logits = net.classify(pooled) if head is None else net.classify_heads(pooled)[head]
+    logits = logits.double() / float(temperature)
     probs = torch.softmax(logits, dim=1)
     return pooled.float().cpu().numpy(), probs.cpu().numpy()

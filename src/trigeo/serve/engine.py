@@ -75,13 +75,17 @@ class M1Backend:
 
     kind = "M1"
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, head: int | None = None) -> None:
         from trigeo.data.loading import build_transform
 
         self.model = model
         self.model.net.eval()
         self.transform = build_transform(model.data_config, train=False)
-        self.mesh = model.mesh
+        # A multi-head M1 answers with its primary head, or the head an M2 was trained on.
+        self.head = head
+        spec = model.primary if head is None else model.heads[head]
+        self.mesh = spec.mesh
+        self.temperature = spec.temperature
         self.model_id = model.model_id
         self.name = model.name
 
@@ -95,6 +99,10 @@ class M1Backend:
     def m1(self) -> Any:
         return self.model
 
+    def label_points(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(lat, lon) of the answering head's cells, at the model's label kind."""
+        return self.model.label_points(self.head)
+
     def describe(self) -> dict[str, Any]:
         """Model facts for ``GET /v1/model``."""
         model = self.model
@@ -104,9 +112,9 @@ class M1Backend:
             "kind": self.kind,
             "backbone": model.net.backbone_name,
             "label_kind": model.label_kind,
-            "mesh": {"hash": model.mesh_hash, "cells": int(model.mesh.n_cells_)},
+            "mesh": {"hash": str(self.mesh.mesh_hash), "cells": int(self.mesh.n_cells_)},
             "training_data_sha256": model.provenance.get("inputs", {}).get("dataset"),
-            "temperature": model.temperature,
+            "temperature": self.temperature,
             "uses_time": False,
         }
 
@@ -118,7 +126,7 @@ class M1Backend:
 
         batch = torch.stack([self.transform(image) for image in images])
         descriptors, probs = forward_images(
-            self.model.net, batch, temperature=self.model.temperature
+            self.model.net, batch, temperature=self.temperature, head=self.head
         )
         note = "M1 does not use the posting time" if any(t is not None for t in posted_at) else None
         return [
@@ -139,10 +147,10 @@ class M2Backend:
     kind = "M2"
 
     def __init__(self, m2: Any, m1: M1Backend) -> None:
-        if m2.mesh_hash != m1.model.mesh_hash:
+        if m2.mesh_hash != str(m1.mesh.mesh_hash):
             raise ArtifactError(
                 f"M2 {m2.model_id} uses mesh {m2.mesh_hash[:12]} but its M1 "
-                f"{m1.model_id} uses {m1.model.mesh_hash[:12]}"
+                f"{m1.model_id} uses {str(m1.mesh.mesh_hash)[:12]}"
             )
         if m2.m1.get("model_id") != m1.model_id:
             raise ArtifactError(
@@ -155,17 +163,24 @@ class M2Backend:
 
     @classmethod
     def load(cls, root: str | Path) -> M2Backend:
+        from trigeo.models.m1 import M1Model
         from trigeo.models.m2 import M2Model
 
         m2 = M2Model.load(root)
         m1_dir = m2.m1.get("dir")
         if not m1_dir or not Path(m1_dir).exists():
             raise ArtifactError(f"{root}: the M1 directory it records ({m1_dir}) is missing")
-        return cls(m2, M1Backend.load(m1_dir))
+        m1 = M1Model.load(m1_dir)
+        heads = [i for i, h in enumerate(m1.heads) if h.mesh_hash == m2.mesh_hash]
+        return cls(m2, M1Backend(m1, heads[0] if heads and m1.is_multi_head else None))
 
     @property
     def m1(self) -> Any:
         return self.m1_backend.model
+
+    def label_points(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(lat, lon) of the cells of the M1 head this M2 builds on."""
+        return self.m1_backend.label_points()
 
     def describe(self) -> dict[str, Any]:
         record = self.m1_backend.describe()
@@ -261,7 +276,7 @@ class Engine:
         self.backend = backend
         self.coarsen_km = coarsen_km
         self.neighbours = int(neighbours)
-        label_lat, label_lon = backend.m1.label_points()
+        label_lat, label_lon = backend.label_points()
         self.regions: Regions = build_regions(backend.mesh, label_lat, label_lon, coarsen_km)
         self.index = index
         if index is not None:
