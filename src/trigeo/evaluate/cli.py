@@ -42,6 +42,7 @@ def evaluate(
         list[Path] | None,
         typer.Option(
             "--pred",
+            metavar="<file>",
             help="Predictions Parquet file, or a peer's photo_id,lat,lon CSV. Repeatable.",
         ),
     ] = None,
@@ -49,6 +50,7 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--name",
+            metavar="<name>",
             help="Short display name of a --pred in tables and figures ('M1 coarse'); "
             "repeatable, one per --pred, in order. Default: the file's model name, else its "
             "shortened file name.",
@@ -56,7 +58,11 @@ def evaluate(
     ] = None,
     mesh: Annotated[
         list[Path] | None,
-        typer.Option("--mesh", help="Mesh file; each model uses the mesh matching its hash."),
+        typer.Option(
+            "--mesh",
+            metavar="<file>",
+            help="Mesh file; each model uses the mesh matching its hash.",
+        ),
     ] = None,
     label: Annotated[
         Label | None,
@@ -101,6 +107,7 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--baseline",
+            metavar="<name>",
             help="Add a reference predictor scored like a model, once per --mesh: 'prior' "
             "always predicts the mesh's training class frequencies (most populous cell first).",
         ),

@@ -421,7 +421,9 @@ def compare(
     out: Annotated[Path, typer.Option("--out", help="Directory for the report.")],
     mesh: Annotated[
         list[Path] | None,
-        typer.Option("--mesh", help="Mesh file of either kind; repeat to compare several."),
+        typer.Option(
+            "--mesh", metavar="<file>", help="Mesh file of either kind; repeat to compare several."
+        ),
     ] = None,
     region: Annotated[
         str | None,

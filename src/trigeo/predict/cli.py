@@ -19,12 +19,15 @@ def predict(
     model: Annotated[
         list[Path],
         typer.Option(
-            "--model", help="M1, M2 or M3 model directory (several M1s with --hierarchical)."
+            "--model",
+            metavar="<dir>",
+            help="M1, M2 or M3 model directory (several M1s with --hierarchical).",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Predictions Parquet file.")],
     images: Annotated[
-        list[Path] | None, typer.Argument(help="Image files or folders of images.")
+        list[Path] | None,
+        typer.Argument(help="Image files or folders of images."),
     ] = None,
     data: Annotated[
         Path | None, typer.Option("--data", help="Dataset directory (instead of images).")
@@ -81,6 +84,7 @@ def predict(
         list[str] | None,
         typer.Option(
             "--head",
+            metavar="<name>",
             help="Multi-head M1: predict only this head (default: every head, one file each, "
             "<out stem>-<head>.parquet); with --hierarchical, repeat it to choose the heads.",
         ),

@@ -170,7 +170,8 @@ def predict(
     index: Annotated[Path, typer.Option("--index", help="Index directory (trigeo index build).")],
     out: Annotated[Path, typer.Option("--out", help="Predictions Parquet file.")],
     images: Annotated[
-        list[Path] | None, typer.Argument(help="Image files or folders of images.")
+        list[Path] | None,
+        typer.Argument(help="Image files or folders of images."),
     ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", help="M1 model (default: the index's).")

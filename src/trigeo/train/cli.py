@@ -29,6 +29,7 @@ def m1(
         list[Path],
         typer.Option(
             "--mesh",
+            metavar="<file>",
             help="Mesh file (trigeo mesh build); repeat it to train one head per mesh on one "
             "shared backbone.",
         ),
