@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from trigeo.errors import InputError
-from trigeo.evaluate.figures import _png, _pyplot
+from trigeo.evaluate.figures import png_bytes, pyplot
 
 __all__ = ["plot_longitude_vs_hour"]
 
@@ -78,7 +78,7 @@ def plot_longitude_vs_hour(table_path: str | Path) -> bytes:
     if path.is_dir():
         path = path / "table.parquet"
     lon, hours = _read(path)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     ax.set_facecolor("0.96")
     # One bin per UTC hour and per 10 degrees of longitude: a few photos per bin at demo size.
@@ -104,4 +104,4 @@ def plot_longitude_vs_hour(table_path: str | Path) -> bytes:
     ax.set_ylabel("photo longitude (°)")
     ax.set_title(f"Longitude against UTC posting hour, {lon.size:,} photos", fontsize=10)
     ax.legend(fontsize=7, loc="lower left", framealpha=0.85)
-    return _png(fig)
+    return png_bytes(fig)

@@ -21,12 +21,15 @@ __all__ = [
     "plot_error_cdf",
     "plot_median_error_map",
     "plot_reliability",
+    "png_bytes",
+    "pyplot",
 ]
 
 _DPI = 110
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (figures are written, never shown)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -35,10 +38,11 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def png_bytes(fig: Any) -> bytes:
+    """The figure as PNG bytes at the reports' resolution; the figure is closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -46,7 +50,7 @@ def plot_error_cdf(
     errors_by_model: dict[str, NDArray[np.float64]], thresholds_km: Sequence[float]
 ) -> bytes:
     """Cumulative share of photos within each error (log-km axis), one line per model."""
-    plt = _pyplot()
+    plt = pyplot()
     many = len(errors_by_model) > 8
     # Many curves: the legend goes beside the axes in columns, or it would cover them.
     fig, ax = plt.subplots(figsize=(11.0 if many else 7.5, 4.5))
@@ -80,7 +84,7 @@ def plot_error_cdf(
     else:
         ax.legend(fontsize=8, loc="upper left")
     ax.grid(True, which="major", axis="y", color="0.9")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 @lru_cache(maxsize=1)
@@ -119,7 +123,7 @@ def plot_median_error_map(
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     frame = pd.DataFrame({"error": np.asarray(errors_km, dtype=np.float64)})
     if cells is not None and cell_lat is not None and cell_lon is not None:
         frame["group"] = np.asarray(cells)
@@ -164,7 +168,7 @@ def plot_median_error_map(
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
     ax.set_title(f"{title}: median error per {unit} (dot size ~ photos)", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_country_confusion(
@@ -175,7 +179,7 @@ def plot_country_confusion(
     Predicted countries outside those rows' set are pooled as ``other``, so
     each row shows where that country's photos went.
     """
-    plt = _pyplot()
+    plt = pyplot()
     true_country = np.asarray(true_country).astype(str)
     pred_country = np.asarray(pred_country).astype(str)
     labels = pd.Series(true_country).value_counts().index[:top].tolist()
@@ -207,12 +211,12 @@ def plot_country_confusion(
                 )
     fig.colorbar(image, ax=ax, shrink=0.8, label="% of the true country's photos")
     ax.set_title(f"{title}: country confusion", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_reliability(curves: dict[str, tuple[NDArray, NDArray, NDArray]]) -> bytes:
     """Reliability diagram: accuracy of the top-1 cell against its probability."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfect calibration")
     for name, (confidence, accuracy, counts) in curves.items():
@@ -224,4 +228,4 @@ def plot_reliability(curves: dict[str, tuple[NDArray, NDArray, NDArray]]) -> byt
     ax.set_ylabel("top-1 cell accuracy")
     ax.legend(fontsize=8)
     ax.set_title("calibration of the top-1 cell", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
