@@ -205,3 +205,49 @@ def test_m2_on_a_non_primary_head_trains_predicts_and_serves(multi, world, meshe
     assert backend.mesh.mesh_hash == coarse.mesh_hash
     lat, _ = backend.label_points()
     np.testing.assert_allclose(lat, coarse.centroids(kind="imagery")[0])
+
+
+def test_calibration_fits_one_temperature_per_head(multi, world, tmp_path):
+    import shutil
+
+    from trigeo.calibration import fit_temperature
+    from trigeo.runtime.inference import run_inference
+    from trigeo.train.calibrate import calibrate_m1
+
+    _, out, _ = multi
+    dataset, _, _ = world
+    copy = tmp_path / "m1"
+    shutil.copytree(out, copy)
+    calibrate_m1(copy, dataset.root, split="heads", num_workers=0, progress=False)
+    stored = json.loads((copy / "calibration.json").read_text())
+    assert set(stored["temperatures"]) == {"coarse", "fine"}
+    loaded = M1Model.load(copy)
+    assert [h.temperature for h in loaded.heads] == [
+        stored["temperatures"]["coarse"],
+        stored["temperatures"]["fine"],
+    ]
+    assert loaded.temperature == stored["temperatures"]["fine"] == stored["temperature"]
+    # Each head's temperature is the one fit_temperature gives on that head's own logits.
+    from trigeo.data.loading import PhotoDataset, build_transform
+
+    # The photos in the primary (fine) mesh's kept cells, as for a single-head model.
+    rows = dataset.photos("heads")
+    rows = rows[loaded.mesh.locate(rows["lat"].to_numpy(), rows["lon"].to_numpy()) >= 0]
+    logits = run_inference(
+        loaded.net,
+        PhotoDataset(
+            dataset.root,
+            rows["image"].to_numpy(),
+            None,
+            build_transform(loaded.data_config, train=False),
+        ),
+        mode="logits",
+        num_workers=0,
+        progress=False,
+    )
+    lat, lon = rows["lat"].to_numpy(), rows["lon"].to_numpy()
+    for h, spec in enumerate(loaded.heads):
+        cells = np.asarray(spec.mesh.locate(lat, lon))[logits["index"]]
+        kept = cells >= 0
+        expected = fit_temperature(logits[f"logits.{h}"][kept], cells[kept])
+        assert spec.temperature == pytest.approx(expected, rel=1e-9)

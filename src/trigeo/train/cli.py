@@ -157,7 +157,15 @@ def calibrate(
         accelerator=accelerator,
         devices=parse_devices(devices) or 1,
     )
-    console.print(f"[green]calibrated[/green] {model}: temperature {temperature:.3f}")
+    import json
+
+    stored = json.loads((model / "calibration.json").read_text("utf-8"))
+    by_head = stored.get("temperatures") or {}
+    if len(by_head) > 1:
+        heads = ", ".join(f"{name} {t:.3f}" for name, t in by_head.items())
+        console.print(f"[green]calibrated[/green] {model}: temperatures {heads}")
+    else:
+        console.print(f"[green]calibrated[/green] {model}: temperature {temperature:.3f}")
 
 
 def _head_overrides(**values: Any) -> dict[str, Any]:
