@@ -26,6 +26,7 @@ import torch
 from torch.nn import functional
 
 import trigeo.runtime.quiet  # noqa: F401  (drops Lightning's hosted-logger advert)
+from trigeo.errors import InputError
 from trigeo.provenance import write_json_atomic
 from trigeo.train.module import THRESHOLDS_KM, _haversine_km
 from trigeo.train.samplers import mix_seed
@@ -331,6 +332,15 @@ def fit_head_stages(
                 num_sanity_val_steps=0,
                 log_every_n_steps=10,
             )
+            if len(val_set) < trainer.world_size:
+                # Lightning stops a rank whose validation shard is empty with a traceback
+                # on every rank; say it once, before any process starts.
+                raise InputError(
+                    f"{len(val_set)} early-stopping items (stop_fraction="
+                    f"{config.stop_fraction:g}) for {trainer.world_size} processes: each "
+                    "process validates a share, so raise stop_fraction or use fewer devices",
+                    column="stop_fraction",
+                )
             net.train()
             start = time.perf_counter()
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from trigeo.provenance import atomic_path, hash_arrays, hash_file, write_json_atomic
-from trigeo.runtime.devices import launch_rank, set_cpu_threads, trainer_precision
+from trigeo.runtime.devices import set_cpu_threads, trainer_precision
 from trigeo.train.prepare import PreparedRun, prepare_m1
 from trigeo.train.state import check_run_state
 
@@ -54,9 +54,7 @@ def _check_state(out: Path, run: PreparedRun, config: Any, resume: bool) -> dict
         "seed": config.seed,
         "n_stages": len(config.stages),
     }
-    # Only rank 0 checks and writes; Lightning's DDP launcher re-runs this on every rank.
-    if launch_rank() == 0:
-        check_run_state(out, state, config_to_dict(config), resume)
+    check_run_state(out, state, config_to_dict(config), resume)  # rank 0 only, inside
     return state
 
 

@@ -38,8 +38,20 @@ def check_run_state(out: Path, state: dict[str, Any], config: dict[str, Any], re
     InputError
         ``out`` holds a run and ``resume`` is false, or a key of ``state``
         differs from the interrupted run's (named, with both values).
+
+    Notes
+    -----
+    Only the launching process (rank 0) checks and writes. Lightning's DDP
+    launcher re-runs the command in each further rank after rank 0 has
+    written the state, and those ranks would otherwise find "a run already
+    here" and stop.
     """
     import yaml
+
+    from trigeo.runtime.devices import launch_rank
+
+    if launch_rank() != 0:
+        return
 
     path = out / STATE_FILE
     if path.exists():
