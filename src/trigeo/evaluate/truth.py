@@ -118,11 +118,16 @@ class Truth:
         holds a known ISO code; the other photos are reverse geocoded once.
         """
         if self._country is None:
-            country = country_of(self.lat, self.lon)
             if "country" in self.table.columns:
                 given = self.table["country"].to_numpy(dtype=object)
                 known = known_country_codes(given)
-                country = np.where(known, given.astype(str), country).astype(str)
+                country = np.where(known, given, "").astype(str)
+                if not known.all():
+                    country = country.astype(object)
+                    country[~known] = country_of(self.lat[~known], self.lon[~known])
+                    country = country.astype(str)
+            else:
+                country = country_of(self.lat, self.lon)
             self._country = country
         return self._country
 

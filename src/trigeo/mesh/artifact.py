@@ -46,8 +46,13 @@ def read_arrays(path: Path) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
     return arrays, meta
 
 
-#: Kept cells averaging fewer training photos than this get a warning: a classifier
-#: needs tens of examples per class (docs/mesh.md, "Small datasets").
+#: ``summary()`` warns when the kept cells hold fewer photos than this on average.
+#: A softmax classifier needs tens of examples per class to learn more than the
+#: examples themselves; the study's cells hold at least 50 (fineP) to 1000 (coarse)
+#: photos and thousands on average. 20 is the bottom of "tens": below it a mesh
+#: has about as many classes as a classifier can memorize rather than learn, and
+#: a 9% validation split gives each cell fewer than two photos to be judged on
+#: (docs/mesh.md, "Small datasets").
 MIN_PHOTOS_PER_CELL = 20
 
 

@@ -381,14 +381,11 @@ def export(
     """Export triangles or S2 leaves as GeoJSON (edges densified, split at the antimeridian)."""
     from trigeo.mesh.artifact import load_mesh
     from trigeo.mesh.geojson import write_geojson
-    from trigeo.mesh.plot import plural
+    from trigeo.mesh.plot import count_regions
 
     mesh = load_mesh(mesh_path)
     write_geojson(mesh, geojson, max_step_deg=step_deg)
-    regions = mesh.regions()
-    typer.echo(
-        f"{geojson}: {len(regions['counts'])} {plural(regions['name'])}, {mesh.n_cells_} kept cells"
-    )
+    typer.echo(f"{geojson}: {count_regions(mesh)}, {mesh.n_cells_} kept cells")
 
 
 @app.command()

@@ -64,12 +64,11 @@ def mesh_stats(
     n, n_kept = int(lat.size), int(kept.sum())
     per_cell = np.bincount(cells[kept], minlength=mesh.n_cells_)
     areas = mesh.cell_areas_km2()
-    regions = mesh.regions()
     row: dict[str, Any] = {
         "name": name,
         "kind": mesh.kind,
         "cells": int(mesh.n_cells_),
-        "regions": len(regions["counts"]),
+        "regions": len(mesh.counts_),  # one per triangle or leaf, kept or not
         "params": mesh.get_params(),
         "mesh_hash": mesh.mesh_hash,
         "points": n,

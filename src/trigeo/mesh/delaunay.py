@@ -59,13 +59,6 @@ PRESETS: dict[str, tuple[float, float, int]] = {
     "fineP": (10000, 50, 14_000_000),
 }
 
-#: ``summary()`` warns when the kept cells hold fewer photos than this on average.
-#: A softmax classifier needs tens of examples per class to learn more than the
-#: examples themselves; the study's cells hold at least 50 (fineP) to 1000 (coarse)
-#: photos and thousands on average. 20 is the bottom of "tens": below it a mesh
-#: has about as many classes as a classifier can memorize rather than learn, and
-#: a 9% validation split gives each cell fewer than two photos to be judged on.
-
 ProgressCallback = Callable[[dict[str, Any]], None]
 
 

@@ -21,6 +21,16 @@ def plural(name: str) -> str:
     return "leaves" if name == "leaf" else name + "s"
 
 
+def count_regions(mesh: Any) -> str:
+    """``"848 triangles"`` / ``"2028 leaves"``: every region of the mesh, kept or not.
+
+    From ``counts_`` (one entry per region in both kinds), not ``regions()``,
+    which builds every region's corners and area.
+    """
+    word = "triangles" if mesh.kind == "delaunay" else "leaves"
+    return f"{len(mesh.counts_)} {word}"
+
+
 def plot_mesh(
     mesh: Any,
     path: str | Path,
@@ -138,9 +148,8 @@ def draw_mesh(
         mappable = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
         bar = ax.figure.colorbar(mappable, ax=ax, fraction=0.025, pad=0.01)
         bar.set_label("log10 photos per kept cell")
-    regions = mesh.regions()
     ax.set_title(
         title
-        or f"{mesh.n_cells_} kept cells of {len(regions['counts'])} {plural(regions['name'])} "
+        or f"{mesh.n_cells_} kept cells of {count_regions(mesh)} "
         f"(refinement limit {mesh.refinement_limit:g}, minimum {mesh.minimum_examples:g})"
     )

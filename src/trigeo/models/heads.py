@@ -75,9 +75,9 @@ def load_mesh_copy(root: Path, meta: dict[str, Any]) -> Any:
     return mesh
 
 
-def copy_mesh(root: Path, mesh_path: Path) -> str:
-    """Copy the mesh file into ``root`` (atomically); returns the copy's file name."""
-    mesh_file = "mesh" + "".join(mesh_path.suffixes)
+def copy_mesh(root: Path, mesh_path: Path, stem: str = "mesh") -> str:
+    """Copy the mesh file into ``root`` as ``<stem><suffixes>`` (atomically); returns its name."""
+    mesh_file = stem + "".join(mesh_path.suffixes)
     if mesh_path.resolve() != (root / mesh_file).resolve():
         with atomic_path(root / mesh_file) as tmp:
             shutil.copyfile(mesh_path, tmp)

@@ -21,7 +21,6 @@ Two layers (this module re-exports the first so callers need one import):
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from trigeo.errors import ArtifactError, InputError
+from trigeo.models.heads import copy_mesh, load_mesh_copy
 from trigeo.models.m1_net import M1Net, check_backbone, resolve_image_config
 from trigeo.models.weights import load_backbone_weights
 from trigeo.provenance import atomic_path, hash_file, make_provenance, write_json_atomic
@@ -246,10 +246,6 @@ class M1Model:
         return np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
 
     # --- persistence ---------------------------------------------------------------
-    def _mesh_file(self, index: int, mesh_path: Path) -> str:
-        stem = "mesh" if not self.is_multi_head else f"mesh-{self.heads[index].name}"
-        return stem + "".join(mesh_path.suffixes)
-
     def save(
         self,
         root: str | Path,
@@ -278,12 +274,9 @@ class M1Model:
         )
         if len(paths) != len(self.heads):
             raise ArtifactError(f"{len(paths)} mesh files for {len(self.heads)} heads")
-        for i, path in enumerate(paths):
-            mesh_file = self._mesh_file(i, path)
-            if path.resolve() != (root / mesh_file).resolve():
-                with atomic_path(root / mesh_file) as tmp:
-                    shutil.copyfile(path, tmp)
-            self.heads[i].mesh_file = mesh_file
+        for spec, path in zip(self.heads, paths, strict=True):
+            stem = f"mesh-{spec.name}" if self.is_multi_head else "mesh"
+            spec.mesh_file = copy_mesh(root, path, stem)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         with atomic_path(root / WEIGHTS_FILE) as tmp:
             save_file(state, str(tmp), metadata={"format": FORMAT})
@@ -360,8 +353,6 @@ class M1Model:
         """
         from safetensors.torch import load_file
 
-        from trigeo.mesh import load_mesh
-
         root = Path(root)
         meta_path = root / MODEL_FILE
         if not meta_path.exists():
@@ -375,18 +366,7 @@ class M1Model:
         heads = meta.get("heads") or [
             {"name": "head0", "mesh_file": meta["mesh_file"], "mesh_hash": meta["mesh_hash"]}
         ]
-        meshes = []
-        for head in heads:
-            mesh_path = root / head["mesh_file"]
-            if not mesh_path.exists():
-                raise ArtifactError(f"{root}: mesh copy {head['mesh_file']} is missing")
-            mesh = load_mesh(mesh_path)
-            if str(mesh.mesh_hash) != head["mesh_hash"]:
-                raise ArtifactError(
-                    f"{mesh_path}: mesh hash {mesh.mesh_hash} differs from the recorded "
-                    f"{head['mesh_hash']}; the model directory was modified"
-                )
-            meshes.append(mesh)
+        meshes = [load_mesh_copy(root, head) for head in heads]
         names = [h["name"] for h in heads]
         net = M1Net(
             meta["backbone"],

@@ -208,56 +208,43 @@ def predict_hierarchical(
     from trigeo.provenance import make_provenance
 
     models = [M1Model.load(path) for path in model_dirs]
-    parts = Path(str(out) + ".parts")
-    # (display name, mesh, label kind, model id, mesh hash, predictions) per mesh.
-    members: list[tuple[str, Any, str, str, str, Any]] = []
-    if len(models) == 1 and models[0].is_multi_head:
+    multi = len(models) == 1 and models[0].is_multi_head
+    if multi:
         model = models[0]
         chosen = [model.head_index(h) for h in heads] if heads else range(len(model.heads))
         chosen = list(dict.fromkeys(chosen))
         if len(chosen) < 2:
             raise InputError("--hierarchical needs two or more heads to combine")
-        path = parts / f"{Path(model_dirs[0]).name}.parquet"
+    elif heads:
+        raise InputError("--head chooses heads of one multi-head M1, not of several models")
+    elif len(models) < 2:
+        raise InputError(
+            "--hierarchical needs two or more --model directories (M1 models), "
+            "or one M1 trained with several --mesh"
+        )
+    parts = Path(str(out) + ".parts")
+    # (display name, mesh, label kind, model id, mesh hash, predictions) per mesh.
+    members: list[tuple[str, Any, str, str, str, Any]] = []
+    for i, model in enumerate(models):
+        stem = Path(model_dirs[i]).name
+        path = parts / (f"{stem}.parquet" if multi else f"{i}-{stem}.parquet")
+        # The loaded model is passed on: its weights and meshes are read once.
         result = predict_m1(
-            model_dirs[0], path, full_probs=True, top_k=top_k, report=report, **predict_options
+            model, path, full_probs=True, top_k=top_k, report=report, **predict_options
         )
         if result is None:
             return None
-        for h in chosen:
+        for h in chosen if multi else [model.net.primary]:
             spec = model.heads[h]
+            preds = read_predictions(result.files[spec.name])
             members.append(
                 (
-                    f"{model.name} {spec.name}",
+                    preds.model_name,
                     spec.mesh,
                     model.label_kind,
-                    f"{model.model_id}@{spec.name}",
+                    preds.model_id,
                     spec.mesh_hash,
-                    read_predictions(result.files[spec.name]),
-                )
-            )
-    else:
-        if heads:
-            raise InputError("--head chooses heads of one multi-head M1, not of several models")
-        if len(models) < 2:
-            raise InputError(
-                "--hierarchical needs two or more --model directories (M1 models), "
-                "or one M1 trained with several --mesh"
-            )
-        for i, model in enumerate(models):
-            path = parts / f"{i}-{Path(model_dirs[i]).name}.parquet"
-            result = predict_m1(
-                model_dirs[i], path, full_probs=True, top_k=top_k, report=report, **predict_options
-            )
-            if result is None:
-                return None
-            members.append(
-                (
-                    model.name,
-                    model.mesh,
-                    model.label_kind,
-                    model.model_id,
-                    model.mesh_hash,
-                    read_predictions(path),
+                    preds,
                 )
             )
     members.sort(key=lambda m: -int(m[1].n_cells_))

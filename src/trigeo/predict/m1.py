@@ -6,13 +6,16 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trigeo.errors import InputError, UnreadableImagesError
 from trigeo.provenance import make_provenance
 from trigeo.runtime.devices import set_cpu_threads
+
+if TYPE_CHECKING:
+    from trigeo.models.m1 import M1Model
 
 __all__ = ["PredictResult", "expand_image_paths", "head_path", "nearest_place", "predict_m1"]
 
@@ -77,7 +80,7 @@ def head_path(out: str | Path, head: str) -> Path:
 
 
 def predict_m1(
-    model_dir: str | Path,
+    model_dir: str | Path | M1Model,
     out: str | Path,
     *,
     images: Sequence[str | Path] | None = None,
@@ -132,7 +135,7 @@ def predict_m1(
     """
     from trigeo.data.loading import PhotoDataset, build_transform, five_crop_transform
     from trigeo.data.table import Dataset
-    from trigeo.models.m1 import M1Model, prediction_model_id
+    from trigeo.models.m1 import LABEL_KINDS, M1Model, prediction_model_id
     from trigeo.predictions import write_predictions
     from trigeo.runtime.inference import run_inference
 
@@ -142,8 +145,13 @@ def predict_m1(
         raise InputError(f"--top-k must be >= 1, got {top_k}")
     # Spinning OpenMP threads beside the loader workers slow a CPU run several-fold.
     set_cpu_threads(cpu_threads, num_workers)
-    model = M1Model.load(model_dir)
-    inputs: dict[str, str] = {"model": model.model_id, "mesh": model.mesh_hash}
+    # A caller that has loaded the model already (hierarchical prediction) passes it.
+    model = model_dir if isinstance(model_dir, M1Model) else M1Model.load(model_dir)
+    # Checked before the (long) inference: a typo must not cost a pass over the photos.
+    chosen = [model.head_index(head)] if head is not None else list(range(len(model.heads)))
+    if label is not None and label not in LABEL_KINDS:
+        raise InputError(f"--label must be one of {', '.join(LABEL_KINDS)}, got {label!r}")
+    inputs: dict[str, str] = {"model": model.model_id}  # + each file's own mesh below
     if data is not None:
         dataset = Dataset.open(data)
         rows = dataset.photos(split)
@@ -202,21 +210,19 @@ def predict_m1(
         )
     kept_ids = photo_ids[result["index"]]
     multi = model.is_multi_head
-    chosen = [model.head_index(head)] if head is not None else list(range(len(model.heads)))
+    one_file = head is not None or not multi
     label_override = label if label and label != model.label_kind else None
-    base_name = name or model.name
     primary: PredictResult | None = None
     files: dict[str, Path] = {}
     for h in chosen:
         spec = model.heads[h]
         suffix = f".{h}" if multi else ""
-        path = head_path(out, spec.name) if multi and head is None else Path(out)
-        if name and (head is not None or not multi):
+        path = Path(out) if one_file else head_path(out, spec.name)
+        if name and one_file:
             display = name  # one file: the name given is the name written
         else:
-            display = (f"{base_name} {spec.name}" if multi else base_name) + (
-                f" {label_override}" if label_override else ""
-            )
+            parts = [name or model.name, spec.name if multi else None, label_override]
+            display = " ".join(p for p in parts if p)
         label_lat, label_lon = model.label_points(h, kind=label)
         top_cells = result["top_cells" + suffix]
         lat, lon = label_lat[top_cells[:, 0]], label_lon[top_cells[:, 0]]

@@ -126,7 +126,7 @@ def forward_images(
         ``(B, D)`` pooled penultimate features (what the index holds) and
         ``(B, K)`` probabilities over the kept cells.
     """
-    pooled = net.forward_head(net.forward_features(batch), pre_logits=True)
+    pooled = net.embed(batch)
     logits = net.classify(pooled) if head is None else net.classify_heads(pooled)[head]
     logits = logits.double() / float(temperature)
     probs = torch.softmax(logits, dim=1)

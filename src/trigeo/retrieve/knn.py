@@ -161,6 +161,7 @@ def predict_knn(
     from trigeo.predictions import write_predictions
     from trigeo.retrieve.embed import embed_photos
     from trigeo.retrieve.index import RetrievalIndex
+    from trigeo.runtime.devices import launch_rank
 
     if (images is None or len(images) == 0) == (data is None):
         raise InputError("give either image paths or --data DATASET (not both)")
@@ -201,7 +202,7 @@ def predict_knn(
         work_dir=Path(out).resolve().parent,
         report=report,
     )
-    if embedded.features.shape[0] == 0 and not embedded.rows.size:
+    if launch_rank() != 0:  # rank 0 holds every rank's descriptors (as in build_index)
         return None
     kept_ids = photo_ids[embedded.rows]
     extra = 1 if same_dataset else 0

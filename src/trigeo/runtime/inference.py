@@ -76,7 +76,6 @@ class InferenceModule(lightning.LightningModule):
         self.n_heads = int(getattr(net, "n_heads", 1))
         sizes = getattr(net, "head_sizes", (net.num_classes,))
         self.top_ks = [int(min(top_k, k)) for k in sizes]
-        self.top_k = self.top_ks[int(getattr(net, "primary", 0))]
         self.temperatures = (
             [float(temperature)] * self.n_heads
             if isinstance(temperature, (int, float))

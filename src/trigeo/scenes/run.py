@@ -39,8 +39,8 @@ class ScenesResult:
     outdoor_share: float
 
 
-def _run_key(dataset: Dataset, weights: Path, arch: str, split: str | None) -> str:
-    text = json.dumps([dataset.hash, hash_file(weights), arch, split])
+def _run_key(dataset: Dataset, weights_sha256: str, arch: str, split: str | None) -> str:
+    text = json.dumps([dataset.hash, weights_sha256, arch, split])
     return hash_arrays(np.frombuffer(text.encode(), dtype=np.uint8))[:16]
 
 
@@ -126,7 +126,9 @@ def score_outdoor(
     work = Path(out) if out is not None else dataset.root
     work.mkdir(parents=True, exist_ok=True)
     partial = work / PARTIAL_FILE
-    key = _run_key(dataset, weights, arch, split)
+    # Hashed once: Places365 checkpoints are 45-115 MB, and the hash serves key and provenance.
+    weights_sha256 = hash_file(weights)
+    key = _run_key(dataset, weights_sha256, arch, split)
     images = rows["image"].to_numpy().astype(str)
     scores, done = _load_partial(partial, key, len(images))
     resumed = int(done.sum())
@@ -177,7 +179,7 @@ def score_outdoor(
     provenance = make_provenance(
         {"stage": "scenes", "arch": arch, "rule": "mean outdoor flag of the top-10 categories",
          "split": split},
-        {"table.parquet": dataset.hash, "weights": hash_file(weights)},
+        {"table.parquet": dataset.hash, "weights": weights_sha256},
         parent=dataset.meta.get("provenance"),
         unreadable=len(skipped),
     )  # fmt: skip

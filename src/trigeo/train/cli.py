@@ -111,7 +111,7 @@ def m1(
     cfg = load_config(config, overrides)
     model = train_m1(
         data,
-        mesh[0] if len(mesh) == 1 else mesh,
+        mesh,
         out,
         cfg,
         resume=resume,

@@ -28,7 +28,7 @@ from torch.nn import functional
 import trigeo.runtime.quiet  # noqa: F401  (drops Lightning's hosted-logger advert)
 from trigeo.errors import InputError
 from trigeo.provenance import write_json_atomic
-from trigeo.train.module import THRESHOLDS_KM, _haversine_km
+from trigeo.train.module import THRESHOLDS_KM, _haversine_km, gather_ragged
 from trigeo.train.samplers import mix_seed
 
 __all__ = ["HeadDataModule", "HeadModule", "fit_head_stages"]
@@ -125,15 +125,6 @@ class HeadModule(lightning.LightningModule):
             ).double()
         self._val.append((distance, (top == y).double(), loss, kept.double()))
 
-    def _gather(self, values: torch.Tensor) -> torch.Tensor:
-        """Every rank's 1-d ``values`` concatenated (ranks may hold different counts)."""
-        n = torch.tensor([len(values)], device=values.device)
-        sizes = self.all_gather(n).flatten()
-        padded = values.new_zeros(int(sizes.max()))
-        padded[: len(values)] = values
-        gathered = self.all_gather(padded)
-        return torch.cat([gathered[r, : int(sizes[r])] for r in range(len(sizes))])
-
     def on_validation_epoch_end(self) -> None:
         if not self._val:
             return
@@ -141,7 +132,7 @@ class HeadModule(lightning.LightningModule):
         self._val = []
         if self.trainer.world_size > 1:
             distance, correct, loss, kept = (
-                self._gather(t) for t in (distance, correct, loss, kept)
+                gather_ragged(self, t) for t in (distance, correct, loss, kept)
             )
         n_kept = kept.sum().clamp_min(1)
         metrics = {

@@ -399,11 +399,11 @@ def train_m1(
     metrics = _run_metrics(run, stage_metrics, skipped, total_images, total_seconds)
     if skipped:
         report(f"{len(skipped)} unreadable training images skipped (see metrics.json)")
-    model = _model(run, config, metrics, name or default_name(run.mesh_paths or run.mesh_path))
+    model = _model(run, config, metrics, name or default_name(run.mesh_paths))
     if is_zero:
         model.save(
             out,
-            run.mesh_paths if run.n_heads > 1 else run.mesh_path,
+            run.mesh_paths,
             inputs={"dataset": run.dataset.hash},
         )
         write_json_atomic(out / METRICS_FILE, metrics)
@@ -442,7 +442,7 @@ def _model(run: PreparedRun, config: Any, metrics: dict[str, Any], name: str) ->
 
     return M1Model(
         run.net.cpu().eval(),
-        run.meshes if run.n_heads > 1 else run.mesh,
+        run.meshes,
         label_kind=config.label,
         data_config=run.data_config,
         config=config_to_dict(config),

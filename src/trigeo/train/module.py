@@ -18,7 +18,7 @@ from trigeo.sphere import EARTH_RADIUS_KM
 from trigeo.train.config import StageConfig, TrainConfig
 from trigeo.train.samplers import ClassBalancedSampler, EpochSampler, mix_seed
 
-__all__ = ["THRESHOLDS_KM", "M1DataModule", "M1Module", "StopAfterBatches"]
+__all__ = ["THRESHOLDS_KM", "M1DataModule", "M1Module", "StopAfterBatches", "gather_ragged"]
 
 THRESHOLDS_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)
 log = logging.getLogger("trigeo.train")
@@ -32,6 +32,22 @@ def _haversine_km(lat1: torch.Tensor, lon1: torch.Tensor, lat2: torch.Tensor, lo
         + torch.cos(lat1) * torch.cos(lat2) * torch.sin((lon2 - lon1) / 2) ** 2
     )
     return 2 * EARTH_RADIUS_KM * torch.asin(torch.sqrt(a.clamp(0, 1)))
+
+
+def gather_ragged(module: lightning.LightningModule, values: torch.Tensor) -> torch.Tensor:
+    """Every rank's 1-d ``values`` concatenated (ranks may hold different counts).
+
+    Shared by the M1 and M2/M3 modules: their validation metrics are taken
+    over every rank's photos, not averaged over ranks.
+    """
+    if module.trainer.world_size == 1:
+        return values
+    n = torch.tensor([len(values)], device=values.device)
+    sizes = module.all_gather(n).flatten()
+    padded = values.new_zeros(int(sizes.max()))
+    padded[: len(values)] = values
+    gathered = module.all_gather(padded)
+    return torch.cat([gathered[r, : int(sizes[r])] for r in range(len(sizes))])
 
 
 class M1Module(lightning.LightningModule):
@@ -262,17 +278,6 @@ class M1Module(lightning.LightningModule):
             )
         self._val_parts.append(parts)
 
-    def _gather(self, values: torch.Tensor) -> torch.Tensor:
-        """Every rank's 1-d ``values`` concatenated (ranks may hold different counts)."""
-        if self.trainer.world_size == 1:
-            return values
-        n = torch.tensor([len(values)], device=values.device)
-        sizes = self.all_gather(n).flatten()
-        padded = torch.zeros(int(sizes.max()), dtype=values.dtype, device=values.device)
-        padded[: len(values)] = values
-        gathered = self.all_gather(padded)
-        return torch.cat([gathered[r, : int(sizes[r])] for r in range(len(sizes))])
-
     def on_validation_epoch_end(self) -> None:
         self._check_unreadable("val")
         batches, self._val_parts = self._val_parts, []
@@ -284,12 +289,13 @@ class M1Module(lightning.LightningModule):
         self, prefix: str, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     ) -> None:
         empty = torch.zeros(0, dtype=torch.float64, device=self.device)
-        distance = self._gather(torch.cat([p[0] for p in parts]) if parts else empty)
-        correct = self._gather(torch.cat([p[1] for p in parts]) if parts else empty)
-        loss = self._gather(
+        distance = gather_ragged(self, torch.cat([p[0] for p in parts]) if parts else empty)
+        correct = gather_ragged(self, torch.cat([p[1] for p in parts]) if parts else empty)
+        loss = gather_ragged(
+            self,
             torch.stack([p[2] for p in parts]).sum(0)
             if parts
-            else torch.zeros(2, dtype=torch.float64, device=self.device)
+            else torch.zeros(2, dtype=torch.float64, device=self.device),
         )
         loss_sum, loss_n = loss.view(-1, 2).sum(0).tolist()
         if len(distance) == 0:

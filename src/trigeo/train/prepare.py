@@ -79,10 +79,6 @@ class PreparedRun:
     def n_heads(self) -> int:
         return max(1, len(self.meshes))
 
-    @property
-    def primary(self) -> int:
-        return self.meshes.index(self.mesh) if self.meshes else 0
-
 
 def head_names_for(mesh_paths: Sequence[Path]) -> list[str]:
     """One head name per mesh file: its stem (``coarse.npz`` -> ``coarse``).
