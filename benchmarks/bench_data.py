@@ -23,23 +23,12 @@ import io
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MP16 = HERE.parent.parent / "shared" / "data" / "mp16_gps_100k.csv"
-
-
-def _best(fn, repeats: int) -> float:
-    """Best wall time of ``repeats`` runs (the machine is shared; best is least noisy)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from _common import DEFAULT_MP16, best_time  # noqa: E402 (benchmarks run as scripts)
 
 
 def bench_import(work: Path, rows: int, repeats: int, with_bz2: bool) -> None:
@@ -68,8 +57,8 @@ def bench_import(work: Path, rows: int, repeats: int, with_bz2: bool) -> None:
     def trigeo_import() -> None:
         import_yfcc(tsv, work / "out", seed=0)
 
-    t_peer = _best(csv_pass, repeats)
-    t_ours = _best(trigeo_import, repeats)
+    t_peer = best_time(csv_pass, repeats)
+    t_ours = best_time(trigeo_import, repeats)
     print(
         f"import  file: {rows:,} lines, {size_mb:.1f} MB (25 columns; half not geotagged, "
         "2% videos)"
@@ -86,8 +75,8 @@ def bench_import(work: Path, rows: int, repeats: int, with_bz2: bool) -> None:
                 while fh.read(1 << 22):
                     pass
 
-        t_bz2_peer = _best(bz2_pass, 1)
-        t_bz2 = _best(lambda: import_yfcc(compressed, work / "out_bz2", seed=0), 1)
+        t_bz2_peer = best_time(bz2_pass, 1)
+        t_bz2 = best_time(lambda: import_yfcc(compressed, work / "out_bz2", seed=0), 1)
         print(f"import  peer bz2 decompress only: {rows / t_bz2_peer:>12,.0f} rows/s")
         print(f"import  trigeo data yfcc (.bz2):  {rows / t_bz2:>12,.0f} rows/s")
 
@@ -127,7 +116,7 @@ def bench_synth(work: Path, photos: int, repeats: int) -> None:
 
         return run
 
-    t_peer = _best(encode_only, repeats)
+    t_peer = best_time(encode_only, repeats)
     print(f"synth   {photos:,} photos at 64 px")
     print(f"synth   peer PIL JPEG encode-only (in memory): {photos / t_peer:>10,.0f} photos/s")
     places = [("disk", work)]
@@ -136,9 +125,9 @@ def bench_synth(work: Path, photos: int, repeats: int) -> None:
         places.append(("RAM disk", Path(tempfile.mkdtemp(prefix="trigeo-bench-", dir=shm))))
     try:
         for label, where in places:
-            t_files = _best(create_files(where), repeats)
-            t_one = _best(world(where, 1), repeats)
-            t_two = _best(world(where, 2), repeats)
+            t_files = best_time(create_files(where), repeats)
+            t_one = best_time(world(where, 1), repeats)
+            t_two = best_time(world(where, 2), repeats)
             print(
                 f"synth   [{label}] peer: create {photos:,} new JPEG files: "
                 f"{photos / t_files:>10,.0f} files/s"

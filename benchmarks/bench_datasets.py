@@ -27,24 +27,14 @@ import random
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MP16 = HERE.parent.parent / "shared" / "data" / "mp16_gps_100k.csv"
+from _common import DEFAULT_MP16, best_time  # noqa: E402 (benchmarks run as scripts)
+
 sys.path.insert(0, str(HERE.parent / "src"))
-
-
-def _best(fn, repeats: int) -> float:
-    """Best wall time of ``repeats`` runs (the machine is shared; best is least noisy)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _coordinates(mp16: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,9 +94,9 @@ def bench_csv(work: Path, rows: int, repeats: int, mp16: Path) -> None:
             for _ in csv.reader(handle):
                 pass
 
-    t_ours = _best(ours, repeats)
-    t_pandas = _best(pandas_read, repeats)
-    t_split = _best(split_only, repeats)
+    t_ours = best_time(ours, repeats)
+    t_pandas = best_time(pandas_read, repeats)
+    t_split = best_time(split_only, repeats)
     print(f"csv     file: {rows:,} rows, {size_mb:.1f} MB (mp16_places365.csv layout + url)")
     print(f"csv     trigeo data csv (streamed to Parquet): {rows / t_ours:>12,.0f} rows/s")
     print(f"csv     peer pandas.read_csv (in memory):      {rows / t_pandas:>12,.0f} rows/s")
@@ -163,7 +153,7 @@ def bench_images(work: Path, n: int, repeats: int) -> None:
         shutil.rmtree(dataset / ".msgpack-scan", ignore_errors=True)
         scan_shards(shards, dataset, ImportReport("bench", shards))
 
-    t_scan = _best(scan, repeats)
+    t_scan = best_time(scan, repeats)
     index, _ = scan_shards(shards, dataset, ImportReport("bench", shards))
     msg_refs = index.refs.to_pylist()
     file_refs = [f"folder/{i}" for i in ids]
@@ -185,11 +175,11 @@ def bench_images(work: Path, n: int, repeats: int) -> None:
 
     for refs in (msg_refs, file_refs):
         read_all(refs, decode=False)  # warm the page cache for both
-    t_msg = _best(lambda: read_all(msg_refs, False), repeats)
-    t_file = _best(lambda: read_all(file_refs, False), repeats)
-    t_seq = _best(unpacker_pass, repeats)
-    t_msg_dec = _best(lambda: read_all(msg_refs, True), repeats)
-    t_file_dec = _best(lambda: read_all(file_refs, True), repeats)
+    t_msg = best_time(lambda: read_all(msg_refs, False), repeats)
+    t_file = best_time(lambda: read_all(file_refs, False), repeats)
+    t_seq = best_time(unpacker_pass, repeats)
+    t_msg_dec = best_time(lambda: read_all(msg_refs, True), repeats)
+    t_file_dec = best_time(lambda: read_all(file_refs, True), repeats)
     print(
         f"images  set: {n:,} JPEGs, {mb:.1f} MB, 320 px short side, "
         f"{len(list(shards.iterdir()))} shards"

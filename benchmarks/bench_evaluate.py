@@ -37,7 +37,7 @@ from trigeo.evaluate.metrics import (
 from trigeo.sphere import EARTH_RADIUS_KM
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MP16 = HERE.parent.parent / "shared" / "data" / "mp16_gps_100k.csv"
+from _common import DEFAULT_MP16  # noqa: E402 (benchmarks run as scripts)
 
 
 def load_truth(path: Path, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MP16 = HERE.parent.parent / "shared" / "data" / "mp16_gps_100k.csv"
+from _common import DEFAULT_MP16, jitter, machine_load  # noqa: E402 (benchmarks run as scripts)
 
 STUDY_CELLS = {"coarse": 538, "fine": 6565, "fineP": 4771}
 STUDY_ORACLE = {
@@ -35,19 +35,6 @@ STUDY_ORACLE = {
     ("fine", "cell_centroid"): [21.92, 73.13, 97.26, 99.99, 100.00],
     ("fine", "imagery_centroid"): [31.22, 83.23, 99.09, 99.99, 100.00],
 }
-
-
-def load() -> str:
-    return f"load avg {os.getloadavg()[0]:.1f}/{os.cpu_count() or 1} CPUs"
-
-
-def jitter(lat, lon, n, km, rng):
-    """n points resampled from (lat, lon) with Gaussian jitter of `km` per axis."""
-    pick = rng.integers(0, lat.size, n)
-    jlat = lat[pick] + rng.normal(0.0, km / 111.2, n)
-    cos = np.maximum(np.cos(np.radians(lat[pick])), 0.01)
-    jlon = lon[pick] + rng.normal(0.0, 1.0, n) * (km / 111.2) / cos
-    return np.clip(jlat, -90.0, 90.0), (jlon + 180.0) % 360.0 - 180.0
 
 
 def presets(lat, lon) -> dict:
@@ -135,7 +122,7 @@ def location(mesh, lat, lon, n_points: int, rng) -> int:
     )
     print(
         f"ratio trigeo / h3, both 1 thread: {ours / peer:.2f}x (wall), "
-        f"{h3_cpu / best_cpu:.2f}x (CPU); {load()}"
+        f"{h3_cpu / best_cpu:.2f}x (CPU); {machine_load()}"
     )
     print(
         f">= 10M points/s: 1 thread {'met' if ours >= 10 else 'MISSED'} ({ours:.1f}), "
@@ -168,7 +155,7 @@ def build_child(mp16: Path, n: int, seed: int) -> None:
                 "cells": mesh.n_cells_,
                 "triangles": len(mesh.triangles_),
                 "rounds": mesh.n_rounds_,
-                "load": load(),
+                "load": machine_load(),
             }
         )
     )
@@ -188,7 +175,7 @@ def build_speed(mp16: Path, lat, lon, n_big: int, s2_sample: int, rng) -> int:
         cpus.append(time.process_time() - c0)
     print(
         f"scaled fine preset on {lat.size:,} points: best {min(walls):.2f} s wall, "
-        f"{min(cpus):.2f} s CPU ({mesh.n_cells_} cells); {load()}"
+        f"{min(cpus):.2f} s CPU ({mesh.n_cells_} cells); {machine_load()}"
     )
     failures = int(min(walls) > 2.0)
     child = subprocess.run(
@@ -250,7 +237,7 @@ def main() -> int:
     n_locate = 200_000 if args.quick else 1_000_000
     n_big = 1_000_000 if args.quick else 14_000_000
     s2_sample = 2_000 if args.quick else 20_000
-    print(f"# bench_mesh ({'quick' if args.quick else 'full'}), {load()}")
+    print(f"# bench_mesh ({'quick' if args.quick else 'full'}), {machine_load()}")
     failures = 0
     if args.section in ("all", "presets"):
         result = presets(lat, lon)

@@ -20,21 +20,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MP16 = HERE.parent.parent / "shared" / "data" / "mp16_gps_100k.csv"
+from _common import DEFAULT_MP16, jitter, machine_load  # noqa: E402 (benchmarks run as scripts)
+
 TARGET_MPS = 1.0
-
-
-def load() -> str:
-    return f"load avg {os.getloadavg()[0]:.1f}/{os.cpu_count() or 1} CPUs"
-
-
-def jitter(lat, lon, n, km, rng):
-    """n points resampled from (lat, lon) with Gaussian jitter of `km` per axis."""
-    pick = rng.integers(0, lat.size, n)
-    jlat = lat[pick] + rng.normal(0.0, km / 111.2, n)
-    cos = np.maximum(np.cos(np.radians(lat[pick])), 0.01)
-    jlon = lon[pick] + rng.normal(0.0, 1.0, n) * (km / 111.2) / cos
-    return np.clip(jlat, -90.0, 90.0), (jlon + 180.0) % 360.0 - 180.0
 
 
 def build(lat, lon) -> dict:
@@ -60,7 +48,7 @@ def build(lat, lon) -> dict:
             f"{info['levels']['max']} | {100 * info['dropped_share']:.2f}% | "
             f"{min(walls):.2f} ({min(cpus):.2f}) |"
         )
-    print(load())
+    print(machine_load())
     return meshes
 
 
@@ -114,7 +102,7 @@ def location(mesh, lat, lon, n_points: int, n_peer: int, rng) -> int:
     )
     print(
         f"ratio trigeo locate / s2sphere leaf id, both 1 thread: {ours / peer:.1f}x (wall), "
-        f"{(n_points / best_cpu) / (n_peer / peer_cpu):.1f}x (CPU); {load()}"
+        f"{(n_points / best_cpu) / (n_peer / peer_cpu):.1f}x (CPU); {machine_load()}"
     )
     print(f"s2sphere ids equal trigeo's on the {n_peer:,} points: {same}")
     print(
@@ -135,7 +123,7 @@ def main() -> int:
     lat, lon = read_points(args.mp16)
     n_locate = 200_000 if args.quick else 1_000_000
     n_peer = 5_000 if args.quick else 50_000
-    print(f"# bench_quadtree ({'quick' if args.quick else 'full'}), {load()}")
+    print(f"# bench_quadtree ({'quick' if args.quick else 'full'}), {machine_load()}")
     meshes = build(lat, lon)
     failures = location(meshes["fine"], lat, lon, n_locate, n_peer, rng)
     if args.quick:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MP16 = HERE.parent.parent / "shared" / "data" / "mp16_gps_100k.csv"
+from _common import DEFAULT_MP16  # noqa: E402 (benchmarks run as scripts)
 
 
 def main() -> int:
