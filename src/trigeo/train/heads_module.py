@@ -31,7 +31,7 @@ from trigeo.provenance import write_json_atomic
 from trigeo.train.module import THRESHOLDS_KM, _haversine_km, gather_ragged
 from trigeo.train.samplers import mix_seed
 
-__all__ = ["HeadDataModule", "HeadModule", "fit_head_stages"]
+__all__ = ["HeadDataModule", "HeadModule", "fit_head_stages", "head_run_metrics"]
 
 log = logging.getLogger("trigeo.train")
 DONE_FILE = "done.safetensors"
@@ -224,6 +224,19 @@ class HeadDataModule(lightning.LightningDataModule):
 def _best_state(path: str) -> dict[str, torch.Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+
+
+def head_run_metrics(stage_metrics: list[dict[str, Any]], counts: dict[str, int]) -> dict[str, Any]:
+    """An M2/M3 run's ``metrics.json``: its stages, best accuracy, photo counts and speed."""
+    seconds = sum(m["seconds"] for m in stage_metrics if m.get("seconds"))
+    photos = sum(m["train_photos"] for m in stage_metrics if m.get("train_photos"))
+    return {
+        "stages": stage_metrics,
+        "best_val_acc": stage_metrics[-1]["best_val_acc"] if stage_metrics else None,
+        "counts": counts,
+        "train_seconds": round(seconds, 2),
+        "train_photos_per_second": round(photos / seconds, 1) if seconds else None,
+    }
 
 
 def fit_head_stages(

@@ -22,7 +22,7 @@ import torch
 from trigeo.provenance import write_json_atomic
 from trigeo.train.state import check_run_state
 
-__all__ = ["default_head_name", "rows_collate", "train_m2"]
+__all__ = ["default_head_name", "rows_collate", "start_head_run", "train_m2"]
 
 log = logging.getLogger("trigeo.train")
 METRICS_FILE = "metrics.json"
@@ -58,6 +58,41 @@ def shuffled_times(posted_at: Any, seed: int) -> Any:
     rng = np.random.default_rng([seed, 30])
     values = np.asarray(posted_at)
     return values[rng.permutation(len(values))]
+
+
+def start_head_run(
+    heads: Any, config: Any, out: Path, resume: bool, report: Callable[[str], None], **ids: str
+) -> tuple[np.ndarray, int]:
+    """What M2 and M3 do before training: the run state, the notes, the M2 input.
+
+    ``ids`` names the model the head builds on (``m1_model_id`` or
+    ``m2_model_id``); it joins the state a resumed run must match.
+
+    Returns
+    -------
+    x, n_cells
+        M2's input rows (top-k cells, their mass, time features) and the
+        mesh's cell count.
+    """
+    from trigeo.models.m2 import m2_inputs
+    from trigeo.train.heads_config import head_config_to_dict
+
+    state = {
+        "dataset_sha256": heads.dataset.hash,
+        **ids,
+        "seed": config.seed,
+        "shuffle_time": config.shuffle_time,
+        "n_stages": len(config.stages),
+    }
+    check_run_state(out, state, head_config_to_dict(config), resume)
+    for note in heads.notes:
+        report(note)
+    posted = heads.posted_at
+    if config.shuffle_time:
+        posted = shuffled_times(posted, config.seed)
+        report("--shuffle-time: posting times permuted across the photos (ablation)")
+    n_cells = int(heads.mesh.n_cells_)
+    return m2_inputs(heads.top_cells, heads.top_probs, n_cells, posted, top_k=config.top_k), n_cells
 
 
 def train_m2(
@@ -100,11 +135,11 @@ def train_m2(
     """
     import lightning
 
-    from trigeo.models.m2 import M2Model, M2Net, m2_inputs
+    from trigeo.models.m2 import M2Model, M2Net
     from trigeo.runtime.devices import set_cpu_threads
     from trigeo.train.heads_config import head_config_to_dict
     from trigeo.train.heads_data import prepare_heads, split_rows
-    from trigeo.train.heads_module import fit_head_stages
+    from trigeo.train.heads_module import fit_head_stages, head_run_metrics
 
     out = Path(out)
     set_cpu_threads(config.cpu_threads, config.num_workers)
@@ -112,22 +147,9 @@ def train_m2(
     heads = prepare_heads(
         data, m1, config, m1_pred=m1_pred, allow_overlap=allow_overlap, report=report
     )
-    state = {
-        "dataset_sha256": heads.dataset.hash,
-        "m1_model_id": heads.m1_meta["model_id"],
-        "seed": config.seed,
-        "shuffle_time": config.shuffle_time,
-        "n_stages": len(config.stages),
-    }
-    check_run_state(out, state, head_config_to_dict(config), resume)
-    for note in heads.notes:
-        report(note)
-    posted = heads.posted_at
-    if config.shuffle_time:
-        posted = shuffled_times(posted, config.seed)
-        report("--shuffle-time: posting times permuted across the photos (ablation)")
-    n_cells = int(heads.mesh.n_cells_)
-    x = m2_inputs(heads.top_cells, heads.top_probs, n_cells, posted, top_k=config.top_k)
+    x, n_cells = start_head_run(
+        heads, config, out, resume, report, m1_model_id=heads.m1_meta["model_id"]
+    )
     kept = heads.labels >= 0
     stop = split_rows(len(x), config.stop_fraction, config.seed)
     fit_rows, stop_rows = np.flatnonzero(kept & ~stop), np.flatnonzero(kept & stop)
@@ -174,15 +196,9 @@ def train_m2(
         callbacks=callbacks,
         report=report,
     )
-    seconds = sum(m["seconds"] for m in stage_metrics if m.get("seconds"))
-    photos = sum(m["train_photos"] for m in stage_metrics if m.get("train_photos"))
-    metrics = {
-        "stages": stage_metrics,
-        "best_val_acc": stage_metrics[-1]["best_val_acc"] if stage_metrics else None,
-        "counts": {**heads.counts, "fit": len(fit_rows), "stop": len(stop_rows)},
-        "train_seconds": round(seconds, 2),
-        "train_photos_per_second": round(photos / seconds, 1) if seconds else None,
-    }
+    metrics = head_run_metrics(
+        stage_metrics, {**heads.counts, "fit": len(fit_rows), "stop": len(stop_rows)}
+    )
     model = M2Model(
         net.cpu().eval(),
         heads.mesh,

@@ -20,7 +20,6 @@ import torch
 
 from trigeo.errors import InputError
 from trigeo.provenance import write_json_atomic
-from trigeo.train.state import check_run_state
 
 __all__ = ["album_collate", "train_m3"]
 
@@ -116,13 +115,13 @@ def train_m3(
     """
     import lightning
 
-    from trigeo.models.m2 import M2Model, m2_inputs, read_model_json
+    from trigeo.models.m2 import M2Model, read_model_json
     from trigeo.models.m3 import M3Model, M3Net, make_albums
     from trigeo.runtime.devices import set_cpu_threads
     from trigeo.train.heads_config import head_config_to_dict
     from trigeo.train.heads_data import prepare_heads, split_rows
-    from trigeo.train.heads_module import fit_head_stages
-    from trigeo.train.m2 import default_head_name, shuffled_times
+    from trigeo.train.heads_module import fit_head_stages, head_run_metrics
+    from trigeo.train.m2 import default_head_name, start_head_run
 
     out = Path(out)
     set_cpu_threads(config.cpu_threads, config.num_workers)
@@ -143,22 +142,7 @@ def train_m3(
     heads = prepare_heads(
         data, m1_dir, config, m1_pred=m1_pred, allow_overlap=allow_overlap, report=report
     )
-    state = {
-        "dataset_sha256": heads.dataset.hash,
-        "m2_model_id": m2_model.model_id,
-        "seed": config.seed,
-        "shuffle_time": config.shuffle_time,
-        "n_stages": len(config.stages),
-    }
-    check_run_state(out, state, head_config_to_dict(config), resume)
-    for note in heads.notes:
-        report(note)
-    posted = heads.posted_at
-    if config.shuffle_time:
-        posted = shuffled_times(posted, config.seed)
-        report("--shuffle-time: posting times permuted across the photos (ablation)")
-    n_cells = int(heads.mesh.n_cells_)
-    x = m2_inputs(heads.top_cells, heads.top_probs, n_cells, posted, top_k=config.top_k)
+    x, n_cells = start_head_run(heads, config, out, resume, report, m2_model_id=m2_model.model_id)
     # The same photo-level fit/stop split as M2's (same rows, fraction and seed), so M3 learns
     # from exactly M2's photos. Albums hold all of a user's heads photos: a stop photo is
     # context (its M1 cells and time) in training and scored only in validation.
@@ -225,15 +209,7 @@ def train_m3(
         report=report,
     )
     net.freeze_m2(False)
-    seconds = sum(m["seconds"] for m in stage_metrics if m.get("seconds"))
-    photos = sum(m["train_photos"] for m in stage_metrics if m.get("train_photos"))
-    metrics = {
-        "stages": stage_metrics,
-        "best_val_acc": stage_metrics[-1]["best_val_acc"] if stage_metrics else None,
-        "counts": counts,
-        "train_seconds": round(seconds, 2),
-        "train_photos_per_second": round(photos / seconds, 1) if seconds else None,
-    }
+    metrics = head_run_metrics(stage_metrics, counts)
     model = M3Model(
         net.cpu().eval(),
         heads.mesh,
