@@ -157,9 +157,10 @@ def _coarse_vs_fine(view: MetricsView) -> Finding:
         "Coarse meshes win at 750 and 2500 km; fine meshes win at 1 and 25 km",
         f"M1 coarse {series(view, sc.accuracy_pct)} vs fine {series(view, sf.accuracy_pct)} %",
     )
-    coarse, fine = view.row("m1_coarse"), view.row("m1_fine")
-    if coarse is None or fine is None:
-        return c.not_run(view.missing_role("m1_coarse" if coarse is None else "m1_fine"))
+    rows, missing = view.rows("m1_coarse", "m1_fine")
+    if missing:
+        return c.not_run(missing)
+    coarse, fine = rows
     test = view.wilcoxon(coarse["model"], fine["model"])
     numbers = (
         f"coarse {series(view, coarse)} vs fine {series(view, fine)} % at "
@@ -214,10 +215,8 @@ def _time_helps(view: MetricsView) -> Finding:
         "Time of posting helps: M2 beats M1 (coarse)",
         f"M2 − M1 coarse {_study_diff(view, 'm2', 'm1_coarse')} points; {view.study.time_text}",
     )
-    m2, m1 = view.row("m2"), view.row("m1_coarse")
-    if m2 is None or m1 is None:
-        return c.not_run(view.missing_role("m2" if m2 is None else "m1_coarse"))
-    return _pairwise(c, view, m2, m1)
+    rows, missing = view.rows("m2", "m1_coarse")
+    return c.not_run(missing) if missing else _pairwise(c, view, *rows)
 
 
 def _albums_help(view: MetricsView) -> Finding:
@@ -226,9 +225,10 @@ def _albums_help(view: MetricsView) -> Finding:
         "Albums help (M3 beats M2) and keep KL divergence lowest",
         f"M3 − M2 coarse {_study_diff(view, 'm3', 'm2')} points; M3 has the lowest KL",
     )
-    m3, m2 = view.row("m3"), view.row("m2")
-    if m3 is None or m2 is None:
-        return c.not_run(view.missing_role("m3" if m3 is None else "m2"))
+    rows, missing = view.rows("m3", "m2")
+    if missing:
+        return c.not_run(missing)
+    m3, m2 = rows
     base = _pairwise(c, view, m3, m2)
     if base.verdict == "not run":
         return base
@@ -321,9 +321,10 @@ def _triangles_vs_quadtree(view: MetricsView) -> Finding:
         "Triangles beat the S2 quad-tree at equal cell counts (M1 fine vs M1 S2, 1/25/200 km)",
         "claimed by the study, which publishes no numbers at equal cell counts",
     )
-    fine, s2 = view.row("m1_fine"), view.row("m1_s2")
-    if fine is None or s2 is None:
-        return c.not_run(view.missing_role("m1_fine" if fine is None else "m1_s2"))
+    rows, missing = view.rows("m1_fine", "m1_s2")
+    if missing:
+        return c.not_run(missing)
+    fine, s2 = rows
     ts = (1.0, 25.0, 200.0)
     test = view.wilcoxon(fine["model"], s2["model"])
     cells = {m: view.meshes.get(m, {}).get("cells") for m in ("fine", "s2")}
@@ -362,11 +363,10 @@ def _hierarchical(view: MetricsView) -> Finding:
         "Hierarchical coarse x fine is at least as good as both single meshes",
         "trigeo's extension; not in the study",
     )
-    rows = {r: view.row(r) for r in ("hier", "m1_coarse", "m1_fine")}
-    missing = [r for r, row in rows.items() if row is None]
+    rows, missing = view.rows("hier", "m1_coarse", "m1_fine")
     if missing:
-        return c.not_run(view.missing_role(missing[0]))
-    hier, coarse, fine = (rows[r] or {} for r in ("hier", "m1_coarse", "m1_fine"))
+        return c.not_run(missing)
+    hier, coarse, fine = rows
     tests = [view.wilcoxon(hier["model"], other["model"]) for other in (coarse, fine)]
     numbers = (
         f"hier {series(view, hier)} vs coarse {series(view, coarse)} vs fine "

@@ -184,6 +184,14 @@ class MetricsView:
     def missing_role(self, role: str) -> str:
         return f"not run: this run has no {role} model (role {role!r} not given)"
 
+    def rows(self, *roles: str) -> tuple[list[dict[str, Any]], str | None]:
+        """The model rows of ``roles``, or ``([], why)`` naming the first role not run."""
+        found = [self.row(role) for role in roles]
+        for role, row in zip(roles, found, strict=True):
+            if row is None:
+                return [], self.missing_role(role)
+        return [row for row in found if row is not None], None
+
     def acc(self, row: dict[str, Any], threshold_km: float, name: str | None = None) -> float:
         """A row's accuracy (percent) at a threshold."""
         key = study_key(threshold_km)
