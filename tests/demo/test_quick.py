@@ -34,8 +34,8 @@ def test_quick_demo_runs_every_stage_and_writes_every_finding(tmp_path):
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     names = {m["model"] for m in metrics["models"]}
     assert set(ROLES.values()) <= names
-    # Every stage ran and is listed with its command and time.
-    assert len(record["stages"]) == 20
+    # Every stage ran (21: every head at both label points) and is listed with command and time.
+    assert len(record["stages"]) == 21
     assert all(s["status"] == "ran" and s["seconds"] > 0 for s in record["stages"])
     assert all(s["command"].startswith("trigeo ") for s in record["stages"])
     for figure in ("longitude", "coarse", "fine", "s2"):

@@ -53,7 +53,7 @@ def test_one_multi_head_m1_feeds_every_predictor_and_one_evaluation(tmp_path):
     produced = {str(s.output) for s in stages}
     # Every evaluated file is some stage's output (the per-head files come from one stage).
     per_head = {str(tmp_path / "predictions" / f"m1-{n}.parquet") for n in MESH_RULES}
-    assert set(preds) - per_head <= produced and len(preds) == 9
+    assert set(preds) - per_head <= produced and len(preds) == 10
     assert {"--oracle", "--averaging"} <= set(evaluation)
     # Each stage's key changes with its command line.
     assert len({s.key() for s in stages}) == len(stages)

@@ -32,6 +32,7 @@ ROLE_KEYS = (
     "m1_s2",
     "m1_coarse_cell",
     "m1_fine_cell",
+    "m1_s2_cell",
     "m2",
     "m3",
     "hier",

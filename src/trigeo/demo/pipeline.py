@@ -118,6 +118,7 @@ ROLES: dict[str, str] = {
     "m1_s2": "M1 s2",
     "m1_coarse_cell": "M1 coarse cell",
     "m1_fine_cell": "M1 fine cell",
+    "m1_s2_cell": "M1 s2 cell",
     "m2": "M2 coarse",
     "m3": "M3 coarse",
     "hier": "hier coarse x fine",
@@ -133,9 +134,9 @@ def demo_stages(
 
     Synthetic world; coarse and fine Delaunay meshes and an S2 quad-tree
     (:data:`MESH_RULES`) with their maps; one multi-head M1 (a head per mesh,
-    one shared backbone); its predictions per head, also at the cell
-    centroid; M2 and M3 on the coarse head; hierarchical coarse x fine; the
-    kNN retrieval predictor; one evaluation of everything.
+    one shared backbone); its predictions per head, at both label points; M2
+    and M3 on the coarse head; hierarchical coarse x fine; the kNN retrieval
+    predictor; one evaluation of everything.
     """
     world = out / "world"
     table = world / "table.parquet"
@@ -198,7 +199,7 @@ def demo_stages(
             m1_reads,
         )
     )  # fmt: skip
-    for name in ("coarse", "fine"):
+    for name in meshes:  # every head at the other label point too
         stages.append(
             DemoStage(
                 f"predict val at the cell centroid ({name})",
@@ -271,7 +272,7 @@ def demo_stages(
     ]  # fmt: skip
     all_preds = [
         *(pred[name] for name in meshes),
-        *(preds_dir / f"m1-{name}-cell.parquet" for name in ("coarse", "fine")),
+        *(preds_dir / f"m1-{name}-cell.parquet" for name in meshes),
         preds_dir / "m2-coarse.parquet",
         preds_dir / "m3-coarse.parquet",
         hier,

@@ -134,6 +134,7 @@ def _tables(view: MetricsView) -> list[Table]:
         ("m1_coarse", "coarse", "imagery centroid", "m1_coarse"),
         ("m1_fine_cell", "fine", "cell centroid", None),
         ("m1_fine", "fine", "imagery centroid", "m1_fine"),
+        ("m1_s2_cell", "s2", "cell centroid", None),
         ("m1_s2", "s2", "imagery centroid", None),
         ("hier", "coarse x fine", "imagery centroid", None),
     ):
@@ -248,7 +249,8 @@ def write_demo_report(
         The evaluation's ``metrics.json``, loaded.
     roles
         Role (``m1_coarse``, ``m1_fine``, ``m1_s2``, ``m1_coarse_cell``, ``m1_fine_cell``,
-        ``m2``, ``m3``, ``hier``, ``knn``, ``prior``) -> model display name in ``metrics``.
+        ``m1_s2_cell``, ``m2``, ``m3``, ``hier``, ``knn``, ``prior``) -> model display
+        name in ``metrics``.
     meshes
         Mesh name -> ``{"path", "cells", "kind", "rule"}``.
     stages
