@@ -13,16 +13,46 @@ def _value(args: list[str], flag: str) -> str:
 
 def test_mesh_limits_follow_photos_per_cell():
     args, rule = mesh_args("fine", 18000)
-    assert args == ["--minimum-examples", "20", "--refinement-limit", "100", "--init-grid", "8"]
-    assert "at least 20 training photos, split above 100 (5x), 8x8 initial grid" in rule
-    assert mesh_args("fine", 25000)[0][-1] == "31"
-    # The study's coarse:fine cell ratio is about 1:12, so the coarse mesh asks 12x the photos.
-    assert MESH_RULES["coarse"][1] == 12 * MESH_RULES["fine"][1]
+    assert args == ["--minimum-examples", "10", "--refinement-limit", "120", "--init-grid", "16"]
+    assert "at least 10 training photos, split above 120, 16x16 initial grid" in rule
+    # The coarse mesh asks more photos per cell than the fine one, from a finer first grid
+    # than the old 8x8 (which left sparse triangles too large for 750 km).
+    assert MESH_RULES["coarse"][2] > 5 * MESH_RULES["fine"][2]
     args, rule = mesh_args("s2", 18000)
     assert args[:2] == ["--kind", "quadtree"] and "--init-grid" not in args
-    assert MESH_RULES["s2"][1:] == MESH_RULES["fine"][1:] and "S2 quad-tree" in rule
+    assert MESH_RULES["s2"][1:3] == MESH_RULES["fine"][1:3] and "S2 quad-tree" in rule
     with pytest.raises(ValueError, match="unknown demo mesh"):
         mesh_args("fineP", 100)
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+def test_coarse_mesh_covers_the_demo_world_as_the_studys_does(seed):
+    """At least 95% of the training photos kept, best possible >= 99% at 750 km (the study's
+    coarse mesh: 99.98%), on the coordinates of the demo's own worlds."""
+    import numpy as np
+
+    from trigeo.data.synth import WorldConfig, sample_photos
+    from trigeo.demo.pipeline import HEADS_FRACTION, VAL_FRACTION
+    from trigeo.mesh import DelaunayMesh, oracle_accuracy
+
+    config = WorldConfig(
+        photos=30000,
+        users=1500,
+        seed=seed,
+        val_fraction=VAL_FRACTION,
+        heads_fraction=HEADS_FRACTION,
+    )
+    table, _ = sample_photos(config)
+    train = table[table["split"] == "train"]
+    lat, lon = train["lat"].to_numpy(), train["lon"].to_numpy()
+    _, minimum, limit, grid = MESH_RULES["coarse"]
+    mesh = DelaunayMesh(refinement_limit=limit, minimum_examples=minimum, init_grid=grid)
+    mesh.fit(lat, lon)
+    kept = float(np.mean(mesh.locate(lat, lon) >= 0))
+    assert kept >= 0.95, f"seed {seed}: {kept:.1%} of training photos in kept coarse cells"
+    best = oracle_accuracy(mesh, lat, lon, thresholds_km=[750], label="imagery")
+    assert best["750"] >= 99.0, f"seed {seed}: best possible {best['750']:.2f}% at 750 km"
+    assert 100 <= mesh.n_cells_ <= 250
 
 
 def test_one_multi_head_m1_feeds_every_predictor_and_one_evaluation(tmp_path):
@@ -67,10 +97,9 @@ def test_quick_keeps_every_stage_but_trains_one_epoch_on_small_images(tmp_path):
     assert _value(by_name["M1, one backbone with a head per mesh"].args, "--config") == "quick"
     assert _value(by_name["M2 on the coarse head"].args, "--config") == "test"
     assert _value(by_name["synthetic world"].args, "--image-size") == "32"
-    # A quarter of the photos per cell: 2,400 training photos would leave the full rule's
-    # coarse mesh almost no kept cell.
+    # A quarter of the photos per cell (the minimum at least 2) on 2,400 training photos.
     coarse = by_name["coarse mesh"].args
-    assert _value(coarse, "--minimum-examples") == str(MESH_RULES["coarse"][1] // 4)
+    assert _value(coarse, "--minimum-examples") == str(max(2, MESH_RULES["coarse"][1] // 4))
     assert _value(coarse, "--refinement-limit") == str(MESH_RULES["coarse"][2] // 4)
 
 

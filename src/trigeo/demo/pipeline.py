@@ -59,18 +59,24 @@ class DemoStage:
         return digest.hexdigest()
 
 
-#: Demo meshes by photos per cell: name -> (kind, minimum examples, refinement limit).
-#: The study's presets scaled by N / N_study would leave the fine mesh about 4 training
-#: photos per cell on 18,000 photos, which no model learns from. So the fine mesh keeps
-#: cells of at least 20 training photos (split above 5x that, so a split's three children
-#: hold about 20 or more each: docs/mesh.md, "Small datasets"); the coarse mesh keeps the
-#: study's coarse:fine cell ratio of about 1:12 (538 vs 6,565 cells) by asking 12x the
-#: photos per cell; the S2 quad-tree uses the fine mesh's limits, which gives it about the
-#: fine mesh's cell count (the comparison is at equal cells; the counts are reported).
-MESH_RULES: dict[str, tuple[str, int, int]] = {
-    "coarse": ("delaunay", 240, 1200),
-    "fine": ("delaunay", 20, 100),
-    "s2": ("quadtree", 20, 100),
+#: Demo meshes by photos per cell: name -> (kind, minimum examples, refinement limit,
+#: Delaunay initial grid). Chosen on the demo's worlds (seeds 7 and 11, 18,000 training
+#: photos; the sweep is in docs/demo.md, "The meshes"):
+#: - the coarse mesh must cover the photos as the study's does: at least 95% of the training
+#:   photos in kept cells and a best possible accuracy of 99% or more at 750 km. A low
+#:   minimum (10) keeps sparse regions, and a 20x20 first grid keeps any one sparse triangle
+#:   small enough for 750 km; the old rule (240 / 1,200 on an 8x8 grid) kept 25 cells and
+#:   dropped 20% of the photos. About 150 cells, 120 photos each.
+#: - the fine mesh splits above 120 (about 50 photos a cell, 350 cells): a cell a small CNN
+#:   can learn, and 3x the best possible accuracy of the coarse mesh at 1 km. The study's
+#:   1:12 coarse:fine ratio would need either a coarse mesh of 30 continental cells (which
+#:   fails the 750 km rule) or fine cells of a handful of photos; it is about 1:2.4 here.
+#: - the S2 quad-tree uses the fine mesh's limits, which give it about the fine mesh's cell
+#:   count (the comparison is at equal cells; the counts are reported).
+MESH_RULES: dict[str, tuple[str, int, int, int]] = {
+    "coarse": ("delaunay", 10, 800, 20),
+    "fine": ("delaunay", 10, 120, 16),
+    "s2": ("quadtree", 10, 120, 0),
 }
 #: Share of the photos held out of M1 (``val`` + ``heads``) and the heads' share of that. The
 #: study's 0.18 / 0.5 leaves M2 and M3 about 2,700 of 30,000 photos to learn from; 0.4 / 0.6
@@ -87,15 +93,15 @@ QUICK_DIVISOR = 4
 def mesh_args(name: str, n_train: int, *, quick: bool = False) -> tuple[list[str], str]:
     """``trigeo mesh build`` arguments for a demo mesh, and the rule in words.
 
-    See :data:`MESH_RULES`; below 20,000 training photos a Delaunay mesh
-    starts from an 8x8 grid instead of the study's 31x31 (docs/mesh.md,
-    "Small datasets"). ``quick`` divides the limits by :data:`QUICK_DIVISOR`.
+    See :data:`MESH_RULES`. ``quick`` divides the limits by
+    :data:`QUICK_DIVISOR` (the minimum stays at least 2); ``n_train`` only
+    enters the wording.
     """
     if name not in MESH_RULES:
         raise ValueError(f"unknown demo mesh {name!r}; choose from {', '.join(MESH_RULES)}")
-    kind, minimum, limit = MESH_RULES[name]
+    kind, minimum, limit, grid = MESH_RULES[name]
     if quick:
-        minimum, limit = minimum // QUICK_DIVISOR, limit // QUICK_DIVISOR
+        minimum, limit = max(2, minimum // QUICK_DIVISOR), limit // QUICK_DIVISOR
     args = ["--minimum-examples", str(minimum), "--refinement-limit", str(limit)]
     if kind == "quadtree":
         args = ["--kind", "quadtree", *args]
@@ -103,11 +109,10 @@ def mesh_args(name: str, n_train: int, *, quick: bool = False) -> tuple[list[str
             f"{name} mesh: S2 quad-tree cells of at least {minimum} training photos, split "
             f"above {limit} (the fine mesh's limits, for about its cell count)"
         )
-    grid = 8 if n_train < 20000 else 31
     args += ["--init-grid", str(grid)]
     return args, (
-        f"{name} mesh: triangles of at least {minimum} training photos, split above {limit} "
-        f"(5x), {grid}x{grid} initial grid for {n_train:,} training photos"
+        f"{name} mesh: triangles of at least {minimum} training photos, split above {limit}, "
+        f"{grid}x{grid} initial grid ({n_train:,} training photos)"
     )
 
 
