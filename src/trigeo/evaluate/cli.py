@@ -21,6 +21,11 @@ class Missing(StrEnum):
     exclude = "exclude"
 
 
+class CiUnit(StrEnum):
+    user = "user"
+    photo = "photo"
+
+
 def _thresholds(text: str) -> tuple[float, ...]:
     from trigeo.errors import InputError
 
@@ -116,6 +121,16 @@ def evaluate(
         int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples for the CIs.")
     ] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    ci_unit: Annotated[
+        CiUnit,
+        typer.Option(
+            "--ci-unit",
+            help="What the bootstrap CIs resample: 'user' draws users with all their photos "
+            "(one user's photos are not independent); 'photo' draws single photos, which is "
+            "narrower when a few users hold many photos. Without a user_id column 'user' "
+            "falls back to 'photo' with a note.",
+        ),
+    ] = CiUnit.user,
     figures: Annotated[
         bool, typer.Option("--figures/--no-figures", help="Draw the report's figures.")
     ] = True,
@@ -140,6 +155,7 @@ def evaluate(
         split=None if split == "all" else split,
         n_resamples=bootstrap,
         seed=seed,
+        ci_unit=ci_unit.value,
         averaging=averaging,
     )
     run = run_evaluation(
@@ -156,6 +172,8 @@ def evaluate(
     errors = Console(stderr=True)
     for message in run.evaluation.warnings:
         errors.print(f"[bold yellow]warning:[/bold yellow] {message}", highlight=False)
+    for message in run.evaluation.notes:
+        errors.print(f"[bold]note:[/bold] {message}", highlight=False)
     Console().print(accuracy_table(run.evaluation))
     written = run.written
     typer.echo(f"wrote {written['report.html']}, {written['report.md']}, {written['metrics.json']}")

@@ -132,9 +132,20 @@ def evaluate(
     Returns
     -------
     Evaluation
-        Its ``warnings`` repeat every :class:`EvaluationWarning` raised.
+        Its ``warnings`` repeat every :class:`EvaluationWarning` raised. Its
+        ``config`` is the one used: ``ci_unit`` falls back to ``"photo"``
+        (with a line in ``notes``) when the truth has no ``user_id``.
     """
     config = config or EvaluationConfig()
+    notes: list[str] = []
+    if config.ci_unit == "user" and not truth.has_users:
+        # Without users the clustered interval cannot be formed; say so rather than fail,
+        # and record the unit actually used in the returned (and stored) config.
+        config = dataclasses.replace(config, ci_unit="photo")
+        notes.append(
+            "the truth has no user_id, so confidence intervals resample photos "
+            "(--ci-unit photo) and the user-level paired tests are skipped"
+        )
     if not predictions and not oracle:
         raise InputError("nothing to evaluate: give at least one predictions file (or --oracle)")
     if oracle and not meshes:
@@ -166,7 +177,10 @@ def evaluate(
                     truth, mesh, name, config, labels, truth_cells[mesh_hash]
                 )
         tests = compare_models(
-            {r.name: (truth.photo_id[r.truth_rows], r.errors_km) for r in results}
+            {r.name: (truth.photo_id[r.truth_rows], r.errors_km) for r in results},
+            users=(truth.photo_id, truth.user_codes) if truth.has_users else None,
+            thresholds_km=config.thresholds_km,
+            strict_less=config.strict_less,
         )
         continents = continent_table(results, truth, config) if results else pd.DataFrame()
         confusions = confusion_tables(results, truth)
@@ -184,4 +198,5 @@ def evaluate(
         confusions=confusions,
         warnings=messages,
         mesh_names={h: name for h, (name, _) in mesh_map.items()},
+        notes=notes,
     )

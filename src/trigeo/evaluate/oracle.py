@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from trigeo.evaluate.inputs import MeshLike
 from trigeo.evaluate.metrics import error_km, summarize_errors
 from trigeo.evaluate.results import EvaluationConfig, accuracy_json, threshold_keys
-from trigeo.evaluate.scoring import accuracy_block
+from trigeo.evaluate.scoring import accuracy_block, truth_users
 from trigeo.evaluate.truth import Truth
 
 __all__ = ["ORACLE_NAME", "oracle_rows"]
@@ -64,7 +64,7 @@ def oracle_rows(
             np.asarray(lon)[cells[inside]],
             radius_km=config.radius_km,
         )
-        block = accuracy_block(errors, config)
+        block = accuracy_block(errors, config, truth_users(truth, np.flatnonzero(inside)))
         out.append(
             {
                 "model": ORACLE_NAME,
@@ -74,6 +74,7 @@ def oracle_rows(
                 "photos": int(inside.sum()),
                 "photos_outside": int((~inside).sum()),
                 **accuracy_json(keys, block["accuracy"], block["low"], block["high"]),
+                "ci_unit": block["ci_unit"],
                 **summarize_errors(errors),
             }
         )

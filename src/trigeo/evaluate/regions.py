@@ -7,7 +7,7 @@ import pandas as pd
 
 from trigeo.evaluate.geography import CONTINENT_NAMES, country_confusions, country_of
 from trigeo.evaluate.results import EvaluationConfig, ModelResult
-from trigeo.evaluate.scoring import accuracy_block
+from trigeo.evaluate.scoring import accuracy_block, truth_users
 from trigeo.evaluate.truth import Truth
 
 __all__ = ["confusion_tables", "continent_table"]
@@ -22,15 +22,19 @@ def continent_table(
     -------
     DataFrame
         One row per (model, continent): ``model``, ``continent``, ``photos``,
-        ``median_km``, and per threshold ``<t>km`` and ``<t>km_ci``.
+        ``median_km``, and per threshold ``<t>km`` and ``<t>km_ci`` (resampling
+        ``config.ci_unit``).
     """
     records = []
     continent = truth.continent
     for model in models:
         codes = continent[model.truth_rows]
+        users = truth_users(truth, model.truth_rows)
         for code in sorted(np.unique(codes)):
             mask = codes == code
-            block = accuracy_block(model.errors_km[mask], config)
+            block = accuracy_block(
+                model.errors_km[mask], config, None if users is None else users[mask]
+            )
             record = {
                 "model": model.name,
                 "continent": CONTINENT_NAMES.get(code, code),

@@ -19,7 +19,7 @@ import numpy as np
 from trigeo.evaluate.geography import country_of
 from trigeo.evaluate.inputs import MeshLike
 from trigeo.evaluate.results import Evaluation
-from trigeo.evaluate.tables import Table, build_tables, slug
+from trigeo.evaluate.tables import Table, build_tables, ci_description, slug
 from trigeo.evaluate.truth import Truth
 from trigeo.provenance import atomic_path, write_json_atomic
 
@@ -140,6 +140,8 @@ def _header_lines(evaluation: Evaluation, provenance: dict[str, Any]) -> list[tu
             "missing predictions",
             "scored as misses (error π R)" if cfg.missing == "miss" else "excluded",
         ),
+        ("confidence intervals", ci_description(cfg)),
+        *(("note", note) for note in evaluation.notes),
         ("trigeo", str(provenance.get("trigeo_version", ""))),
         ("created", str(provenance.get("created_at", ""))),
     ]

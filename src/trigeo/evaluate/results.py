@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from trigeo.errors import InputError
-from trigeo.evaluate.metrics import DEFAULT_THRESHOLDS_KM, WilcoxonResult
+from trigeo.evaluate.metrics import CI_UNITS, DEFAULT_THRESHOLDS_KM, WilcoxonResult, threshold_keys
 from trigeo.sphere import EARTH_RADIUS_KM
 
 __all__ = ["Evaluation", "EvaluationConfig", "ModelResult", "accuracy_json", "threshold_keys"]
@@ -46,6 +46,11 @@ class EvaluationConfig:
         Dataset split holding the truth photos (None: every photo).
     n_resamples, confidence, seed
         Bootstrap settings.
+    ci_unit : {"user", "photo"}
+        What the bootstrap resamples: users with all their photos (a cluster
+        bootstrap; photos of one user are not independent) or single photos.
+        :func:`~trigeo.evaluate.core.evaluate` falls back to ``"photo"`` when
+        the truth has no ``user_id``, and the config it returns says so.
     averaging : bool
         Also score user- and album-averaged versions of every model with cells.
     credible_levels : tuple of float
@@ -62,6 +67,7 @@ class EvaluationConfig:
     n_resamples: int = 1000
     confidence: float = 0.95
     seed: int = 0
+    ci_unit: str = "user"
     averaging: bool = False
     credible_levels: tuple[float, ...] = (0.5, 0.9, 0.95)
 
@@ -70,6 +76,8 @@ class EvaluationConfig:
             raise InputError(f"missing must be 'miss' or 'exclude', got {self.missing!r}")
         if self.label not in (None, "cell", "imagery"):
             raise InputError(f"label must be 'cell' or 'imagery', got {self.label!r}")
+        if self.ci_unit not in CI_UNITS:
+            raise InputError(f"ci_unit must be 'user' or 'photo', got {self.ci_unit!r}")
         if not np.isfinite(self.radius_km) or self.radius_km <= 0:
             raise InputError(f"radius_km must be positive, got {self.radius_km}")
 
@@ -80,11 +88,6 @@ class EvaluationConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def threshold_keys(thresholds: Sequence[float]) -> list[str]:
-    """The keys of per-threshold values in ``metrics.json`` (``"25km"``)."""
-    return [f"{t:g}km" for t in thresholds]
 
 
 def accuracy_json(
@@ -105,6 +108,10 @@ class ModelResult:
 
     ``name`` is the short display name that labels the model's rows
     (:mod:`~trigeo.evaluate.naming`); ``model_id`` is its full identity.
+    ``kl`` and ``entropy`` count the answered photos whose true cell is kept
+    (``kl_photos``); ``kl_outside_share`` is the share (0-1) of answered
+    photos left out because their true location is in no kept cell.
+    ``ci_unit`` says what the bootstrap of ``ci_low``/``ci_high`` resampled.
     """
 
     name: str
@@ -128,6 +135,9 @@ class ModelResult:
     kl: float | None = None
     entropy: float | None = None
     kl_mesh: str | None = None
+    kl_photos: int | None = None
+    kl_outside_share: float | None = None
+    ci_unit: str = "photo"
     outdoor: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
     reliability: tuple[NDArray, NDArray, NDArray] | None = None
@@ -152,11 +162,14 @@ class ModelResult:
             "photos_missing": int(self.missing_ids.size),
             "missing_photo_ids": [str(v) for v in self.missing_ids],
             **accuracy_json(threshold_keys(thresholds), self.accuracy, self.ci_low, self.ci_high),
+            "ci_unit": self.ci_unit,
             "mean_error_km": self.mean_km,
             "median_error_km": self.median_km,
             "kl_divergence": self.kl,
             "prediction_entropy": self.entropy,
             "kl_mesh": self.kl_mesh,
+            "kl_photos": self.kl_photos,
+            "kl_outside_share": self.kl_outside_share,
             "outdoor": self.outdoor,
             "calibration": self.calibration,
         }
@@ -164,7 +177,12 @@ class ModelResult:
 
 @dataclass
 class Evaluation:
-    """Everything a report shows; ``to_json`` is what ``metrics.json`` stores."""
+    """Everything a report shows; ``to_json`` is what ``metrics.json`` stores.
+
+    ``notes`` are remarks that are not problems with the inputs (the CLI
+    prints them; the report shows them in its header), e.g. that intervals
+    fell back to photos because the truth has no users.
+    """
 
     config: EvaluationConfig
     n_truth: int
@@ -175,6 +193,7 @@ class Evaluation:
     confusions: dict[str, pd.DataFrame]
     warnings: list[str]
     mesh_names: dict[str, str]
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         thresholds = self.config.thresholds_km
@@ -189,4 +208,5 @@ class Evaluation:
                 name: frame.to_dict(orient="records") for name, frame in self.confusions.items()
             },
             "warnings": self.warnings,
+            "notes": self.notes,
         }

@@ -28,16 +28,15 @@ from trigeo.evaluate.metrics import (
     accuracy_at,
     bootstrap_accuracy_ci,
     error_km,
-    kl_divergence,
+    kept_cell_scores,
     outdoor_mask,
-    prediction_entropy,
     summarize_errors,
 )
 from trigeo.evaluate.results import EvaluationConfig, ModelResult, accuracy_json, threshold_keys
 from trigeo.evaluate.truth import Truth
 from trigeo.predictions import Predictions
 
-__all__ = ["MeshMap", "accuracy_block", "score_model"]
+__all__ = ["MeshMap", "accuracy_block", "score_model", "truth_users"]
 
 #: Mesh hash -> (name, mesh) of the meshes given to an evaluation.
 MeshMap = dict[str, tuple[str, MeshLike]]
@@ -45,16 +44,31 @@ MeshMap = dict[str, tuple[str, MeshLike]]
 _SHOWN_MISSING = 20
 
 
-def accuracy_block(errors: NDArray, config: EvaluationConfig) -> dict[str, Any]:
+def accuracy_block(
+    errors: NDArray, config: EvaluationConfig, users: NDArray[np.int64] | None = None
+) -> dict[str, Any]:
     """Accuracy at each threshold and its bootstrap interval, by the config's standard.
+
+    Parameters
+    ----------
+    errors
+        Per-photo errors in km.
+    config
+        The evaluation standard.
+    users
+        The user (code) of each photo; with ``config.ci_unit == "user"`` the
+        interval resamples users with all their photos. None, or
+        ``ci_unit == "photo"``, resamples photos.
 
     Returns
     -------
     dict
-        ``photos`` (count), ``accuracy``, ``low`` and ``high`` (percentages per threshold).
+        ``photos`` (count), ``accuracy``, ``low`` and ``high`` (percentages per
+        threshold) and ``ci_unit`` (what was resampled).
     """
     thresholds = config.thresholds_km
     acc = accuracy_at(errors, thresholds, strict_less=config.strict_less)
+    groups = users if config.ci_unit == "user" else None
     low, high = bootstrap_accuracy_ci(
         errors,
         thresholds,
@@ -62,8 +76,21 @@ def accuracy_block(errors: NDArray, config: EvaluationConfig) -> dict[str, Any]:
         confidence=config.confidence,
         seed=config.seed,
         strict_less=config.strict_less,
+        groups=groups,
     )
-    return {"photos": int(errors.size), "accuracy": acc, "low": low, "high": high}
+    return {
+        "photos": int(errors.size),
+        "accuracy": acc,
+        "low": low,
+        "high": high,
+        "ci_unit": "photo" if groups is None else "user",
+    }
+
+
+def truth_users(truth: Truth, rows: NDArray) -> NDArray[np.int64] | None:
+    """User codes of the truth photos at ``rows`` (None when the truth has no users)."""
+    codes = truth.user_codes
+    return None if codes is None else codes[rows]
 
 
 def _mesh_for(preds: Predictions, meshes: MeshMap, source: str) -> tuple[str, MeshLike] | None:
@@ -97,12 +124,6 @@ def _locations(
     lat, lon = mesh.centroids(kind=label)
     top1 = np.asarray(preds.top_cells)[rows, 0]
     return np.asarray(lat)[top1], np.asarray(lon)[top1], label
-
-
-def _classes(cells: NDArray, n_cells: int) -> NDArray[np.int64]:
-    """Cell ids with -1 (no kept cell) mapped to an extra class ``n_cells``."""
-    cells = np.asarray(cells).astype(np.int64)
-    return np.where(cells < 0, n_cells, cells)
 
 
 def score_model(
@@ -182,7 +203,7 @@ def score_model(
     answered_order = np.argsort(align.truth_rows, kind="stable")
     pred_lat[answered], pred_lon[answered] = lat[answered_order], lon[answered_order]
 
-    block = accuracy_block(errors, config)
+    block = accuracy_block(errors, config, truth_users(truth, rows))
     stats = summarize_errors(errors)
     result = ModelResult(
         name=name,
@@ -201,6 +222,7 @@ def score_model(
         accuracy=block["accuracy"],
         ci_low=block["low"],
         ci_high=block["high"],
+        ci_unit=block["ci_unit"],
         mean_km=stats["mean_km"],
         median_km=stats["median_km"],
     )
@@ -233,13 +255,14 @@ def _add_classes(
         pred_cells = kl_mesh.locate(preds.lat[pred_rows], preds.lon[pred_rows])
     else:
         return
-    n_cells = int(kl_mesh.n_cells_)
     true_cells = truth_cells[kl_mesh_hash][rows]
-    # Class n_cells collects photos outside every kept cell, so p and q count the same photos.
-    result.kl = kl_divergence(
-        _classes(true_cells, n_cells), _classes(pred_cells, n_cells), n_cells + 1
-    )
-    result.entropy = prediction_entropy(_classes(pred_cells, n_cells), n_cells + 1)
+    # Over the photos whose true cell is kept, as the oracle rows count them: photos no
+    # model of the mesh can place would add the same constant to every model's KL.
+    scores = kept_cell_scores(true_cells, pred_cells, int(kl_mesh.n_cells_))
+    result.kl = scores.kl
+    result.entropy = scores.entropy
+    result.kl_photos = scores.photos
+    result.kl_outside_share = scores.outside_share
     result.kl_mesh = kl_mesh_name
     if mesh is None:
         return
@@ -277,12 +300,15 @@ def _add_outdoor(result: ModelResult, truth: Truth, config: EvaluationConfig) ->
     if not np.isfinite(outdoor).any():
         return
     mask = outdoor_mask(outdoor)
-    block = accuracy_block(result.errors_km[mask], config)
+    block = accuracy_block(
+        result.errors_km[mask], config, truth_users(truth, result.truth_rows[mask])
+    )
     stats = summarize_errors(result.errors_km[mask])
     result.outdoor = {
         "photos": block["photos"],
         **accuracy_json(
             threshold_keys(config.thresholds_km), block["accuracy"], block["low"], block["high"]
         ),
+        "ci_unit": block["ci_unit"],
         **stats,
     }

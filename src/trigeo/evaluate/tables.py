@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trigeo.evaluate.metrics import WILCOXON_ZERO_METHOD
-from trigeo.evaluate.results import Evaluation, ModelResult
+from trigeo.evaluate.metrics import USER_TEST, WILCOXON_ZERO_METHOD
+from trigeo.evaluate.results import Evaluation, EvaluationConfig, ModelResult
 
-__all__ = ["Table", "build_tables", "slug"]
+__all__ = ["Table", "build_tables", "ci_description", "slug"]
 
 
 @dataclass
@@ -60,6 +60,29 @@ WILCOXON_NOTE = (
     "many photos they agree on; when every error is equal it is undefined (n/a). "
     "The detail table says how many photos each test used."
 )
+
+
+def ci_description(config: EvaluationConfig) -> str:
+    """How the report's intervals were formed, unit first (the header and the CI table say it)."""
+    level = f"{100 * config.confidence:g}%"
+    if config.ci_unit == "user":
+        unit = (
+            "over users: each resample draws as many users as there are, with replacement, "
+            "and keeps all their photos (one user's photos are not independent)"
+        )
+    else:
+        unit = "over photos: each resample draws single photos with replacement"
+    return (
+        f"{level} percentile bootstrap {unit}; {config.n_resamples} resamples, seed {config.seed}"
+    )
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def _p_or_na(value: float | None) -> str:
+    return "n/a" if value is None else _p(value)
 
 
 def slug(name: str) -> str:
@@ -145,10 +168,12 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
         )
     tables.append(
         Table(
-            f"Bootstrap {100 * cfg.confidence:g}% confidence intervals of the accuracies",
+            f"Bootstrap {100 * cfg.confidence:g}% confidence intervals of the accuracies "
+            f"(resampling {cfg.ci_unit}s)",
             ["model", *tcols],
             rows,
-            f"Percentile bootstrap over photos, {cfg.n_resamples} resamples, seed {cfg.seed}.",
+            f"{ci_description(cfg)[0].upper()}{ci_description(cfg)[1:]}. "
+            "--ci-unit photo gives the narrower photo-level intervals.",
         )
     )
 
@@ -179,6 +204,8 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
                 m.kl_mesh or "n/a",
                 _num(m.kl),
                 _num(m.entropy),
+                "n/a" if m.kl_photos is None else f"{m.kl_photos:,}",
+                _share(m.kl_outside_share),
                 _km(m.mean_km),
                 _km(m.median_km),
             ]
@@ -192,14 +219,19 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
                     "classes of mesh",
                     "KL divergence",
                     "entropy",
+                    "photos in kept cells",
+                    "photos outside (not in KL)",
                     "mean error (km)",
                     "median error (km)",
                 ],
                 rows,
                 "KL = sum_k p_k ln(p_k/q_k) with p the true and q the predicted class "
                 "frequencies, every count plus 1; entropy (nats) of the predicted class "
-                "frequencies. Photos outside every kept cell form one extra class. n/a: no "
-                "mesh was given for the model.",
+                "frequencies. Both count only photos whose true cell is kept, as the oracle "
+                "rows do: photos outside every kept cell cannot be predicted by any model of "
+                "the mesh, and their share is shown beside the KL. A peer's location outside "
+                "every kept cell is one extra predicted class. n/a: no mesh was given for "
+                "the model.",
             )
         )
 
@@ -243,9 +275,68 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
                     ]
                     for w in evaluation.wilcoxon
                 ],
-                "The median difference is over all shared photos, equal errors included.",
+                "Photo level. The median difference is over all shared photos, equal errors "
+                "included.",
             )
         )
+        with_users = [w for w in evaluation.wilcoxon if w.user is not None]
+        if with_users:
+            tables.append(
+                Table(
+                    "Pairwise tests by user",
+                    [
+                        "model A",
+                        "model B",
+                        "users",
+                        "users tested (mean differs)",
+                        "median of user means A − B (km)",
+                        "mean of user means A − B (km)",
+                        "p-value (users)",
+                        "p-value (photos)",
+                    ],
+                    [
+                        [
+                            w.model_a,
+                            w.model_b,
+                            f"{w.user['n_users']:,}",
+                            f"{w.user['n_differing']:,}",
+                            _km(w.user["median_difference_km"]),
+                            _km(w.user["mean_difference_km"]),
+                            _p_or_na(w.user["p_value"]),
+                            _p(w.p_value),
+                        ]
+                        for w in with_users
+                    ],
+                    f"{USER_TEST[0].upper()}{USER_TEST[1:]}: each user's mean of error A − error "
+                    "B over the photos both models scored is one observation, so a user with "
+                    "many photos counts once; users whose mean difference is 0 are left out "
+                    "(zero_method='wilcox'). Negative differences favour model A.",
+                )
+            )
+        hit_keys = list(evaluation.wilcoxon[0].mcnemar) if evaluation.wilcoxon else []
+        if hit_keys:
+            rows = []
+            for w in evaluation.wilcoxon:
+                cells = []
+                for key in hit_keys:
+                    test = w.mcnemar[key]
+                    cell = f"{test['a_only']:,} / {test['b_only']:,}, p {_p(test['p_value'])}"
+                    if w.user is not None:
+                        cell += f"; users p {_p_or_na(w.user['hits'][key]['p_value'])}"
+                    cells.append(cell)
+                rows.append([w.model_a, w.model_b, *cells])
+            tables.append(
+                Table(
+                    "Pairwise tests of hits at each threshold",
+                    ["model A", "model B", *tcols],
+                    rows,
+                    "Photos within the threshold for A only / for B only, and the exact McNemar "
+                    "p-value (binomial test of B-only among the discordant photos at 0.5; 1 when "
+                    "none). 'users p': Wilcoxon signed-rank test over users of each user's hit "
+                    "rate of A minus that of B (users with equal rates left out; n/a when all "
+                    "are equal).",
+                )
+            )
 
     if len(evaluation.continents):
         rows = []

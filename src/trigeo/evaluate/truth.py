@@ -13,7 +13,7 @@ from trigeo.data.table import Dataset
 from trigeo.errors import InputError
 from trigeo.evaluate.geography import continent_of_country, country_of, known_country_codes
 from trigeo.evaluate.inputs import MeshLike
-from trigeo.evaluate.metrics import outdoor_mask
+from trigeo.evaluate.metrics import outdoor_mask, user_codes
 
 __all__ = ["Truth"]
 
@@ -42,6 +42,7 @@ class Truth:
     _continent: NDArray[np.str_] | None = field(default=None, repr=False)
     _country: NDArray[np.str_] | None = field(default=None, repr=False)
     _cells: dict[str, NDArray[np.int64]] = field(default_factory=dict, repr=False)
+    _users: NDArray[np.int64] | None = field(default=None, repr=False)
 
     @classmethod
     def from_table(
@@ -130,6 +131,24 @@ class Truth:
                 country = country_of(self.lat, self.lon)
             self._country = country
         return self._country
+
+    @property
+    def has_users(self) -> bool:
+        """Whether the photos' users are known (a ``user_id`` column with some value)."""
+        return "user_id" in self.table.columns and bool(self.table["user_id"].notna().any())
+
+    @property
+    def user_codes(self) -> NDArray[np.int64] | None:
+        """Integer code of each photo's user (None without users), formed once.
+
+        A photo whose ``user_id`` is missing is a user of its own
+        (:func:`~trigeo.evaluate.metrics.user_codes`).
+        """
+        if not self.has_users:
+            return None
+        if self._users is None:
+            self._users = user_codes(self.table["user_id"].to_numpy(dtype=object))
+        return self._users
 
     def cells_in(self, mesh: MeshLike) -> NDArray[np.int64]:
         """Cell of each photo in ``mesh`` (-1 outside kept cells), located once per mesh."""
