@@ -1,4 +1,7 @@
-"""The HTTP API: answers checked against numpy, each limit, privacy, and the CLI's host."""
+"""The HTTP API: answers checked against numpy, each limit, privacy, and the CLI's host.
+
+Clients talk to ``http://127.0.0.1:8000``: the ``Host`` check (test_hosts.py) refuses
+TestClient's default ``testserver``, as it would any name a rebinding page sends."""
 
 from __future__ import annotations
 
@@ -19,13 +22,14 @@ from trigeo.serve.app import create_app
 from trigeo.serve.limits import Limits
 from trigeo.sphere import distance_km
 
+BASE = "http://127.0.0.1:8000"
 TOKYO = (35.68, 139.7)
 BLUE = (40, 40, 220)
 
 
 @pytest.fixture(scope="module")
 def client(engine):
-    with TestClient(create_app(engine, Limits(max_concurrent=1, max_queue=4))) as c:
+    with TestClient(create_app(engine, Limits(max_concurrent=1, max_queue=4)), base_url=BASE) as c:
         yield c
 
 
@@ -47,7 +51,7 @@ def _reference_probs(engine, data: bytes) -> np.ndarray:
 
 def test_predict_answers_top_k_credible_regions_geojson_and_exif_error(client, engine):
     data = photo_with_gps(BLUE, *TOKYO)
-    response = _post(client, data, top_k="3")
+    response = _post(client, data, top_k="3", geojson="true")
     assert response.status_code == 200, response.text
     body = response.json()
     p = _reference_probs(engine, data)
@@ -66,11 +70,28 @@ def test_predict_answers_top_k_credible_regions_geojson_and_exif_error(client, e
         size = int(np.searchsorted(cumulative, level - 1e-6) + 1)
         assert region["level"] == level and region["cells"] == size
         assert region["area_km2"] == pytest.approx(areas[order[:size]].sum(), rel=1e-9)
+    # Every region above 1e-4 or in a credible region, most probable first, by id: the
+    # credible regions are prefixes of the list.
+    listed = body["regions"]
+    n = max(int((p >= 1e-4).sum()), body["credible_regions"][2]["cells"])
+    assert listed["id"] == order[:n].tolist() and listed["total"] == len(p)
+    np.testing.assert_allclose(listed["probability"], p[order[:n]], rtol=1e-5)
     features = body["geojson"]["features"]
+    assert [f["id"] for f in features] == listed["id"]
     flagged = [f for f in features if f["properties"]["in_credible_90"]]
     assert len(flagged) == body["credible_regions"][1]["cells"]
     assert features[0]["properties"]["rank"] == 1
     assert features[0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    # Without the flag the answer names regions only; /v1/regions has their geometry.
+    lean = _post(client, data, top_k="3").json()
+    assert "geojson" not in lean and lean["regions"]["id"] == listed["id"]
+    assert (
+        "geojson"
+        in client.post("/v1/predict?geojson=true", files={"image": ("a.jpg", data)}).json()
+    )
+    regions = client.get("/v1/regions").json()["features"]
+    assert len(regions) == len(p) and [f["id"] for f in regions] == list(range(len(p)))
+    assert regions[order[0]]["geometry"] == features[0]["geometry"]
     # The EXIF truth and the top prediction's distance from it.
     truth = body["truth"]
     assert (truth["lat"], truth["lon"]) == pytest.approx(TOKYO, abs=1e-4)
@@ -151,7 +172,7 @@ def test_a_streamed_body_without_content_length_is_cut_at_the_limit(engine):
 
     async def run():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
             return await c.post(
                 "/v1/predict",
                 content=body(),
@@ -185,41 +206,49 @@ def test_decompression_bombs_and_broken_images_get_422(client):
     assert client.post("/v1/predict", files={"other": ("a.png", png_bytes())}).status_code == 422
 
 
+class Gated:
+    """The real engine, its forward passes held at a gate so requests pile up
+    deterministically; ``passes`` records each pass's size."""
+
+    def __init__(self, engine, fail_on=None):
+        self.engine, self.gate, self.started = engine, threading.Event(), threading.Event()
+        self.passes: list[int] = []
+        self.fail_on = fail_on
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def infer_prepared(self, inputs, posted_at):
+        self.passes.append(len(inputs))
+        self.started.set()
+        self.gate.wait(30)
+        if self.fail_on is not None and any(self.fail_on(x) for x in inputs):
+            raise RuntimeError("this photo breaks the model")
+        return self.engine.infer_prepared(inputs, posted_at)
+
+
 def test_past_the_bounded_queue_requests_get_503_with_retry_after(engine):
-    gate = threading.Event()
-    started = threading.Event()
-
-    class Gated:
-        """The real engine, held at the gate so requests pile up deterministically."""
-
-        def __getattr__(self, name):
-            return getattr(engine, name)
-
-        def predict(self, *args):
-            started.set()
-            gate.wait(30)
-            return engine.predict(*args)
-
-    app = create_app(Gated(), Limits(max_concurrent=1, max_queue=1))
+    gated = Gated(engine)
+    app = create_app(gated, Limits(max_concurrent=1, max_queue=1, batch_size=1))
     data = png_bytes()
 
     async def run():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=60) as c:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60) as c:
             post = lambda: c.post("/v1/predict", files={"image": ("a.png", data)})  # noqa: E731
             first = asyncio.create_task(post())
-            await asyncio.to_thread(started.wait, 30)
+            await asyncio.to_thread(gated.started.wait, 30)
             second = asyncio.create_task(post())  # waits in the queue
-            await asyncio.sleep(0.2)
-            third = await post()  # one running + one waiting: refused
+            await asyncio.sleep(0.3)
+            third = await post()  # one in a running pass + one queued: refused
             health = (await c.get("/v1/health")).json()
-            gate.set()
+            gated.gate.set()
             return third, health, await first, await second
 
     third, health, first, second = asyncio.run(run())
     assert third.status_code == 503 and int(third.headers["Retry-After"]) >= 1
     assert "busy" in third.json()["detail"]
-    assert health["inflight"] == 2 and health["running"] == 1
+    assert health["inflight"] == 2 and health["running"] == 1 and health["queued"] == 1
     assert first.status_code == 200 and second.status_code == 200
 
 
@@ -239,7 +268,7 @@ def test_uploads_and_their_exif_are_never_written_to_disk_or_logged(engine, monk
     data = buffer.getvalue()
     assert len(data) > 2 * 1024 * 1024
     caplog.set_level(logging.DEBUG)
-    with TestClient(create_app(engine)) as client:
+    with TestClient(create_app(engine), base_url=BASE) as client:
         response = _post(client, data, "secret.png")
     assert response.status_code == 200, response.text
     logged = "\n".join(record.getMessage() for record in caplog.records)
@@ -253,8 +282,15 @@ def test_coarsened_answers_round_every_coordinate_and_withhold_exif(world_model)
 
     model_dir, _, index_dir = world_model
     engine = Engine(load_backend(model_dir), index=RetrievalIndex.load(index_dir), coarsen_km=250)
-    with TestClient(create_app(engine)) as client:
+    with TestClient(create_app(engine), base_url=BASE) as client:
         body = _post(client, photo_with_gps(BLUE, *TOKYO)).json()
+        # Thumbnails of other people's photos are off when coarsening: no link, and 404.
+        assert all(n["thumbnail"] is None for n in body["neighbours"])
+        thumb = client.get("/v1/index/photos/0/thumbnail")
+        assert thumb.status_code == 404 and "thumbnails are off" in thumb.json()["detail"]
+        assert client.get("/v1/model").json()["thumbnails"] is False
+        regions = client.get("/v1/regions").json()
+        assert len(regions["features"]) == len(engine.regions)
     points = [(t["lat"], t["lon"]) for t in body["top_k"]]
     points += [(n["lat"], n["lon"]) for n in body["neighbours"]]
     points += [(body["knn_estimate"]["lat"], body["knn_estimate"]["lon"])]
@@ -265,6 +301,16 @@ def test_coarsened_answers_round_every_coordinate_and_withhold_exif(world_model)
     text = str(body)
     assert "35.68" not in text and "139.7," not in text
     assert body["coarsen_km"] == 250 and "cells" in body["top_k"][0]
+    # --thumbnails turns them back on for a coarsened server that wants them.
+    engine = Engine(
+        load_backend(model_dir),
+        index=RetrievalIndex.load(index_dir),
+        coarsen_km=250,
+        thumbnails=True,
+    )
+    with TestClient(create_app(engine), base_url=BASE) as client:
+        body = _post(client, photo_with_gps(BLUE, *TOKYO)).json()
+        assert client.get(body["neighbours"][0]["thumbnail"]).status_code == 200
 
 
 def test_serve_binds_loopback_by_default_and_warns_otherwise(world_model, monkeypatch):
@@ -285,4 +331,4 @@ def test_serve_binds_loopback_by_default_and_warns_otherwise(world_model, monkey
     assert calls[-1]["host"] == "127.0.0.1" and "warning" not in result.output
     result = runner.invoke(app, ["serve", "--model", str(world_model[0]), "--host", "0.0.0.0"])
     assert calls[-1]["host"] == "0.0.0.0" and "warning" in result.output
-    assert "--coarsen-km" in result.output
+    assert "--coarsen-km" in result.output and "--allowed-host" in result.output

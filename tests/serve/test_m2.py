@@ -34,7 +34,7 @@ def test_m2_answers_with_a_posting_time_and_m1_without(m2_dir, world_model):
     assert isinstance(backend, M2Backend)
     engine = Engine(backend)
     data = photo_with_gps((40, 40, 220), 35.68, 139.7)
-    with TestClient(create_app(engine)) as client:
+    with TestClient(create_app(engine), base_url="http://127.0.0.1:8000") as client:
         model = client.get("/v1/model").json()
         timed = client.post(
             "/v1/predict",

@@ -2,6 +2,12 @@
 
 Corrupt, truncated and non-image files and decompression bombs are turned
 into a :class:`BadImageError` with a short reason an import report can count.
+
+HEIC/HEIF (the iPhone's default) decodes through pillow-heif, registered as a
+Pillow opener once, when this module is imported: every path that reads
+images (``trigeo data photos``, the training loaders, ``trigeo predict`` on
+files, ``trigeo serve`` uploads) imports this module first. AVIF decodes
+through Pillow itself.
 """
 
 from __future__ import annotations
@@ -22,11 +28,38 @@ __all__ = [
     "decode_image",
     "encode_resized",
     "index_shard",
+    "register_heif",
     "sniff_image",
     "split_image_ref",
 ]
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+#: Extensions (lower case, no dot) that name an image in folders, tars and zips.
+#: JPEG first: a locator that tries each extension in turn finds the common case first.
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "avif", "heic", "heif")
+
+
+def register_heif() -> bool:
+    """Register pillow-heif's HEIC/HEIF opener with Pillow (once; later calls are free).
+
+    Returns
+    -------
+    bool
+        Whether HEIF decodes here. ``False`` only when pillow-heif is not
+        installed (it is a pinned dependency); readers then report HEIC
+        files as needing it instead of failing on import.
+    """
+    if "HEIF" in Image.OPEN:
+        return True
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    # Thumbnails embedded in HEIC files are not needed: only the primary image is decoded.
+    register_heif_opener(thumbnails=False)
+    return "HEIF" in Image.OPEN
+
+
+register_heif()
 
 
 class BadImageError(Exception):

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["PredictResult", "expand_image_paths", "head_path", "nearest_place", "predict_m1"]
 
 log = logging.getLogger("trigeo.predict")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# Read by trigeo.data.loading (pillow-heif registered there): iPhone HEIC and AVIF included.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".heic", ".heif")
 
 
 @dataclass

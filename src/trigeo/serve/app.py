@@ -1,28 +1,43 @@
-"""The FastAPI app: ``create_app(engine, limits)``.
+"""The FastAPI app: ``create_app(engine, limits, allowed_hosts=...)``.
 
 Endpoints: ``GET /`` (the offline map page), ``POST /v1/predict``,
-``POST /v1/predict/batch``, ``GET /v1/mesh``, ``GET /v1/land``,
-``GET /v1/model``, ``GET /v1/health``,
-``GET /v1/index/photos/{row}/thumbnail`` (with an index), OpenAPI at ``/docs``.
+``POST /v1/predict/batch``, ``GET /v1/regions``, ``GET /v1/mesh``,
+``GET /v1/land``, ``GET /v1/model``, ``GET /v1/health``,
+``GET /v1/index/photos/{row}/thumbnail`` (with an index and thumbnails on),
+OpenAPI at ``/docs``.
+
+A request is admitted (:class:`~trigeo.serve.limits.Admission`: 503 past the
+queue), its form read in memory, its photos decoded and transformed in a
+decode thread, and their tensors handed to the
+:class:`~trigeo.serve.batching.Batcher`, which answers photos of concurrent
+requests with one forward pass. Every request first passes the ``Host``
+check (:mod:`trigeo.serve.hosts`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import functools
 import io
 import json
 import logging
+import os
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from trigeo import __version__
+from trigeo.serve.batching import Batcher, Job
 from trigeo.serve.engine import Engine
-from trigeo.serve.limits import Admission, Form, Limits, decode_upload, read_form
+from trigeo.serve.hosts import HostCheck
+from trigeo.serve.limits import Admission, Form, Limits, Ticket, decode_upload, read_form
 
 __all__ = ["create_app"]
 
@@ -41,6 +56,11 @@ _FORM_SCHEMA = {
                             "description": "ISO 8601 posting time (used by M2 models)",
                         },
                         "top_k": {"type": "integer", "default": 5},
+                        "geojson": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "also answer with a GeoJSON of the listed regions",
+                        },
                     },
                 }
             }
@@ -62,6 +82,7 @@ _BATCH_SCHEMA = {
                         },
                         "posted_at": {"type": "string"},
                         "top_k": {"type": "integer", "default": 5},
+                        "geojson": {"type": "boolean", "default": False},
                     },
                 }
             }
@@ -90,6 +111,28 @@ def _parse_top_k(text: str | None, limits: Limits, n_regions: int) -> int:
     if not 1 <= value <= limits.max_top_k:
         raise HTTPException(422, f"top_k must lie in 1..{limits.max_top_k}, got {value}")
     return min(value, n_regions)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def _parse_flag(text: str | None, name: str) -> bool | None:
+    """A boolean form field (``true``/``false``, ``1``/``0``, ``yes``/``no``), or ``None``."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise HTTPException(422, f"{name} must be true or false, got {text!r}")
+
+
+_GEOJSON_QUERY = Query(
+    description="Also answer with a GeoJSON FeatureCollection of the listed regions "
+    "(the form field `geojson` does the same). Off by default: the answer lists region "
+    "ids and probabilities, and `GET /v1/regions` gives their geometry once.",
+)
 
 
 def _exif_of(data: bytes) -> tuple[tuple[float, float] | None, pd.Timestamp | None]:
@@ -140,7 +183,9 @@ def land_geojson() -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
+def create_app(
+    engine: Engine, limits: Limits | None = None, *, allowed_hosts: Iterable[str] = ()
+) -> FastAPI:
     """The HTTP API and web page for one engine.
 
     Parameters
@@ -148,23 +193,58 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
     engine
         Model, regions and optional index (:class:`~trigeo.serve.engine.Engine`).
     limits
-        Upload, batch and concurrency limits.
+        Upload, batch, batching and concurrency limits.
+    allowed_hosts
+        ``Host`` names answered besides IP literals and ``localhost``
+        (:mod:`trigeo.serve.hosts`).
     """
     limits = limits or Limits()
-    admission = Admission(limits.max_concurrent, limits.max_queue)
+    admission = Admission(limits.max_concurrent, limits.max_queue, limits.batch_size)
+    batcher = Batcher(
+        engine,
+        admission,
+        batch_size=limits.batch_size,
+        batch_wait_ms=limits.batch_wait_ms,
+        max_concurrent=limits.max_concurrent,
+    )
+    # Decoding runs beside the forward passes, one photo per core at most: Pillow and
+    # the resize release the GIL, and a decoded full-size photo lives only here. The
+    # pool is made on first use (and again after a shutdown: an app may be restarted).
+    pools: dict[str, ThreadPoolExecutor] = {}
+
+    def decoder() -> ThreadPoolExecutor:
+        if "decode" not in pools:
+            workers = max(1, os.cpu_count() or 1)
+            pools["decode"] = ThreadPoolExecutor(workers, thread_name_prefix="trigeo-decode")
+        return pools["decode"]
+
     # Pillow logs every EXIF tag's value (GPS included) at DEBUG while decoding: keep
     # uploads out of the logs even when the server runs with debug logging.
     logging.getLogger("PIL").setLevel(logging.WARNING)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+        if "decode" in pools:
+            pools.pop("decode").shutdown(wait=False, cancel_futures=True)
+
     app = FastAPI(
         title="trigeo",
         version=__version__,
+        lifespan=lifespan,
         description=(
             "Where in the world was this photo taken? Cell probabilities over the model's "
             "spherical Delaunay mesh, credible regions and, with an index, the nearest "
-            "training photos. Uploads are kept in memory only and never logged."
+            "training photos. Uploads are kept in memory only and never logged. An answer "
+            "lists region ids with their probabilities; `GET /v1/regions` gives every "
+            "region's geometry once (`geojson=true` adds it to an answer). Requests whose "
+            "`Host` is not an IP address, localhost or an `--allowed-host` name get 421."
         ),
     )
-    app.state.engine, app.state.limits, app.state.admission = engine, limits, admission
+    app.add_middleware(HostCheck, allowed=tuple(allowed_hosts))
+    app.state.engine, app.state.limits = engine, limits
+    app.state.admission, app.state.batcher = admission, batcher
 
     @functools.lru_cache(maxsize=1)
     def mesh_bytes() -> bytes:
@@ -173,7 +253,27 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
         document = mesh_to_geojson(engine.backend.mesh, max_step_deg=2.0)
         return json.dumps(document, separators=(",", ":")).encode()
 
-    async def _answer(form: Form, field_names: tuple[str, ...], max_files: int) -> list[Any]:
+    @functools.lru_cache(maxsize=1)
+    def regions_bytes() -> bytes:
+        return json.dumps(engine.regions_geojson(), separators=(",", ":")).encode()
+
+    def prepare(data: bytes) -> tuple[Any, tuple[float, float] | None, pd.Timestamp | None]:
+        """Decode one upload, read its EXIF and transform it (in a decode thread)."""
+        image = decode_upload(data, limits)
+        truth, taken = _exif_of(data)
+        try:
+            x = engine.prepare(image)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise HTTPException(422, f"the image cannot be used: {exc}") from exc
+        return x, truth, taken
+
+    async def _answer(
+        form: Form,
+        field_names: tuple[str, ...],
+        max_files: int,
+        ticket: Ticket,
+        geojson_query: bool | None,
+    ) -> list[Any]:
         datas = [data for name in field_names for data in form.files.get(name, [])]
         if not datas:
             raise HTTPException(
@@ -184,27 +284,57 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
             raise HTTPException(413, f"at most {max_files} image(s) per request on this server")
         top_k = _parse_top_k(form.fields.get("top_k"), limits, len(engine.regions))
         form_time = _parse_posted_at(form.fields.get("posted_at"))
-        images, times, truths, errors = [], [], [], {}
-        for i, data in enumerate(datas):
-            try:
-                images.append(decode_upload(data, limits))
-            except HTTPException as exc:
-                if max_files == 1:
-                    raise
-                errors[i] = {"status": exc.status_code, "error": exc.detail}
-                continue
-            truth, taken = _exif_of(data)
-            truths.append(truth)
-            times.append(form_time if form_time is not None else taken)
+        geojson = _parse_flag(form.fields.get("geojson"), "geojson")
+        geojson = bool(geojson_query) if geojson is None else geojson
+        loop = asyncio.get_running_loop()
+        # Every photo of the request is decoded at once, each in a decode thread.
+        decoded = await asyncio.gather(
+            *(loop.run_in_executor(decoder(), prepare, data) for data in datas),
+            return_exceptions=True,
+        )
         del datas
-        answers: list[Any] = []
-        if images:
-            answers = await admission.run(engine.predict, images, times, truths, top_k)
+        jobs: list[Job] = []
+        errors: dict[int, dict[str, Any]] = {}
+        for i, result in enumerate(decoded):
+            if isinstance(result, BaseException):
+                if not isinstance(result, HTTPException) or max_files == 1:
+                    raise result
+                errors[i] = {"status": result.status_code, "error": result.detail}
+                continue
+            x, truth, taken = result
+            when = form_time if form_time is not None else taken
+            jobs.append(Job(x, when, truth, top_k, geojson, ticket))
+        del decoded
+        admission.submitted(ticket)
+        answers = await batcher.submit(jobs) if jobs else []
         out: list[Any] = []
         it = iter(answers)
-        for i in range(len(images) + len(errors)):
-            out.append(errors[i] if i in errors else next(it))
+        for i in range(len(jobs) + len(errors)):
+            if i in errors:
+                out.append(errors[i])
+                continue
+            answer = next(it)
+            if isinstance(answer, Exception):
+                # The model failed on this photo alone (the batcher retried it by itself).
+                failure = f"inference failed on this image ({type(answer).__name__}: {answer})"
+                if max_files == 1:
+                    raise HTTPException(500, failure) from answer
+                answer = {"status": 500, "error": failure}
+            out.append(answer)
         return out
+
+    async def _serve(
+        request: Request, field_names: tuple[str, ...], max_files: int, geojson: bool | None
+    ) -> list[Any]:
+        ticket = admission.enter()
+        try:
+            form = await read_form(request, limits, max_files=max_files)
+            return await _answer(form, field_names, max_files, ticket, geojson)
+        finally:
+            admission.leave(ticket)
+            # A request that failed before handing over its photos is no longer on its
+            # way: a pass waiting for it to fill stops waiting.
+            batcher.notify()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
@@ -212,28 +342,32 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
         return HTMLResponse(text)
 
     @app.post("/v1/predict", openapi_extra=_FORM_SCHEMA, summary="Where was this photo taken?")
-    async def predict(request: Request) -> JSONResponse:
-        """Top-k cells with nearest cities, 50/90/95% credible regions and a GeoJSON of
-        cell probabilities for one photo (multipart field ``image``)."""
-        admission.enter()
-        try:
-            form = await read_form(request, limits, max_files=1)
-            answers = await _answer(form, ("image",), 1)
-        finally:
-            admission.leave()
+    async def predict(
+        request: Request, geojson: Annotated[bool | None, _GEOJSON_QUERY] = None
+    ) -> JSONResponse:
+        """Top-k regions with nearest cities, 50/90/95% credible regions, and the ids and
+        probabilities of every region above 1e-4 (most probable first; the credible
+        regions are prefixes of that list) for one photo (multipart field ``image``).
+        With ``geojson=true`` the answer also carries their GeoJSON."""
+        answers = await _serve(request, ("image",), 1, geojson)
         return JSONResponse(answers[0])
 
     @app.post("/v1/predict/batch", openapi_extra=_BATCH_SCHEMA, summary="Several photos")
-    async def predict_batch(request: Request) -> JSONResponse:
-        """The same answer per photo for several images (repeated field ``images``); a
-        photo that cannot be read gets ``{"status", "error"}`` in its place."""
-        admission.enter()
-        try:
-            form = await read_form(request, limits, max_files=limits.max_batch)
-            answers = await _answer(form, ("images", "image"), limits.max_batch)
-        finally:
-            admission.leave()
+    async def predict_batch(
+        request: Request, geojson: Annotated[bool | None, _GEOJSON_QUERY] = None
+    ) -> JSONResponse:
+        """The same answer per photo for several images (repeated field ``images``), run
+        in forward passes of at most ``--batch-size`` photos; a photo that cannot be read
+        gets ``{"status", "error"}`` in its place."""
+        answers = await _serve(request, ("images", "image"), limits.max_batch, geojson)
         return JSONResponse({"results": answers})
+
+    @app.get("/v1/regions", summary="GeoJSON of the regions answers refer to, by id")
+    def regions() -> Response:
+        """Every region's geometry, label point, area and cells: fetched once by the page,
+        which then shades the ``regions.id`` of each answer. Without ``--coarsen-km``
+        region ``i`` is cell ``i``."""
+        return Response(regions_bytes(), media_type="application/geo+json")
 
     @app.get("/v1/mesh", summary="GeoJSON of the model's mesh")
     def mesh() -> Response:
@@ -249,13 +383,18 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
 
     @app.get("/v1/health", summary="Liveness and load")
     def health() -> dict[str, Any]:
+        sizes = list(batcher.pass_sizes)
         return {
             "status": "ok",
             "model_id": engine.backend.model_id,
             "inflight": admission.inflight,
+            "queued": admission.queued,
             "running": admission.running,
             "max_concurrent": limits.max_concurrent,
             "max_queue": limits.max_queue,
+            "batch_size": limits.batch_size,
+            "batch_wait_ms": limits.batch_wait_ms,
+            "recent_mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else None,
         }
 
     @app.get("/v1/index/photos/{row}/thumbnail", summary="Thumbnail of an indexed photo")
@@ -266,6 +405,12 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
         index = engine.index
         if index is None:
             raise HTTPException(404, "this server has no index (start it with --index)")
+        if not engine.thumbnails:
+            raise HTTPException(
+                404,
+                "thumbnails are off on this server (--no-thumbnails, the default with "
+                "--coarsen-km)",
+            )
         if not 0 <= row < len(index):
             raise HTTPException(404, f"no indexed photo {row}")
         root = str(index.meta.get("dataset_root", "."))

@@ -118,17 +118,25 @@ class M1Backend:
             "uses_time": False,
         }
 
-    def infer(self, images: Sequence[Any], posted_at: Sequence[Any]) -> list[Inference]:
-        """Probabilities and descriptors of decoded RGB photos (posting times unused)."""
+    def prepare(self, image: Any) -> Any:
+        """One decoded RGB photo as the model's input tensor (the eval transform).
+
+        Runs in the request's decode thread, so the forward pass only stacks
+        small tensors and a queued request holds no full-size image.
+        """
+        return self.transform(image)
+
+    def infer_prepared(self, inputs: Sequence[Any], posted_at: Sequence[Any]) -> list[Inference]:
+        """Probabilities and descriptors from one forward pass over prepared inputs."""
         import torch
 
         from trigeo.retrieve.embed import forward_images
 
-        batch = torch.stack([self.transform(image) for image in images])
+        batch = torch.stack(list(inputs))
         descriptors, probs = forward_images(
             self.model.net, batch, temperature=self.temperature, head=self.head
         )
-        note = "M1 does not use the posting time" if any(t is not None for t in posted_at) else None
+        note = "M1 does not use the posting time"
         return [
             Inference(
                 probs[i],
@@ -137,8 +145,12 @@ class M1Backend:
                 False,
                 note if posted_at[i] is not None else None,
             )
-            for i in range(len(images))
+            for i in range(len(inputs))
         ]
+
+    def infer(self, images: Sequence[Any], posted_at: Sequence[Any]) -> list[Inference]:
+        """Probabilities and descriptors of decoded RGB photos (posting times unused)."""
+        return self.infer_prepared([self.prepare(image) for image in images], posted_at)
 
 
 class M2Backend:
@@ -193,10 +205,15 @@ class M2Backend:
         )
         return record
 
-    def infer(self, images: Sequence[Any], posted_at: Sequence[Any]) -> list[Inference]:
+    def prepare(self, image: Any) -> Any:
+        """The M1 input tensor of a decoded photo (M2 itself reads M1's answer)."""
+        return self.m1_backend.prepare(image)
+
+    def infer_prepared(self, inputs: Sequence[Any], posted_at: Sequence[Any]) -> list[Inference]:
+        """M1's forward pass over the whole batch, then M2 over the photos with a time."""
         from trigeo.models.m2 import m2_inputs
 
-        first = self.m1_backend.infer(images, [None] * len(images))
+        first = self.m1_backend.infer_prepared(inputs, [None] * len(inputs))
         timed = [i for i, t in enumerate(posted_at) if t is not None]
         if timed:
             probs = np.stack([first[i].probs for i in timed])
@@ -213,6 +230,10 @@ class M2Backend:
             if t is None:
                 first[i].note = "no posting time (form field or EXIF): answered by M1"
         return first
+
+    def infer(self, images: Sequence[Any], posted_at: Sequence[Any]) -> list[Inference]:
+        """M1, then M2 for the photos with a posting time, over decoded RGB photos."""
+        return self.infer_prepared([self.prepare(image) for image in images], posted_at)
 
 
 _BACKENDS: dict[str, Callable[[Path], Any]] = {
@@ -263,6 +284,10 @@ class Engine:
         The responsible-use setting (:mod:`trigeo.serve.coarsen`).
     neighbours
         Indexed photos reported per query.
+    thumbnails
+        Whether the indexed (training) photos' thumbnails are served and
+        linked from answers; ``None``: yes, unless ``coarsen_km`` is given
+        (they are other people's photos, shown at full detail).
     """
 
     def __init__(
@@ -272,12 +297,15 @@ class Engine:
         index: Any = None,
         coarsen_km: float | None = None,
         neighbours: int = 6,
+        thumbnails: bool | None = None,
     ) -> None:
         self.backend = backend
         self.coarsen_km = coarsen_km
         self.neighbours = int(neighbours)
+        self.thumbnails = (coarsen_km is None) if thumbnails is None else bool(thumbnails)
         label_lat, label_lon = backend.label_points()
         self.regions: Regions = build_regions(backend.mesh, label_lat, label_lon, coarsen_km)
+        self._cell_counts = np.array([len(cells) for cells in self.regions.cells], dtype=np.int64)
         self.index = index
         if index is not None:
             index.check_model(backend.m1.model_id)
@@ -310,6 +338,7 @@ class Engine:
         record = self.backend.describe()
         record["coarsen_km"] = self.coarsen_km
         record["regions"] = len(self.regions)
+        record["thumbnails"] = self.thumbnails and self.index is not None
         record["index"] = (
             None
             if self.index is None
@@ -322,6 +351,50 @@ class Engine:
         )
         return record
 
+    def regions_geojson(self) -> dict[str, Any]:
+        """Every reported region's geometry, once: answers name regions by ``id``.
+
+        Without ``--coarsen-km`` region ``i`` is cell ``i``; with it, merged
+        grid squares and the cells left as they are.
+        """
+        regions = self.regions
+        features = [
+            {
+                "type": "Feature",
+                "id": r,
+                "geometry": regions.geometry[r],
+                "properties": {
+                    "region": r,
+                    "lat": _round(regions.lat[r]),
+                    "lon": _round(regions.lon[r]),
+                    "area_km2": float(regions.area_km2[r]),
+                    "cells": len(regions.cells[r]),
+                    "merged": bool(regions.merged[r]),
+                },
+            }
+            for r in range(len(regions))
+        ]
+        return {
+            "type": "FeatureCollection",
+            "features": features,
+            "properties": {"regions": len(regions), "coarsen_km": self.coarsen_km},
+        }
+
+    # --- inference -----------------------------------------------------------------
+    def prepare(self, image: Any) -> Any:
+        """A decoded photo as the backend's input (its transform), for a batched pass.
+
+        A backend without ``prepare`` (a plug-in written for :meth:`predict`)
+        gets the decoded image itself.
+        """
+        prepare = getattr(self.backend, "prepare", None)
+        return image if prepare is None else prepare(image)
+
+    def infer_prepared(self, inputs: Sequence[Any], posted_at: Sequence[Any]) -> list[Inference]:
+        """One forward pass over inputs from :meth:`prepare`."""
+        infer = getattr(self.backend, "infer_prepared", None)
+        return (infer or self.backend.infer)(inputs, posted_at)
+
     # --- the answer ----------------------------------------------------------------
     def predict(
         self,
@@ -329,41 +402,91 @@ class Engine:
         posted_at: Sequence[pd.Timestamp | None],
         truths: Sequence[tuple[float, float] | None],
         top_k: int = 5,
+        geojson: bool = False,
     ) -> list[dict[str, Any]]:
-        """The reported answer for each decoded photo."""
+        """The reported answer for each decoded photo (one forward pass)."""
         inferences = self.backend.infer(images, posted_at)
+        n = len(inferences)
+        return self.answers(inferences, truths, [top_k] * n, [geojson] * n)
+
+    def answers(
+        self,
+        inferences: Sequence[Inference],
+        truths: Sequence[tuple[float, float] | None],
+        top_ks: Sequence[int],
+        geojsons: Sequence[bool],
+    ) -> list[dict[str, Any]]:
+        """The answers of one forward pass; the index is searched once for all of them."""
+        from trigeo.calibration import credible_sets
+
+        n = len(inferences)
+        if n == 0:
+            return []
+        regions = self.regions
+        p = np.stack([regions.probabilities(inference.probs) for inference in inferences])
+        # One call for the whole pass: the smallest sets of regions holding 50/90/95%.
+        sets = credible_sets(
+            None, p, np.full(n, -1), CREDIBLE_LEVELS, cell_areas_km2=regions.area_km2
+        )
+        found: list[tuple[NDArray, NDArray] | None] = [None] * n
+        with_descriptor = [i for i, inf in enumerate(inferences) if inf.descriptor is not None]
+        if self.index is not None and with_descriptor:
+            queries = np.stack([inferences[i].descriptor for i in with_descriptor])
+            distance, rows = self.index.search(queries, self.neighbours)
+            for j, i in enumerate(with_descriptor):
+                found[i] = (distance[j], rows[j])
+        per_photo = [
+            [(c.level, int(c.size[i]), float(c.area_km2[i]), bool(c.complete[i])) for c in sets]
+            for i in range(n)
+        ]
         return [
-            self.answer(inference, truth, top_k)
-            for inference, truth in zip(inferences, truths, strict=True)
+            self._answer(
+                inferences[i],
+                p[i],
+                per_photo[i],
+                truths[i],
+                top_ks[i],
+                geojsons[i],
+                found[i],
+            )
+            for i in range(n)
         ]
 
     def answer(
-        self, inference: Inference, truth: tuple[float, float] | None, top_k: int
+        self,
+        inference: Inference,
+        truth: tuple[float, float] | None,
+        top_k: int,
+        geojson: bool = False,
     ) -> dict[str, Any]:
-        from trigeo.calibration import credible_sets
+        """The reported answer for one inference."""
+        return self.answers([inference], [truth], [top_k], [geojson])[0]
+
+    def _answer(
+        self,
+        inference: Inference,
+        p: NDArray[np.float64],
+        sets: list[tuple[float, int, float, bool]],
+        truth: tuple[float, float] | None,
+        top_k: int,
+        geojson: bool,
+        hits: tuple[NDArray, NDArray] | None,
+    ) -> dict[str, Any]:
         from trigeo.sphere import distance_km
 
         regions = self.regions
-        p = regions.probabilities(inference.probs)
         order = np.argsort(-p, kind="stable")
-        sets = credible_sets(
-            None, p[None, :], np.array([-1]), CREDIBLE_LEVELS, cell_areas_km2=regions.area_km2
-        )
-        credible = []
-        membership: dict[int, list[float]] = {}
-        for s in sets:
-            size = int(s.size[0])
-            for r in order[:size]:
-                membership.setdefault(int(r), []).append(s.level)
-            credible.append(
-                {
-                    "level": s.level,
-                    "regions": size,
-                    "cells": int(sum(len(regions.cells[r]) for r in order[:size])),
-                    "area_km2": float(s.area_km2[0]),
-                    "complete": bool(s.complete[0]),
-                }
-            )
+        sorted_p = p[order]
+        credible = [
+            {
+                "level": level,
+                "regions": size,
+                "cells": int(self._cell_counts[order[:size]].sum()),
+                "area_km2": area,
+                "complete": complete,
+            }
+            for level, size, area, complete in sets
+        ]
         top = []
         for rank, r in enumerate(order[: max(1, top_k)], start=1):
             lat, lon = float(regions.lat[r]), float(regions.lon[r])
@@ -381,6 +504,11 @@ class Engine:
                 item["cells"] = len(regions.cells[r])
                 item["merged"] = bool(regions.merged[r])
             top.append(item)
+        # The listed regions are a prefix of ``order``: every region above the floor
+        # and every member of the widest credible set, so a client finds the 90% set
+        # as the first ``credible_regions[1]["regions"]`` ids.
+        listed = max(int(np.count_nonzero(sorted_p >= GEOJSON_MIN_PROB)), credible[-1]["regions"])
+        listed = min(max(listed, 1), GEOJSON_MAX_FEATURES)
         best_lat, best_lon = float(regions.lat[order[0]]), float(regions.lon[order[0]])
         answer: dict[str, Any] = {
             "model": {
@@ -393,8 +521,15 @@ class Engine:
             "coarsen_km": self.coarsen_km,
             "top_k": top,
             "credible_regions": credible,
-            "geojson": self._geojson(p, order, membership),
+            "regions": {
+                "id": order[:listed].tolist(),
+                "probability": sorted_p[:listed].tolist(),
+                "total": len(regions),
+                "probability_listed": float(sorted_p[:listed].sum()),
+            },
         }
+        if geojson:
+            answer["geojson"] = self._geojson(p, order[:listed], credible)
         if truth is None:
             answer["truth"] = None
         elif self.coarsen_km is not None:
@@ -407,20 +542,18 @@ class Engine:
                 "source": "EXIF GPS",
                 "error_km": round(error, 3),
             }
-        if self.index is not None and inference.descriptor is not None:
-            answer.update(self._neighbours(inference.descriptor, best_lat, best_lon))
+        if hits is not None:
+            answer.update(self._neighbours(hits[0], hits[1], best_lat, best_lon))
         return answer
 
     def _geojson(
-        self, p: NDArray[np.float64], order: NDArray[np.int64], membership: dict[int, list[float]]
+        self, p: NDArray[np.float64], listed: NDArray[np.int64], credible: list[dict[str, Any]]
     ) -> dict[str, Any]:
+        """The listed regions with their geometry, for clients that ask (``geojson=true``)."""
         regions = self.regions
-        keep = [int(r) for r in order if p[r] >= GEOJSON_MIN_PROB or int(r) in membership]
-        keep = keep[:GEOJSON_MAX_FEATURES]
-        rank = {int(r): i + 1 for i, r in enumerate(order)}
+        sizes = {c["level"]: c["regions"] for c in credible}
         features = []
-        for r in keep:
-            levels = membership.get(r, [])
+        for rank, r in enumerate(listed.tolist(), start=1):
             features.append(
                 {
                     "type": "Feature",
@@ -429,15 +562,15 @@ class Engine:
                     "properties": {
                         "region": r,
                         "probability": float(p[r]),
-                        "rank": rank[r],
+                        "rank": rank,
                         "lat": _round(regions.lat[r]),
                         "lon": _round(regions.lon[r]),
                         "area_km2": float(regions.area_km2[r]),
                         "cells": len(regions.cells[r]),
                         "merged": bool(regions.merged[r]),
-                        "in_credible_50": 0.5 in levels,
-                        "in_credible_90": 0.9 in levels,
-                        "in_credible_95": 0.95 in levels,
+                        "in_credible_50": rank <= sizes[0.5],
+                        "in_credible_90": rank <= sizes[0.9],
+                        "in_credible_95": rank <= sizes[0.95],
                     },
                 }
             )
@@ -447,17 +580,18 @@ class Engine:
             "properties": {
                 "regions": len(regions),
                 "shown": len(features),
-                "probability_shown": float(sum(p[r] for r in keep)),
+                "probability_shown": float(p[listed].sum()),
             },
         }
 
-    def _neighbours(self, descriptor: NDArray, best_lat: float, best_lon: float) -> dict[str, Any]:
+    def _neighbours(
+        self, distance: NDArray, rows: NDArray, best_lat: float, best_lon: float
+    ) -> dict[str, Any]:
         from trigeo.retrieve.knn import knn_locate
         from trigeo.sphere import distance_km
 
-        distance, rows = self.index.search(descriptor[None, :], self.neighbours)
-        valid = rows[0] >= 0
-        found, dist = rows[0][valid], distance[0][valid]
+        valid = rows >= 0
+        found, dist = rows[valid], distance[valid]
         lat, lon = self._index_lat[found], self._index_lon[found]
         km = distance_km(best_lat, best_lon, lat, lon)
         items = []
@@ -471,7 +605,11 @@ class Engine:
                     "lon": r_lon,
                     "l2": float(d),
                     "km_from_prediction": round(float(km[rank - 1]), 1),
-                    "thumbnail": f"/v1/index/photos/{int(row)}/thumbnail",
+                    # With thumbnails off (the default when coarsening) there is no link:
+                    # the endpoint answers 404 and the page shows none.
+                    "thumbnail": (
+                        f"/v1/index/photos/{int(row)}/thumbnail" if self.thumbnails else None
+                    ),
                 }
             )
         knn = None

@@ -1,4 +1,4 @@
-"""The server's limits: upload size, image checks, concurrency with a bounded queue.
+"""The server's limits: upload size, image checks, admission with a bounded queue.
 
 Uploads are parsed in memory by :func:`read_form` (python-multipart's
 streaming parser fed chunk by chunk): Starlette's own form parser spools
@@ -8,15 +8,13 @@ the disk. Nothing here logs a photo, its EXIF or its bytes.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import HTTPException, Request
 
-__all__ = ["Admission", "Form", "Limits", "decode_upload", "read_form"]
+__all__ = ["Admission", "Form", "Limits", "Ticket", "decode_upload", "read_form"]
 
 MB = 1024 * 1024
 #: Room for the form's text fields and multipart headers beyond the images themselves.
@@ -34,9 +32,16 @@ class Limits:
     max_batch
         Most images in one ``/v1/predict/batch`` request (413 above it).
     max_concurrent
-        Inferences running at once.
+        Forward passes running at once.
     max_queue
-        Requests waiting for an inference slot; more get 503 + ``Retry-After``.
+        Requests admitted but not in a running forward pass (reading their
+        upload, decoding, waiting for a pass); more get 503 + ``Retry-After``.
+    batch_size
+        Most images in one forward pass (``trigeo predict --batch-size``);
+        1 turns batching off.
+    batch_wait_ms
+        How long a forward pass waits to fill while more requests are on
+        their way (it starts at once when none are).
     max_pixels
         Decompression-bomb guard (``None``: Pillow's ``MAX_IMAGE_PIXELS``).
     max_top_k
@@ -46,9 +51,17 @@ class Limits:
     max_upload_mb: float = 20.0
     max_batch: int = 16
     max_concurrent: int = 1
-    max_queue: int = 8
+    max_queue: int = 32
+    batch_size: int = 16
+    batch_wait_ms: float = 5.0
     max_pixels: int | None = None
     max_top_k: int = 50
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent < 1 or self.max_queue < 0 or self.batch_size < 1:
+            raise ValueError("max_concurrent and batch_size must be >= 1, max_queue >= 0")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -195,54 +208,98 @@ def decode_upload(data: bytes, limits: Limits) -> Any:
             raise HTTPException(
                 415,
                 f"the upload is not an image trigeo can read ({exc.reason}); send a JPEG, "
-                "PNG or WebP photo",
+                "PNG, WebP, HEIC/HEIF or AVIF photo",
             ) from exc
         raise HTTPException(422, f"the image cannot be used: {exc.reason}") from exc
 
 
-class Admission:
-    """At most ``max_concurrent`` inferences at once and ``max_queue`` waiting.
+class Ticket:
+    """One admitted request's place in :class:`Admission`'s counts.
 
-    :meth:`enter` refuses a request past that with 503 and a ``Retry-After``
-    estimated from the recent inference time; admitted requests run their
-    inference inside :meth:`slot`.
+    Attributes
+    ----------
+    submitted
+        Whether its images have been handed to the batcher (until then it is
+        "on its way": a filling forward pass may wait for it).
+    passes
+        Forward passes running that hold at least one of its images.
     """
 
-    def __init__(self, max_concurrent: int, max_queue: int) -> None:
-        if max_concurrent < 1 or max_queue < 0:
-            raise ValueError("max_concurrent must be >= 1 and max_queue >= 0")
+    __slots__ = ("passes", "submitted")
+
+    def __init__(self) -> None:
+        self.submitted = False
+        self.passes = 0
+
+
+class Admission:
+    """Requests admitted, on their way to a forward pass, queued and running.
+
+    The queue counts requests (a ``/v1/predict/batch`` request is one), the
+    concurrency limit counts forward passes (:class:`~trigeo.serve.batching.Batcher`
+    enforces it). :meth:`enter` refuses a request when ``max_queue`` requests
+    are already admitted but not in a running pass, with 503 and a
+    ``Retry-After`` estimated from the recent forward-pass time.
+    """
+
+    def __init__(self, max_concurrent: int, max_queue: int, batch_size: int = 1) -> None:
+        if max_concurrent < 1 or max_queue < 0 or batch_size < 1:
+            raise ValueError("max_concurrent and batch_size must be >= 1, max_queue >= 0")
         self.max_concurrent, self.max_queue = int(max_concurrent), int(max_queue)
+        self.batch_size = int(batch_size)
+        #: Requests admitted and not yet answered.
         self.inflight = 0
+        #: Admitted requests whose images are not yet with the batcher.
+        self.arriving = 0
+        #: Requests with an image in a running forward pass.
+        self.in_pass = 0
+        #: Forward passes running (kept by the batcher).
         self.running = 0
-        self.semaphore = asyncio.Semaphore(self.max_concurrent)
-        self.seconds = 0.5  # running mean of one inference, for Retry-After
+        self.seconds = 0.5  # running mean of one forward pass with its answers, for Retry-After
+
+    @property
+    def queued(self) -> int:
+        """Requests admitted but not in a running forward pass."""
+        return self.inflight - self.in_pass
 
     def retry_after(self) -> int:
-        waves = math.ceil((self.inflight + 1) / self.max_concurrent)
+        per_wave = self.max_concurrent * self.batch_size
+        waves = math.ceil((self.queued + 1) / per_wave)
         return max(1, math.ceil(waves * self.seconds))
 
-    def enter(self) -> None:
-        if self.inflight >= self.max_concurrent + self.max_queue:
+    def enter(self) -> Ticket:
+        """Admit a request, or raise 503 with ``Retry-After`` past the queue."""
+        if self.queued >= self.max_queue:
             raise HTTPException(
                 503,
-                f"busy: {self.max_concurrent} inference(s) running and {self.max_queue} "
-                "waiting; retry later",
+                f"busy: {self.running} forward pass(es) running and {self.queued} request(s) "
+                f"waiting (limit {self.max_queue}); retry later",
                 headers={"Retry-After": str(self.retry_after())},
             )
         self.inflight += 1
+        self.arriving += 1
+        return Ticket()
 
-    def leave(self) -> None:
+    def submitted(self, ticket: Ticket) -> None:
+        """The request's images are with the batcher (or it has none to send)."""
+        if not ticket.submitted:
+            ticket.submitted = True
+            self.arriving -= 1
+
+    def pass_started(self, ticket: Ticket) -> None:
+        ticket.passes += 1
+        if ticket.passes == 1:
+            self.in_pass += 1
+
+    def pass_ended(self, ticket: Ticket) -> None:
+        ticket.passes -= 1
+        if ticket.passes == 0:
+            self.in_pass -= 1
+
+    def leave(self, ticket: Ticket) -> None:
+        self.submitted(ticket)
         self.inflight -= 1
 
-    async def run(self, function: Any, *args: Any) -> Any:
-        """Run ``function(*args)`` in a worker thread once a slot is free."""
-        import anyio
-
-        async with self.semaphore:
-            self.running += 1
-            start = time.perf_counter()
-            try:
-                return await anyio.to_thread.run_sync(function, *args)
-            finally:
-                self.running -= 1
-                self.seconds = 0.8 * self.seconds + 0.2 * (time.perf_counter() - start)
+    def record(self, seconds: float) -> None:
+        """Fold one forward pass's duration into the ``Retry-After`` estimate."""
+        self.seconds = 0.8 * self.seconds + 0.2 * seconds
