@@ -12,7 +12,7 @@ from torch.nn import functional
 
 from trigeo.errors import InputError
 from trigeo.models import M2Net, M3Model, M3Net, create_model, load_model_dir
-from trigeo.models.m3 import make_albums, pad_albums
+from trigeo.models.m3 import V1_NET, _M3ModelV1, make_albums, pad_albums
 
 torch.set_num_threads(1)
 
@@ -92,14 +92,76 @@ def test_an_album_alone_or_batched_gives_the_same_output():
     assert not torch.allclose(net(changed, mask)[0, 0], net(album, mask)[0, 0])
 
 
-def test_untrained_m3_predicts_what_its_m2_does():
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"lstm_input": "features", "album_means": ["logprob"]},
+        {"album_means": ["prob"], "head_centering": "album", "head_bias": True},
+        V1_NET,
+    ],
+)
+def test_untrained_m3_predicts_what_its_m2_does(options):
     m2 = M2Net(5, width=16).eval()
-    net = create_model("m3", num_classes=5, m2={"width": 16}, hidden=4).eval()
+    net = create_model("m3", num_classes=5, m2={"width": 16}, hidden=4, **options).eval()
     net.m2.load_state_dict(m2.state_dict())
-    x = torch.randn(1, 24, 9)
-    mask = torch.zeros(1, 24, dtype=torch.bool)
+    x = torch.randn(2, 24, 9)
+    mask = torch.zeros(2, 24, dtype=torch.bool)
     mask[0, :4] = True
-    torch.testing.assert_close(net(x, mask)[0, :4], m2(x[0, :4]), rtol=1e-5, atol=1e-6)
+    mask[1, :1] = True  # an album of one
+    out = net(x, mask)
+    # Exactly M2's logits for the same rows (album means weighted 0, a zero head added).
+    torch.testing.assert_close(out[mask], m2(x[mask]), rtol=0, atol=0)
+    torch.testing.assert_close(out[0, :4], m2(x[0, :4]), rtol=1e-5, atol=1e-6)
+
+
+def test_album_averaging_is_a_special_case():
+    # A large weight on the album's mean probability makes every photo of the album predict
+    # the argmax of that mean: what `trigeo evaluate --averaging` computes from M2's output.
+    net = create_model("m3", num_classes=5, m2={"width": 16}, hidden=4, album_means=["prob"])
+    net.eval()
+    x = torch.randn(3, 24, 9)
+    mask = torch.zeros(3, 24, dtype=torch.bool)
+    for album, n in enumerate((7, 24, 2)):
+        mask[album, :n] = True
+    with torch.no_grad():
+        net.album_weight.fill_(1e4)
+        top = net(x, mask).argmax(-1)
+        probs = torch.softmax(net.m2(x[mask]), 1)
+    start = 0
+    for album, n in enumerate((7, 24, 2)):
+        expected = probs[start : start + n].mean(0).argmax()
+        assert (top[album, :n] == expected).all()
+        start += n
+    assert net.album_mean_weights() == {"prob": 1e4}
+
+
+def test_the_album_head_has_no_bias_and_can_be_centred_over_the_album():
+    net = create_model("m3", num_classes=5, m2={"width": 16}, hidden=4, album_means=[])
+    assert net.album_head.bias is None and net.head_bias is False
+    centred = create_model(
+        "m3", num_classes=5, m2={"width": 16}, hidden=4, album_means=[], head_centering="album"
+    ).eval()
+    centred.m2.load_state_dict(net.m2.state_dict())
+    torch.nn.init.normal_(centred.album_head.weight, std=1.0)
+    x = torch.randn(2, 24, 9)
+    mask = torch.zeros(2, 24, dtype=torch.bool)
+    mask[0, :5] = True
+    mask[1, :1] = True
+    with torch.no_grad():
+        added = centred(x, mask) - net.eval()(x, mask)  # M2's logits cancel
+    torch.testing.assert_close(added[0, :5].sum(0), torch.zeros(5), rtol=0, atol=1e-5)
+    assert float(added[0, :5].abs().max()) > 0.01  # photos move relative to their album
+    assert float(added[1, 0].abs().max()) == 0.0  # an album of one gets nothing added
+
+
+def test_unknown_network_choices_are_refused():
+    with pytest.raises(InputError, match="lstm_input"):
+        M3Net(5, lstm_input="pixels")
+    with pytest.raises(InputError, match="album_means"):
+        M3Net(5, album_means=["median"])
+    with pytest.raises(InputError, match="head_centering"):
+        M3Net(5, head_centering="classes")
 
 
 def test_masks_with_holes_or_empty_albums_are_refused():
@@ -124,7 +186,7 @@ def test_model_directory_round_trip_predicts_every_photo(tmp_path):
     model = M3Model(net, mesh, label_kind="imagery", m1=m1, m2={"model_id": "m2-x"})
     out = model.save(tmp_path / "m3", tmp_path / "mesh.npz")
     record = json.loads((out / "model.json").read_text())
-    assert record["format"] == "trigeo-m3/1" and record["album_size"] == 24
+    assert record["format"] == "trigeo-m3/2" and record["album_size"] == 24
     assert record["m2"]["model_id"] == "m2-x" and record["net"]["hidden"] == 6
     loaded = load_model_dir(out)
     assert isinstance(loaded, M3Model)
@@ -145,3 +207,31 @@ def test_model_directory_round_trip_predicts_every_photo(tmp_path):
     back = np.argsort(perm)
     np.testing.assert_allclose(probs[back][:24], torch.softmax(first, 1).numpy(), atol=1e-6)
     np.testing.assert_allclose(probs[back][30:], torch.softmax(solo, 1).numpy(), atol=1e-6)
+
+
+def test_a_trigeo_m3_1_directory_still_loads(tmp_path):
+    from trigeo.mesh import DelaunayMesh
+
+    rng = np.random.default_rng(0)
+    lat = np.concatenate([rng.normal(48, 0.5, 30), rng.normal(-30, 0.5, 30)])
+    lon = np.concatenate([rng.normal(2, 0.5, 30), rng.normal(150, 0.5, 30)])
+    mesh = DelaunayMesh(refinement_limit=1000, minimum_examples=5).fit(lat, lon)
+    mesh.save(tmp_path / "mesh.npz")
+    torch.manual_seed(0)
+    old = M3Net(mesh.n_cells_, m2={"width": 16}, hidden=6, **V1_NET).eval()
+    torch.nn.init.normal_(old.album_head.weight, std=0.5)
+    m1 = {"model_id": "m1-x", "mesh_hash": mesh.mesh_hash, "dir": "/nowhere"}
+    out = _M3ModelV1(old, mesh, label_kind="imagery", m1=m1).save(
+        tmp_path / "m3", tmp_path / "mesh.npz"
+    )
+    # As the old code wrote it: no new network keys in model.json.
+    record = json.loads((out / "model.json").read_text())
+    record["net"] = {k: v for k, v in record["net"].items() if k not in V1_NET}
+    (out / "model.json").write_text(json.dumps(record))
+    loaded = load_model_dir(out)
+    assert isinstance(loaded, M3Model) and loaded.net.lstm_input == "features"
+    assert loaded.net.album_means == [] and loaded.net.album_head.bias is not None
+    x = torch.from_numpy(rng.random((1, 24, mesh.n_cells_ + 4)).astype(np.float32))
+    mask = torch.ones(1, 24, dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.net(x, mask), old(x, mask))

@@ -253,6 +253,14 @@ def m3(
         typer.Option("--m1", help="M1 model directory (default: the one the M2 records)."),
     ] = None,
     m1_pred: Annotated[Path | None, typer.Option("--m1-pred", help=_M1_PRED_HELP)] = None,
+    shuffle_albums: Annotated[
+        bool,
+        typer.Option(
+            "--shuffle-albums",
+            help="Ablation: train on albums of random photos of the split, by permuting user "
+            "ids across the photos (recorded in the model; it predicts on real albums).",
+        ),
+    ] = False,
     allow_overlap: Annotated[bool, typer.Option("--allow-overlap", help=_OVERLAP_HELP)] = False,
     name: Annotated[
         str | None, typer.Option("--name", help="Display name (default: M3 <mesh stem>).")
@@ -263,14 +271,21 @@ def m3(
     devices: Annotated[str | None, typer.Option(help="auto, a count, or ids like 0,1.")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
 ) -> None:
-    """Train M3 (a bidirectional LSTM over user albums of 24) on the heads photos."""
+    """Train M3 (album means of M2 and a bidirectional LSTM over user albums of 24) on the
+    heads photos."""
     from trigeo.train.heads_config import load_head_config
     from trigeo.train.m3 import train_m3
 
     cfg = load_head_config(
         "m3",
         config,
-        _head_overrides(seed=seed, accelerator=accelerator, devices=devices, progress=progress),
+        _head_overrides(
+            seed=seed,
+            accelerator=accelerator,
+            devices=devices,
+            progress=progress,
+            shuffle_albums=shuffle_albums or None,
+        ),
     )
     model = train_m3(
         data,

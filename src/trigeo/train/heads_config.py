@@ -20,9 +20,27 @@ import yaml
 
 from trigeo.errors import InputError
 
-__all__ = ["HeadStage", "M2Config", "M3Config", "head_config_to_dict", "load_head_config"]
+__all__ = [
+    "MONITORS",
+    "HeadStage",
+    "M2Config",
+    "M3Config",
+    "head_config_to_dict",
+    "load_head_config",
+]
 
 PRESETS = ("study", "demo", "test")
+#: Early-stopping criteria: config value -> (logged metric on the stop photos, direction).
+#: ``top1`` is the study's "validation accuracy" (top-1 cell); ``loss`` is the stop photos'
+#: mean cross-entropy (NLL), which also sees how much probability lands on the true cell
+#: and its neighbours; ``mean_acc`` is the mean accuracy within 1/25/200/750/2500 km.
+MONITORS: dict[str, tuple[str, str]] = {
+    "top1": ("val/acc", "max"),
+    "loss": ("val/loss", "min"),
+    "mean_acc": ("val/acc_mean", "max"),
+}
+#: How M3 picks its training albums each epoch.
+ALBUM_SAMPLINGS = ("all", "one-per-user")
 
 
 @dataclass
@@ -61,8 +79,16 @@ class _Common:
     num_workers: int = 0
     m1_batch_size: int = 64
     m1_num_workers: int = 2
+    #: Early-stopping criterion, a key of :data:`MONITORS`.
+    monitor: str = "top1"
 
     def _check_common(self, source: Any) -> None:
+        if self.monitor not in MONITORS:
+            raise InputError(
+                f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}",
+                source=source,
+                column="monitor",
+            )
         if not 0.0 < self.stop_fraction < 1.0:
             raise InputError(
                 f"stop_fraction must lie in (0, 1), got {self.stop_fraction}",
@@ -101,21 +127,57 @@ class M2Config(_Common):
 
 @dataclass
 class M3Config(_Common):
-    """M3: a bidirectional LSTM over albums, on top of M2's layers."""
+    """M3: album means of M2's output and a bidirectional LSTM over albums, on M2's layers.
+
+    ``lstm_input``, ``album_means``, ``head_bias`` and ``head_centering`` are
+    :class:`~trigeo.models.m3.M3Net`'s arguments. ``album_sampling`` is
+    ``all`` (every album with a fit photo, every epoch) or ``one-per-user``
+    (the study: one random album per user and epoch, weighted by the user's
+    album count when ``album_weighting``). ``shuffle_albums`` is the ablation:
+    albums are cut from the split's photos with their user ids permuted.
+    """
 
     hidden: int = 256
     layers: int = 1
     album_size: int = 24
     lstm_dropout: float = 0.0
+    lstm_input: str = "logprobs"
+    album_means: list[str] = field(default_factory=lambda: ["prob", "logprob"])
+    head_bias: bool = False
+    head_centering: str = "none"
     train_m2_layers: bool = True
+    album_sampling: str = "all"
     album_weighting: bool = True
+    shuffle_albums: bool = False
     batch_size: int = 32
+    monitor: str = "loss"
     stages: list[HeadStage] = field(default_factory=_m3_stages)
 
     def validate(self, source: Any = None) -> M3Config:
+        from trigeo.models.m3 import ALBUM_MEANS, HEAD_CENTERINGS, LSTM_INPUTS
+
         self._check_common(source)
         if self.hidden < 1 or self.layers < 1 or self.album_size < 1:
             raise InputError("hidden, layers and album_size must be >= 1", source=source)
+        for key, value, choices in (
+            ("lstm_input", self.lstm_input, LSTM_INPUTS),
+            ("head_centering", self.head_centering, HEAD_CENTERINGS),
+            ("album_sampling", self.album_sampling, ALBUM_SAMPLINGS),
+        ):
+            if value not in choices:
+                raise InputError(
+                    f"{key} must be one of {', '.join(choices)}, got {value!r}",
+                    source=source,
+                    column=key,
+                )
+        if not isinstance(self.album_means, list) or any(
+            m not in ALBUM_MEANS for m in self.album_means
+        ):
+            raise InputError(
+                f"album_means must be a list of {', '.join(ALBUM_MEANS)}, got {self.album_means!r}",
+                source=source,
+                column="album_means",
+            )
         return self
 
 

@@ -82,6 +82,12 @@ class HeadsData:
             "m1_predictions": str(self.m1_pred_path),
             "seed": config.seed,
             "shuffle_time": config.shuffle_time,
+            # M3's ablation (random photos of the split as albums); M2 has no albums.
+            **(
+                {"shuffle_albums": config.shuffle_albums}
+                if hasattr(config, "shuffle_albums")
+                else {}
+            ),
             "allow_overlap": allow_overlap,
             "torch_version": torch.__version__,
         }

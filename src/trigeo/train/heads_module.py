@@ -2,12 +2,15 @@
 
 * :class:`HeadModule` trains any head whose batches are dicts with ``x``
   (inputs), ``y`` (cell, -1 = not a class) and, for albums, ``mask``; it
-  logs ``val/acc`` (top-1 cell accuracy, the early-stopping criterion), the
-  accuracy at 1/25/200/750/2500 km and the median error.
+  logs ``val/acc`` (top-1 cell accuracy), ``val/loss`` (the stop photos'
+  mean cross-entropy), the accuracy at 1/25/200/750/2500 km, their mean
+  ``val/acc_mean`` and the median error. The config's ``monitor`` picks the
+  early-stopping criterion among them (:data:`~trigeo.train.heads_config.MONITORS`).
 * :class:`HeadDataModule` reshuffles (or redraws albums) every epoch from a
   generator seeded by ``(seed, stage, epoch)``, so a resumed run replays it.
 * :func:`fit_head_stages` runs the configured Adam stages, each a
-  ``Trainer.fit`` with early stopping that ends on its best weights, with
+  ``Trainer.fit`` with early stopping that ends on its best weights (each
+  epoch's stop-photo metrics and the chosen epoch go to ``metrics.json``), with
   checkpoints under ``OUT/checkpoints/stage-<i>-<name>/`` and ``--resume``.
 """
 
@@ -142,6 +145,10 @@ class HeadModule(lightning.LightningModule):
         }
         for threshold in THRESHOLDS_KM:
             metrics[f"val/acc_{threshold:g}km"] = (distance <= threshold).double().mean() * 100
+        # One number that sees every distance scale (an early-stopping choice).
+        metrics["val/acc_mean"] = torch.stack(
+            [metrics[f"val/acc_{t:g}km"] for t in THRESHOLDS_KM]
+        ).mean()
         for name, value in metrics.items():
             self.log(name, value.float(), sync_dist=False, rank_zero_only=False)
 
@@ -221,17 +228,56 @@ class HeadDataModule(lightning.LightningDataModule):
         )
 
 
+class _History(lightning.Callback):
+    """Each validation epoch's ``val/*`` metrics, for ``metrics.json`` (rank 0's view)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []  # full precision; rounded when written
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        # Not on_validation_epoch_end: callbacks run that hook before the module logs.
+        values = {
+            k[len("val/") :]: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith("val/")
+        }
+        if values:
+            self.epochs.append({"epoch": int(trainer.current_epoch), **values})
+
+
 def _best_state(path: str) -> dict[str, torch.Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
 
 
-def head_run_metrics(stage_metrics: list[dict[str, Any]], counts: dict[str, int]) -> dict[str, Any]:
-    """An M2/M3 run's ``metrics.json``: its stages, best accuracy, photo counts and speed."""
+def early_stopping_record(config: Any) -> dict[str, Any]:
+    """What ``metrics.json`` says about the early-stopping criterion of a head config."""
+    from trigeo.train.heads_config import MONITORS
+
+    metric, mode = MONITORS[config.monitor]
+    return {
+        "criterion": config.monitor,
+        "metric": metric,
+        "mode": mode,
+        "patience": config.patience,
+        "on": f"the stop part ({config.stop_fraction:g} of the {config.train_split} photos)",
+    }
+
+
+def head_run_metrics(
+    stage_metrics: list[dict[str, Any]], counts: dict[str, int], config: Any = None
+) -> dict[str, Any]:
+    """An M2/M3 run's ``metrics.json``: its stages, early stopping, photo counts and speed.
+
+    ``best_val_acc`` is the stop photos' top-1 accuracy at the epoch the last
+    stage ended on (whatever the criterion); ``early_stopping`` names the
+    criterion when ``config`` is given.
+    """
     seconds = sum(m["seconds"] for m in stage_metrics if m.get("seconds"))
     photos = sum(m["train_photos"] for m in stage_metrics if m.get("train_photos"))
     return {
         "stages": stage_metrics,
+        **({"early_stopping": early_stopping_record(config)} if config is not None else {}),
         "best_val_acc": stage_metrics[-1]["best_val_acc"] if stage_metrics else None,
         "counts": counts,
         "train_seconds": round(seconds, 2),
@@ -254,10 +300,11 @@ def fit_head_stages(
     callbacks: Sequence[Any] = (),
     report: Callable[[str], None] = log.info,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Run the configured Adam stages with early stopping on ``val/acc``.
+    """Run the configured Adam stages with early stopping on ``config.monitor``.
 
     Each stage starts from the previous stage's best weights and ends on its
-    own best (the epoch with the highest validation top-1 accuracy). A
+    own best (the epoch with the best criterion on the stop part: top-1
+    accuracy, loss or mean accuracy over the thresholds). A
     finished stage leaves ``done.safetensors`` and ``metrics.json``;
     ``resume`` reloads finished stages and continues an interrupted one from
     its ``last.ckpt``.
@@ -272,6 +319,9 @@ def fit_head_stages(
 
     from trigeo.runtime.devices import trainer_precision
     from trigeo.runtime.quiet import lightning_to_file
+    from trigeo.train.heads_config import MONITORS
+
+    monitor, mode = MONITORS[config.monitor]
 
     results: list[dict[str, Any]] = []
     is_zero = True
@@ -304,17 +354,18 @@ def fit_head_stages(
         best = ModelCheckpoint(
             dirpath=stage_dir,
             filename="best",
-            monitor="val/acc",
-            mode="max",
+            monitor=monitor,
+            mode=mode,
             save_top_k=1,
             save_last=True,
         )
-        stop = EarlyStopping(monitor="val/acc", mode="max", patience=config.patience)
+        stop = EarlyStopping(monitor=monitor, mode=mode, patience=config.patience)
+        history = _History()
         last = stage_dir / "last.ckpt"
         ckpt_path = str(last) if resume and last.exists() else None
         report(
             f"stage {index} {stage.name}: Adam lr {stage.lr}, at most {stage.max_epochs} epochs, "
-            f"early stopping (patience {config.patience})"
+            f"early stopping on {monitor} ({mode}, patience {config.patience})"
             + (f", resuming from {last}" if ckpt_path else "")
         )
         version = f"stage-{index}-{stage.name}"
@@ -324,7 +375,7 @@ def fit_head_stages(
                 accelerator=config.accelerator,
                 devices=config.devices,
                 precision=trainer_precision(config.precision, config.accelerator),
-                callbacks=[best, stop, *callbacks],
+                callbacks=[best, stop, history, *callbacks],
                 logger=[
                     CSVLogger(out / "logs", name="csv", version=version),
                     TensorBoardLogger(out / "logs", name="tensorboard", version=version),
@@ -352,13 +403,31 @@ def fit_head_stages(
         if best.best_model_path:
             net.load_state_dict(_best_state(best.best_model_path))
         epochs = trainer.current_epoch
+        score = float(best.best_model_score) if best.best_model_score is not None else None
+        # The chosen epoch's row of the history: the first epoch with the best criterion, as
+        # ModelCheckpoint keeps it (on a resumed stage, the epochs before the interruption
+        # were not seen by this process, and the row may be missing).
+        key = monitor[len("val/") :]
+        rows = [{k: round(v, 5) for k, v in row.items()} for row in history.epochs]
+        values = np.array([row.get(key, np.nan) for row in history.epochs])
+        chosen = None
+        if score is not None and np.isfinite(values).any():
+            at = int(np.nanargmin(values) if mode == "min" else np.nanargmax(values))
+            if abs(values[at] - score) <= 1e-6 * max(1.0, abs(score)):
+                chosen = rows[at]
         metrics: dict[str, Any] = {
             "stage": stage.name,
             "lr": stage.lr,
             "epochs": epochs,
-            "best_val_acc": float(best.best_model_score)
-            if best.best_model_score is not None
-            else None,
+            "monitor": monitor,
+            "mode": mode,
+            "best_score": score,
+            "best_epoch": chosen["epoch"] if chosen else None,
+            "best_val_acc": chosen.get("acc")
+            if chosen
+            else (score if monitor == "val/acc" else None),
+            "best_val": chosen,
+            "history": rows,
             "stopped_early": bool(stop.stopped_epoch),
             "seconds": round(seconds, 2),
             "train_photos": module.train_photos,
@@ -374,7 +443,10 @@ def fit_head_stages(
         best_acc = metrics["best_val_acc"]
         report(
             f"stage {index} {stage.name}: {epochs} epochs in {seconds:.0f}s "
-            f"({metrics['photos_per_second']} photos/s), best val top-1 "
+            f"({metrics['photos_per_second']} photos/s), best {monitor} "
+            + (f"{score:.4g}" if score is not None else "n/a")
+            + (f" at epoch {metrics['best_epoch']}" if metrics["best_epoch"] is not None else "")
+            + ", val top-1 "
             + (f"{best_acc:.1f}%" if best_acc is not None else "n/a")
         )
         results.append(metrics)

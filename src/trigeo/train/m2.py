@@ -61,12 +61,13 @@ def shuffled_times(posted_at: Any, seed: int) -> Any:
 
 
 def start_head_run(
-    heads: Any, config: Any, out: Path, resume: bool, report: Callable[[str], None], **ids: str
+    heads: Any, config: Any, out: Path, resume: bool, report: Callable[[str], None], **ids: Any
 ) -> tuple[np.ndarray, int]:
     """What M2 and M3 do before training: the run state, the notes, the M2 input.
 
     ``ids`` names the model the head builds on (``m1_model_id`` or
-    ``m2_model_id``); it joins the state a resumed run must match.
+    ``m2_model_id``) and any other value a resumed run must match (M3's
+    ``shuffle_albums``); they join the run state.
 
     Returns
     -------

@@ -2,10 +2,17 @@
 
 ``train_m3`` prepares the heads photos exactly as M2 does (same checks, same
 M1 predictions file, the same seeded fit/stop split of the photos), and builds
-each user's albums of 24 in posting-time order. Every epoch, each user
-contributes one random album, its loss taken over the album's fit photos and
-weighted by the user's album count; early stopping scores the stop photos in
-their albums. The network starts from the M2's weights.
+each user's albums of 24 in posting-time order. Every epoch uses every album
+that holds a fit photo (``album_sampling: all``), or, as in the study, one
+random album per user weighted by the user's album count (``one-per-user``);
+the loss is taken over the albums' fit photos. Early stopping scores the stop
+photos in their albums, by default on their loss (``monitor: loss``). The
+network starts from the M2's weights and predicts exactly what the M2 does
+until training moves its album weights and head.
+
+``shuffle_albums`` is the ablation: the user ids are permuted across the
+photos (seeded) before albums are cut, so an album holds random photos of the
+split; the model is then scored on real albums.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import torch
 from trigeo.errors import InputError
 from trigeo.provenance import write_json_atomic
 
-__all__ = ["album_collate", "train_m3"]
+__all__ = ["album_collate", "default_m3_name", "shuffled_users", "train_m3"]
 
 log = logging.getLogger("trigeo.train")
 
@@ -80,6 +87,35 @@ def _one_album_per_user(by_user: list[list[np.ndarray]]) -> Callable[[Any], _Alb
     return draw
 
 
+def _all_albums(albums: list[np.ndarray]) -> Callable[[Any], _Albums]:
+    dataset = _Albums(albums)
+
+    def draw(rng: np.random.Generator) -> _Albums:
+        return dataset  # the data module permutes the order with rng
+
+    return draw
+
+
+def shuffled_users(user_id: Any, seed: int) -> np.ndarray:
+    """The ablation: the same user ids, permuted across photos (seeded).
+
+    Albums cut from the permuted ids hold random photos of the split, in the
+    album sizes the real users give (each pseudo-user keeps a real user's
+    photo count).
+    """
+    rng = np.random.default_rng([seed, 31])
+    values = np.asarray(user_id)
+    return values[rng.permutation(len(values))]
+
+
+def default_m3_name(m1_name: str | None, config: Any) -> str:
+    """``M3 coarse``; the ablations end in ``shuffled-time`` and/or ``shuffled-albums``."""
+    from trigeo.train.m2 import default_head_name
+
+    name = default_head_name(m1_name, "m3", config.shuffle_time)
+    return name + (" shuffled-albums" if config.shuffle_albums else "")
+
+
 def train_m3(
     data: str | Path,
     m2: str | Path,
@@ -121,7 +157,7 @@ def train_m3(
     from trigeo.train.heads_config import head_config_to_dict
     from trigeo.train.heads_data import prepare_heads, split_rows
     from trigeo.train.heads_module import fit_head_stages, head_run_metrics
-    from trigeo.train.m2 import default_head_name, start_head_run
+    from trigeo.train.m2 import start_head_run
 
     out = Path(out)
     set_cpu_threads(config.cpu_threads, config.num_workers)
@@ -142,7 +178,15 @@ def train_m3(
     heads = prepare_heads(
         data, m1_dir, config, m1_pred=m1_pred, allow_overlap=allow_overlap, report=report
     )
-    x, n_cells = start_head_run(heads, config, out, resume, report, m2_model_id=m2_model.model_id)
+    x, n_cells = start_head_run(
+        heads,
+        config,
+        out,
+        resume,
+        report,
+        m2_model_id=m2_model.model_id,
+        shuffle_albums=config.shuffle_albums,
+    )
     # The same photo-level fit/stop split as M2's (same rows, fraction and seed), so M3 learns
     # from exactly M2's photos. Albums hold all of a user's heads photos: a stop photo is
     # context (its M1 cells and time) in training and scored only in validation.
@@ -150,10 +194,15 @@ def train_m3(
     fit_labels = np.where(stop, -1, heads.labels)
     stop_labels = np.where(stop, heads.labels, -1)
     # Albums are cut by the true posting order (the time features may be shuffled).
-    albums = make_albums(heads.user_id, heads.posted_at, heads.photo_id, config.album_size)
+    users = heads.user_id
+    if config.shuffle_albums:
+        users = shuffled_users(users, config.seed)
+        report("--shuffle-albums: user ids permuted across the photos; albums are random photos")
+    albums = make_albums(users, heads.posted_at, heads.photo_id, config.album_size)
     by_user: dict[str, list[np.ndarray]] = {}
     for album in albums:
-        by_user.setdefault(heads.user_id[album[0]], []).append(album)
+        by_user.setdefault(users[album[0]], []).append(album)
+    fit_albums = [album for album in albums if (fit_labels[album] >= 0).any()]
     stop_albums = [album for album in albums if (stop_labels[album] >= 0).any()]
     n_single = sum(1 for a in by_user.values() if sum(len(r) for r in a) == 1)
     counts = {
@@ -163,6 +212,7 @@ def train_m3(
         "single_photo_users": n_single,
         "fit": int((fit_labels >= 0).sum()),
         "stop": int((stop_labels >= 0).sum()),
+        "fit_albums": len(fit_albums),
         "stop_albums": len(stop_albums),
     }
     report(
@@ -180,6 +230,10 @@ def train_m3(
         hidden=config.hidden,
         layers=config.layers,
         lstm_dropout=config.lstm_dropout,
+        lstm_input=config.lstm_input,
+        album_means=config.album_means,
+        head_bias=config.head_bias,
+        head_centering=config.head_centering,
     )
     net.m2.load_state_dict(m2_model.net.state_dict())
     if not config.train_m2_layers:
@@ -187,8 +241,11 @@ def train_m3(
     # One album per user and epoch under-weights the photos of users with many albums: the
     # network would learn the user-level class prior as a bias. Weighting an album's loss by
     # its user's album count makes every photo count the same in expectation (as in M2).
-    weight = np.ones(len(x))
-    if config.album_weighting:
+    # With every album in every epoch, every photo counts once already.
+    one_per_user = config.album_sampling == "one-per-user"
+    weight = None
+    if one_per_user and config.album_weighting:
+        weight = np.ones(len(x))
         for albums_of_user in by_user.values():
             weight[np.concatenate(albums_of_user)] = len(albums_of_user)
     label_lat, label_lon = m2_model.label_points()
@@ -196,7 +253,9 @@ def train_m3(
         net,
         config,
         out,
-        make_train=_one_album_per_user(list(by_user.values())),
+        make_train=_one_album_per_user(list(by_user.values()))
+        if one_per_user
+        else _all_albums(fit_albums),
         val_set=_Albums(stop_albums),
         collate=album_collate(
             x, fit_labels, heads.lat, heads.lon, config.album_size, weight=weight
@@ -209,7 +268,15 @@ def train_m3(
         report=report,
     )
     net.freeze_m2(False)
-    metrics = head_run_metrics(stage_metrics, counts)
+    metrics = head_run_metrics(stage_metrics, counts, config)
+    metrics["shuffle_albums"] = bool(config.shuffle_albums)
+    metrics["album_sampling"] = config.album_sampling
+    metrics["album_mean_weights"] = net.album_mean_weights()
+    if metrics["album_mean_weights"]:
+        report(
+            "learned album-mean weights: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in metrics["album_mean_weights"].items())
+        )
     model = M3Model(
         net.cpu().eval(),
         heads.mesh,
@@ -220,7 +287,7 @@ def train_m3(
         top_k=config.top_k,
         config=head_config_to_dict(config),
         metrics=metrics,
-        name=name or default_head_name(heads.m1_meta.get("name"), "m3", config.shuffle_time),
+        name=name or default_m3_name(heads.m1_meta.get("name"), config),
         provenance=heads.provenance(config, allow_overlap),
     )
     if is_zero:
