@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from matplotlib.image import imsave
 from PIL import Image
 
 from trigeo.demo.figures import plot_longitude_vs_hour
+from trigeo.demo.findings import Finding
 from trigeo.demo.report import write_demo_report
+from trigeo.demo.robustness import compare_runs, load_findings
 from trigeo.errors import ArtifactError, InputError
 from trigeo.provenance import hash_file
 
@@ -138,6 +141,16 @@ def test_report_files_findings_first_with_study_numbers(run_dir):
     assert "![Error CDF of every model (evaluation figure).](figures/error_cdf.png)" in md
     assert "40 photos evaluated (split val)" in md
     assert "2 of 8 findings reproduced, 1 not reproduced, 5 not run" in md
+    # This metrics.json predates user-level tests: the units say photos, and why.
+    assert "- tests over photos: imagery_vs_cell, time_helps, user_averaging (paired" in md
+    assert "| 0.001 (per photo) | **reproduced**" in md
+    assert "photo-level test: metrics.json predates user-level tests" in md
+    # Table 7 in grey beside this run's KL / entropy / errors, KL to the study's 4 decimals.
+    assert "| M2 coarse | coarse | 0.700 (study 0.4998) | 2.000 (study 5.289) | 2,800 (study " in md
+    assert "| M1 coarse +user-avg | coarse | 0.900 (study 0.9702) |" in md
+    # Rows from before ci_unit were bootstrapped over photos; rows without intervals say "—".
+    assert "| 45.0 (study 38.7) | 60.0 (study 56.7) | — |" in md
+    assert "other run" not in md
 
 
 def test_report_json_has_findings_and_provenance(run_dir):
@@ -154,6 +167,83 @@ def test_report_json_has_findings_and_provenance(run_dir):
     assert inputs["mesh coarse"] == hash_file(run_dir / "coarse.npz")
     assert record["provenance"]["trigeo_version"]
     assert "Table 1 best possible accuracy" in record["source"]
+
+
+def test_user_level_tests_and_interval_units_are_said(run_dir):
+    metrics = json.loads(json.dumps(METRICS))
+    metrics["models"][0].update(ci_unit="user", accuracy_ci95_pct={"1km": [0.0, 5.0]})
+    metrics["models"][2]["accuracy_ci95_pct"] = {"1km": [0.0, 5.0]}
+    metrics["wilcoxon"][1]["user"] = {
+        "test": "wilcoxon", "p_value": 0.02, "n_users": 12, "n_differing": 10,
+        "median_difference_km": 4.0, "mean_difference_km": 6.0, "hits": {},
+    }  # fmt: skip
+    write(run_dir, metrics=metrics)
+    md = (run_dir / "study" / "report.md").read_text("utf-8")
+    assert "| M1 coarse | M1 coarse | 40 |" in md and "60.0 (study 56.7) | user |" in md
+    assert "65.0 (study 60.7) | photo |" in md
+    # Stored as (M1, M2) with +4 km: M2 is better, over users.
+    assert "user-level Wilcoxon p = 0.020 in M2 coarse's favour (10 of 12 users differ" in md
+    assert "| 0.02 (per user) | **reproduced**" in md
+    assert "tests over photos: imagery_vs_cell, user_averaging; over users: time_helps" in md
+
+
+def test_other_run_verdicts_and_not_robust(run_dir):
+    write(run_dir)
+    first = run_dir / "study" / "report.json"
+    mine = load_findings(first)
+    assert [f.key for f in mine][:3] == ["imagery_vs_cell", "coarse_vs_fine", "time_helps"]
+    # Another run where time helps significantly and imagery loses: two flips, rest agree.
+    flips = {"time_helps": "reproduced", "imagery_vs_cell": "not reproduced"}
+    other = [replace(f, verdict=flips.get(f.key, f.verdict)) for f in mine]
+    out = run_dir / "seed8.json"
+    out.write_text(json.dumps({"findings": [asdict(f) for f in other]}), "utf-8")
+    write(run_dir, other_run=out, other_label="seed 8")
+    md = (run_dir / "study" / "report.md").read_text("utf-8")
+    assert "| claim | this run | p | verdict | other run |" in md
+    assert "| seed 8: not reproduced; not robust at this size |" in md
+    assert "| seed 8: reproduced; not robust at this size |" in md
+    assert "| seed 8: not run; not compared (not run in both) |" in md
+    assert "| seed 8: reproduced too |" in md
+    assert "compared with seed 8: 1 verdicts agree, 2 not robust at this size, 5 not compared" in md
+    page = (run_dir / "study" / "report.html").read_text("utf-8")
+    assert "<th>other run</th>" in page and page.count("not robust at this size") == 3
+    record = json.loads(first.read_text("utf-8"))
+    assert record["other_run"]["label"] == "seed 8"
+    assert record["other_run"]["path"] == str(out)
+    assert [c["agrees"] for c in record["other_run"]["comparison"]][:3] == [False, None, False]
+    # Findings given directly, labelled by default; a report.json's directory works too.
+    write(run_dir, other_run=other)
+    assert "the other run: reproduced too" in (run_dir / "study" / "report.md").read_text("utf-8")
+    assert load_findings(run_dir / "study")[0].key == "imagery_vs_cell"
+
+
+def test_compare_runs_and_reading_old_or_broken_report_json(tmp_path):
+    def finding(key: str, verdict: str) -> Finding:
+        return Finding("claim", "numbers", None, verdict, "why", key)
+
+    this = [finding("a", "reproduced"), finding("b", "not run"), finding("c", "reproduced")]
+    got = compare_runs(this, [finding("c", "not reproduced"), finding("a", "reproduced")], "s8")
+    assert [(c.key, c.agrees, c.text) for c in got] == [
+        ("a", True, "s8: reproduced too"),
+        ("b", None, "s8: no such finding"),
+        ("c", False, "s8: not reproduced; not robust at this size"),
+    ]
+    with pytest.raises(ValueError, match="two findings with the key 'a'"):
+        compare_runs(this, [finding("a", "reproduced")] * 2, "s8")
+    # A report.json written before Finding had 'unit' reads back with its default.
+    old = {"findings": [{"claim": "c", "numbers": "n", "p_value": 0.01, "verdict": "reproduced",
+                         "why": "w", "key": "a", "study": "s", "future_field": 1}]}  # fmt: skip
+    (tmp_path / "report.json").write_text(json.dumps(old), "utf-8")
+    assert load_findings(tmp_path) == [Finding("c", "n", 0.01, "reproduced", "w", "a", "s")]
+    old["findings"][0]["verdict"] = "maybe"
+    (tmp_path / "report.json").write_text(json.dumps(old), "utf-8")
+    with pytest.raises(ArtifactError, match=r"findings\[0\] has verdict 'maybe'"):
+        load_findings(tmp_path / "report.json")
+    (tmp_path / "report.json").write_text(json.dumps({"source": "x"}), "utf-8")
+    with pytest.raises(ArtifactError, match="no 'findings' list"):
+        load_findings(tmp_path)
+    with pytest.raises(ArtifactError, match="no such demo report"):
+        load_findings(tmp_path / "nope.json")
 
 
 def test_missing_evaluation_figures_are_said(run_dir):

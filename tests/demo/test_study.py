@@ -45,6 +45,20 @@ def test_published_numbers_as_transcribed():
     assert study.outdoor_text == "4 to 8 points at region and country level"
     assert study.time_p_below == 1e-16 and study.time_photos == 2_700_000
     assert study.cells == {"coarse": 538, "fine": 6565, "fineP": 4771}
+    assert "Table 7 KL divergence, entropy and errors" in study.source
+    errors = study.errors
+    assert (errors["m3"].kl, errors["m2"].kl, errors["user_avg"].kl) == (0.4991, 0.4998, 0.9702)
+    assert (errors["m1_coarse"].kl, errors["m1_fine"].kl, errors["m2_fine"].kl) == (
+        0.6718, 1.712, 0.3543,
+    )  # fmt: skip
+    assert errors["m1_coarse"].entropy == 5.636 and errors["m3"].entropy == 5.19
+    assert (errors["m2"].mean_km, errors["m2"].median_km) == (3516, 1262)
+    assert (errors["best_coarse"].kl, errors["best_coarse"].mean_km) == (0.0, 62)
+    assert (errors["best_fine"].entropy, errors["best_fine"].median_km) == (8.609, 4)
+    assert errors["user_avg"].name == "coarse user averaging"
+    # paper-notes has no outdoor-only rows (Table 6): none are transcribed, and it says so.
+    assert packaged()["outdoor_gain"]["rows"] is None
+    assert "does not give Table 6's outdoor-only accuracies" in study.outdoor_rows_note
     assert study.photos == {"train": 12_200_000, "validation": 2_700_000}
 
 
@@ -75,6 +89,10 @@ def test_a_copy_loads_like_the_package(tmp_path):
         (lambda r: r["time_significance"].update({"p_below": 2}), "not in \\(0, 1\\)"),
         (lambda r: r["outdoor_gain"].update({"min_points": 9}), "outdoor_gain range"),
         (lambda r: r["cells"].update({"coarse": True}), "'coarse' should be"),
+        (lambda r: r["table7"]["rows"].pop(3), "table7 has no row with key 'm3'"),
+        (lambda r: r["table7"]["rows"][0].update({"kl": -0.1}), r"table7.rows\[0\]: kl is -0.1"),
+        (lambda r: r["table7"]["rows"][1].update({"mean_km": 0}), "mean_km is 0.0, out of range"),
+        (lambda r: r["outdoor_gain"].update({"rows": []}), "'rows' is not read yet"),
     ],
 )  # fmt: skip
 def test_bad_numbers_are_refused_naming_the_field(tmp_path, edit, message):

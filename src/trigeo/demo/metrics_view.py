@@ -2,23 +2,37 @@
 
 :class:`MetricsView` is what :mod:`~trigeo.demo.findings` and
 :mod:`~trigeo.demo.report` read: model rows by role, accuracies by threshold,
-oracle rows by mesh and label, and the Wilcoxon test of a pair in either
-order. A role that names a model the evaluation does not have, or a row
-without a field the report needs, is an :class:`~trigeo.errors.InputError`
-naming it, not a ``KeyError`` three calls later.
+oracle rows by mesh and label, and the paired tests of a pair in either
+order: the Wilcoxon test of errors (over users where metrics.json has the
+user-level test, else over photos) and the tests of hits at one threshold
+(over users, else the photo-level exact McNemar test). A role that names a
+model the evaluation does not have, or a row without a field the report
+needs, is an :class:`~trigeo.errors.InputError` naming it, not a ``KeyError``
+three calls later.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import replace as _replace
 from pathlib import Path
 from typing import Any
 
 from trigeo.demo.study import STUDY_THRESHOLDS_KM, StudyNumbers, load_study_numbers, study_key
 from trigeo.errors import InputError
 
-__all__ = ["ALPHA", "MetricsView", "WilcoxonView", "fmt_p", "max_p", "pts", "series"]
+__all__ = [
+    "ALPHA",
+    "HitsTestView",
+    "MetricsView",
+    "WilcoxonView",
+    "fmt_p",
+    "max_p",
+    "pts",
+    "series",
+]
 
 #: Significance level of every finding.
 ALPHA = 0.05
@@ -54,7 +68,7 @@ def series(view: MetricsView, obj: dict[str, Any]) -> str:
     return "/".join(f"{v:.1f}" for v in values)
 
 
-def max_p(tests: list[WilcoxonView]) -> float | None:
+def max_p(tests: Sequence[WilcoxonView | HitsTestView]) -> float | None:
     """The largest p-value of several tests (None if any is undefined or missing)."""
     ps = [t.p for t in tests]
     return None if any(p is None for p in ps) else max(p for p in ps if p is not None)
@@ -67,19 +81,38 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _signed(value: Any, flipped: bool) -> float | None:
+    """A stored ``a - b`` difference, negated when the pair is stored as ``(b, a)``."""
+    number = _finite_or_none(value)
+    return -number if number is not None and flipped else number
+
+
 @dataclass(frozen=True)
 class WilcoxonView:
-    """The Wilcoxon test of ``a`` against ``b``, oriented so ``median_diff = median(a - b)``."""
+    """The Wilcoxon test of ``a`` against ``b``, oriented so ``median_diff = median(a - b)``.
+
+    ``unit`` is ``"user"`` for the test over per-user mean differences and
+    ``"photo"`` for the test over photos; ``fallback`` says why a photo-level
+    test stands in for the user-level one (empty when it does not).
+    """
 
     a: str
     b: str
     found: bool
     p: float | None = None
-    n_photos: int = 0
+    n_units: int = 0
     n_differing: int = 0
     median_diff: float | None = None
     mean_a: float | None = None
     mean_b: float | None = None
+    unit: str = "photo"
+    mean_diff: float | None = None
+    fallback: str = ""
+
+    @property
+    def name(self) -> str:
+        """``user-level Wilcoxon`` or ``photo-level Wilcoxon``."""
+        return f"{self.unit}-level Wilcoxon"
 
     @property
     def text(self) -> str:
@@ -88,18 +121,24 @@ class WilcoxonView:
             return f"metrics.json has no Wilcoxon test of {self.a!r} vs {self.b!r}"
         if self.p is None:
             if self.n_differing == 0:
-                return f"Wilcoxon p undefined: all {self.n_photos} shared photos have equal errors"
-            return "Wilcoxon p missing (NaN in metrics.json)"
+                return (
+                    f"{self.name} p undefined: all {self.n_units} shared {self.unit}s have "
+                    "equal errors"
+                )
+            return f"{self.name} p missing (NaN in metrics.json)"
         return fmt_p(self.p)
 
     def better(self) -> str | None:
         """The model with the smaller paired errors (None: no difference or unknown).
 
-        The median paired difference decides; it is 0 when most photos tie
-        (related models), and then the mean errors decide.
+        The median paired difference decides; it is 0 when most photos (or
+        users) tie, as for related models, and then the mean paired difference
+        decides (for photos: the models' mean errors, whose difference it is).
         """
         if self.median_diff is not None and self.median_diff != 0:
             return self.a if self.median_diff < 0 else self.b
+        if self.mean_diff is not None:
+            return None if self.mean_diff == 0 else (self.a if self.mean_diff < 0 else self.b)
         if self.mean_a is None or self.mean_b is None or self.mean_a == self.mean_b:
             return None
         return self.a if self.mean_a < self.mean_b else self.b
@@ -109,16 +148,64 @@ class WilcoxonView:
         if not self.found or self.p is None:
             return False, self.text
         better = self.better()
-        scope = f"{self.n_differing} of {self.n_photos} photos differ"
+        scope = f"{self.n_differing} of {self.n_units} {self.unit}s differ"
         if self.p >= ALPHA:
-            return False, f"not significant: {fmt_p(self.p)} ≥ {ALPHA} ({scope})"
+            return False, f"not significant: {self.name} {fmt_p(self.p)} ≥ {ALPHA} ({scope})"
         if better != name:
             who = better or "neither model"
-            return False, f"{fmt_p(self.p)} but the paired errors favour {who} ({scope})"
+            return (
+                False,
+                f"{self.name} {fmt_p(self.p)} but the paired errors favour {who} ({scope})",
+            )
         median = ""
         if self.median_diff:
-            median = f", median paired difference {abs(self.median_diff):,.1f} km"
-        return True, f"{fmt_p(self.p)} in {name}'s favour ({scope}{median})"
+            per = "per-user mean " if self.unit == "user" else ""
+            median = f", median {per}paired difference {abs(self.median_diff):,.1f} km"
+        return True, f"{self.name} {fmt_p(self.p)} in {name}'s favour ({scope}{median})"
+
+
+@dataclass(frozen=True)
+class HitsTestView:
+    """A paired test of hits (error within ``threshold_km``) of ``a`` against ``b``.
+
+    ``unit`` ``"user"``: the Wilcoxon test over users of the per-user hit-rate
+    difference (``detail`` gives its mean); ``"photo"``: the exact McNemar test
+    of the photos only one model hits. ``better`` names the model with more
+    hits (None when level or unknown).
+    """
+
+    a: str
+    b: str
+    threshold_km: float
+    found: bool
+    unit: str = ""
+    p: float | None = None
+    better: str | None = None
+    detail: str = ""
+    fallback: str = ""
+
+    @property
+    def name(self) -> str:
+        """``user-level Wilcoxon of hits`` or ``photo-level exact McNemar``."""
+        return "user-level Wilcoxon of hits" if self.unit == "user" else "photo-level exact McNemar"
+
+    @property
+    def text(self) -> str:
+        """The test and its p-value at the threshold, or why there is none."""
+        at = f"{self.threshold_km:g} km"
+        if not self.found:
+            return f"metrics.json has no paired test of hits at {at} for {self.a!r} vs {self.b!r}"
+        return f"{at}: {self.name} {fmt_p(self.p)} ({self.detail})"
+
+    def favours(self, name: str) -> tuple[bool, str]:
+        """Whether the test is significant (p < ALPHA) in ``name``'s favour, and why in words."""
+        if not self.found or self.p is None:
+            return False, self.text if not self.found else f"{self.text}: p undefined"
+        if self.p >= ALPHA:
+            return False, f"{self.text}: not significant"
+        if self.better != name:
+            return False, f"{self.text}: favours {self.better or 'neither model'}"
+        return True, f"{self.text} in {name}'s favour"
 
 
 class MetricsView:
@@ -227,28 +314,96 @@ class MetricsView:
                 return row
         return None
 
-    def wilcoxon(self, a: str, b: str) -> WilcoxonView:
-        """The test of ``a`` vs ``b`` (stored in either order), oriented as ``a - b``."""
-        means = [_finite_or_none(self.by_name.get(n, {}).get("mean_error_km")) for n in (a, b)]
+    def _entry(self, a: str, b: str) -> tuple[dict[str, Any] | None, bool]:
+        """The metrics.json test entry of the pair, and whether it is stored as (b, a)."""
         for test in self.metrics["wilcoxon"]:
             pair = (test.get("model_a"), test.get("model_b"))
-            if pair not in ((a, b), (b, a)):
-                continue
-            median = _finite_or_none(test.get("median_difference_km"))
-            if median is not None and pair == (b, a):
-                median = -median
-            return WilcoxonView(
-                a,
-                b,
-                True,
-                _finite_or_none(test.get("p_value")),
-                int(test.get("n_photos", 0)),
-                int(test.get("n_differing", 0)),
-                median,
-                means[0],
-                means[1],
+            if pair in ((a, b), (b, a)):
+                return test, pair == (b, a)
+        return None, False
+
+    def wilcoxon(self, a: str, b: str) -> WilcoxonView:
+        """The photo-level test of ``a`` vs ``b`` (stored either way), oriented as ``a - b``."""
+        means = [_finite_or_none(self.by_name.get(n, {}).get("mean_error_km")) for n in (a, b)]
+        test, flipped = self._entry(a, b)
+        if test is None:
+            return WilcoxonView(a, b, False, mean_a=means[0], mean_b=means[1])
+        median = _signed(test.get("median_difference_km"), flipped)
+        return WilcoxonView(
+            a,
+            b,
+            True,
+            _finite_or_none(test.get("p_value")),
+            int(test.get("n_photos", 0)),
+            int(test.get("n_differing", 0)),
+            median,
+            means[0],
+            means[1],
+        )
+
+    def paired(self, a: str, b: str) -> WilcoxonView:
+        """The user-level Wilcoxon test of ``a`` vs ``b`` where metrics.json has one.
+
+        Otherwise the photo-level test, with ``fallback`` saying why: photos of
+        one user are not independent, so a photo-level p-value overstates the
+        evidence, and the reader should know which one decided.
+        """
+        test, flipped = self._entry(a, b)
+        user = None if test is None else test.get("user")
+        if test is None or not isinstance(user, dict):
+            photo = self.wilcoxon(a, b)
+            if test is None:
+                return photo
+            why = (
+                "the truth has no user ids"
+                if "user" in test
+                else "metrics.json predates user-level tests"
             )
-        return WilcoxonView(a, b, False, mean_a=means[0], mean_b=means[1])
+            return _replace(photo, fallback=f"photo-level test: {why}")
+        return WilcoxonView(
+            a,
+            b,
+            True,
+            _finite_or_none(user.get("p_value")),
+            int(user.get("n_users", 0)),
+            int(user.get("n_differing", 0)),
+            _signed(user.get("median_difference_km"), flipped),
+            unit="user",
+            mean_diff=_signed(user.get("mean_difference_km"), flipped),
+        )
+
+    def mcnemar(self, a: str, b: str, threshold_km: float) -> HitsTestView:
+        """The photo-level exact McNemar test of hits at a threshold (None-found if absent)."""
+        test, flipped = self._entry(a, b)
+        key = study_key(threshold_km)
+        entry = ((test or {}).get("mcnemar") or {}).get(key)
+        if not isinstance(entry, dict):
+            return HitsTestView(a, b, threshold_km, False)
+        only = [int(entry.get("a_only", 0)), int(entry.get("b_only", 0))]
+        only_a, only_b = only[::-1] if flipped else only
+        better = None if only_a == only_b else (a if only_a > only_b else b)
+        detail = f"{only_a} photos only {a} hits, {only_b} only {b}"
+        p = _finite_or_none(entry.get("p_value"))
+        return HitsTestView(a, b, threshold_km, True, "photo", p, better, detail)
+
+    def hits_test(self, a: str, b: str, threshold_km: float) -> HitsTestView:
+        """The user-level test of hits at a threshold, else the photo-level McNemar test."""
+        test, flipped = self._entry(a, b)
+        user = None if test is None else test.get("user")
+        key = study_key(threshold_km)
+        entry = ((user or {}).get("hits") or {}).get(key) if isinstance(user, dict) else None
+        if not isinstance(entry, dict):
+            photo = self.mcnemar(a, b, threshold_km)
+            why = "no user-level test of hits" + (
+                " (the truth has no user ids)" if test is not None and "user" in test else ""
+            )
+            return _replace(photo, fallback=f"photo-level test: {why}") if photo.found else photo
+        # mean_difference_pct is the mean over users of hit-rate(a) - hit-rate(b).
+        mean = _signed(entry.get("mean_difference_pct"), flipped)
+        better = None if not mean else (a if mean > 0 else b)
+        detail = f"mean per-user hit rate {a} minus {b} " + ("n/a" if mean is None else pts(mean))
+        p = _finite_or_none(entry.get("p_value"))
+        return HitsTestView(a, b, threshold_km, True, "user", p, better, detail)
 
     def beats_at_most(
         self, a: dict[str, Any], b: dict[str, Any], test: WilcoxonView
@@ -266,7 +421,7 @@ class MetricsView:
         wins = [t for t, d in diffs if d > 0]
         numbers = (
             f"{name_a} {series(self, a)} vs {name_b} {series(self, b)} % at "
-            f"{self.threshold_text()} km; {fmt_p(test.p)}"
+            f"{self.threshold_text()} km; {test.name} {fmt_p(test.p)}"
         )
         problems = []
         if len(wins) * 2 <= len(diffs):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trigeo.demo.findings import Finding
+from trigeo.demo.robustness import RunComparison
 
 __all__ = ["Cell", "Page", "Table", "render_html", "render_markdown"]
 
@@ -44,6 +45,12 @@ class Page:
     notes: list[str]
     stages: Sequence[dict[str, Any]]
     evaluation_link: str
+    #: Another run's verdict per finding (same order as ``findings``); empty: no other run.
+    robustness: list[RunComparison] = field(default_factory=list)
+
+    def other_run(self, finding: Finding) -> str:
+        """The other run's verdict of a finding, in words ("" when there is none)."""
+        return next((c.text for c in self.robustness if c.key == finding.key), "")
 
     def stage_rows(self) -> list[list[str]]:
         return [
@@ -66,7 +73,9 @@ def duration(seconds: float) -> str:
 
 
 def _p(finding: Finding) -> str:
-    return "n/a" if finding.p_value is None else f"{finding.p_value:.2g}"
+    """The p-value and what its test resamples: ``0.003 (per user)``."""
+    p = "n/a" if finding.p_value is None else f"{finding.p_value:.2g}"
+    return f"{p} (per {finding.unit})" if finding.unit else p
 
 
 def _md(cell: Cell) -> str:
@@ -79,10 +88,15 @@ def _md(cell: Cell) -> str:
 def render_markdown(page: Page) -> str:
     """report.md."""
     out = [f"# {TITLE}", "", *(f"- {line}" for line in page.head), "", "## Findings", ""]
-    out += ["| claim | this run | p | verdict |", "|---|---|---|---|"]
+    other = ["other run"] if page.robustness else []
+    out += ["| " + " | ".join(["claim", "this run", "p", "verdict", *other]) + " |"]
+    out.append("|" + "---|" * (4 + len(other)))
     for f in page.findings:
         numbers = f"{f.numbers} (study: {f.study})" if f.study else f.numbers
-        out.append(f"| {_md(f.claim)} | {_md(numbers)} | {_p(f)} | **{f.verdict}**: {_md(f.why)} |")
+        extra = f" {_md(page.other_run(f))} |" if other else ""
+        out.append(
+            f"| {_md(f.claim)} | {_md(numbers)} | {_p(f)} | **{f.verdict}**: {_md(f.why)} |{extra}"
+        )
     for table in page.tables:
         out += ["", f"## {table.title}", "", "| " + " | ".join(table.columns) + " |"]
         out.append("|" + "---|" * len(table.columns))
@@ -136,14 +150,16 @@ def render_html(page: Page) -> str:
     out.append(f"<h1>{esc(TITLE)}</h1><ul>")
     out += [f"<li>{esc(line)}</li>" for line in page.head]
     out.append("</ul><h2>Findings</h2><table><thead><tr><th>claim</th><th>this run</th>")
-    out.append("<th>p</th><th>verdict</th></tr></thead><tbody>")
+    other = "<th>other run</th>" if page.robustness else ""
+    out.append(f"<th>p</th><th>verdict</th>{other}</tr></thead><tbody>")
     for f in page.findings:
         study = f'<br><span class="study">study: {esc(f.study)}</span>' if f.study else ""
+        extra = f'<td class="text">{esc(page.other_run(f))}</td>' if other else ""
         out.append(
             f'<tr><td class="text">{esc(f.claim)}</td><td class="text">{esc(f.numbers)}{study}'
             f'</td><td class="p">{esc(_p(f))}</td><td class="text"><span class="badge '
             f'{_BADGE[f.verdict]}">{esc(f.verdict)}</span><div class="why">{esc(f.why)}</div>'
-            "</td></tr>"
+            f"</td>{extra}</tr>"
         )
     out.append("</tbody></table>")
     for table in page.tables:

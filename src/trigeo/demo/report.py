@@ -6,6 +6,11 @@
 the study's published one (grey in HTML, ``(study 38.7)`` in markdown) where
 the study has one. The HTML is plain and self-contained apart from the
 figures, which it references as ``figures/x.png`` next to it.
+
+Each finding says which unit its test resamples (users or photos), and the
+model table says which unit each row's intervals resample (``ci_unit``). Given
+another run's ``report.json`` (``other_run``), each finding also shows that
+run's verdict, and "not robust at this size" where the two disagree.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from trigeo.demo.figures import plot_longitude_vs_hour
-from trigeo.demo.findings import ROLE_KEYS, evaluate_findings
+from trigeo.demo.findings import ROLE_KEYS, Finding, evaluate_findings
 from trigeo.demo.metrics_view import MetricsView
 from trigeo.demo.render import Cell, Page, Table, render_html, render_markdown
-from trigeo.demo.study import StudyRow, study_key
+from trigeo.demo.robustness import NOT_ROBUST, compare_runs, load_findings
+from trigeo.demo.study import StudyErrors, StudyRow, study_key
 from trigeo.errors import ArtifactError, InputError
 from trigeo.evaluate.tables import slug
 from trigeo.provenance import atomic_path, hash_file, make_provenance, write_json_atomic
@@ -46,6 +52,29 @@ def _num(value: float | None, spec: str) -> str:
         return "—"
     text = format(value, spec)
     return text[1:] if text.startswith("-") and float(text.replace(",", "")) == 0 else text
+
+
+def _ci_unit(row: dict[str, Any]) -> str:
+    """What a row's 95% intervals resample: its ``ci_unit``, else photos (older evaluations)."""
+    if row.get("ci_unit"):
+        return str(row["ci_unit"])
+    # metrics.json rows from before ci_unit were bootstrapped over photos.
+    return "photo" if row.get("accuracy_ci95_pct") else "—"
+
+
+def _errors_cells(row: dict[str, Any], study: StudyErrors | None) -> list[Cell]:
+    """KL, entropy, mean and median km of a row, each beside Table 7's value where it has one."""
+    cells: list[Cell] = []
+    # Table 7 gives KL to 4 decimals: the study's M3 / M2 tie (0.4991 / 0.4998) needs them.
+    for field, theirs, spec, study_spec in (
+        ("kl_divergence", study and study.kl, ".3f", ".4f"),
+        ("prediction_entropy", study and study.entropy, ".3f", ".3f"),
+        ("mean_error_km", study and study.mean_km, ",.0f", ",.0f"),
+        ("median_error_km", study and study.median_km, ",.0f", ",.0f"),
+    ):
+        grey = None if study is None else _num(theirs, study_spec)
+        cells.append((_num(row.get(field), spec), grey))
+    return cells
 
 
 def _mesh_key(view: MetricsView, mesh_name: str | None) -> str | None:
@@ -84,7 +113,7 @@ def _tables(view: MetricsView) -> list[Table]:
         f"Every photo gets its true cell's label point. Study: {study.cells['coarse']} "
         f"coarse and {study.cells['fine']} fine cells; {study.source}."
     )
-    models = Table("(b) Models (% within threshold)", ["role", "model", "photos", *ts])
+    models = Table("(b) Models (% within threshold)", ["role", "model", "photos", *ts, "95% CI by"])
     m1 = view.roles.get("m1_coarse")
     order: list[tuple[str, str | None, str | None]] = [
         ("M1 coarse", m1, "m1_coarse"),
@@ -93,6 +122,7 @@ def _tables(view: MetricsView) -> list[Table]:
         ("M3 (albums)", view.roles.get("m3"), "m3"),
         ("user averaging", m1 and f"{m1} +user-avg", "user_avg"),
         ("album averaging", m1 and f"{m1} +album-avg", None),
+        ("M2 album averaging", view.roles.get("m2") and f"{view.roles['m2']} +album-avg", None),
         ("hierarchical", view.roles.get("hier"), None),
         ("kNN", view.roles.get("knn"), None),
         ("prior", view.roles.get("prior"), None),
@@ -106,28 +136,35 @@ def _tables(view: MetricsView) -> list[Table]:
                     name or "",
                     f"{view.count(row, 'photos_scored'):,}",
                     *_pct(view, row, study.headline.get(study_row or "")),
+                    _ci_unit(row),
                 ]
             )
     models.note = (
         f"Grey: the study's {study.headline['m1_coarse'].name} and its other headline "
-        f"rows on {study.photos['validation']:,} validation photos."
+        f'rows on {study.photos["validation"]:,} validation photos. "95% CI by": what the '
+        "evaluation's bootstrap intervals resample (users, or photos)."
     )
     errors = Table(
         "(c) Class frequencies and errors",
         ["model", "KL mesh", "KL divergence", "entropy", "mean km", "median km"],
     )
+    # Table 7's rows by this run's model names (the study's coarse models and fine M1).
+    table7 = {view.roles.get(r): r for r in ("m1_coarse", "m1_fine", "m2", "m3")}
+    if m1:
+        table7[f"{m1} +user-avg"] = "user_avg"
     for row in view.metrics["models"]:
+        key = table7.get(row["model"])
         errors.rows.append(
             [
                 row["model"],
                 str(row.get("kl_mesh") or "—"),
-                _num(row.get("kl_divergence"), ".3f"),
-                _num(row.get("prediction_entropy"), ".3f"),
-                _num(row.get("mean_error_km"), ",.0f"),
-                _num(row.get("median_error_km"), ",.0f"),
+                *_errors_cells(row, study.errors.get(key) if key else None),
             ]
         )
-    errors.note = "KL of true vs predicted class frequencies (+1 counts, nats); lower is closer."
+    errors.note = (
+        "KL of true vs predicted class frequencies (+1 counts, nats); lower is closer. "
+        "Grey: the study's Table 7."
+    )
     compare = Table("(d) Mesh and label: M1 on each mesh (%)", ["mesh", "label", "model", *ts])
     for role, mesh, label, study_row in (
         ("m1_coarse_cell", "coarse", "cell centroid", None),
@@ -214,6 +251,22 @@ def _figures(
     return [(name, caption) for name, caption, _ in pngs], notes, written
 
 
+def _units_line(findings: Sequence[Finding]) -> str:
+    """Which findings' tests are over users and which over photos, in one line."""
+    by_unit: dict[str, list[str]] = {}
+    for f in findings:
+        if f.unit:
+            by_unit.setdefault(f.unit, []).append(f.key)
+    parts = [f"over {unit}s: {', '.join(keys)}" for unit, keys in by_unit.items()]
+    return (
+        "tests "
+        + ("; ".join(parts) if parts else "none run")
+        # Photos of one user are not independent: the user-level test is the honest one.
+        + " (paired tests over users where metrics.json has them; each finding says when "
+        "photos stood in)"
+    )
+
+
 def _check_stages(stages: Sequence[dict[str, Any]]) -> None:
     for i, stage in enumerate(stages):
         lacking = [f for f in _STAGE_FIELDS if f not in stage]
@@ -237,6 +290,8 @@ def write_demo_report(
     evaluation_dir: str | Path,
     mesh_maps: dict[str, str | Path],
     world: str | Path,
+    other_run: str | Path | Sequence[Finding] | None = None,
+    other_label: str | None = None,
 ) -> dict[str, Path]:
     """Write the demo's study report: report.md, report.html, report.json, figures/*.png.
 
@@ -262,6 +317,13 @@ def write_demo_report(
         Mesh name -> PNG of ``trigeo mesh plot``.
     world
         The synthetic dataset directory (``table.parquet`` inside).
+    other_run
+        Another run of the same size (another seed): its ``report.json``, the
+        directory holding it, or its findings. Each finding then shows that
+        run's verdict, and "not robust at this size" where they disagree.
+    other_label
+        The other run in words (``seed 8``); default: the path given, or
+        "the other run" for findings.
 
     Returns
     -------
@@ -273,7 +335,8 @@ def write_demo_report(
     InputError
         For a bad role, mesh or stage entry, or ``out_dir`` equal to ``evaluation_dir``.
     ArtifactError
-        When the evaluation's metrics.json, the dataset table or a mesh map is missing.
+        When the evaluation's metrics.json, the dataset table or a mesh map is
+        missing, or ``other_run`` is not a readable demo report.json.
     """
     out, evaluation_dir, world = Path(out_dir), Path(evaluation_dir), Path(world)
     if out.resolve() == evaluation_dir.resolve():
@@ -290,6 +353,18 @@ def write_demo_report(
             raise ArtifactError(f"{what} not found: {path}")
     _check_stages(stages)
     findings = evaluate_findings(metrics, roles, meshes)
+    comparison, other_record = [], None
+    if other_run is not None:
+        if isinstance(other_run, (str, Path)):
+            other, label = load_findings(other_run), other_label or str(other_run)
+        else:
+            other, label = list(other_run), other_label or "the other run"
+        comparison = compare_runs(findings, other, label)
+        other_record = {
+            "label": label,
+            "path": str(other_run) if isinstance(other_run, (str, Path)) else None,
+            "comparison": [asdict(c) for c in comparison],
+        }
     view = MetricsView(metrics, roles, meshes)
     figures, notes, written = _figures(
         out, view, evaluation_dir, {k: Path(v) for k, v in mesh_maps.items()}, world
@@ -303,10 +378,18 @@ def write_demo_report(
         f"{verdicts.count('not reproduced')} not reproduced, {verdicts.count('not run')} not run",
         f"models: {', '.join(f'{r} = {roles[r]}' for r in ROLE_KEYS if r in roles)}",
         f"study numbers (grey): {view.study.source}",
+        _units_line(findings),
     ]
+    if comparison:
+        agree = sum(c.agrees is True for c in comparison)
+        flips = sum(c.agrees is False for c in comparison)
+        head.append(
+            f"compared with {comparison[0].other_label}: {agree} verdicts agree, {flips} "
+            f"{NOT_ROBUST}, {len(comparison) - agree - flips} not compared (not run)"
+        )
     eval_link = os.path.relpath(evaluation_dir / "report.html", out)
     tables = _tables(view)
-    page = Page(head, findings, tables, figures, notes, stages, eval_link)
+    page = Page(head, findings, tables, figures, notes, stages, eval_link, comparison)
     for name, render in (("report.md", render_markdown), ("report.html", render_html)):
         with atomic_path(out / name) as tmp:
             tmp.write_text(render(page), "utf-8")
@@ -324,6 +407,7 @@ def write_demo_report(
         "roles": dict(roles),
         "stages": [dict(s) for s in stages],
         "figures": [name for name, _ in figures],
+        "other_run": other_record,
         "provenance": make_provenance(
             {"roles": dict(roles), "meshes": meshes, "evaluation_dir": str(evaluation_dir)},
             inputs,

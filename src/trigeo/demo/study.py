@@ -2,7 +2,10 @@
 
 ``study.json`` is a transcription of shared/design/paper-notes.md: the best
 possible accuracy table (mesh x label), the headline results on YFCC100M
-validation, the outdoor-only gain and the significance of the time gain. The
+validation, Table 7 (KL divergence, entropy, mean and median error), the
+outdoor-only gain and the significance of the time gain. paper-notes gives the
+outdoor gain only in words (no outdoor-only rows of Table 6), so
+``outdoor_gain.rows`` is null and says why. The
 demo report prints these numbers in grey beside this run's, so a typo here
 would mislead every reader: :func:`load_study_numbers` checks the shape and
 the ranges before anything uses them.
@@ -19,7 +22,14 @@ from typing import Any
 
 from trigeo.errors import ArtifactError
 
-__all__ = ["STUDY_THRESHOLDS_KM", "StudyNumbers", "StudyRow", "load_study_numbers", "study_key"]
+__all__ = [
+    "STUDY_THRESHOLDS_KM",
+    "StudyErrors",
+    "StudyNumbers",
+    "StudyRow",
+    "load_study_numbers",
+    "study_key",
+]
 
 #: The study's accuracy thresholds; ``study.json`` must use exactly these.
 STUDY_THRESHOLDS_KM: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
@@ -43,6 +53,17 @@ class StudyRow:
 
 
 @dataclass(frozen=True)
+class StudyErrors:
+    """One row of the study's Table 7: class-frequency and error statistics of a model."""
+
+    name: str
+    kl: float
+    entropy: float
+    mean_km: float
+    median_km: float
+
+
+@dataclass(frozen=True)
 class StudyNumbers:
     """The study's numbers that the demo report compares against.
 
@@ -61,12 +82,17 @@ class StudyNumbers:
     headline : dict
         Key -> headline row; keys name demo roles (``m1_coarse``, ``m1_fine``,
         ``m2``, ``m3``) or ``user_avg`` / ``m2_fine``.
+    errors : dict
+        Key -> Table 7 row (KL, entropy, mean and median km); keys as in
+        ``headline`` plus ``best_coarse`` / ``best_fine``.
     outdoor_gain_points : tuple of float
         The published range of the outdoor-only gain, in accuracy points.
     outdoor_thresholds_km : tuple of float
         The thresholds ("region and country level") that range applies to.
     outdoor_text, time_text : str
         The two claims in the study's words.
+    outdoor_rows_note : str
+        Why there are no outdoor-only rows (paper-notes gives the gain in words only).
     time_p_below, time_photos
         The time gain's Wilcoxon p-value bound and the photos it was tested on.
     """
@@ -77,9 +103,11 @@ class StudyNumbers:
     photos: dict[str, int]
     best_possible: dict[tuple[str, str], StudyRow]
     headline: dict[str, StudyRow]
+    errors: dict[str, StudyErrors]
     outdoor_gain_points: tuple[float, float]
     outdoor_thresholds_km: tuple[float, ...]
     outdoor_text: str
+    outdoor_rows_note: str
     time_text: str
     time_p_below: float
     time_photos: int
@@ -112,6 +140,27 @@ def _accuracy(obj: Any, where: str) -> dict[str, float]:
         if v2 < v1:
             raise ArtifactError(f"{where}: accuracy falls from {v1} at {k1} to {v2} at {k2}")
     return {key: float(v) for key, v in zip(keys, values, strict=True)}
+
+
+_ERROR_FIELDS = ("kl", "entropy", "mean_km", "median_km")
+
+
+def _errors(raw: Any, where: str) -> dict[str, StudyErrors]:
+    """Table 7: KL and entropy (nats, non-negative) and errors (km, positive) by key."""
+    rows: dict[str, StudyErrors] = {}
+    for i, row in enumerate(_field(_field(raw, "table7", dict, where), "rows", list, where)):
+        at = f"{where}.table7.rows[{i}]"
+        values = {f: float(_field(row, f, (int, float), at)) for f in _ERROR_FIELDS}
+        for name, value in values.items():
+            # KL of a perfect predictor is 0; an error of 0 km would be a transcription slip.
+            low_ok = value >= 0 if name in ("kl", "entropy") else value > 0
+            if not (math.isfinite(value) and low_ok):
+                raise ArtifactError(f"{at}: {name} is {value}, out of range")
+        rows[_field(row, "key", str, at)] = StudyErrors(_field(row, "model", str, at), **values)
+    for needed in ("m1_coarse", "m2", "m3", "user_avg"):
+        if needed not in rows:
+            raise ArtifactError(f"{where}: table7 has no row with key {needed!r}")
+    return rows
 
 
 def _parse(raw: Any, where: str) -> StudyNumbers:
@@ -169,15 +218,25 @@ def _parse(raw: Any, where: str) -> StudyNumbers:
         photos=photos,
         best_possible=best,
         headline=headline,
+        errors=_errors(raw, where),
         outdoor_gain_points=gain,
         outdoor_thresholds_km=tuple(
             float(t) for t in _field(outdoor, "thresholds_km", list, f"{where}.outdoor_gain")
         ),
         outdoor_text=_field(outdoor, "text", str, f"{where}.outdoor_gain"),
+        outdoor_rows_note=_outdoor_rows_note(outdoor, f"{where}.outdoor_gain"),
         time_text=_field(time, "text", str, f"{where}.time_significance"),
         time_p_below=p_below,
         time_photos=int(_field(time, "photos", int, f"{where}.time_significance")),
     )
+
+
+def _outdoor_rows_note(outdoor: dict[str, Any], where: str) -> str:
+    """The note on outdoor-only rows; a non-null ``rows`` is refused until something reads it."""
+    if outdoor.get("rows") is not None:
+        # Nothing reads outdoor rows yet: accepting them silently would hide them.
+        raise ArtifactError(f"{where}: 'rows' is not read yet; leave it null and say why")
+    return str(_field(outdoor, "source", str, where))
 
 
 def load_study_numbers(path: str | Path | None = None) -> StudyNumbers:
