@@ -100,6 +100,21 @@ def test_cli_writes_report_with_two_models_and_a_peer(tmp_path, dataset, table, 
     assert len(metrics["oracle"]) == 2 and len(metrics["wilcoxon"]) == 21
     for test in metrics["wilcoxon"]:
         assert test["zero_method"] == "wilcox" and 0 <= test["n_differing"] <= test["n_photos"]
+        # Beside the photo-level test: McNemar per threshold and the user-level tests.
+        assert test["unit"] == "photo"
+        assert (
+            set(test["mcnemar"])
+            == set(test["user"]["hits"])
+            == set(metrics["models"][0]["accuracy_pct"])
+        )
+        assert 0 <= test["user"]["n_differing"] <= test["user"]["n_users"] <= 12
+    # The dataset has users: intervals resample them, and every row says so.
+    assert metrics["config"]["ci_unit"] == "user"
+    assert {m["ci_unit"] for m in metrics["models"]} == {"user"}
+    assert {row["ci_unit"] for row in metrics["oracle"]} == {"user"}
+    # KL counts photos in kept cells; the share outside is reported beside it.
+    for row in metrics["models"]:
+        assert 0.0 <= row["kl_outside_share"] < 1.0 and row["kl_photos"] > 0
     peer_row = metrics["models"][-1]
     assert peer_row["photos_missing"] == 6 and len(peer_row["missing_photo_ids"]) == 6
     assert (out / "missing" / "peer.txt").read_text().split() == peer_row["missing_photo_ids"]
@@ -126,6 +141,7 @@ def test_cli_writes_report_with_two_models_and_a_peer(tmp_path, dataset, table, 
         assert title in md
     assert "zero_method='wilcox': photos on which both models' errors are equal" in md
     assert "photos tested (errors differ)" in md
+    assert "photos outside (not in KL)" in md and "Pairwise tests by user" in md
     html = (out / "report.html").read_text()
     # Self-contained: figures are embedded PNGs and nothing is fetched from the network.
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)

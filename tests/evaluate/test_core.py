@@ -56,6 +56,36 @@ def test_perfect_model_reaches_the_oracle_and_has_zero_kl(truth, grid_mesh):
     assert relabelled.models[0].label == "cell"
 
 
+def test_kl_leaves_photos_outside_kept_cells_out_and_reports_their_share(truth, table, grid_mesh):
+    # A mesh without Sydney's box (the grid fixture's class, fewer kept boxes): its 15 of
+    # the 120 val photos are in no kept cell.
+    train = table[(table["split"] == "train") & (table["city"] != "sydney")]
+    mesh = type(grid_mesh)(train["lat"].to_numpy(), train["lon"].to_numpy(), mesh_hash="no-sydney")
+    cells = mesh.locate(truth.lat, truth.lon)
+    assert (cells < 0).sum() == 15
+    # The model predicts every photo's true cell, and cell 0 for the Sydney photos.
+    top1 = np.where(cells < 0, 0, cells)
+    lat, lon = mesh.centroids("imagery")
+    model = Predictions(
+        photo_id=truth.photo_id.copy(),
+        lat=lat[top1],
+        lon=lon[top1],
+        top_cells=top1[:, None].astype(np.int32),
+        top_probs=np.ones((len(truth), 1), dtype=np.float32),
+        model_id="right-where-it-can",
+        mesh_hash=mesh.mesh_hash,
+    )
+    result = evaluate(truth, [("m", model)], meshes=[("no-sydney", mesh)])
+    (m,) = result.models
+    # Over the kept photos it predicts every class exactly as often as it occurs: KL 0.
+    # With the old extra class p of that class was 16/(120 + 8) and q 1/128: KL > 0.
+    assert m.kl == 0.0
+    assert (m.kl_photos, m.kl_outside_share) == (105, 0.125)
+    assert m.entropy == pytest.approx(np.log(7))  # 7 kept cells, 15 photos each
+    summary = m.summary(result.config.thresholds_km)
+    assert summary["kl_outside_share"] == 0.125 and summary["kl_photos"] == 105
+
+
 def test_two_models_tables_tests_and_subsets(truth, grid_mesh):
     good = _model(truth, grid_mesh, "good", 0.1, 1)
     bad = _model(truth, grid_mesh, "bad", 0.6, 2)

@@ -16,6 +16,7 @@ from trigeo.evaluate.metrics import (
     class_frequencies,
     compare_models,
     error_km,
+    kept_cell_scores,
     kl_divergence,
     outdoor_mask,
     prediction_entropy,
@@ -111,6 +112,41 @@ def test_kl_is_zero_for_identical_distributions_and_matches_hand_value():
     q = np.array([1, 5, 3, 1]) / 10
     assert kl_divergence(labels, pred, 4) == pytest.approx(np.sum(p * np.log(p / q)))
     assert kl_divergence(labels, pred, 4) > 0
+
+
+def test_kl_counts_only_photos_whose_true_cell_is_kept_by_hand():
+    # 3 kept cells; photos 4 and 5 lie in no kept cell (-1) and are left out.
+    true = np.array([0, 0, 1, 2, -1, -1])
+    pred = np.array([0, 1, 1, 1, 0, 2])
+    scores = kept_cell_scores(true, pred, 3)
+    # Kept photos: true [0, 0, 1, 2] -> counts [2, 1, 1], +1 -> p = [3, 2, 2] / 7;
+    # predicted [0, 1, 1, 1] -> counts [1, 3, 0], +1 -> q = [2, 4, 1] / 7.
+    p = np.array([3, 2, 2]) / 7
+    q = np.array([2, 4, 1]) / 7
+    # sum p ln(p/q) = 3/7 ln(3/2) + 2/7 ln(1/2) + 2/7 ln 2 = 3/7 ln(3/2) = 0.17377.
+    assert scores.kl == pytest.approx(np.sum(p * np.log(p / q)))
+    assert scores.kl == pytest.approx(3 / 7 * np.log(1.5))
+    # Entropy of the raw predicted frequencies [1, 3, 0] / 4.
+    assert scores.entropy == pytest.approx(-(0.25 * np.log(0.25) + 0.75 * np.log(0.75)))
+    assert (scores.photos, scores.n_classes) == (4, 3)
+    assert scores.outside_share == pytest.approx(2 / 6)
+    # The old extra class: p = [3, 2, 2, 3] / 10, q = [3, 4, 2, 1] / 10 gives 0.191, of
+    # which 0.3 ln 3 = 0.33 is the outside class alone, a term every model of the mesh pays.
+    old = kl_divergence(np.where(true < 0, 3, true), pred, 4)
+    assert old == pytest.approx(0.2 * np.log(0.5) + 0.3 * np.log(3.0))
+
+
+def test_kl_gives_predictions_outside_kept_cells_one_extra_class_by_hand():
+    # A peer's lat/lon can land outside every kept cell: photos 1 and 2 (true cells kept).
+    scores = kept_cell_scores([0, 1, 2, -1], [0, -1, -1, 1], 3)
+    # Kept photos: true [0, 1, 2] -> p = [2, 2, 2, 1] / 7 (class 3 = outside, count 0 + 1);
+    # predicted [0, out, out] -> q = [2, 1, 1, 3] / 7.
+    # KL = 2/7 ln 2 + 2/7 ln 2 + 1/7 ln(1/3).
+    assert scores.kl == pytest.approx(4 / 7 * np.log(2) - 1 / 7 * np.log(3))
+    assert scores.n_classes == 4 and scores.photos == 3 and scores.outside_share == 0.25
+    assert scores.entropy == pytest.approx(-(np.log(1 / 3) / 3 + 2 / 3 * np.log(2 / 3)))
+    empty = kept_cell_scores([-1, -1], [0, 1], 3)
+    assert np.isnan(empty.kl) and empty.photos == 0 and empty.outside_share == 1.0
 
 
 def test_entropy_of_uniform_predictions_is_ln_k():
