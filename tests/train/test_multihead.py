@@ -91,6 +91,36 @@ def test_loss_is_the_sum_of_the_heads_cross_entropies_ignoring_dropped_cells():
     torch.testing.assert_close(loss, expected)
 
 
+def test_label_smoothing_mixes_the_uniform_target_into_each_heads_loss():
+    """(1 - e) * NLL of the label + e * mean NLL over all classes, computed by hand."""
+    torch.manual_seed(1)
+    eps = 0.2
+    net = M1Net("test_resnet", [3, 4], head_names=["coarse", "fine"])
+    points = [(np.zeros(3), np.zeros(3)), (np.zeros(4), np.zeros(4))]
+    module = M1Module(
+        net,
+        load_config("test").stages[0],
+        label_lat=points[1][0],
+        label_lon=points[1][1],
+        head_label_points=points,
+        head_names=["coarse", "fine"],
+        label_smoothing=eps,
+    )
+    module.eval()
+    x = torch.randn(3, 3, 32, 32)
+    labels = torch.tensor([[0, 1], [-1, 3], [2, 0]])
+    batch = {"image": x, "label": labels, "index": torch.arange(3), "skipped": [], "errors": []}
+    module.log = lambda *a, **k: None
+    module.optimizers = lambda: torch.optim.SGD(net.parameters(), lr=0.1)
+    loss = module.training_step(batch, 0)
+    expected = torch.zeros(())
+    for logits, target in zip(net.forward_heads(x), labels.T, strict=True):
+        logp = torch.log_softmax(logits, 1)[target >= 0]
+        picked = -logp[torch.arange(len(logp)), target[target >= 0]]
+        expected = expected + ((1 - eps) * picked + eps * -logp.mean(1)).mean()
+    torch.testing.assert_close(loss, expected)
+
+
 def test_model_directory_records_every_head(multi, meshes):
     model, out, notes = multi
     coarse, _, fine, _ = meshes

@@ -127,6 +127,7 @@ class TrainConfig:
     label: str = "imagery"
     image_size: int | None = None
     drop_rate: float = 0.0
+    label_smoothing: float = 0.0
     batch_size: int = 64
     eval_batch_size: int | None = None
     num_workers: int = 4
@@ -173,6 +174,12 @@ class TrainConfig:
         for key in ("max_dropped_fraction", "max_unreadable_fraction"):
             if not 0 <= getattr(self, key) <= 1:
                 raise InputError(f"{key} must lie in [0, 1]", source=source, column=key)
+        if not 0 <= self.label_smoothing < 1:
+            raise InputError(
+                f"label_smoothing must lie in [0, 1), got {self.label_smoothing}",
+                source=source,
+                column="label_smoothing",
+            )
         if self.image_check_samples < 0:
             raise InputError(
                 "image_check_samples must be >= 0", source=source, column="image_check_samples"

@@ -214,6 +214,7 @@ def run_stage(
         max_unreadable=config.max_unreadable_fraction,
         head_label_points=run.head_label_points if run.n_heads > 1 else None,
         head_names=run.head_names if run.n_heads > 1 else None,
+        label_smoothing=config.label_smoothing,
     )
     datamodule = M1DataModule(
         config,

@@ -78,6 +78,9 @@ class M1Module(lightning.LightningModule):
         the sum of the heads' cross-entropies (a head ignores photos in its
         dropped cells, label -1). Validation metrics of the primary head are
         logged as ``val/...``, the others' as ``val/<head>/...``.
+    label_smoothing
+        Training loss only (PyTorch's ``label_smoothing``): the validation
+        loss stays the plain cross-entropy, so runs compare.
 
     Notes
     -----
@@ -104,9 +107,11 @@ class M1Module(lightning.LightningModule):
         max_unreadable: float = 0.05,
         head_label_points: list[tuple[np.ndarray, np.ndarray]] | None = None,
         head_names: list[str] | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.net = net
+        self.label_smoothing = float(label_smoothing)
         self.n_heads = int(getattr(net, "n_heads", 1))
         self.primary = int(getattr(net, "primary", 0))
         self.head_names = list(head_names or getattr(net, "head_names", ("head0",)))
@@ -222,7 +227,11 @@ class M1Module(lightning.LightningModule):
                 loss = (
                     loss
                     + functional.cross_entropy(
-                        head_logits.float(), target, ignore_index=-1, reduction="sum"
+                        head_logits.float(),
+                        target,
+                        ignore_index=-1,
+                        reduction="sum",
+                        label_smoothing=self.label_smoothing,
                     )
                     / labelled
                 )
