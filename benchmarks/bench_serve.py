@@ -1,21 +1,29 @@
-"""Serving latency and throughput: ``trigeo serve`` under load, beside ``trigeo predict``.
+"""Serving latency and throughput: ``trigeo serve`` with and without batching, beside
+``trigeo predict``.
 
 A demo-sized model (the demo config's backbone, ``test_resnet`` at 64 px, random
 init: latency does not depend on training) over a coarse mesh of a synthetic
 world is served by a real ``trigeo serve`` process (uvicorn) on 127.0.0.1 with
-an index of the world's photos. A client in this process sends at least 500
-``POST /v1/predict`` requests, 8 at a time, each a synthetic-world JPEG as
-multipart form data, and checks every answer is 200 (the server's queue is set
-so that 8 concurrent clients never see a 503: ``--max-concurrent`` cores,
-``--max-queue 8``). Loopback only, bounded in count and time.
+an index of the world's photos, twice in one run:
 
-Printed: p50/p95/max latency and requests/s; beside them, measured in the
-same run, ``trigeo predict``'s throughput (``predict_m1`` over the same photos
-from a dataset, images/s, including its per-call set-up) and the server's own
-in-process cost per photo (``Engine.predict`` on one decoded image, no HTTP),
-so HTTP and form parsing overhead = latency at concurrency 1 minus that.
+* with batching off (``--batch-size 1``, every other setting at its default),
+  the baseline;
+* with the default settings (dynamic batching).
 
-Usage: ``python benchmarks/bench_serve.py [--quick] [--requests 500] [--concurrency 8]``.
+Against each, a client in this process sends ``POST /v1/predict`` requests,
+each a synthetic-world JPEG as multipart form data, at concurrency 1 (100
+requests), 4 (200), 8 (``--requests``, 500 by default) and 16 (200), and then
+checks ``/v1/health``. Loopback only, bounded in count and time.
+
+Printed per server and level: p50/p95/max latency, requests/s and the status
+counts; the batched server's requests/s as a multiple of the batching-off
+server's and of ``trigeo predict``'s images/s (``predict_m1`` over the same
+photos from a dataset, one call, set-up included), both measured in this run;
+and the server's in-process cost per photo (``Engine.predict`` on one decoded
+image, no HTTP). Exit status 1 when a request at concurrency <= 8 is not
+answered 200, or one at 16 gets anything but 200 or 503.
+
+Usage: ``python benchmarks/bench_serve.py [--quick] [--requests 500]``.
 ``--mp16`` is accepted for a uniform benchmark interface; the file is not read.
 """
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -82,24 +91,13 @@ def _free_port() -> int:
 
 
 def start_server(
-    model: Path, index: Path, concurrent: int, log: Path
+    model: Path, index: Path, log: Path, extra: list[str]
 ) -> tuple[subprocess.Popen, str]:
+    """A ``trigeo serve`` process with default settings plus ``extra``; (process, URL)."""
     port = _free_port()
     trigeo = str(Path(sys.executable).with_name("trigeo"))
-    command = [
-        trigeo,
-        "serve",
-        "--model",
-        str(model),
-        "--index",
-        str(index),
-        "--port",
-        str(port),
-        "--max-concurrent",
-        str(concurrent),
-        "--max-queue",
-        "8",
-    ]
+    command = [trigeo, "serve", "--model", str(model), "--index", str(index)]
+    command += ["--port", str(port), *extra]
     handle = open(log, "w")
     process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -115,6 +113,11 @@ def start_server(
             time.sleep(0.5)
 
 
+def health(url: str) -> dict:
+    with urllib.request.urlopen(url + "/v1/health", timeout=10) as response:
+        return json.loads(response.read())
+
+
 async def load(url: str, photos: list[bytes], requests: int, concurrency: int) -> dict:
     """Send ``requests`` POSTs, ``concurrency`` at a time; latency per request and totals."""
     import httpx
@@ -124,7 +127,7 @@ async def load(url: str, photos: list[bytes], requests: int, concurrency: int) -
     semaphore = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
 
         async def one(i: int) -> None:
             async with semaphore:
@@ -188,20 +191,38 @@ def engine_seconds(model: Path, photos: list[bytes], rounds: int = 50) -> float:
     return statistics.median(times[5:])
 
 
+LEVELS = ((1, 100), (4, 200), (8, None), (16, 200))
+
+
+def serve_levels(
+    model: Path, index: Path, log: Path, photos: list[bytes], requests: int, extra: list[str]
+) -> tuple[list[dict], dict]:
+    """Every load level against one server; (results, its health afterwards)."""
+    process, url = start_server(model, index, log, extra)
+    try:
+        asyncio.run(load(url, photos, 20, 2))  # warm-up, not counted
+        results = [
+            asyncio.run(load(url, photos, n or requests, concurrency)) for concurrency, n in LEVELS
+        ]
+        after = health(url)
+    finally:
+        process.terminate()
+        process.wait(30)
+    return results, after
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mp16", type=Path, default=None, help="accepted, not read")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=500, help="requests at concurrency 8")
     args = parser.parse_args()
-    if args.requests < 500:
-        parser.error("the load test sends at least 500 requests")
     import torch
 
     torch.set_num_threads(1)
     photos_n = 400 if args.quick else 2000
     cores = os.cpu_count() or 1
+    servers = {"batching off (--batch-size 1)": ["--batch-size", "1"], "defaults": []}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
@@ -214,30 +235,40 @@ def main() -> int:
         throughput = predict_throughput(model, data, root / "pred.parquet")
         torch.set_num_threads(1)
         engine_ms = engine_seconds(model, photos) * 1000
-        process, url = start_server(model, index, cores, root / "serve.log")
-        try:
-            asyncio.run(load(url, photos, 20, 2))  # warm-up, not counted
-            single = asyncio.run(load(url, photos, 100, 1))
-            loaded = asyncio.run(load(url, photos, args.requests, args.concurrency))
-        finally:
-            process.terminate()
-            process.wait(30)
-    errors = sum(n for status, n in loaded["statuses"].items() if status != 200)
-    print(f"server: trigeo serve, {cores} inference(s) at once, 127.0.0.1, index of {photos_n}")
-    print(f"{'load':<28}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'req/s':>9}  statuses")
-    for name, r in (
-        ("concurrency 1 (100 req)", single),
-        (f"concurrency {args.concurrency} ({args.requests} req)", loaded),
-    ):
-        print(
-            f"{name:<28}{r['p50_ms']:>9.1f}{r['p95_ms']:>9.1f}{r['max_ms']:>9.1f}{r['rps']:>9.1f}"
-            f"  {r['statuses']}"
-        )
+        measured = {
+            name: serve_levels(model, index, root / "serve.log", photos, args.requests, extra)
+            for name, extra in servers.items()
+        }
+    failures = 0
+    print(f"{cores} cores; trigeo serve on 127.0.0.1 with an index of {photos_n} photos")
+    columns = f"{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'req/s':>9}"
+    print(f"{'server':<32}{'load':<26}{columns}  statuses")
+    for name, (results, after) in measured.items():
+        for r in results:
+            load_name = f"concurrency {r['concurrency']} ({r['requests']} req)"
+            print(
+                f"{name:<32}{load_name:<26}{r['p50_ms']:>9.1f}{r['p95_ms']:>9.1f}"
+                f"{r['max_ms']:>9.1f}{r['rps']:>9.1f}  {r['statuses']}"
+            )
+            allowed = {200, 503} if r["concurrency"] > 8 else {200}
+            failures += sum(n for status, n in r["statuses"].items() if status not in allowed)
+        print(f"{name:<32}health after: {after['status']}, mean pass {after['recent_mean_batch']}")
+        failures += after["status"] != "ok"
+    off, on = (measured[name][0] for name in servers)
+    at8 = {r["concurrency"]: r for r in on}[8]
+    base8 = {r["concurrency"]: r for r in off}[8]
     print(f"trigeo predict (same photos, one call, set-up included): {throughput:.1f} images/s")
     print(f"server's in-process work per photo (no HTTP): {engine_ms:.1f} ms")
-    print(f"serving req/s vs predict images/s: {loaded['rps'] / throughput:.2f}x")
-    print(f"errors under load: {errors}")
-    return 1 if errors else 0
+    print(
+        f"concurrency 8: batched {at8['rps']:.1f} req/s = {at8['rps'] / base8['rps']:.2f}x "
+        f"batch-of-1 serving ({base8['rps']:.1f} req/s), "
+        f"{at8['rps'] / throughput:.2f}x trigeo predict"
+    )
+    p95_1 = {r["concurrency"]: r for r in on}[1]["p95_ms"]
+    base_p95_1 = {r["concurrency"]: r for r in off}[1]["p95_ms"]
+    print(f"concurrency 1: p95 {p95_1:.1f} ms batched vs {base_p95_1:.1f} ms batching off")
+    print(f"unexpected statuses: {failures}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

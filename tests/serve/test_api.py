@@ -210,10 +210,9 @@ class Gated:
     """The real engine, its forward passes held at a gate so requests pile up
     deterministically; ``passes`` records each pass's size."""
 
-    def __init__(self, engine, fail_on=None):
+    def __init__(self, engine):
         self.engine, self.gate, self.started = engine, threading.Event(), threading.Event()
         self.passes: list[int] = []
-        self.fail_on = fail_on
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
@@ -222,8 +221,6 @@ class Gated:
         self.passes.append(len(inputs))
         self.started.set()
         self.gate.wait(30)
-        if self.fail_on is not None and any(self.fail_on(x) for x in inputs):
-            raise RuntimeError("this photo breaks the model")
         return self.engine.infer_prepared(inputs, posted_at)
 
 

@@ -1,5 +1,9 @@
 """The page in a real browser: Playwright drives Debian's headless Chromium against a real
-``trigeo serve`` process, drops a photo on the page and screenshots the shaded map."""
+``trigeo serve`` process, drops a photo on the page and screenshots the shaded map.
+
+Chromium resolves ``rebind.example`` to 127.0.0.1 (``--host-resolver-rules``), as a DNS
+rebinding attacker's name would: the same server must refuse the page under that name,
+and answer it under ``localhost``."""
 
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # An attacker's name pointed at this machine, as DNS rebinding does.
+    "--host-resolver-rules=MAP rebind.example 127.0.0.1",
 ]
 
 
@@ -89,6 +95,8 @@ def test_dropping_a_photo_shades_the_map_and_lists_the_top_k(server, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 820})
             outside: list[str] = []
+            seen: list[str] = []
+            page.on("request", lambda r: seen.append(r.url))
             page.on(
                 "request",
                 lambda r: (
@@ -142,6 +150,20 @@ def test_dropping_a_photo_shades_the_map_and_lists_the_top_k(server, tmp_path):
             page.mouse.up()
             assert len({before, zoomed, page.get_attribute("#map", "viewBox")}) == 3
             assert outside == []  # offline: nothing but the trigeo server was asked for
+            # Region geometry came once, from /v1/regions; the answer named regions by id.
+            assert [u for u in seen if u.endswith("/v1/regions")] == [server + "/v1/regions"]
+            assert [u for u in seen if "/v1/predict" in u] == [server + "/v1/predict"]
+            # Under localhost the page works; under the rebinding name the server refuses it.
+            port = server.rsplit(":", 1)[1]
+            local = browser.new_page()
+            local.goto(f"http://localhost:{port}/")
+            local.wait_for_function("document.querySelectorAll('#land path').length > 50")
+            assert "Drop a photo" in local.inner_text("#status")
+            rebound = browser.new_page()
+            response = rebound.goto(f"http://rebind.example:{port}/")
+            assert response is not None and response.status == 421
+            assert "--allowed-host" in rebound.inner_text("body")
+            assert rebound.evaluate("fetch('/v1/model').then(r => r.status)") == 421
         finally:
             browser.close()
     keep = os.environ.get("TRIGEO_SCREENSHOT_DIR")

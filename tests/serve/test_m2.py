@@ -62,3 +62,39 @@ def test_m2_answers_with_a_posting_time_and_m1_without(m2_dir, world_model):
     assert [t["cell"] for t in timed["top_k"]] == order.tolist()
     np.testing.assert_allclose([t["probability"] for t in timed["top_k"]], p2[order], rtol=1e-5)
     assert [t["cell"] for t in untimed["top_k"][:1]] == [int(np.argmax(p1))]
+
+
+def test_m2_requests_with_and_without_a_time_share_a_forward_pass(m2_dir):
+    from serve.test_batching import Gated, _run
+    from trigeo.serve.engine import Engine, load_backend
+    from trigeo.serve.limits import Limits
+
+    engine = Engine(load_backend(m2_dir))
+    gated = Gated(engine)
+    app = create_app(gated, Limits(max_concurrent=1, batch_size=8))
+    data = photo_with_gps((40, 40, 220), 35.68, 139.7)
+    when = "2015-06-01T09:30:00+02:00"
+
+    def send(**fields):
+        return lambda c: c.post("/v1/predict", files={"image": ("t.jpg", data)}, data=fields)
+
+    first, timed, untimed = _run(app, send(), [send(posted_at=when, top_k="3"), send(top_k="2")])
+    assert gated.passes == [1, 2]  # the timed and the untimed photo in one pass
+    timed, untimed = timed.json(), untimed.json()
+    assert timed["model"]["answered_by"] == "M2" and len(timed["top_k"]) == 3
+    assert untimed["model"]["answered_by"] == "M1" and len(untimed["top_k"]) == 2
+    # The same answers as each photo alone.
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    alone = engine.predict([image], [pd.Timestamp(when).tz_convert("UTC")], [None], 3)[0]
+    assert [t["cell"] for t in timed["top_k"]] == [t["cell"] for t in alone["top_k"]]
+    np.testing.assert_allclose(
+        [t["probability"] for t in timed["top_k"]],
+        [t["probability"] for t in alone["top_k"]],
+        atol=1e-6,
+    )
+    # Float32 batching differences only.
+    lone = first.json()["top_k"][:2]
+    assert [t["cell"] for t in lone] == [t["cell"] for t in untimed["top_k"]]
+    np.testing.assert_allclose(
+        [t["probability"] for t in lone], [t["probability"] for t in untimed["top_k"]], atol=1e-6
+    )
