@@ -107,3 +107,23 @@ def test_every_role_the_pipeline_names_is_one_the_findings_read():
     from trigeo.demo.findings import ROLE_KEYS
 
     assert set(ROLES) == set(ROLE_KEYS)
+
+
+def test_against_reads_another_runs_report_and_names_it_by_seed(tmp_path):
+    import json
+
+    from trigeo.demo.pipeline import _other_report
+    from trigeo.errors import InputError
+
+    other = tmp_path / "seed11"
+    (other / "report").mkdir(parents=True)
+    (other / "world").mkdir()
+    (other / "report" / "report.json").write_text("{}")
+    (other / "world" / "dataset.json").write_text(json.dumps({"provenance": {"seed": 11}}))
+    assert _other_report(other) == (other / "report" / "report.json", "seed 11")
+    # A report.json on its own is labelled by its path.
+    lone = tmp_path / "elsewhere.json"
+    lone.write_text("{}")
+    assert _other_report(lone) == (lone, str(lone))
+    with pytest.raises(InputError, match="no demo report there"):
+        _other_report(tmp_path / "missing")

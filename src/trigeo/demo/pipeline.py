@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from trigeo.errors import InputError
 from trigeo.provenance import hash_file, write_json_atomic
 
 __all__ = [
@@ -315,16 +316,21 @@ def run_demo(
     seed: int = 7,
     quick: bool = False,
     force: bool = False,
+    against: str | Path | None = None,
 ) -> Path:
     """Run (or resume) the demo pipeline and write the study report; returns its directory.
 
     Each stage prints its command and wall time; a stage whose key is
     unchanged is reused. The report (``out/report/report.html`` and ``.md``)
-    lists every command with its time.
+    lists every command with its time. ``against`` is another demo run's
+    output directory (or its ``report.json``): the report shows that run's
+    verdicts beside this one's and calls a finding whose verdicts differ not
+    robust at this size.
     """
     from trigeo.cli import app
 
     out = Path(out)
+    other = _other_report(Path(against)) if against is not None else None
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
     state = {} if force else _load_state(state_path)
@@ -353,7 +359,7 @@ def run_demo(
         state[stage.name] = {"key": key, "seconds": round(seconds, 2)}
         write_json_atomic(state_path, state)
         runs.append({"name": stage.name, "command": command, "status": "ran", "seconds": seconds})
-    report = _write_report(out, runs, photos, quick)
+    report = _write_report(out, runs, photos, quick, other)
     _console.print(
         f"\n[bold]Report:[/bold] {report / 'report.html'} (also report.md); "
         f"{time.perf_counter() - total:.0f} s in all"
@@ -361,7 +367,31 @@ def run_demo(
     return report
 
 
-def _write_report(out: Path, runs: list[dict[str, Any]], photos: int, quick: bool) -> Path:
+def _other_report(path: Path) -> tuple[Path, str]:
+    """Another run's ``report.json`` and its label (``seed 11``), checked before any stage runs."""
+    report = path / "report" / "report.json" if path.is_dir() else path
+    if not report.is_file():
+        raise InputError(
+            f"--against {path}: no demo report there (expected a demo output directory "
+            "with report/report.json, or a report.json file)"
+        )
+    label = str(path)
+    dataset = report.parent.parent / "world" / "dataset.json"
+    try:
+        seed = json.loads(dataset.read_text("utf-8"))["provenance"]["seed"]
+        label = f"seed {seed}"
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        pass  # a report.json on its own: the path is its label
+    return report, label
+
+
+def _write_report(
+    out: Path,
+    runs: list[dict[str, Any]],
+    photos: int,
+    quick: bool,
+    other: tuple[Path, str] | None = None,
+) -> Path:
     """The study report from the evaluation's metrics and the stages' record."""
     from trigeo.demo.report import write_demo_report
     from trigeo.mesh import load_mesh
@@ -388,6 +418,8 @@ def _write_report(out: Path, runs: list[dict[str, Any]], photos: int, quick: boo
         evaluation_dir=evaluation,
         mesh_maps={name: out / f"{name}.png" for name in MESH_RULES},
         world=out / "world",
+        other_run=other[0] if other else None,
+        other_label=other[1] if other else None,
     )
     return report
 
@@ -408,8 +440,17 @@ def demo(
         ),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Redo every stage.")] = False,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            help="Another demo run's --out directory (e.g. of another --seed): the report "
+            "shows its verdicts beside this run's and marks findings whose verdicts differ "
+            "as not robust.",
+        ),
+    ] = None,
 ) -> None:
     """Reproduce the study on the built-in synthetic world: every finding, in one report."""
     if quick:
         photos, users = min(photos, 4000), min(users, 200)
-    run_demo(out, photos=photos, users=users, seed=seed, quick=quick, force=force)
+    run_demo(out, photos=photos, users=users, seed=seed, quick=quick, force=force, against=against)
