@@ -269,7 +269,8 @@ class MetricsView:
         return self.by_name[name]
 
     def missing_role(self, role: str) -> str:
-        return f"not run: this run has no {role} model (role {role!r} not given)"
+        # The verdict column already says "not run"; the reason need not repeat it.
+        return f"this run has no {role} model (role {role!r} not given)"
 
     def rows(self, *roles: str) -> tuple[list[dict[str, Any]], str | None]:
         """The model rows of ``roles``, or ``([], why)`` naming the first role not run."""
