@@ -206,6 +206,9 @@ class M3Net(nn.Module):
             # averaging only as far as the loss asks.
             self.album_weight = nn.Parameter(torch.zeros(len(self.album_means)))
         self.m2_frozen = False
+        #: Set while training with frozen M2 layers: ``x`` then holds M2's logits, computed
+        #: once for every photo instead of once per photo and epoch (not saved).
+        self.m2_logits_given = False
 
     def freeze_m2(self, frozen: bool = True) -> M3Net:
         """Keep M2's layers as they are: no gradients, and always in eval mode
@@ -255,8 +258,14 @@ class M3Net(nn.Module):
         steps = torch.arange(mask.shape[1], device=mask.device)
         if (lengths < 1).any() or not torch.equal(mask, steps[None, :] < lengths[:, None]):
             raise InputError("album masks must mark 1 or more photos, all before the padding")
-        features = self.m2.features(x[mask])
-        m2_logits = self.m2.head(features)
+        features: torch.Tensor | None = None
+        if self.m2_logits_given:
+            if self.lstm_input == "features" or not self.m2_frozen:
+                raise InputError("M2's logits can stand in for M2 only if it is frozen and unread")
+            m2_logits = x[mask]
+        else:
+            features = self.m2.features(x[mask])
+            m2_logits = self.m2.head(features)
         per_photo = m2_logits
         logp = torch.log_softmax(m2_logits.float(), dim=1)
         # Each photo's album (row of the batch), to hand album-level values back to photos.
@@ -270,10 +279,10 @@ class M3Net(nn.Module):
             else:  # the album's mean log-probability vector
                 mean = padded.masked_fill(~mask[..., None], 0.0).sum(1) / n
             per_photo = per_photo + self.album_weight[k] * mean[album_of].to(per_photo.dtype)
-        if self.lstm_input == "features":
+        if features is not None and self.lstm_input == "features":
             inputs = features
         else:
-            inputs = logp.clamp_min(_LOGPROB_FLOOR).to(features.dtype)
+            inputs = logp.clamp_min(_LOGPROB_FLOOR).to(m2_logits.dtype)
         sequence = inputs.new_zeros((*mask.shape, inputs.shape[1]))
         sequence[mask] = inputs
         packed = pack_padded_sequence(

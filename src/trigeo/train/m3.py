@@ -96,6 +96,17 @@ def _all_albums(albums: list[np.ndarray]) -> Callable[[Any], _Albums]:
     return draw
 
 
+@torch.no_grad()
+def _m2_logits(net: Any, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """The (frozen, eval-mode) M2 layers' logits for every input row, ``(n, N)`` float32."""
+    net.m2.eval()
+    out = [
+        net.m2(torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))).numpy()
+        for start in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float32)
+
+
 def shuffled_users(user_id: Any, seed: int) -> np.ndarray:
     """The ablation: the same user ids, permuted across photos (seeded).
 
@@ -236,8 +247,15 @@ def train_m3(
         head_centering=config.head_centering,
     )
     net.m2.load_state_dict(m2_model.net.state_dict())
+    inputs = x
     if not config.train_m2_layers:
         net.freeze_m2()
+        if config.lstm_input == "logprobs":
+            # Frozen layers give every photo the same M2 output in every epoch: compute it
+            # once (the network then reads it instead of M2's input; the same values as
+            # running the frozen layers in eval mode, up to float rounding).
+            inputs = _m2_logits(net, x)
+            net.m2_logits_given = True
     # One album per user and epoch under-weights the photos of users with many albums: the
     # network would learn the user-level class prior as a bias. Weighting an album's loss by
     # its user's album count makes every photo count the same in expectation (as in M2).
@@ -258,15 +276,16 @@ def train_m3(
         else _all_albums(fit_albums),
         val_set=_Albums(stop_albums),
         collate=album_collate(
-            x, fit_labels, heads.lat, heads.lon, config.album_size, weight=weight
+            inputs, fit_labels, heads.lat, heads.lon, config.album_size, weight=weight
         ),
-        val_collate=album_collate(x, stop_labels, heads.lat, heads.lon, config.album_size),
+        val_collate=album_collate(inputs, stop_labels, heads.lat, heads.lon, config.album_size),
         label_lat=label_lat,
         label_lon=label_lon,
         resume=resume,
         callbacks=callbacks,
         report=report,
     )
+    net.m2_logits_given = False
     net.freeze_m2(False)
     metrics = head_run_metrics(stage_metrics, counts, config)
     metrics["shuffle_albums"] = bool(config.shuffle_albums)
