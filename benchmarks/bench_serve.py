@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -221,7 +220,9 @@ def main() -> int:
 
     torch.set_num_threads(1)
     photos_n = 400 if args.quick else 2000
-    cores = os.cpu_count() or 1
+    from trigeo.serve.limits import cores as usable_cores
+
+    cores = usable_cores()  # what the server sees (taskset emulates a smaller machine)
     servers = {"batching off (--batch-size 1)": ["--batch-size", "1"], "defaults": []}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         root = Path(tmp)

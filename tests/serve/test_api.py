@@ -75,7 +75,7 @@ def test_predict_answers_top_k_credible_regions_geojson_and_exif_error(client, e
     listed = body["regions"]
     n = max(int((p >= 1e-4).sum()), body["credible_regions"][2]["cells"])
     assert listed["id"] == order[:n].tolist() and listed["total"] == len(p)
-    np.testing.assert_allclose(listed["probability"], p[order[:n]], rtol=1e-5)
+    np.testing.assert_allclose(listed["probability"], p[order[:n]], rtol=1e-5, atol=1e-8)
     features = body["geojson"]["features"]
     assert [f["id"] for f in features] == listed["id"]
     flagged = [f for f in features if f["properties"]["in_credible_90"]]
@@ -329,3 +329,43 @@ def test_serve_binds_loopback_by_default_and_warns_otherwise(world_model, monkey
     result = runner.invoke(app, ["serve", "--model", str(world_model[0]), "--host", "0.0.0.0"])
     assert calls[-1]["host"] == "0.0.0.0" and "warning" in result.output
     assert "--coarsen-km" in result.output and "--allowed-host" in result.output
+
+
+def test_heic_uploads_are_answered_with_their_exif_gps(client, engine):
+    from data.test_heic import TOKYO_GPS, photo
+
+    data = photo("HEIF", TOKYO_GPS, size=(64, 48))
+    assert data[4:12] == b"ftypheic"
+    response = _post(client, data, "IMG_0001.HEIC")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["truth"]["lat"], body["truth"]["lon"]) == pytest.approx(TOKYO, abs=1e-4)
+    p = _reference_probs(engine, data)
+    assert body["top_k"][0]["cell"] == int(np.argmax(p))
+    assert _post(client, photo("AVIF", TOKYO_GPS), "a.avif").status_code == 200
+
+
+def test_a_sideways_phone_jpeg_is_answered_upright(client, engine):
+    """EXIF Orientation 6 (rotate 90°): the server sees the photo as predict does."""
+    import torch
+    from PIL import ImageOps
+
+    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
+    pixels[:, :40] = (220, 40, 40)  # left half red, right half blue: orientation matters
+    pixels[:, 40:] = (40, 40, 220)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", exif=exif.tobytes())
+    data = buffer.getvalue()
+    body = _post(client, data, top_k="3").json()
+    with Image.open(io.BytesIO(data)) as img:
+        upright = ImageOps.exif_transpose(img).convert("RGB")
+    assert upright.size == (40, 80)
+    model = engine.backend.model
+    with torch.no_grad():
+        logits = model.net(engine.backend.transform(upright).unsqueeze(0)).double()
+    p = torch.softmax(logits / model.temperature, 1)[0].numpy()
+    np.testing.assert_allclose(
+        [t["probability"] for t in body["top_k"]], np.sort(p)[::-1][:3], rtol=1e-5
+    )

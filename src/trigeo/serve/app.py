@@ -23,7 +23,6 @@ import functools
 import io
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -37,7 +36,15 @@ from trigeo import __version__
 from trigeo.serve.batching import Batcher, Job
 from trigeo.serve.engine import Engine
 from trigeo.serve.hosts import HostCheck
-from trigeo.serve.limits import Admission, Form, Limits, Ticket, decode_upload, read_form
+from trigeo.serve.limits import (
+    Admission,
+    Form,
+    Limits,
+    Ticket,
+    cores,
+    decode_upload,
+    read_form,
+)
 
 __all__ = ["create_app"]
 
@@ -214,7 +221,7 @@ def create_app(
 
     def decoder() -> ThreadPoolExecutor:
         if "decode" not in pools:
-            workers = max(1, os.cpu_count() or 1)
+            workers = cores()
             pools["decode"] = ThreadPoolExecutor(workers, thread_name_prefix="trigeo-decode")
         return pools["decode"]
 

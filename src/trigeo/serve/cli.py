@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -116,12 +115,12 @@ def serve(
 
     from trigeo.serve.app import create_app
     from trigeo.serve.engine import Engine, load_backend
-    from trigeo.serve.limits import Limits
+    from trigeo.serve.limits import Limits, cores
 
-    cores = os.cpu_count() or 1
+    n_cores = cores()
     concurrent = max_concurrent or DEFAULT_MAX_CONCURRENT
     # The cores are shared by the passes running at once (decoding uses what is left).
-    torch.set_num_threads(max(1, cores // concurrent))
+    torch.set_num_threads(max(1, n_cores // concurrent))
     loaded_index = None
     if index is not None:
         import faiss

@@ -428,13 +428,15 @@ class Engine:
         sets = credible_sets(
             None, p, np.full(n, -1), CREDIBLE_LEVELS, cell_areas_km2=regions.area_km2
         )
-        found: list[tuple[NDArray, NDArray] | None] = [None] * n
+        found: list[dict[str, Any] | None] = [None] * n
         with_descriptor = [i for i, inf in enumerate(inferences) if inf.descriptor is not None]
         if self.index is not None and with_descriptor:
-            queries = np.stack([inferences[i].descriptor for i in with_descriptor])
-            distance, rows = self.index.search(queries, self.neighbours)
+            found_rows = self._search(
+                np.stack([inferences[i].descriptor for i in with_descriptor]),
+                p[with_descriptor].argmax(axis=1),
+            )
             for j, i in enumerate(with_descriptor):
-                found[i] = (distance[j], rows[j])
+                found[i] = found_rows[j]
         per_photo = [
             [(c.level, int(c.size[i]), float(c.area_km2[i]), bool(c.complete[i])) for c in sets]
             for i in range(n)
@@ -470,7 +472,7 @@ class Engine:
         truth: tuple[float, float] | None,
         top_k: int,
         geojson: bool,
-        hits: tuple[NDArray, NDArray] | None,
+        hits: dict[str, Any] | None,
     ) -> dict[str, Any]:
         from trigeo.sphere import distance_km
 
@@ -523,7 +525,9 @@ class Engine:
             "credible_regions": credible,
             "regions": {
                 "id": order[:listed].tolist(),
-                "probability": sorted_p[:listed].tolist(),
+                # 8 decimals: 4 significant digits at the 1e-4 floor, half the JSON of
+                # full floats (the exact values of the top regions are in top_k).
+                "probability": np.round(sorted_p[:listed], 8).tolist(),
                 "total": len(regions),
                 "probability_listed": float(sorted_p[:listed].sum()),
             },
@@ -543,7 +547,7 @@ class Engine:
                 "error_km": round(error, 3),
             }
         if hits is not None:
-            answer.update(self._neighbours(hits[0], hits[1], best_lat, best_lon))
+            answer.update(self._neighbours(hits))
         return answer
 
     def _geojson(
@@ -584,37 +588,57 @@ class Engine:
             },
         }
 
-    def _neighbours(
-        self, distance: NDArray, rows: NDArray, best_lat: float, best_lon: float
-    ) -> dict[str, Any]:
+    def _search(self, descriptors: NDArray, best: NDArray[np.int64]) -> list[dict[str, Any]]:
+        """Nearest indexed photos, their distance from each top region and the kNN
+        estimate, for every query of a pass at once (one search, one kNN call)."""
         from trigeo.retrieve.knn import knn_locate
         from trigeo.sphere import distance_km
 
+        distance, rows = self.index.search(descriptors, self.neighbours)
         valid = rows >= 0
-        found, dist = rows[valid], distance[valid]
-        lat, lon = self._index_lat[found], self._index_lon[found]
-        km = distance_km(best_lat, best_lon, lat, lon)
+        safe = np.where(valid, rows, 0)
+        lat, lon = self._index_lat[safe], self._index_lon[safe]
+        dist = np.where(valid, distance, np.inf)
+        best_lat, best_lon = self.regions.lat[best], self.regions.lon[best]
+        km = distance_km(best_lat[:, None], best_lon[:, None], lat, lon)
+        has = valid.any(axis=1)
+        k_lat = np.full(len(rows), np.nan)
+        k_lon = np.full(len(rows), np.nan)
+        k_size = np.zeros(len(rows), dtype=np.int64)
+        if has.any():
+            k_lat[has], k_lon[has], k_size[has] = knn_locate(lat[has], lon[has], dist[has])
+        return [
+            {
+                "rows": rows[q][valid[q]],
+                "l2": distance[q][valid[q]],
+                "lat": lat[q][valid[q]],
+                "lon": lon[q][valid[q]],
+                "km": km[q][valid[q]],
+                "knn": (float(k_lat[q]), float(k_lon[q]), int(k_size[q])) if has[q] else None,
+            }
+            for q in range(len(rows))
+        ]
+
+    def _neighbours(self, hits: dict[str, Any]) -> dict[str, Any]:
         items = []
-        for rank, (row, d) in enumerate(zip(found, dist, strict=True), start=1):
-            r_lat, r_lon = self.report_point(lat[rank - 1], lon[rank - 1])
+        for rank, row in enumerate(hits["rows"].tolist(), start=1):
+            r_lat, r_lon = self.report_point(hits["lat"][rank - 1], hits["lon"][rank - 1])
             items.append(
                 {
                     "rank": rank,
                     "photo_id": str(self._index_ids[row]),
                     "lat": r_lat,
                     "lon": r_lon,
-                    "l2": float(d),
-                    "km_from_prediction": round(float(km[rank - 1]), 1),
+                    "l2": float(hits["l2"][rank - 1]),
+                    "km_from_prediction": round(float(hits["km"][rank - 1]), 1),
                     # With thumbnails off (the default when coarsening) there is no link:
                     # the endpoint answers 404 and the page shows none.
-                    "thumbnail": (
-                        f"/v1/index/photos/{int(row)}/thumbnail" if self.thumbnails else None
-                    ),
+                    "thumbnail": (f"/v1/index/photos/{row}/thumbnail" if self.thumbnails else None),
                 }
             )
         knn = None
-        if found.size:
-            k_lat, k_lon, size = knn_locate(lat[None, :], lon[None, :], dist[None, :])
-            r_lat, r_lon = self.report_point(float(k_lat[0]), float(k_lon[0]))
-            knn = {"lat": r_lat, "lon": r_lon, "neighbours_averaged": int(size[0])}
+        if hits["knn"] is not None:
+            k_lat, k_lon, size = hits["knn"]
+            r_lat, r_lon = self.report_point(k_lat, k_lon)
+            knn = {"lat": r_lat, "lon": r_lon, "neighbours_averaged": size}
         return {"neighbours": items, "knn_estimate": knn}

@@ -9,16 +9,26 @@ the disk. Nothing here logs a photo, its EXIF or its bytes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import HTTPException, Request
 
-__all__ = ["Admission", "Form", "Limits", "Ticket", "decode_upload", "read_form"]
+__all__ = ["Admission", "Form", "Limits", "Ticket", "cores", "decode_upload", "read_form"]
 
 MB = 1024 * 1024
 #: Room for the form's text fields and multipart headers beyond the images themselves.
 _FORM_SLACK = 64 * 1024
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity under ``taskset`` or a container's
+    cpuset, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -197,12 +207,14 @@ def decode_upload(data: bytes, limits: Limits) -> Any:
         422 for a decompression bomb (Pillow's guard) or a corrupt or
         truncated image.
     """
+    from PIL import ImageOps
+
     from trigeo.data.images import BadImageError, decode_image
 
     if len(data) > limits.max_upload_bytes:
         raise _too_large(limits, "an uploaded image")
     try:
-        return decode_image(data, max_pixels=limits.max_pixels)
+        image = decode_image(data, max_pixels=limits.max_pixels)
     except BadImageError as exc:
         if exc.reason in ("empty file", "not an image"):
             raise HTTPException(
@@ -211,6 +223,12 @@ def decode_upload(data: bytes, limits: Limits) -> Any:
                 "PNG, WebP, HEIC/HEIF or AVIF photo",
             ) from exc
         raise HTTPException(422, f"the image cannot be used: {exc.reason}") from exc
+    # Upright, as the training loaders and `trigeo predict` see photos (a phone's JPEG is
+    # often stored sideways with an EXIF Orientation tag; HEIC is already upright).
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError) as exc:
+        raise HTTPException(422, f"the image cannot be used: bad EXIF orientation ({exc})") from exc
 
 
 class Ticket:
