@@ -199,4 +199,5 @@ def evaluate(
         warnings=messages,
         mesh_names={h: name for h, (name, _) in mesh_map.items()},
         notes=notes,
+        country_lookups=truth.country_lookups(),
     )

