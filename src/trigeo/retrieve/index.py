@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ PHOTOS_FILE = "photos.parquet"
 #: faiss's usual value is 20; the faiss-cpu 1.15 wheel ships 128,000, which sends every
 #: batch of queries down a loop 15x slower than the product (bench_retrieve.py).
 BLAS_THRESHOLD = 20
+
+#: Serialises the save-and-restore of ``nprobe`` on wrapped IVF indexes (see ``search``).
+_NPROBE_LOCK = threading.Lock()
 
 
 def load_faiss() -> Any:
@@ -190,15 +194,40 @@ class RetrievalIndex:
             raise InputError(f"query descriptors have {q.shape[1]} values, the index {self.dim}")
         if k < 1:
             raise InputError(f"-k must be >= 1, got {k}")
+        if nprobe is not None and int(nprobe) < 1:
+            raise InputError(f"--nprobe must be >= 1, got {nprobe}")
         if nprobe is not None and self.kind == "ivfpq":
-            faiss = load_faiss()
-
-            faiss.extract_index_ivf(self.index).nprobe = int(nprobe)
-        squared, rows = self.index.search(q, int(k))
+            squared, rows = self._search_nprobe(q, int(k), int(nprobe))
+        else:
+            squared, rows = self.index.search(q, int(k))
         rows = rows.astype(np.int64)
         distance = np.sqrt(np.maximum(squared, 0.0)).astype(np.float32)
         distance[rows < 0] = np.inf
         return distance, rows
+
+    def _search_nprobe(self, q: NDArray[np.float32], k: int, nprobe: int) -> tuple[Any, Any]:
+        """One IVF search probing ``nprobe`` lists, leaving the shared index's own setting.
+
+        The index is shared (a server answers many requests from one), so a
+        per-call ``nprobe`` must not stay behind for later calls. faiss takes
+        per-call parameters for a bare IVF index (``SearchParametersIVF``),
+        which is thread-safe and costs nothing. An index wrapped in another
+        (a pre-transform, say) takes them only through its wrapper's own
+        parameter type, so there the setting is swapped in and restored under
+        a lock instead.
+        """
+        faiss = load_faiss()
+        ivf = faiss.extract_index_ivf(self.index)
+        if isinstance(faiss.downcast_index(self.index), faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+            return self.index.search(q, k, params=params)
+        with _NPROBE_LOCK:
+            saved = ivf.nprobe
+            ivf.nprobe = nprobe
+            try:
+                return self.index.search(q, k)
+            finally:
+                ivf.nprobe = saved
 
     # --- persistence ---------------------------------------------------------------
     def save(self, root: str | Path) -> Path:
