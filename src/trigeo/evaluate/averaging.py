@@ -23,6 +23,7 @@ __all__ = [
     "average_by_album",
     "average_by_user",
     "average_groups",
+    "recorded_label_kind",
 ]
 
 #: Photos per album in the study.
@@ -242,6 +243,26 @@ def _lookup(preds: Predictions, table: pd.DataFrame) -> pd.DataFrame:
             f"table (e.g. {str(missing[0])!r}); averaging needs every photo's user and time"
         )
     return indexed.iloc[position]
+
+
+def recorded_label_kind(preds: Predictions) -> str | None:
+    """The label-point kind (``cell``/``imagery``) a predictions file reports, if it says.
+
+    ``trigeo predict`` records ``label_kind`` in the provenance config. A
+    hierarchical file records its own (the fine part's) and each part's under
+    ``parts``; a file that lists parts but not its own kind is read through
+    them when they all agree (its points are then of that kind). None when
+    the file says nothing usable: the caller's default applies.
+    """
+    config = preds.meta.get("config") or {}
+    kind = config.get("label_kind")
+    if kind in ("cell", "imagery"):
+        return str(kind)
+    parts = config.get("parts") or []
+    kinds = {part.get("label_kind") for part in parts if isinstance(part, dict)}
+    if len(kinds) == 1 and (only := kinds.pop()) in ("cell", "imagery"):
+        return str(only)
+    return None
 
 
 def average_by_user(

@@ -23,7 +23,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from trigeo.errors import InputError
-from trigeo.evaluate.averaging import average_by_album, average_by_user
+from trigeo.evaluate.averaging import average_by_album, average_by_user, recorded_label_kind
 from trigeo.evaluate.inputs import EvaluationWarning, MeshLike
 from trigeo.evaluate.metrics import compare_models
 from trigeo.evaluate.naming import display_names
@@ -67,9 +67,9 @@ def _averaged(
     matched = mesh_map.get(preds.mesh_hash or "")
     centroids = None
     n_cells = None
-    # The file's own label kind (a `predict --label cell` file averages to cell centroids too).
-    recorded = (preds.meta.get("config") or {}).get("label_kind")
-    kind = config.label or (recorded if recorded in ("cell", "imagery") else "imagery")
+    # The file's own label kind (a `predict --label cell` file, or a hierarchical file of
+    # cell-label parts, averages to cell centroids too).
+    kind = config.label or recorded_label_kind(preds) or "imagery"
     if matched is not None:
         centroids = matched[1].centroids(kind=kind)
         n_cells = int(matched[1].n_cells_)

@@ -178,7 +178,10 @@ def predict_hierarchical(
 
     The mesh with the most cells is the fine one; the others vote through
     their cells' probabilities. Each mesh's full probabilities are kept next
-    to the output (``<out>.parts/``), so the combination is exact.
+    to the output (``<out>.parts/``), so the combination is exact. The
+    output's provenance config records ``label_kind`` (the fine part's: its
+    lat/lon are that kind of label point) and each part's ``model_id``,
+    ``mesh_hash`` and ``label_kind`` under ``parts``.
 
     Parameters
     ----------
@@ -237,11 +240,13 @@ def predict_hierarchical(
         for h in chosen if multi else [model.net.primary]:
             spec = model.heads[h]
             preds = read_predictions(result.files[spec.name])
+            # The part's own record: `--label` may have overridden the model's label kind.
+            kind = (preds.meta.get("config") or {}).get("label_kind") or model.label_kind
             members.append(
                 (
                     preds.model_name,
                     spec.mesh,
-                    model.label_kind,
+                    kind,
                     preds.model_id,
                     spec.mesh_hash,
                     preds,
@@ -269,7 +274,16 @@ def predict_hierarchical(
         model_name=name or f"hier {names}"[:40],
         mesh_hash=fine[4],
         provenance=make_provenance(
-            {"rule": "fine probability x coarse parents' probabilities", "top_k": top_k},
+            {
+                "rule": "fine probability x coarse parents' probabilities",
+                "top_k": top_k,
+                # The reported point is the fine part's label point: averaging and
+                # evaluation read this to re-derive points of the same kind.
+                "label_kind": fine[2],
+                "parts": [
+                    {"model_id": m[3], "mesh_hash": m[4], "label_kind": m[2]} for m in members
+                ],
+            },
             {m[3]: m[4] for m in members},
         ),
     )
