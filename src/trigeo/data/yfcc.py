@@ -17,6 +17,10 @@ Layouts (see ``docs`` and paper-notes), 0-based columns:
   (the 2014 release: no line number, no hash); otherwise it is the hash and
   the photo id is taken from the page URL (``.../photos/USER/ID/``).
 
+The layout, and with it the id/hash choice, is the majority of the first 100
+non-empty lines (:func:`detect_layout`), so a corrupt first line is one
+reported line, not a refused file.
+
 Memory is bounded by the parsing block (``block_bytes``, read ahead by
 Arrow), the Parquet row group (``row_group_rows``) and 8 bytes per kept photo
 for duplicate detection: peak RSS measured about 0.7 GB on a 1M-line file and
@@ -69,6 +73,7 @@ from trigeo.errors import InputError
 from trigeo.provenance import atomic_path, hash_file, make_provenance, write_json_atomic
 
 __all__ = [
+    "LAYOUT_SAMPLE_LINES",
     "REPORT_FILE",
     "YfccLayout",
     "detect_layout",
@@ -315,44 +320,78 @@ class _Utf8Clean(io.RawIOBase):
         super().close()
 
 
+#: Non-empty lines read to choose the layout: enough that a few corrupt lines
+#: (a damaged first line included) cannot outvote the rest.
+LAYOUT_SAMPLE_LINES = 100
+
+#: Lines (empty ones included) read at most while looking for that sample.
+_LAYOUT_SCAN_LINES = 10_000
+
+
 def detect_layout(path: str | Path) -> YfccLayout:
-    """Detect the 25- or 23-column layout from the first non-empty line.
+    """Detect the 25- or 23-column layout from the first 100 non-empty lines.
+
+    Each sampled line is split on tabs; the layout is the width, 25 or 23,
+    that more sampled lines have (25 on a tie: the original release), and for
+    23 columns the id/hash choice is the majority of those lines' first
+    fields (numeric: the photo id; otherwise the hash). A corrupt line, the
+    first one included, therefore cannot decide the layout: the import reads
+    every line with the chosen width and reports only the lines of another
+    width (``wrong column count``).
 
     Raises
     ------
     InputError
-        If the first line has another number of tab-separated fields, or the
-        compressed data breaks off before it is complete.
+        If no line can be read (empty file, or compressed data that breaks
+        off before its first line is complete), or if no sampled line has 25
+        or 23 fields (not YFCC100M metadata). Any sampled line of either
+        width makes the file importable, so a file whose lines are mostly
+        well formed is never refused whole; damaged lines are reported.
     """
     path = Path(path)
     raw, compression, _, decompressed = _open_bytes(path)
+    sample: list[tuple[int, bytes]] = []
+    number = 0
     with raw:
-        line = b""
-        number = 0
         for number, candidate in enumerate(raw, start=1):
             if candidate.strip():
-                line = candidate
+                sample.append((number, candidate))
+                if len(sample) >= LAYOUT_SAMPLE_LINES:
+                    break
+            if number >= _LAYOUT_SCAN_LINES:
                 break
-            if number > 1000:
-                break
-    if decompressed is not None and decompressed.broken and not line.endswith(b"\n"):
-        reason, detail = decompressed.broken
-        raise InputError(
-            f"the {compression} data {_BROKEN_VERB[reason]} before line {max(number, 1)} is "
-            f"complete ({detail}), so nothing can be read from it",
-            source=path,
-        )
-    line = line.rstrip(b"\r\n")
-    if not line:
+    if decompressed is not None and decompressed.broken:
+        # A line cut short by a broken stream is not a line: the import drops it too.
+        if sample and not sample[-1][1].endswith(b"\n"):
+            number = sample.pop()[0]
+        if not sample:
+            reason, detail = decompressed.broken
+            raise InputError(
+                f"the {compression} data {_BROKEN_VERB[reason]} before line {max(number, 1)} "
+                f"is complete ({detail}), so nothing can be read from it",
+                source=path,
+            )
+    if not sample:
         raise InputError("no data lines; is this a YFCC100M metadata file?", source=path)
-    fields = line.decode("utf-8", errors="replace").split("\t")
-    if len(fields) not in (23, 25):
+    fields = [
+        line.rstrip(b"\r\n").decode("utf-8", errors="replace").split("\t") for _, line in sample
+    ]
+    widths = np.array([len(f) for f in fields])
+    n25, n23 = int((widths == 25).sum()), int((widths == 23).sum())
+    if n25 + n23 == 0:
+        values, counts = np.unique(widths, return_counts=True)
+        seen = ", ".join(f"{c} with {v}" for v, c in zip(values, counts, strict=True))
         raise InputError(
-            f"line {number} has {len(fields)} tab-separated columns; the YFCC100M metadata "
-            "has 25 (or 23 in copies without the line number and hash)",
+            f"none of the first {len(sample)} non-empty lines (from line {sample[0][0]}) has "
+            "the 25 tab-separated columns of the YFCC100M metadata (or 23 in copies without "
+            f"the line number and hash); lines seen: {seen} columns",
             source=path,
         )
-    return YfccLayout.of(len(fields), first_field_numeric=fields[0].strip().isdigit())
+    if n25 >= n23:
+        return YfccLayout.of(25)
+    numeric = sum(f[0].strip().isdigit() for f in fields if len(f) == 23)
+    # The id/hash choice by majority too: a corrupt first field cannot flip it.
+    return YfccLayout.of(23, first_field_numeric=2 * numeric >= n23)
 
 
 class _SeenIds:
