@@ -136,21 +136,42 @@ def test_one_photo_that_breaks_the_pass_fails_only_its_own_request(engine):
 
 
 def test_a_lone_request_does_not_wait_to_fill_a_pass(engine):
-    app = create_app(engine, Limits(max_concurrent=1, batch_size=16, batch_wait_ms=2000))
+    app = create_app(engine, Limits(max_concurrent=1, batch_size=16, batch_wait_ms=500))
     data = photo_with_gps((40, 40, 220), 35.68, 139.7)
 
     async def go():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60) as c:
-            await c.post("/v1/predict", files={"image": ("a.jpg", data)})  # warm
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            response = await c.post("/v1/predict", files={"image": ("a.jpg", data)})
-            return response, loop.time() - start
+            for _ in range(3):  # one at a time, as a single client sends them
+                response = await c.post("/v1/predict", files={"image": ("a.jpg", data)})
+                assert response.status_code == 200
+                await asyncio.sleep(0.6)  # slower than the pass's wait: a trickle
 
-    response, seconds = asyncio.run(go())
-    assert response.status_code == 200
-    assert seconds < 1.0  # far below the 2 s a filling pass may wait
+    asyncio.run(go())
+    assert list(app.state.batcher.pass_sizes) == [1, 1, 1]
+    assert app.state.batcher.fill_waits == 0
+
+
+def test_a_fast_stream_of_requests_fills_passes(engine):
+    """Requests admitted less than --batch-wait-ms apart: a pass waits for the next one."""
+    app = create_app(engine, Limits(max_concurrent=1, batch_size=16, batch_wait_ms=200))
+    photos = [png_bytes(seed=s) for s in range(8)]
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=60) as c:
+
+            async def client(i):
+                await asyncio.sleep(0.02 * i)  # staggered: each arrives after the last
+                files = {"image": ("a.png", photos[i])}
+                return await c.post("/v1/predict", files=files)
+
+            return await asyncio.gather(*(client(i) for i in range(8)))
+
+    responses = asyncio.run(go())
+    assert [r.status_code for r in responses] == [200] * 8
+    # Not eight passes of one: later arrivals joined a waiting pass.
+    assert len(app.state.batcher.pass_sizes) < 8 and app.state.batcher.fill_waits >= 1
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])

@@ -8,9 +8,12 @@ the :class:`Batcher` and awaits its answers.
 The batcher starts a forward pass when fewer than ``max_concurrent`` passes
 are running and photos are waiting. A pass takes at most ``batch_size``
 photos, from any requests, whatever their ``top_k`` or posting time. Before
-it starts, a pass waits up to ``batch_wait_ms`` to fill, but only while
-admitted requests are still on their way (reading or decoding their upload):
-a lone request never waits, so batching costs nothing at concurrency 1.
+it starts, a pass waits up to ``batch_wait_ms`` to fill, but only while more
+photos are likely to come: while an admitted request is still reading or
+decoding its upload, or, when requests have lately been admitted less than
+``batch_wait_ms`` apart, for about two such gaps after the last one. A lone
+request, or a slow trickle, never waits, so batching costs nothing at
+concurrency 1.
 
 A failing pass is retried photo by photo, so one photo that breaks the model
 fails only its own request. The answers (credible regions, places, the index
@@ -97,8 +100,11 @@ class Batcher:
         self.wait_s = float(batch_wait_ms) / 1000.0
         self.pending: deque[Job] = deque()
         self.filling = False
-        #: Photos in each pass so far (for /v1/health and the tests).
+        #: Photos in each recent pass (for /v1/health and the tests).
         self.pass_sizes: deque[int] = deque(maxlen=256)
+        #: Passes that waited to fill, and the seconds they waited in all.
+        self.fill_waits = 0
+        self.fill_wait_s = 0.0
         self._arrived: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -135,17 +141,31 @@ class Batcher:
         assert self._arrived is not None
         try:
             deadline = loop.time() + self.wait_s
-            # Wait to fill only while more photos can come: a request still reading or
-            # decoding its upload. A lone request goes straight to its pass.
-            while len(self.pending) < self.batch_size and self.admission.arriving > 0:
+            waited_since: float | None = None
+            while len(self.pending) < self.batch_size:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
+                if self.admission.arriving > 0:
+                    # A request is reading or decoding its upload: wait for its photos.
+                    timeout = remaining
+                elif self.admission.arrival_gap < self.wait_s:
+                    # Requests come faster than a pass waits (clients answered by the last
+                    # pass are sending their next): wait about two gaps for one more.
+                    timeout = min(remaining, 2 * self.admission.arrival_gap)
+                else:
+                    break  # a lone request, or a slow trickle: go at once
+                if waited_since is None:
+                    waited_since = loop.time()
+                    self.fill_waits += 1
                 self._arrived.clear()
                 try:
-                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                    await asyncio.wait_for(self._arrived.wait(), timeout)
                 except TimeoutError:
-                    break
+                    if self.admission.arriving == 0:
+                        break
+            if waited_since is not None:
+                self.fill_wait_s += loop.time() - waited_since
             take = [self.pending.popleft() for _ in range(min(self.batch_size, len(self.pending)))]
         finally:
             self.filling = False

@@ -119,8 +119,11 @@ def serve(
 
     n_cores = cores()
     concurrent = max_concurrent or DEFAULT_MAX_CONCURRENT
-    # The cores are shared by the passes running at once (decoding uses what is left).
-    torch.set_num_threads(max(1, n_cores // concurrent))
+    # One core is left to the event loop, decoding and the answers; the rest are shared
+    # by the passes running at once. More torch threads than free cores make OpenMP's
+    # workers spin against each other: on 2 busy cores, 2 threads cost 10-30x the CPU
+    # of 1 per forward pass (docs/serve.md).
+    torch.set_num_threads(max(1, (n_cores - 1) // concurrent))
     loaded_index = None
     if index is not None:
         import faiss

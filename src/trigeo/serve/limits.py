@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,6 +275,10 @@ class Admission:
         #: Forward passes running (kept by the batcher).
         self.running = 0
         self.seconds = 0.5  # running mean of one forward pass with its answers, for Retry-After
+        #: Running mean of the seconds between admitted requests (capped at 1 s): tells
+        #: a filling pass whether another request is likely to come within its wait.
+        self.arrival_gap = 1.0
+        self._last_arrival: float | None = None
 
     @property
     def queued(self) -> int:
@@ -296,6 +301,11 @@ class Admission:
             )
         self.inflight += 1
         self.arriving += 1
+        now = time.monotonic()
+        if self._last_arrival is not None:
+            # Half-weight: a burst after an idle spell is recognised within a few arrivals.
+            self.arrival_gap = 0.5 * self.arrival_gap + 0.5 * min(now - self._last_arrival, 1.0)
+        self._last_arrival = now
         return Ticket()
 
     def submitted(self, ticket: Ticket) -> None:
