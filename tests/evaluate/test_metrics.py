@@ -14,7 +14,6 @@ from trigeo.evaluate.metrics import (
     accuracy_at,
     bootstrap_accuracy_ci,
     class_frequencies,
-    compare_models,
     error_km,
     kept_cell_scores,
     kl_divergence,
@@ -22,6 +21,7 @@ from trigeo.evaluate.metrics import (
     prediction_entropy,
     summarize_errors,
 )
+from trigeo.evaluate.paired import compare_models
 
 # Reference distances on a sphere of R = 6372.795 km, computed independently with
 # the Vincenty (atan2) great-circle formula. Sanity check by hand: the commonly

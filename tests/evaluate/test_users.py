@@ -19,15 +19,12 @@ from typer.testing import CliRunner
 from trigeo.cli import app
 from trigeo.evaluate.core import evaluate
 from trigeo.evaluate.metrics import (
-    USER_TEST,
     accuracy_at,
     bootstrap_accuracy_ci,
-    compare_models,
-    mcnemar_tests,
     threshold_keys,
     user_codes,
-    user_paired_test,
 )
+from trigeo.evaluate.paired import USER_TEST, compare_models, mcnemar_tests, user_paired_test
 from trigeo.evaluate.report import write_report
 from trigeo.evaluate.results import Evaluation, EvaluationConfig
 from trigeo.evaluate.run import EvaluationRun

@@ -31,7 +31,7 @@ _EXPORTS = {
     "DEFAULT_THRESHOLDS_KM": "metrics",
     "accuracy_at": "metrics",
     "bootstrap_accuracy_ci": "metrics",
-    "compare_models": "metrics",
+    "compare_models": "paired",
     "error_km": "metrics",
     "kl_divergence": "metrics",
     "outdoor_mask": "metrics",

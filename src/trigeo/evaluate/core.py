@@ -25,9 +25,9 @@ from numpy.typing import NDArray
 from trigeo.errors import InputError
 from trigeo.evaluate.averaging import average_by_album, average_by_user, recorded_label_kind
 from trigeo.evaluate.inputs import EvaluationWarning, MeshLike
-from trigeo.evaluate.metrics import compare_models
 from trigeo.evaluate.naming import display_names
 from trigeo.evaluate.oracle import oracle_rows
+from trigeo.evaluate.paired import compare_models
 from trigeo.evaluate.regions import confusion_tables, continent_table
 from trigeo.evaluate.results import Evaluation, EvaluationConfig, ModelResult
 from trigeo.evaluate.scoring import MeshMap, score_model

@@ -16,7 +16,8 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from trigeo.errors import InputError
-from trigeo.evaluate.metrics import CI_UNITS, DEFAULT_THRESHOLDS_KM, WilcoxonResult, threshold_keys
+from trigeo.evaluate.metrics import CI_UNITS, DEFAULT_THRESHOLDS_KM, threshold_keys
+from trigeo.evaluate.paired import WilcoxonResult
 from trigeo.sphere import EARTH_RADIUS_KM
 
 __all__ = ["Evaluation", "EvaluationConfig", "ModelResult", "accuracy_json", "threshold_keys"]

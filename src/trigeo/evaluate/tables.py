@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trigeo.evaluate.metrics import USER_TEST, WILCOXON_ZERO_METHOD
+from trigeo.evaluate.paired import USER_TEST, WILCOXON_ZERO_METHOD
 from trigeo.evaluate.results import Evaluation, EvaluationConfig, ModelResult
 
 __all__ = ["Table", "build_tables", "ci_description", "slug"]
