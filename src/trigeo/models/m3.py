@@ -33,7 +33,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from trigeo.errors import InputError
 from trigeo.models.heads import HeadModel, read_model_json
 from trigeo.models.m2 import M2Net
-from trigeo.models.registry import MODEL_DIR_FORMATS, register_model
+from trigeo.models.registry import register_model
 
 __all__ = [
     "ALBUM_MEANS",
@@ -51,8 +51,6 @@ __all__ = [
 #: The network gained album means and an LSTM over M2's log-probabilities in /2.
 FORMAT = "trigeo-m3/2"
 FORMAT_V1 = "trigeo-m3/1"
-# `load_model_dir` dispatches on this table; /1 is listed there already.
-MODEL_DIR_FORMATS.setdefault(FORMAT, ("trigeo.models.m3", "M3Model"))
 #: Photos per album (the study).
 ALBUM_SIZE = 24
 

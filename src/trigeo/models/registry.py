@@ -60,6 +60,7 @@ MODEL_DIR_FORMATS: dict[str, tuple[str, str]] = {
     "trigeo-m1/1": ("trigeo.models.m1", "M1Model"),
     "trigeo-m2/1": ("trigeo.models.m2", "M2Model"),
     "trigeo-m3/1": ("trigeo.models.m3", "M3Model"),
+    "trigeo-m3/2": ("trigeo.models.m3", "M3Model"),
 }
 
 
