@@ -215,7 +215,11 @@ class PhotoDataset(torch.utils.data.Dataset):
         if isinstance(key, tuple):
             index, seed = int(key[0]), int(key[1])
             random.seed(seed)
-            torch.manual_seed(seed)
+            # The CPU generator only: the transforms draw from it, and torch.manual_seed
+            # also seeds every accelerator backend, queueing a lazy CUDA seed with a
+            # formatted stack trace each call -- 0.4-0.5 ms a photo, a third of decoding
+            # and transforming a 64 px JPEG (benchmarks/bench_m1.py).
+            torch.default_generator.manual_seed(seed)
         else:
             index = int(key)
         try:

@@ -342,7 +342,7 @@ class M1Module(lightning.LightningModule):
 
 
 class M1DataModule(lightning.LightningDataModule):
-    """Builds a fresh sampler every epoch (the balanced epoch size grows).
+    """Serves each epoch's sampler through one DataLoader per stage (the epoch size grows).
 
     Parameters
     ----------
@@ -353,6 +353,18 @@ class M1DataModule(lightning.LightningDataModule):
     stage, stage_index, epoch_offset
         The stage and the index of its first epoch in the run's sequence of
         balanced epochs (for the growing epoch size).
+
+    Notes
+    -----
+    The trainer asks for the training loader again every epoch (the balanced
+    sampler's length changes with the epoch). With loader workers, the same
+    ``DataLoader`` is returned each time with its sampler moved to the new
+    epoch, and its workers persist: a fresh loader per epoch used to fork its
+    workers again and wait for their first batch at every epoch start, and the
+    validation loader did the same after every epoch. The sampler runs in the
+    main process and every item carries its own augmentation seed, so the
+    batches are the same as with fresh workers (and as after a resume). The
+    workers are shut down in :meth:`teardown`, at the end of the stage.
     """
 
     def __init__(
@@ -372,6 +384,8 @@ class M1DataModule(lightning.LightningDataModule):
         self.train_labels = np.asarray(train_labels)
         self.n_classes = n_classes
         self.stage, self.stage_index, self.epoch_offset = stage, stage_index, epoch_offset
+        self._train_loader: torch.utils.data.DataLoader | None = None
+        self._val_loader: torch.utils.data.DataLoader | None = None
 
     def _loader(self, dataset: Any, sampler: Any, batch_size: int) -> torch.utils.data.DataLoader:
         workers = self.config.num_workers
@@ -381,15 +395,25 @@ class M1DataModule(lightning.LightningDataModule):
             sampler=sampler,
             num_workers=workers,
             collate_fn=collate_skip,
-            persistent_workers=False,
+            # Kept for the stage's later epochs (see the class notes).
+            persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             prefetch_factor=4 if workers else None,
         )
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
+    def _rank(self) -> tuple[int, int, int]:
+        """(rank, world size, current epoch) of the attached trainer."""
         trainer = self.trainer
-        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        epoch = trainer.current_epoch if trainer else 0
+        if trainer is None:
+            return 0, 1, 0
+        return trainer.global_rank, trainer.world_size, trainer.current_epoch
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        rank, replicas, epoch = self._rank()
+        if self._train_loader is not None:
+            # Same stage, same ranks: only the epoch (and so the draw and its size) moves.
+            self._train_loader.sampler.set_epoch(epoch)
+            return self._train_loader
         config = self.config
         common = {
             "seed": config.seed,
@@ -408,17 +432,32 @@ class M1DataModule(lightning.LightningDataModule):
                 self.stage.beta,
                 **common,
             )
-        return self._loader(self.train_set, sampler, config.batch_size)
+        loader = self._loader(self.train_set, sampler, config.batch_size)
+        if config.num_workers:
+            self._train_loader = loader
+        return loader
 
     def val_dataloader(self) -> Any:
         if self.val_set is None:
             return []
-        trainer = self.trainer
-        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        if self._val_loader is not None:
+            return self._val_loader
+        rank, replicas, _ = self._rank()
         # Contiguous shards keep validation deterministic; no padding duplicates.
         positions = np.array_split(np.arange(len(self.val_set)), replicas)[rank]
         batch = self.config.eval_batch_size or self.config.batch_size * 2
-        return self._loader(self.val_set, positions.tolist(), batch)
+        loader = self._loader(self.val_set, positions.tolist(), batch)
+        if self.config.num_workers:
+            self._val_loader = loader
+        return loader
+
+    def teardown(self, stage: str) -> None:
+        """Stop the persistent loader workers when the stage's ``fit`` ends (or fails)."""
+        for loader in (self._train_loader, self._val_loader):
+            iterator = getattr(loader, "_iterator", None)
+            if iterator is not None:
+                iterator._shutdown_workers()
+        self._train_loader = self._val_loader = None
 
 
 class StopAfterBatches(lightning.Callback):
