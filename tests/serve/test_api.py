@@ -321,7 +321,7 @@ def test_serve_binds_loopback_by_default_and_warns_otherwise(world_model, monkey
     assert exposure_warning("localhost") is None
     assert "not 127.0.0.1" in exposure_warning("0.0.0.0")
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({**kw, "app": app}))
     runner = CliRunner()
     result = runner.invoke(app, ["serve", "--model", str(world_model[0])])
     assert result.exit_code == 0, result.output
@@ -329,6 +329,17 @@ def test_serve_binds_loopback_by_default_and_warns_otherwise(world_model, monkey
     result = runner.invoke(app, ["serve", "--model", str(world_model[0]), "--host", "0.0.0.0"])
     assert calls[-1]["host"] == "0.0.0.0" and "warning" in result.output
     assert "--coarsen-km" in result.output and "--allowed-host" in result.output
+    # --allowed-host names reach the app's Host check; batching options its limits.
+    options = ["--allowed-host", "photos.lan", "--allowed-host", "Other.Lan"]
+    options += ["--batch-size", "4", "--batch-wait-ms", "2"]
+    result = runner.invoke(app, ["serve", "--model", str(world_model[0]), *options])
+    assert result.exit_code == 0, result.output
+    served = calls[-1]["app"]
+    limits = served.state.limits
+    assert (limits.batch_size, limits.batch_wait_ms, limits.max_queue) == (4, 2.0, 32)
+    for name, status in (("photos.lan", 200), ("other.lan:8000", 200), ("evil.example", 421)):
+        with TestClient(served, base_url=f"http://{name}") as c:
+            assert c.get("/v1/health").status_code == status, name
 
 
 def test_heic_uploads_are_answered_with_their_exif_gps(client, engine):

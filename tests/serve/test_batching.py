@@ -53,8 +53,9 @@ def _run(app, first, rest, timeout=60):
             head = asyncio.create_task(first(c))
             await asyncio.to_thread(app.state.engine.started.wait, 30)
             tail = [asyncio.create_task(send(c)) for send in rest]
-            for _ in range(200):  # until every request has handed its photos over
-                if app.state.admission.arriving == 0:
+            admission = app.state.admission
+            for _ in range(500):  # until every request is admitted and has its photos queued
+                if admission.inflight == 1 + len(rest) and admission.arriving == 0:
                     break
                 await asyncio.sleep(0.02)
             app.state.engine.gate.set()

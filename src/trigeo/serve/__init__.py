@@ -3,8 +3,12 @@
 * :mod:`trigeo.serve.engine`: model backends (M1; M2 with a posting time) and
   the reported answer (top-k, credible regions, GeoJSON, EXIF truth, neighbours).
 * :mod:`trigeo.serve.coarsen`: ``--coarsen-km``, the responsible-use setting.
-* :mod:`trigeo.serve.limits`: in-memory upload parsing, 413/415/422, and the
-  concurrency limit with a bounded queue (503 + ``Retry-After``).
+* :mod:`trigeo.serve.limits`: in-memory upload parsing, 413/415/422, and
+  admission with a bounded queue of requests (503 + ``Retry-After``).
+* :mod:`trigeo.serve.batching`: dynamic batching, photos of concurrent requests
+  answered by one forward pass (``--batch-size``, ``--batch-wait-ms``).
+* :mod:`trigeo.serve.hosts`: the ``Host`` check against DNS rebinding
+  (``--allowed-host``).
 * :mod:`trigeo.serve.app`: the FastAPI app; ``static/index.html`` the page.
 * :mod:`trigeo.serve.cli`: ``trigeo serve``.
 

@@ -64,7 +64,7 @@ def serve(
         int,
         typer.Option(
             "--max-queue",
-            min=0,
+            min=1,
             help="Requests admitted but not in a running forward pass; more get 503.",
         ),
     ] = DEFAULT_MAX_QUEUE,

@@ -69,8 +69,10 @@ class Limits:
     max_top_k: int = 50
 
     def __post_init__(self) -> None:
-        if self.max_concurrent < 1 or self.max_queue < 0 or self.batch_size < 1:
-            raise ValueError("max_concurrent and batch_size must be >= 1, max_queue >= 0")
+        # A request is admitted before its upload is read, so it waits in the queue
+        # at least while that happens: a queue of 0 would refuse everything.
+        if self.max_concurrent < 1 or self.max_queue < 1 or self.batch_size < 1:
+            raise ValueError("max_concurrent, max_queue and batch_size must be >= 1")
         if self.batch_wait_ms < 0:
             raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
 
@@ -262,8 +264,8 @@ class Admission:
     """
 
     def __init__(self, max_concurrent: int, max_queue: int, batch_size: int = 1) -> None:
-        if max_concurrent < 1 or max_queue < 0 or batch_size < 1:
-            raise ValueError("max_concurrent and batch_size must be >= 1, max_queue >= 0")
+        if max_concurrent < 1 or max_queue < 1 or batch_size < 1:
+            raise ValueError("max_concurrent, max_queue and batch_size must be >= 1")
         self.max_concurrent, self.max_queue = int(max_concurrent), int(max_queue)
         self.batch_size = int(batch_size)
         #: Requests admitted and not yet answered.
