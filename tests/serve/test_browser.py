@@ -8,6 +8,7 @@ and answer it under ``localhost``."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -45,27 +46,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(world_model, tmp_path):
+@contextlib.contextmanager
+def _trigeo_serve(world_model, tmp_path: Path, *extra: str):
+    """A real ``trigeo serve`` process on a free loopback port; yields its URL."""
     model_dir, _, index_dir = world_model
     port = _free_port()
     log = open(tmp_path / "serve.log", "w")  # closed below, after the server stops
+    command = [str(Path(sys.executable).with_name("trigeo")), "serve", "--model", str(model_dir)]
+    command += ["--index", str(index_dir), "--port", str(port), "--max-concurrent", "1", *extra]
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("trigeo")),
-            "serve",
-            "--model",
-            str(model_dir),
-            "--index",
-            str(index_dir),
-            "--port",
-            str(port),
-            "--max-concurrent",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -84,6 +74,50 @@ def server(world_model, tmp_path):
         process.terminate()
         process.wait(30)
         log.close()
+
+
+@pytest.fixture
+def server(world_model, tmp_path):
+    with _trigeo_serve(world_model, tmp_path) as url:
+        yield url
+
+
+DROP = """(b64) => {
+    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+    const file = new File([bytes], "tokyo.jpg", { type: "image/jpeg" });
+    const dt = new DataTransfer();
+    dt.items.add(file);
+    const target = document.getElementById("drop");
+    for (const type of ["dragenter", "dragover", "drop"]) {
+        const init = { dataTransfer: dt, bubbles: true };
+        target.dispatchEvent(new DragEvent(type, init));
+    }
+}"""
+
+
+def test_a_coarsened_server_shows_no_thumbnails(world_model, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    photo = base64.b64encode(photo_with_gps((40, 40, 220), 35.68, 139.7)).decode()
+    with _trigeo_serve(world_model, tmp_path, "--coarsen-km", "250") as url:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 820})
+                thumbnails: list[str] = []
+                page.on("request", lambda r: thumbnails.append(r.url) if "thumb" in r.url else None)
+                page.goto(url + "/")
+                page.wait_for_function("document.querySelectorAll('#land path').length > 50")
+                page.evaluate(DROP, photo)
+                page.wait_for_selector("body[data-state=shown]", timeout=60_000)
+                # Neighbours are listed by caption only; no thumbnail is asked for.
+                assert page.locator("#neighbours figure").count() == 6
+                assert page.locator("#neighbours img").count() == 0
+                assert page.is_visible("#nothumbs") and thumbnails == []
+                assert "does not echo" in page.inner_text("#truth")
+                assert page.locator("#regions path.region").count() >= 1
+            finally:
+                browser.close()
 
 
 def test_dropping_a_photo_shades_the_map_and_lists_the_top_k(server, tmp_path):
@@ -106,20 +140,7 @@ def test_dropping_a_photo_shades_the_map_and_lists_the_top_k(server, tmp_path):
             page.goto(server + "/")
             page.wait_for_function("document.querySelectorAll('#land path').length > 50")
             # Drop the photo on the drop zone, as a person dragging a file would.
-            page.evaluate(
-                """(b64) => {
-                    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-                    const file = new File([bytes], "tokyo.jpg", { type: "image/jpeg" });
-                    const dt = new DataTransfer();
-                    dt.items.add(file);
-                    const target = document.getElementById("drop");
-                    for (const type of ["dragenter", "dragover", "drop"]) {
-                        const init = { dataTransfer: dt, bubbles: true };
-                        target.dispatchEvent(new DragEvent(type, init));
-                    }
-                }""",
-                photo,
-            )
+            page.evaluate(DROP, photo)
             page.wait_for_selector("body[data-state=shown]", timeout=60_000)
             items = page.locator("#topk li")
             assert items.count() >= 1 and "Tokyo" in items.first.inner_text()
