@@ -106,7 +106,11 @@ def decode_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageError("decompression bomb", str(exc)) from exc
     except UnidentifiedImageError as exc:
-        raise BadImageError("not an image", str(exc)) from exc
+        # Pillow's message names the BytesIO object, which tells a user nothing.
+        head = bytes(data[:16])
+        raise BadImageError(
+            "not an image", f"{len(data)} bytes starting {head!r}: no decoder accepts them"
+        ) from exc
     except OSError as exc:
         reason = "truncated image" if "truncated" in str(exc).lower() else "corrupt image"
         raise BadImageError(reason, str(exc)) from exc
