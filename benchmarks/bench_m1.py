@@ -23,8 +23,9 @@ fitted on its train photos):
   the same batch size. It runs as several (loader workers, torch threads)
   settings: 0 workers with all cores' threads or with one, 1 worker beside
   cores - 1 threads, 2 beside cores - 2 (at least 1); the fastest in each
-  round counts (the best a hand-written loop reaches here at that moment). Its rate is timed after 3 warm-up batches
-  over one pass of the training photos.
+  round counts (the best a hand-written loop reaches here at that moment).
+  Its rate is timed after 3 warm-up batches over one pass of the training
+  photos.
 
 The variants run in interleaved rounds (trigeo, bare, trigeo, bare, ...); the
 ratio trigeo / bare is taken within each round and the median over rounds is
