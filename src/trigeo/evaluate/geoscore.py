@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from trigeo.evaluate.metrics import user_codes
+from trigeo.evaluate.metrics import resample_weights, user_codes
 
 __all__ = [
     "GEOSCORE_MAX",
@@ -31,9 +31,6 @@ GEOSCORE_MAX = 5000.0
 GEOSCORE_SCALE_KM = 1492.7
 #: Sphere radius (km) of GeoScore's haversine distance (OSV-5M's), whatever ``--radius-km`` is.
 GEOSCORE_RADIUS_KM = 6371.0
-
-#: Resamples x groups held in memory at once (as the accuracy bootstrap's block).
-_BLOCK = 4_000_000
 
 
 def geoscore(distance_km: ArrayLike) -> NDArray[np.float64]:
@@ -123,14 +120,8 @@ def bootstrap_mean_ci(
     counts = np.bincount(dense, minlength=n_groups).astype(np.float64)
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples)
-    block = max(1, _BLOCK // n_groups)
-    for start in range(0, n_resamples, block):
-        size = min(block, n_resamples - start)
-        draws = rng.integers(0, n_groups, size=(size, n_groups))
-        offsets = (np.arange(size) * n_groups)[:, None]
-        weights = np.bincount((draws + offsets).ravel(), minlength=size * n_groups)
-        weights = weights.reshape(size, n_groups).astype(np.float64)
-        means[start : start + size] = (weights @ sums) / (weights @ counts)
+    for start, weights in resample_weights(n_groups, n_resamples, rng):
+        means[start : start + len(weights)] = (weights @ sums) / (weights @ counts)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(low), float(high)

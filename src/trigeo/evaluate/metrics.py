@@ -17,7 +17,7 @@ projects disagree on are explicit parameters with the study's defaults:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +39,7 @@ __all__ = [
     "kl_divergence",
     "outdoor_mask",
     "prediction_entropy",
+    "resample_weights",
     "summarize_errors",
     "threshold_keys",
     "user_codes",
@@ -256,18 +257,31 @@ def _cluster_within(
     hits_user = np.cumsum(per_user[:, :n_t], axis=1)  # photos within each threshold
     photos_user = per_user.sum(axis=1)
     within = np.empty((n_resamples, n_t))
-    block = max(1, _BOOTSTRAP_BLOCK // n_users)
-    for start in range(0, n_resamples, block):
-        size = min(block, n_resamples - start)
-        # Drawing G users with replacement = how often each user is drawn, by one bincount.
-        draws = rng.integers(0, n_users, size=(size, n_users))
-        offsets = (np.arange(size) * n_users)[:, None]
-        weights = np.bincount((draws + offsets).ravel(), minlength=size * n_users)
-        weights = weights.reshape(size, n_users).astype(np.float64)
-        within[start : start + size] = (
+    for start, weights in resample_weights(n_users, n_resamples, rng):
+        within[start : start + len(weights)] = (
             100.0 * (weights @ hits_user) / (weights @ photos_user)[:, None]
         )
     return within
+
+
+def resample_weights(
+    n_groups: int, n_resamples: int, rng: np.random.Generator
+) -> Iterator[tuple[int, NDArray[np.float64]]]:
+    """Bootstrap resamples of ``n_groups`` clusters, as weights, in memory-bounded blocks.
+
+    Drawing G clusters with replacement is the same as drawing how often each
+    cluster is picked, which one ``bincount`` gives for a whole block of
+    resamples; a statistic that is a ratio of per-cluster sums is then a
+    matrix product. Yields ``(first resample, weights)`` with ``weights`` of
+    shape ``(block, n_groups)``, blocks in order, ``n_resamples`` rows in all.
+    """
+    block = max(1, _BOOTSTRAP_BLOCK // n_groups)
+    for start in range(0, n_resamples, block):
+        size = min(block, n_resamples - start)
+        draws = rng.integers(0, n_groups, size=(size, n_groups))
+        offsets = (np.arange(size) * n_groups)[:, None]
+        weights = np.bincount((draws + offsets).ravel(), minlength=size * n_groups)
+        yield start, weights.reshape(size, n_groups).astype(np.float64)
 
 
 def class_frequencies(
