@@ -187,6 +187,20 @@ def test_user_level_tests_and_interval_units_are_said(run_dir):
     assert "tests over photos: imagery_vs_cell, user_averaging; over users: time_helps" in md
 
 
+def test_geoscore_with_its_interval_beside_the_thresholds(run_dir):
+    metrics = json.loads(json.dumps(METRICS))
+    metrics["models"][0].update(geoscore=2301.49, geoscore_ci=[1927.6, 2663.05])
+    metrics["models"][2].update(geoscore=1500.4)
+    write(run_dir, metrics=metrics)
+    md = (run_dir / "study" / "report.md").read_text("utf-8")
+    assert "| GeoScore | 95% CI by |" in md
+    assert "60.0 (study 56.7) | 2,301 (1,928-2,663) |" in md
+    assert "| 1,500 |" in md
+    # A row from an evaluation before GeoScore shows a dash, not a made-up number.
+    averaging = next(line for line in md.splitlines() if line.startswith("| user averaging |"))
+    assert "| — |" in averaging
+
+
 def test_other_run_verdicts_and_not_robust(run_dir):
     write(run_dir)
     first = run_dir / "study" / "report.json"

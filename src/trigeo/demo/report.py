@@ -54,6 +54,17 @@ def _num(value: float | None, spec: str) -> str:
     return text[1:] if text.startswith("-") and float(text.replace(",", "")) == 0 else text
 
 
+def _geoscore(row: dict[str, Any]) -> str:
+    """``2,301 (1,928-2,663)``; a dash for an evaluation written before GeoScore."""
+    score = row.get("geoscore")
+    if score is None:
+        return "—"
+    ci = row.get("geoscore_ci")
+    if isinstance(ci, list) and len(ci) == 2 and None not in ci:
+        return f"{score:,.0f} ({ci[0]:,.0f}-{ci[1]:,.0f})"
+    return f"{score:,.0f}"
+
+
 def _ci_unit(row: dict[str, Any]) -> str:
     """What a row's 95% intervals resample: its ``ci_unit``, else photos (older evaluations)."""
     if row.get("ci_unit"):
@@ -113,7 +124,10 @@ def _tables(view: MetricsView) -> list[Table]:
         f"Every photo gets its true cell's label point. Study: {study.cells['coarse']} "
         f"coarse and {study.cells['fine']} fine cells; {study.source}."
     )
-    models = Table("(b) Models (% within threshold)", ["role", "model", "photos", *ts, "95% CI by"])
+    models = Table(
+        "(b) Models (% within threshold)",
+        ["role", "model", "photos", *ts, "GeoScore", "95% CI by"],
+    )
     m1 = view.roles.get("m1_coarse")
     order: list[tuple[str, str | None, str | None]] = [
         ("M1 coarse", m1, "m1_coarse"),
@@ -136,13 +150,15 @@ def _tables(view: MetricsView) -> list[Table]:
                     name or "",
                     f"{view.count(row, 'photos_scored'):,}",
                     *_pct(view, row, study.headline.get(study_row or "")),
+                    _geoscore(row),
                     _ci_unit(row),
                 ]
             )
     models.note = (
         f"Grey: the study's {study.headline['m1_coarse'].name} and its other headline "
         f'rows on {study.photos["validation"]:,} validation photos. "95% CI by": what the '
-        "evaluation's bootstrap intervals resample (users, or photos)."
+        "evaluation's bootstrap intervals resample (users, or photos). GeoScore: OSV-5M's "
+        "mean 5000 exp(-d / 1492.7 km), with its 95% interval (the study reports none)."
     )
     errors = Table(
         "(c) Class frequencies and errors",
