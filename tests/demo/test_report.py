@@ -179,8 +179,8 @@ def test_user_level_tests_and_interval_units_are_said(run_dir):
     }  # fmt: skip
     write(run_dir, metrics=metrics)
     md = (run_dir / "study" / "report.md").read_text("utf-8")
-    assert "| M1 coarse | M1 coarse | 40 |" in md and "60.0 (study 56.7) | user |" in md
-    assert "65.0 (study 60.7) | photo |" in md
+    assert "| M1 coarse | M1 coarse | 40 |" in md and "60.0 (study 56.7) | — | user |" in md
+    assert "65.0 (study 60.7) | — | photo |" in md
     # Stored as (M1, M2) with +4 km: M2 is better, over users.
     assert "user-level Wilcoxon p = 0.020 in M2 coarse's favour (10 of 12 users differ" in md
     assert "| 0.02 (per user) | **reproduced**" in md
