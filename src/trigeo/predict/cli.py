@@ -8,6 +8,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from trigeo.options import (
+    Accelerator,
+    BatchSize,
+    Devices,
+    MaxUnreadable,
+    NumWorkers,
+    Progress,
+)
+
 console = Console(stderr=True)
 
 
@@ -39,15 +48,7 @@ def predict(
         str | None,
         typer.Option("--name", help="Display name in the file (default: the model's name)."),
     ] = None,
-    max_unreadable: Annotated[
-        float,
-        typer.Option(
-            "--max-unreadable",
-            min=0.0,
-            max=1.0,
-            help="Stop with an error when more than this share of images cannot be read.",
-        ),
-    ] = 0.05,
+    max_unreadable: MaxUnreadable = 0.05,
     top_k: Annotated[int, typer.Option("--top-k", help="Cells kept per photo.")] = 20,
     five_crop: Annotated[
         bool, typer.Option("--five-crop", help="Average over 4 corner + center crops.")
@@ -55,12 +56,12 @@ def predict(
     full_probs: Annotated[
         bool, typer.Option("--full-probs", help="Also write every cell's probability.")
     ] = False,
-    batch_size: Annotated[int, typer.Option()] = 64,
-    num_workers: Annotated[int, typer.Option()] = 2,
-    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu.")] = "auto",
-    devices: Annotated[str, typer.Option(help="auto, a count, or ids like 0,1.")] = "auto",
+    batch_size: BatchSize = 64,
+    num_workers: NumWorkers = 2,
+    accelerator: Accelerator = "auto",
+    devices: Devices = "auto",
     show: Annotated[int, typer.Option(help="Cells shown per image (image mode).")] = 3,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Progress = True,
     m1_pred: Annotated[
         Path | None,
         typer.Option(

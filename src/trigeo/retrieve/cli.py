@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from trigeo.options import Accelerator, BatchSize, Devices, MaxUnreadable, NumWorkers, Progress
+
 console = Console(stderr=True)
 
 
@@ -47,12 +49,12 @@ def build(
     pq_bits: Annotated[
         int, typer.Option("--pq-bits", min=1, max=16, help="Bits per PQ code (ivfpq).")
     ] = 8,
-    max_unreadable: Annotated[float, typer.Option("--max-unreadable", min=0.0, max=1.0)] = 0.05,
-    batch_size: Annotated[int, typer.Option()] = 64,
-    num_workers: Annotated[int, typer.Option()] = 2,
-    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu.")] = "auto",
-    devices: Annotated[str, typer.Option(help="auto, a count, or ids like 0,1.")] = "auto",
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    max_unreadable: MaxUnreadable = 0.05,
+    batch_size: BatchSize = 64,
+    num_workers: NumWorkers = 2,
+    accelerator: Accelerator = "auto",
+    devices: Devices = "auto",
+    progress: Progress = True,
 ) -> None:
     """Index a dataset split by M1's penultimate features (L2, faiss)."""
     from trigeo.retrieve.build import build_index
@@ -131,7 +133,7 @@ def query(
     nprobe: Annotated[
         int | None, typer.Option("--nprobe", help="IVF lists searched (ivfpq indexes).")
     ] = None,
-    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu.")] = "auto",
+    accelerator: Accelerator = "auto",
 ) -> None:
     """List the nearest indexed photos of each query image (L2 between M1 descriptors)."""
     from rich.table import Table
@@ -185,12 +187,12 @@ def predict(
         float, typer.Option("--radius-km", min=0.001, help="Cluster radius of the kNN rule.")
     ] = 100.0,
     name: Annotated[str | None, typer.Option("--name", help="Display name in the file.")] = None,
-    max_unreadable: Annotated[float, typer.Option("--max-unreadable", min=0.0, max=1.0)] = 0.05,
-    batch_size: Annotated[int, typer.Option()] = 64,
-    num_workers: Annotated[int, typer.Option()] = 2,
-    accelerator: Annotated[str, typer.Option(help="auto | cpu | gpu.")] = "auto",
-    devices: Annotated[str, typer.Option(help="auto, a count, or ids like 0,1.")] = "auto",
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    max_unreadable: MaxUnreadable = 0.05,
+    batch_size: BatchSize = 64,
+    num_workers: NumWorkers = 2,
+    accelerator: Accelerator = "auto",
+    devices: Devices = "auto",
+    progress: Progress = True,
 ) -> None:
     """kNN geolocation: the densest cluster of each photo's nearest indexed photos."""
     from trigeo.retrieve.index import RetrievalIndex

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from trigeo.options import BatchSize, MaxUnreadable, NumWorkers, Progress
+
 console = Console(stderr=True)
 
 
@@ -31,14 +33,11 @@ def scenes(
     split: Annotated[
         str, typer.Option("--split", help="Split to score ('all' for every photo).")
     ] = "all",
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    num_workers: Annotated[int, typer.Option(min=0)] = 2,
+    batch_size: BatchSize = 64,
+    num_workers: NumWorkers = 2,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    max_unreadable: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="Stop when more than this share cannot be read."),
-    ] = 0.05,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    max_unreadable: MaxUnreadable = 0.05,
+    progress: Progress = True,
 ) -> None:
     """Score P(outdoor) per photo: the mean outdoor flag of its top-10 Places365 scenes."""
     from trigeo.scenes.run import score_outdoor

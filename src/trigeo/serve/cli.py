@@ -42,7 +42,9 @@ def serve(
         Path | None, typer.Option("--index", help="Retrieval index (trigeo index build).")
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")
+    ] = 8000,
     coarsen_km: Annotated[
         float | None,
         typer.Option(
@@ -104,7 +106,10 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.001, help="Largest image accepted.")
     ] = 20.0,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1)] = 16,
+    max_batch: Annotated[
+        int,
+        typer.Option("--max-batch", min=1, help="Most photos in one /v1/predict/batch request."),
+    ] = 16,
     neighbours: Annotated[
         int, typer.Option("--neighbours", min=1, help="Indexed photos shown per query.")
     ] = 6,

@@ -8,6 +8,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from trigeo.options import (
+    Accelerator,
+    BatchSize,
+    Devices,
+    NumWorkers,
+    NumWorkersOrConfig,
+    ProgressOrConfig,
+)
 from trigeo.runtime.devices import launch_rank, parse_devices
 
 app = typer.Typer(
@@ -75,7 +83,7 @@ def m1(
     ] = None,
     image_size: Annotated[int | None, typer.Option(help="Square input size in pixels.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Per-device batch size.")] = None,
-    num_workers: Annotated[int | None, typer.Option(help="DataLoader workers per device.")] = None,
+    num_workers: NumWorkersOrConfig = None,
     accelerator: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
     devices: Annotated[str | None, typer.Option(help="auto, a count, or ids like 0,1.")] = None,
     num_nodes: Annotated[int | None, typer.Option(help="Nodes for multi-node DDP.")] = None,
@@ -85,7 +93,7 @@ def m1(
     precision: Annotated[
         str | None, typer.Option(help="auto (bf16-mixed on GPU, 32-true on CPU) or Lightning's.")
     ] = None,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    progress: ProgressOrConfig = None,
 ) -> None:
     """Train M1 on a dataset's train split over a mesh's kept cells (or one head per mesh)."""
     from trigeo.train.config import load_config
@@ -139,10 +147,10 @@ def calibrate(
     data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
     split: Annotated[str, typer.Option(help="Held-out split to fit on.")] = "heads",
     max_photos: Annotated[int, typer.Option(help="Subsample at most this many photos.")] = 20000,
-    batch_size: Annotated[int, typer.Option()] = 128,
-    num_workers: Annotated[int, typer.Option()] = 2,
-    accelerator: Annotated[str, typer.Option()] = "auto",
-    devices: Annotated[str, typer.Option()] = "1",
+    batch_size: BatchSize = 128,
+    num_workers: NumWorkers = 2,
+    accelerator: Accelerator = "auto",
+    devices: Devices = "1",
 ) -> None:
     """Fit a softmax temperature on held-out photos; predictions use it from then on."""
     from trigeo.train.calibrate import calibrate_m1
@@ -210,7 +218,7 @@ def m2(
     seed: Annotated[int | None, typer.Option(help="Seed for the split, weights, order.")] = None,
     accelerator: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
     devices: Annotated[str | None, typer.Option(help="auto, a count, or ids like 0,1.")] = None,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    progress: ProgressOrConfig = None,
 ) -> None:
     """Train M2 (M1's top-10 cells + posting time) on the heads photos."""
     from trigeo.train.heads_config import load_head_config
@@ -269,7 +277,7 @@ def m3(
     seed: Annotated[int | None, typer.Option(help="Seed for the split, weights, albums.")] = None,
     accelerator: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
     devices: Annotated[str | None, typer.Option(help="auto, a count, or ids like 0,1.")] = None,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    progress: ProgressOrConfig = None,
 ) -> None:
     """Train M3 (album means of M2 and a bidirectional LSTM over user albums of 24) on the
     heads photos."""
