@@ -102,3 +102,37 @@ def test_teardown_stops_the_persistent_workers():
         worker.join(timeout=10)
     assert not any(w.is_alive() for w in workers)
     assert datamodule._train_loader is None
+
+
+@pytest.mark.parametrize("sampling", ["balanced", "full"])
+def test_second_iter_of_an_epoch_keeps_the_prefetched_batches(sampling, monkeypatch):
+    """Lightning calls ``iter()`` twice at each epoch start after the first (the loader
+    reload, then the epoch loop); the second must not reset the workers' prefetch."""
+    resets: list[bool] = []
+    iterator_class = torch.utils.data.dataloader._MultiProcessingDataLoaderIter
+    reset = iterator_class._reset
+
+    def counting_reset(self, loader, first_iter=False):
+        resets.append(first_iter)
+        return reset(self, loader, first_iter)
+
+    monkeypatch.setattr(iterator_class, "_reset", counting_reset)
+    kept = _datamodule(1, sampling)
+    try:
+        epochs = []
+        for epoch in range(3):
+            kept.trainer = SimpleNamespace(global_rank=0, world_size=1, current_epoch=epoch)
+            loader = kept.train_dataloader()
+            first = iter(loader)
+            assert iter(loader) is first  # nothing drawn yet, same epoch: kept as primed
+            epochs.append([(b["index"].tolist(), b["label"].tolist()) for b in first])
+        # One reset per epoch: the first creates the workers, each later epoch resumes them.
+        assert resets == [True, False, False]
+        # A drawn-from iterator of the same epoch is reset (a new pass over the epoch).
+        again = [(b["index"].tolist(), b["label"].tolist()) for b in kept.train_dataloader()]
+        assert again == epochs[-1]
+        assert resets == [True, False, False, False]
+    finally:
+        kept.teardown("fit")
+    fresh = [_epoch(_datamodule(0, sampling), epoch) for epoch in range(3)]
+    assert epochs == fresh
