@@ -150,9 +150,10 @@ def user_averaging(view: MetricsView) -> Finding:
         "User averaging helps: M1 coarse +user-avg beats M1 coarse",
         f"user averaging − M1 coarse {study_diff(view, 'user_avg', 'm1_coarse')} points",
     )
-    m1 = view.row("m1_coarse")
-    if m1 is None:
-        return c.not_run(view.missing_role("m1_coarse"))
+    found, missing = view.rows("m1_coarse")
+    if missing:
+        return c.not_run(missing)
+    (m1,) = found
     name = f"{m1['model']} +user-avg"
     if name not in view.by_name:
         return c.not_run(f"metrics.json has no row {name!r} (evaluate without --averaging?)")
@@ -167,9 +168,10 @@ def outdoor_gain(view: MetricsView) -> Finding:
         "Outdoor-only evaluation gains accuracy at region and country level (M1 coarse)",
         f"+{lo:g} to +{hi:g} points at {'/'.join(f'{t:g}' for t in ts)} km",
     )
-    m1 = view.row("m1_coarse")
-    if m1 is None:
-        return c.not_run(view.missing_role("m1_coarse"))
+    found, missing = view.rows("m1_coarse")
+    if missing:
+        return c.not_run(missing)
+    (m1,) = found
     name, outdoor = m1["model"], m1.get("outdoor")
     if not outdoor:
         return c.not_run(

@@ -358,22 +358,7 @@ class Engine:
         grid squares and the cells left as they are.
         """
         regions = self.regions
-        features = [
-            {
-                "type": "Feature",
-                "id": r,
-                "geometry": regions.geometry[r],
-                "properties": {
-                    "region": r,
-                    "lat": _round(regions.lat[r]),
-                    "lon": _round(regions.lon[r]),
-                    "area_km2": float(regions.area_km2[r]),
-                    "cells": len(regions.cells[r]),
-                    "merged": bool(regions.merged[r]),
-                },
-            }
-            for r in range(len(regions))
-        ]
+        features = [self._region_feature(r) for r in range(len(regions))]
         return {
             "type": "FeatureCollection",
             "features": features,
@@ -550,34 +535,45 @@ class Engine:
             answer.update(self._neighbours(hits))
         return answer
 
+    def _region_feature(
+        self,
+        r: int,
+        head: dict[str, Any] | None = None,
+        tail: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Region ``r`` as a GeoJSON feature: its geometry, label point and size, with an
+        answer's own properties before (``head``) and after (``tail``) them."""
+        regions = self.regions
+        return {
+            "type": "Feature",
+            "id": r,
+            "geometry": regions.geometry[r],
+            "properties": {
+                "region": r,
+                **(head or {}),
+                "lat": _round(regions.lat[r]),
+                "lon": _round(regions.lon[r]),
+                "area_km2": float(regions.area_km2[r]),
+                "cells": len(regions.cells[r]),
+                "merged": bool(regions.merged[r]),
+                **(tail or {}),
+            },
+        }
+
     def _geojson(
         self, p: NDArray[np.float64], listed: NDArray[np.int64], credible: list[dict[str, Any]]
     ) -> dict[str, Any]:
         """The listed regions with their geometry, for clients that ask (``geojson=true``)."""
         regions = self.regions
         sizes = {c["level"]: c["regions"] for c in credible}
-        features = []
-        for rank, r in enumerate(listed.tolist(), start=1):
-            features.append(
-                {
-                    "type": "Feature",
-                    "id": r,
-                    "geometry": regions.geometry[r],
-                    "properties": {
-                        "region": r,
-                        "probability": float(p[r]),
-                        "rank": rank,
-                        "lat": _round(regions.lat[r]),
-                        "lon": _round(regions.lon[r]),
-                        "area_km2": float(regions.area_km2[r]),
-                        "cells": len(regions.cells[r]),
-                        "merged": bool(regions.merged[r]),
-                        "in_credible_50": rank <= sizes[0.5],
-                        "in_credible_90": rank <= sizes[0.9],
-                        "in_credible_95": rank <= sizes[0.95],
-                    },
-                }
+        features = [
+            self._region_feature(
+                r,
+                head={"probability": float(p[r]), "rank": rank},
+                tail={f"in_credible_{round(100 * level)}": rank <= sizes[level] for level in sizes},
             )
+            for rank, r in enumerate(listed.tolist(), start=1)
+        ]
         return {
             "type": "FeatureCollection",
             "features": features,
