@@ -80,9 +80,9 @@ def test_shards_are_reproducible_and_resume(small_world: Path, tmp_path: Path) -
     b_out = tmp_path / "b"
     shard_dataset(small_world, b_out, shard_size=200, max_side=32)
     first = (b_out / "shards/shard-000000.tar").stat().st_mtime_ns
+    config = {"stage": "data.shard", "shard_size": 200, "max_side": 32, "quality": 90}
     state = {
-        "config": {"stage": "data.shard", "shard_size": 200, "max_side": 32, "quality": 90},
-        "source": Dataset.open(small_world).hash,
+        "signature": {**config, "source": Dataset.open(small_world).hash},
         "done": {"shards/shard-000000.tar": {"rows": list(range(200)), "skipped": []}},
     }
     (b_out / ".shard-state.json").write_text(json.dumps(state))

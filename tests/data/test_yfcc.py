@@ -14,16 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trigeo.data.streams import Decompressed, Utf8Clean
 from trigeo.data.synth import WorldConfig, sample_photos
 from trigeo.data.table import Dataset
-from trigeo.data.yfcc import (
-    REPORT_FILE,
-    _Decompressed,
-    _Utf8Clean,
-    detect_layout,
-    import_yfcc,
-    write_yfcc,
-)
+from trigeo.data.yfcc import REPORT_FILE, detect_layout, import_yfcc, write_yfcc
 from trigeo.errors import InputError
 
 
@@ -342,14 +336,14 @@ def test_line_splitter_keeps_bytes_and_drops_the_line_cut_short(
     """Tiny chunks split lines and UTF-8 sequences anywhere; output equals a whole-file decode."""
     data = b"\n".join(line.replace(b"\n", b"") for line in lines)
     data += b"\n" if final_newline and data else b""
-    clean = _Utf8Clean(io.BufferedReader(io.BytesIO(data)), chunk=chunk)
+    clean = Utf8Clean(io.BufferedReader(io.BytesIO(data)), chunk=chunk)
     assert io.BufferedReader(clean).read() == data.decode("utf-8", "replace").encode("utf-8")
     assert clean.lines == data.count(b"\n")
 
     packed = gzip.compress(data, mtime=0)
     cut = packed[: cut_at % (len(packed) + 1)]
-    source = _Decompressed(io.BufferedReader(io.BytesIO(cut)), "gzip")
-    clean = _Utf8Clean(io.BufferedReader(source), source, chunk=chunk)
+    source = Decompressed(io.BufferedReader(io.BytesIO(cut)), "gzip")
+    clean = Utf8Clean(io.BufferedReader(source), source, chunk=chunk)
     out = io.BufferedReader(clean).read()
     if len(cut) == len(packed):
         assert source.broken is None and clean.lines == data.count(b"\n")

@@ -36,7 +36,6 @@ anything that uses time (M2/M3 albums).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -47,18 +46,19 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trigeo.data.checkpoint import load_checkpoint
 from trigeo.data.csvrows import RowConverter, parse_times
 from trigeo.data.formats import FORMATS, resolve_columns
+from trigeo.data.ids import id_keys
 from trigeo.data.image_index import LINK, FolderLocator, KeyedImages, scan_stems
-from trigeo.data.report import ImportReport
+from trigeo.data.report import REPORT_FILE, ImportReport
 from trigeo.data.table import COLUMNS, TableWriter
-from trigeo.data.yfcc import id_keys
 from trigeo.errors import InputError
 from trigeo.provenance import atomic_path, hash_file, make_provenance, write_json_atomic
 
 __all__ = ["REPORT_FILE", "import_csv", "parse_times"]
 
-REPORT_FILE = "import-report.json"
+_FRESH = {"rows_done": 0, "skipped": {}, "examples": {}, "parts": [], "notes": {}}
 _PARTS_DIR = ".csv-parts"
 _STATE_FILE = ".csv-state.json"
 
@@ -98,22 +98,6 @@ def _open_table(path: Path, batch_rows: int, report: ImportReport) -> tuple[list
         ),
     )
     return names, reader
-
-
-def _load_state(path: Path, signature: dict[str, Any], parts_dir: Path) -> dict[str, Any]:
-    fresh = {"rows_done": 0, "skipped": {}, "examples": {}, "parts": [], "notes": {}}
-    if path.exists():
-        try:
-            state = json.loads(path.read_text("utf-8"))
-        except (OSError, json.JSONDecodeError):
-            state = {}
-        if state.get("signature") == signature and all(
-            (parts_dir / name).exists() for name in state.get("parts", [])
-        ):
-            return state
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    path.unlink(missing_ok=True)
-    return fresh
 
 
 def _link_images(out: Path, root: Path) -> None:
@@ -238,7 +222,7 @@ def import_csv(
         "batch_rows": batch_rows,
     }
     parts_dir, state_path = out / _PARTS_DIR, out / _STATE_FILE
-    state = _load_state(state_path, signature, parts_dir)
+    state = load_checkpoint(state_path, signature, _FRESH, parts_dir)
     # A resumed run's checkpoint already holds what the image scan reports: scan quietly.
     scan_report = (
         ImportReport("data.csv", table) if state["parts"] or state["rows_done"] else report

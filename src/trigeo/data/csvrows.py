@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trigeo.data.formats import TableFormat
+from trigeo.data.ids import SeenIds, id_keys, split_from_keys
 from trigeo.data.image_index import LINK, KeyedImages
 from trigeo.data.images import BadImageError, sniff_image
 from trigeo.data.report import ImportReport
 from trigeo.data.stores import StoreReader
-from trigeo.data.yfcc import _SeenIds, id_keys, split_from_keys
 
 __all__ = ["RowConverter", "as_floats", "as_strings", "parse_times"]
 
@@ -125,7 +125,7 @@ class RowConverter:
         self.fmt, self.columns, self.extras, self.report = fmt, columns, extras, report
         self.locate, self.split, self.split_args = locate, split, split_args
         self.allow_missing, self.check_images = allow_missing, check_images
-        self.seen = _SeenIds()
+        self.seen = SeenIds()
         self.sources: dict[str, str] = {}
         self.out = out
         self.stores = StoreReader(out)  # references start with "images/", the link in out

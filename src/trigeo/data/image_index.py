@@ -27,9 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trigeo.data.ids import id_keys
 from trigeo.data.images import IMAGE_EXTENSIONS, BadImageError, sniff_image
 from trigeo.data.report import ImportReport
-from trigeo.data.yfcc import id_keys
 
 __all__ = ["LINK", "FolderLocator", "KeyedImages", "scan_stems"]
 

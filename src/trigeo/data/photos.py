@@ -51,7 +51,7 @@ from PIL import Image
 
 from trigeo.data.images import BadImageError, decode_image
 from trigeo.data.places import timezone_at
-from trigeo.data.report import ImportReport
+from trigeo.data.report import REPORT_FILE, ImportReport
 from trigeo.data.split import split_photos
 from trigeo.data.table import Dataset
 from trigeo.errors import InputError
@@ -68,7 +68,6 @@ __all__ = [
     "taken_from_exif",
 ]
 
-REPORT_FILE = "import-report.json"
 REJECTS_FILE = "rejects.csv"
 _GPS_IFD, _EXIF_IFD = 0x8825, 0x8769
 _DATETIME_ORIGINAL, _OFFSET_ORIGINAL, _DATETIME = 0x9003, 0x9011, 0x0132

@@ -17,8 +17,11 @@ from typing import Any
 
 from trigeo.provenance import write_json_atomic
 
-__all__ = ["ImportReport"]
+__all__ = ["REPORT_FILE", "ImportReport"]
 
+#: The report's file name in an imported dataset (``data yfcc``, ``data csv``,
+#: ``data photos``); ``data shard`` and ``data download`` write their own.
+REPORT_FILE = "import-report.json"
 _EXAMPLES = 5
 
 

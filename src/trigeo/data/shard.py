@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trigeo.data.checkpoint import load_checkpoint
 from trigeo.data.images import BadImageError, ShardIndex, encode_resized
 from trigeo.data.report import ImportReport
 from trigeo.data.split import keep_meta
@@ -113,7 +114,7 @@ def shard_dataset(
         "quality": quality,
     }
     state_path = out / _STATE_FILE
-    state = _load_state(state_path, config, source.hash)
+    state = load_checkpoint(state_path, {**config, "source": source.hash}, {"done": {}})
     report = ImportReport("data.shard", root)
     reader = ShardIndex(root)
 
@@ -188,16 +189,3 @@ def shard_dataset(
     report.write(out / REPORT_FILE)
     state_path.unlink(missing_ok=True)
     return dataset, report
-
-
-def _load_state(path: Path, config: dict[str, Any], source_hash: str) -> dict[str, Any]:
-    fresh = {"config": config, "source": source_hash, "done": {}}
-    if not path.exists():
-        return fresh
-    try:
-        state = json.loads(path.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return fresh
-    if state.get("config") != config or state.get("source") != source_hash:
-        return fresh
-    return state
