@@ -13,6 +13,9 @@
 * **Report:** dead links are counted by reason in ``download-report.json`` and
   listed in ``dead-links.csv``. Their rows keep the URL (a later run retries
   them) unless ``drop_failed`` removes them.
+
+For large sets (millions of images, or more than one machine) use img2dataset
+instead: :mod:`trigeo.data.img2dataset` writes its input and attaches its output.
 """
 
 from __future__ import annotations
