@@ -155,6 +155,26 @@ def test_the_album_head_has_no_bias_and_can_be_centred_over_the_album():
     assert float(added[1, 0].abs().max()) == 0.0  # an album of one gets nothing added
 
 
+def test_the_m2_scale_is_a_temperature_that_starts_at_one():
+    base = create_model("m3", num_classes=4, m2={"width": 8}, hidden=2).eval()
+    scaled = create_model("m3", num_classes=4, m2={"width": 8}, hidden=2, m2_scale=True).eval()
+    scaled.load_state_dict(base.state_dict(), strict=False)
+    assert float(scaled.m2_logit_scale.detach()) == 1.0
+    x = torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(x, mask), base(x, mask), rtol=0, atol=0)
+        scaled.m2_logit_scale.fill_(0.5)
+        m2 = base.m2(x[mask])
+        # Album weights and head at zero: exactly half of M2's logits, the same top cell.
+        torch.testing.assert_close(scaled(x, mask)[mask], 0.5 * m2, rtol=0, atol=1e-6)
+    # Saved with the network; without it there is no parameter, so older /2 directories load.
+    again = create_model("m3", **scaled.hparams())
+    again.load_state_dict(scaled.state_dict())
+    assert float(again.m2_logit_scale.detach()) == 0.5
+    assert "m2_logit_scale" not in base.state_dict()
+
+
 def test_unknown_network_choices_are_refused():
     with pytest.raises(InputError, match="lstm_input"):
         M3Net(5, lstm_input="pixels")

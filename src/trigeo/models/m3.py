@@ -116,6 +116,7 @@ V1_NET = {
     "album_means": [],
     "head_bias": True,
     "head_centering": "none",
+    "m2_scale": False,
 }
 
 
@@ -160,6 +161,12 @@ class M3Net(nn.Module):
         by every photo: the class prior, which M2 already holds).
     head_centering
         One of :data:`HEAD_CENTERINGS`.
+    m2_scale
+        Whether M2's own logits get a learned scale (from 1): a temperature. A
+        photo's own output is part of its album's means, so without it an
+        album weight is also the only way to sharpen an under-confident M2, and
+        learns a weight even from random albums (docs/heads.md). A temperature
+        changes no photo's top cell.
     """
 
     def __init__(
@@ -174,6 +181,7 @@ class M3Net(nn.Module):
         album_means: Sequence[str] = ALBUM_MEANS,
         head_bias: bool = False,
         head_centering: str = "none",
+        m2_scale: bool = False,
     ) -> None:
         super().__init__()
         m2 = dict(m2 or {})
@@ -203,6 +211,9 @@ class M3Net(nn.Module):
             # One weight per album mean, zero: training starts from M2 and moves towards
             # averaging only as far as the loss asks.
             self.album_weight = nn.Parameter(torch.zeros(len(self.album_means)))
+        self.m2_scale = bool(m2_scale)
+        if self.m2_scale:
+            self.m2_logit_scale = nn.Parameter(torch.ones(()))
         self.m2_frozen = False
         #: Set while training with frozen M2 layers: ``x`` then holds M2's logits, computed
         #: once for every photo instead of once per photo and epoch (not saved).
@@ -236,6 +247,7 @@ class M3Net(nn.Module):
             "album_means": list(self.album_means),
             "head_bias": self.head_bias,
             "head_centering": self.head_centering,
+            "m2_scale": self.m2_scale,
         }
 
     def album_mean_weights(self) -> dict[str, float]:
@@ -264,8 +276,8 @@ class M3Net(nn.Module):
         else:
             features = self.m2.features(x[mask])
             m2_logits = self.m2.head(features)
-        per_photo = m2_logits
         logp = torch.log_softmax(m2_logits.float(), dim=1)
+        per_photo = m2_logits * self.m2_logit_scale if self.m2_scale else m2_logits
         # Each photo's album (row of the batch), to hand album-level values back to photos.
         album_of = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
         n = lengths.to(logp.dtype)[:, None]

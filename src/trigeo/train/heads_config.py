@@ -129,8 +129,8 @@ class M2Config(_Common):
 class M3Config(_Common):
     """M3: album means of M2's output and a bidirectional LSTM over albums, on M2's layers.
 
-    ``lstm_input``, ``album_means``, ``head_bias`` and ``head_centering`` are
-    :class:`~trigeo.models.m3.M3Net`'s arguments. ``album_sampling`` is
+    ``lstm_input``, ``album_means``, ``head_bias``, ``head_centering`` and
+    ``m2_scale`` are :class:`~trigeo.models.m3.M3Net`'s arguments. ``album_sampling`` is
     ``all`` (every album with a fit photo, every epoch) or ``one-per-user``
     (the study: one random album per user and epoch, weighted by the user's
     album count when ``album_weighting``). ``shuffle_albums`` is the ablation:
@@ -145,6 +145,7 @@ class M3Config(_Common):
     album_means: list[str] = field(default_factory=lambda: ["prob", "logprob"])
     head_bias: bool = False
     head_centering: str = "none"
+    m2_scale: bool = True
     train_m2_layers: bool = True
     album_sampling: str = "all"
     album_weighting: bool = True

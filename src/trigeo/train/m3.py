@@ -98,12 +98,15 @@ def _all_albums(albums: list[np.ndarray]) -> Callable[[Any], _Albums]:
 
 @torch.no_grad()
 def _m2_logits(net: Any, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """The (frozen, eval-mode) M2 layers' logits for every input row, ``(n, N)`` float32."""
+    """The eval-mode M2 layers' logits for every input row, ``(n, N)`` float32."""
+    training = net.m2.training
     net.m2.eval()
-    out = [
-        net.m2(torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))).numpy()
-        for start in range(0, len(x), batch_size)
-    ]
+    with torch.no_grad():
+        out = [
+            net.m2(torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))).numpy()
+            for start in range(0, len(x), batch_size)
+        ]
+    net.m2.train(training)
     return np.concatenate(out).astype(np.float32)
 
 
@@ -245,6 +248,7 @@ def train_m3(
         album_means=config.album_means,
         head_bias=config.head_bias,
         head_centering=config.head_centering,
+        m2_scale=config.m2_scale,
     )
     net.m2.load_state_dict(m2_model.net.state_dict())
     inputs = x
@@ -291,11 +295,11 @@ def train_m3(
     metrics["shuffle_albums"] = bool(config.shuffle_albums)
     metrics["album_sampling"] = config.album_sampling
     metrics["album_mean_weights"] = net.album_mean_weights()
-    if metrics["album_mean_weights"]:
-        report(
-            "learned album-mean weights: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in metrics["album_mean_weights"].items())
-        )
+    learned = dict(metrics["album_mean_weights"])
+    if net.m2_scale:
+        metrics["m2_logit_scale"] = learned["M2 scale"] = float(net.m2_logit_scale.detach())
+    if learned:
+        report("learned weights: " + ", ".join(f"{k} {v:.3f}" for k, v in learned.items()))
     model = M3Model(
         net.cpu().eval(),
         heads.mesh,
