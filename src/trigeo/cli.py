@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from trigeo import __version__
 from trigeo.errors import TrigeoError
+from trigeo.help_layout import install as _install_help_layout
 
 _stderr = Console(stderr=True)
 
@@ -102,6 +103,7 @@ def version() -> None:
 
 
 _register()
+_install_help_layout()
 
 
 def main() -> None:

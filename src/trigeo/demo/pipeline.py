@@ -26,6 +26,7 @@ from rich.console import Console
 
 from trigeo.errors import InputError
 from trigeo.provenance import hash_file, write_json_atomic
+from trigeo.train.config import preset_path
 
 __all__ = [
     "MESH_RULES",
@@ -189,7 +190,8 @@ def demo_stages(
             ["train", "m1", "--data", str(world), *mesh_flags, "--out", str(model),
              "--config", m1_config, "--seed", str(seed)],
             model / "model.json",
-            [table, *meshes.values()],
+            # The packaged preset is read too: a changed preset must retrain, not be reused.
+            [table, *meshes.values(), preset_path(m1_config)],
             note="the loss is summed over the heads; the fine mesh's classes drive the "
             "class-balanced stages",
         )
@@ -238,7 +240,7 @@ def demo_stages(
                  "--config", heads_config, "--seed", str(seed), "--m1-pred", str(heads_pred),
                  "--name", f"{kind.upper()} coarse"],
                 head / "model.json",
-                [table, heads_pred, previous / "model.json"],
+                [table, heads_pred, previous / "model.json", preset_path(f"{kind}-{heads_config}")],
             ),
             DemoStage(
                 f"predict val with {kind.upper()}",
