@@ -3,15 +3,18 @@
 Columns
 -------
 photo_id : string
-lat, lon : float64, the predicted location (label point of the top cell, or
-    a peer system's own estimate)
+lat, lon : float64, the predicted location: the point the file's answer rule
+    reports (the top cell's label point by default; see :mod:`trigeo.answer`),
+    or a peer system's own estimate
 top_cells : list<int32>[k], kept-cell ids, most probable first (absent for
     peer predictions, which have no mesh)
 top_probs : list<float32>[k], their probabilities
 model_id, mesh_hash : string (repeated per row so that concatenated files stay
     self-describing)
 
-The file's schema metadata (key ``trigeo``) holds the provenance record.
+The file's schema metadata (key ``trigeo``) holds the provenance record, and
+under ``answer`` the rule that chose lat/lon (``top-cell``, ``geoscore``,
+``median``, ``refine`` or ``knn``) with its parameters under ``answer_params``.
 Optional full probability vectors live in a side file ``<name>.probs.npy``
 (float32, rows aligned with the table).
 
@@ -41,7 +44,13 @@ from trigeo.points import (
 )
 from trigeo.provenance import atomic_path, make_provenance
 
-__all__ = ["Predictions", "read_predictions", "write_predictions"]
+__all__ = [
+    "Predictions",
+    "answer_rule",
+    "read_predictions",
+    "rewrite_answer",
+    "write_predictions",
+]
 
 _META_KEY = b"trigeo"
 
@@ -65,6 +74,8 @@ class Predictions:
     #: Short display name for tables and reports (``M1 coarse``); the full
     #: ``model_id`` stays the identity. ``None`` for files written without one.
     model_name: str | None = None
+    #: The rule that chose ``lat``/``lon`` (:func:`answer_rule`); ``None`` for a peer's file.
+    answer: str | None = None
 
     def __len__(self) -> int:
         return len(self.photo_id)
@@ -87,11 +98,15 @@ def write_predictions(
     provenance: dict[str, Any] | None = None,
     full_probs: Any | None = None,
     model_name: str | None = None,
+    answer: str | None = None,
+    answer_params: dict[str, Any] | None = None,
 ) -> Path:
     """Write a predictions Parquet file atomically; returns its path.
 
     ``model_name`` is the short display name kept in the file's metadata
-    (reports show it; ``model_id`` stays the identity).
+    (reports show it; ``model_id`` stays the identity). ``answer`` names the
+    rule that chose ``lat``/``lon`` (default: ``top-cell`` for a file with
+    cells), ``answer_params`` its settings.
     """
     path = Path(path)
     photo_id = np.asarray(photo_id).astype(str)
@@ -118,6 +133,8 @@ def write_predictions(
         "model_id": model_id,
         "model_name": model_name,
         "mesh_hash": mesh_hash,
+        "answer": answer or ("top-cell" if top_cells is not None else None),
+        "answer_params": answer_params or {},
         "format": "trigeo-predictions/1",
     }
     table = table.replace_schema_metadata({_META_KEY: json.dumps(record).encode()})
@@ -206,4 +223,66 @@ def read_predictions(
         meta=meta,
         full_probs=full_probs,
         model_name=meta.get("model_name") or None,
+        answer=answer_rule(meta, has_cells=top_cells is not None),
     )
+
+
+def answer_rule(meta: dict[str, Any], *, has_cells: bool) -> str | None:
+    """The answer rule a predictions file records.
+
+    Files written before the rule was recorded say nothing: a file with
+    cells then answered by its top cell, a kNN file (``location_label``
+    ``knn``) by kNN, and a peer's lat/lon file by a rule trigeo cannot know
+    (``None``).
+    """
+    recorded = meta.get("answer")
+    if recorded:
+        return str(recorded)
+    if meta.get("location_label") == "knn":
+        return "knn"
+    return "top-cell" if has_cells else None
+
+
+def rewrite_answer(
+    path: str | Path,
+    lat: Any,
+    lon: Any,
+    *,
+    answer: str,
+    params: dict[str, Any] | None = None,
+    model_id: str | None = None,
+    model_name: str | None = None,
+) -> Path:
+    """Replace a predictions file's lat/lon with another answer rule's points, atomically.
+
+    Every other column (top cells, probabilities, photo ids) and the
+    provenance record are kept; the record's ``answer`` and
+    ``answer_params`` are set, and ``model_id``/``model_name`` when given
+    (in the column too). A side file of full probabilities is left as it is.
+
+    Raises
+    ------
+    ValueError
+        ``lat``/``lon`` not one value per row.
+    """
+    path = Path(path)
+    table = pq.read_table(path)
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    if lat.shape != (table.num_rows,) or lon.shape != (table.num_rows,):
+        raise ValueError(f"{path}: {table.num_rows} rows but lat {lat.shape}, lon {lon.shape}")
+    raw = (table.schema.metadata or {}).get(_META_KEY)
+    record: dict[str, Any] = json.loads(raw) if raw else {}
+    record.update(answer=answer, answer_params=params or {})
+    table = table.set_column(table.column_names.index("lat"), "lat", pa.array(lat))
+    table = table.set_column(table.column_names.index("lon"), "lon", pa.array(lon))
+    if model_id is not None:
+        record["model_id"] = model_id
+        ids = pa.array([model_id] * table.num_rows, pa.string()).dictionary_encode()
+        table = table.set_column(table.column_names.index("model_id"), "model_id", ids)
+    if model_name is not None:
+        record["model_name"] = model_name
+    table = table.replace_schema_metadata({_META_KEY: json.dumps(record).encode()})
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return path

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from trigeo.answer import DEFAULT_ANSWER, INDEX_ANSWERS, Answer
 from trigeo.options import (
     Accelerator,
     BatchSize,
@@ -97,14 +98,37 @@ def predict(
             help="M1: report cells at this label point, imagery or cell (default: the model's).",
         ),
     ] = None,
+    answer: Annotated[
+        Answer,
+        typer.Option(
+            "--answer",
+            help="The reported point: top-cell (the top cell's label point), geoscore "
+            "(maximises the expected GeoScore over the top-k cells), median (minimises the "
+            "expected distance), refine (retrieval inside the top cells; needs --index) or "
+            "knn (the kNN predictor; needs --index). The cells and probabilities written "
+            "are the same for every rule.",
+        ),
+    ] = DEFAULT_ANSWER,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            metavar="<dir>",
+            help="Retrieval index (trigeo index build) for --answer refine or knn.",
+        ),
+    ] = None,
     knn: Annotated[
         Path | None,
         typer.Option(
             "--knn",
-            help="Predict by kNN over this retrieval index (trigeo index build) instead.",
+            hidden=True,
+            help="Renamed: --answer knn --index INDEX.",
         ),
     ] = None,
-    knn_k: Annotated[int, typer.Option("--knn-k", min=1, help="Neighbours for --knn.")] = 10,
+    knn_k: Annotated[
+        int,
+        typer.Option("--knn-k", min=1, help="Neighbours clustered by --answer knn and refine."),
+    ] = 10,
     cpu_threads: Annotated[
         int | None,
         typer.Option("--cpu-threads", min=1, help="Torch threads (default: cores - workers)."),
@@ -119,12 +143,25 @@ def predict(
     ] = None,
 ) -> None:
     """Predict where photos were taken with a trained M1, M2 or M3 model (or kNN)."""
-    from rich.table import Table
-
+    from trigeo.answer import check_answer
     from trigeo.errors import InputError
-    from trigeo.predict.m1 import summary_rows
     from trigeo.predict.run import predict_model
     from trigeo.runtime.devices import parse_devices
+
+    rule = answer.value
+    if knn is not None:
+        console.print(
+            "[yellow]predict:[/yellow] --knn INDEX is renamed to --answer knn --index INDEX",
+            highlight=False,
+        )
+        if index is not None and index != knn:
+            raise InputError("--knn and --index name two different indexes; give --index only")
+        index, rule = knn, "knn"
+    check_answer(rule, has_index=index is not None)
+    if index is not None and rule not in INDEX_ANSWERS:
+        raise InputError(
+            f"--index is read by --answer refine or knn, not --answer {rule}; add one of them"
+        )
 
     common = {
         "images": images or None,
@@ -139,32 +176,34 @@ def predict(
         "progress": progress,
         "report": _report,
     }
+    # refine runs the classifier with the top-cell answer, then rewrites the points.
+    cell_rule = rule if rule not in INDEX_ANSWERS else "top-cell"
+    if rule == "knn":
+        _predict_knn(model, m1, index, out, knn_k, common)
+        return
     if hierarchical:
         from trigeo.predict.hierarchical import predict_hierarchical
 
-        predict_hierarchical(
+        result: Any = predict_hierarchical(
             model,
             out,
             heads=head,
             top_k=top_k,
+            answer=cell_rule,
             five_crop=five_crop,
             cpu_threads=cpu_threads,
             **common,
         )
+        if rule == "refine" and result is not None:
+            _refine(result.outputs(), index, [*model, m1], knn_k, common)
         return
     if head and len(head) > 1:
         raise InputError("give one --head (several are for --hierarchical)")
     if len(model) != 1:
         raise InputError(f"{len(model)} --model directories given; pass one, or --hierarchical")
-    (model,) = model
-    if knn is not None:
-        # The kNN predictor lives downstream of predict (in retrieve); the CLI joins them.
-        from trigeo.retrieve.knn import predict_knn
-
-        predict_knn(model, knn, out, k=knn_k, **common)
-        return
+    (model_dir,) = model
     result = predict_model(
-        model,
+        model_dir,
         out,
         top_k=top_k,
         full_probs=full_probs,
@@ -173,15 +212,84 @@ def predict(
         posted_at=posted_at,
         head=head[0] if head else None,
         label=label,
+        answer=cell_rule,
         five_crop=five_crop,
         cpu_threads=cpu_threads,
         **common,
     )
-    if result is None or data is not None:
+    if result is None:
         return
+    if rule == "refine":
+        refined = _refine(result.outputs(), index, [model_dir, m1], knn_k, common)
+        primary = refined.get(result.path)
+        if primary is not None:
+            result.lat, result.lon = primary.lat, primary.lon
+    if data is None:
+        _print_summary(result, show, rule)
+
+
+def _predict_knn(
+    model: list[Path], m1: Path | None, index: Path | None, out: Path, k: int, common: dict
+) -> None:
+    """``--answer knn``: the kNN predictor over the index, with the index's M1."""
+    # The kNN predictor lives downstream of predict (in retrieve); the CLI joins them.
+    from trigeo.models.registry import model_dir_format
+    from trigeo.predictions import rewrite_answer
+    from trigeo.retrieve.index import RetrievalIndex
+    from trigeo.retrieve.knn import KNN_RADIUS_KM, predict_knn
+    from trigeo.retrieve.refine import index_model_dir
+
+    assert index is not None
+    if len(model) == 1 and model_dir_format(model[0]) == "trigeo-m1/1":
+        # The M1 given answers (and is refused when the index holds another's descriptors).
+        m1_dir = model[0]
+    else:
+        # An M2/M3 or a hierarchical set: kNN runs on the M1 the index was built with.
+        m1_dir = index_model_dir(RetrievalIndex.load(index), [*model, m1])
+    result = predict_knn(m1_dir, index, out, k=k, **common)
+    if result is not None:
+        rewrite_answer(
+            out,
+            result.lat,
+            result.lon,
+            answer="knn",
+            params={"k": k, "radius_km": KNN_RADIUS_KM, "index": str(index)},
+        )
+
+
+def _refine(
+    files: list[tuple[Path, Any]],
+    index: Path | None,
+    candidates: list[Path | None],
+    k: int,
+    common: dict,
+) -> dict[Path, Any]:
+    """``--answer refine``: rewrite the written files' points by retrieval in their top cells."""
+    from trigeo.retrieve.refine import refine_predictions
+
+    assert index is not None
+    return refine_predictions(files, index, model_candidates=candidates, k=k, **common)
+
+
+def _print_summary(result: Any, show: int, rule: str) -> None:
+    """Image mode: each photo's top cells, and its answer when another rule chose it."""
+    from rich.table import Table
+
+    from trigeo.predict.m1 import nearest_place, summary_rows
+
     table = Table(title=f"{result.model_name}: most probable places")
     for name in ("photo", "rank", "nearest city", "probability", "lat", "lon"):
         table.add_column(name, justify="right" if name in ("rank", "probability") else "left")
     for photo, rank, place, prob, lat, lon in summary_rows(result, show):
         table.add_row(str(photo), str(rank), place, f"{prob:.3f}", f"{lat:.3f}", f"{lon:.3f}")
     Console().print(table)
+    if rule == "top-cell":
+        return  # rank 1 is the answer
+    answers = Table(title=f"{result.model_name}: answer by {rule}")
+    for name in ("photo", "nearest city", "lat", "lon"):
+        answers.add_column(name)
+    for photo, lat, lon in zip(result.photo_id, result.lat, result.lon, strict=True):
+        answers.add_row(
+            str(photo), nearest_place(float(lat), float(lon)), f"{lat:.3f}", f"{lon:.3f}"
+        )
+    Console().print(answers)

@@ -102,6 +102,7 @@ def predict_head(
     posted_at: str | None = None,
     name: str | None = None,
     top_k: int = 20,
+    answer: str = "top-cell",
     m1_options: dict[str, Any] | None = None,
     device: str = "cpu",
     report: Callable[[str], None] = log.info,
@@ -123,6 +124,9 @@ def predict_head(
     posted_at
         ISO 8601 time with an offset for every image (image mode only);
         default: each image's EXIF time.
+    answer
+        The rule choosing each photo's reported point from its top cells:
+        ``top-cell``, ``geoscore`` or ``median`` (:mod:`trigeo.answer`).
     m1_options
         Keyword arguments for :func:`~trigeo.predict.m1.predict_m1` when M1 runs.
 
@@ -133,6 +137,7 @@ def predict_head(
         posting time (names the images and why); M1 predictions from another
         M1 or mesh.
     """
+    from trigeo.answer import answer_model_id, answer_points, check_cell_answer
     from trigeo.data.table import Dataset
     from trigeo.models.m2 import has_posting_time, m2_inputs
     from trigeo.predict.m1 import predict_m1
@@ -143,6 +148,7 @@ def predict_head(
         raise InputError("give either image paths or --data DATASET (not both)")
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
+    check_cell_answer(answer)
     inputs: dict[str, str] = {"model": model.model_id, "mesh": model.mesh_hash}
     missing: dict[str, str] = {}
     if data is not None:
@@ -231,8 +237,10 @@ def predict_head(
     top_cells = np.argsort(-probs, axis=1, kind="stable")[:, :k].astype(np.int32)
     top_probs = np.take_along_axis(probs, top_cells, axis=1)
     label_lat, label_lon = model.label_points()
-    lat, lon = label_lat[top_cells[:, 0]], label_lon[top_cells[:, 0]]
+    lat, lon = answer_points(answer, top_cells, top_probs, label_lat, label_lon)
     source_counts = {str(s): int(n) for s, n in pd.Series(sources).value_counts().items()}
+    model_id = answer_model_id(model.model_id, answer)
+    display = name or (model.name if answer == "top-cell" else f"{model.name} {answer}")
     path = write_predictions(
         out,
         ids,
@@ -240,8 +248,8 @@ def predict_head(
         lon,
         top_cells=top_cells,
         top_probs=top_probs,
-        model_id=model.model_id,
-        model_name=name or model.name,
+        model_id=model_id,
+        model_name=display,
         mesh_hash=model.mesh_hash,
         provenance=make_provenance(
             {"top_k": top_k, "split": split if data is not None else None},
@@ -250,6 +258,8 @@ def predict_head(
             time_sources=source_counts,
             left_out=dict(list(missing.items())[:100]),
         ),
+        answer=answer,
+        answer_params={"top_k": int(top_cells.shape[1])},
     )
     report(
         f"wrote {len(ids)} {model.name} predictions to {path} (posting time from "
@@ -266,6 +276,8 @@ def predict_head(
         skipped=missing,
         label_lat=label_lat,
         label_lon=label_lon,
-        model_id=model.model_id,
-        model_name=name or model.name,
+        model_id=model_id,
+        model_name=display,
+        files={model.name: Path(path)},
+        meshes={model.name: model.mesh},
     )

@@ -47,13 +47,23 @@ _CHUNK_ROWS = 2048
 
 @dataclass
 class HierarchicalResult:
-    """Combined top-k on the finest mesh, for the photos every input predicted."""
+    """Combined top-k on the finest mesh, for the photos every input predicted.
+
+    ``path`` and ``mesh`` are the file written and the finest mesh (set by
+    :func:`predict_hierarchical`; ``None`` from :func:`combine_hierarchical`).
+    """
 
     photo_id: NDArray[np.str_]
     top_cells: NDArray[np.int32]
     top_probs: NDArray[np.float32]
     lat: NDArray[np.float64]
     lon: NDArray[np.float64]
+    path: Path | None = None
+    mesh: Any = None
+
+    def outputs(self) -> list[tuple[Path, Any]]:
+        """``(predictions file, its mesh)``: the one file written."""
+        return [] if self.path is None else [(self.path, self.mesh)]
 
 
 def dense_probabilities(preds: Predictions, rows: NDArray[np.int64], n_cells: int) -> NDArray:
@@ -171,6 +181,7 @@ def predict_hierarchical(
     heads: Sequence[str] | None = None,
     name: str | None = None,
     top_k: int = 20,
+    answer: str = "top-cell",
     report: Callable[[str], None] = log.info,
     **predict_options: Any,
 ) -> HierarchicalResult | None:
@@ -190,6 +201,10 @@ def predict_hierarchical(
         same photos, or one multi-head M1 (one backbone pass serves every head).
     heads
         A multi-head M1's heads to combine (default: all of them).
+    answer
+        The rule choosing each photo's reported point from the combined top
+        cells and the fine mesh's label points: ``top-cell``, ``geoscore``
+        or ``median`` (:mod:`trigeo.answer`).
     predict_options
         Passed to :func:`~trigeo.predict.m1.predict_m1` (``data``, ``images``,
         ``split``, devices, workers, ...).
@@ -205,11 +220,13 @@ def predict_hierarchical(
         Fewer than two meshes, ``heads`` with several model directories, an
         unknown head, or a model directory that is not an M1.
     """
+    from trigeo.answer import answer_model_id, answer_points, check_cell_answer
     from trigeo.models.m1 import M1Model
     from trigeo.predict.m1 import predict_m1
     from trigeo.predictions import read_predictions, write_predictions
     from trigeo.provenance import make_provenance
 
+    check_cell_answer(answer)
     models = [M1Model.load(path) for path in model_dirs]
     multi = len(models) == 1 and models[0].is_multi_head
     if multi:
@@ -262,6 +279,10 @@ def predict_hierarchical(
         label=fine[2],
         top_k=top_k,
     )
+    label_lat, label_lon = fine[1].centroids(kind=fine[2])
+    combined.lat, combined.lon = answer_points(
+        answer, combined.top_cells, combined.top_probs, label_lat, label_lon
+    )
     names = " x ".join(m[0] for m in members)
     write_predictions(
         out,
@@ -270,8 +291,10 @@ def predict_hierarchical(
         combined.lon,
         top_cells=combined.top_cells,
         top_probs=combined.top_probs,
-        model_id="hier-" + "-".join(m[3].rsplit("-", 1)[-1] for m in members),
-        model_name=name or f"hier {names}"[:40],
+        model_id=answer_model_id(
+            "hier-" + "-".join(m[3].rsplit("-", 1)[-1] for m in members), answer
+        ),
+        model_name=name or f"hier {names}"[:40] + ("" if answer == "top-cell" else f" {answer}"),
         mesh_hash=fine[4],
         provenance=make_provenance(
             {
@@ -286,6 +309,9 @@ def predict_hierarchical(
             },
             {m[3]: m[4] for m in members},
         ),
+        answer=answer,
+        answer_params={"top_k": int(combined.top_cells.shape[1])},
     )
     report(f"wrote {len(combined.photo_id)} hierarchical predictions ({names}) to {out}")
+    combined.path, combined.mesh = Path(out), fine[1]
     return combined

@@ -41,6 +41,12 @@ class PredictResult:
     model_name: str
     #: Every predictions file written: head name -> path (one entry for a single-head model).
     files: dict[str, Path] = field(default_factory=dict)
+    #: The mesh of each file in ``files``, by the same head name.
+    meshes: dict[str, Any] = field(default_factory=dict)
+
+    def outputs(self) -> list[tuple[Path, Any]]:
+        """``(predictions file, its mesh)`` of every file written."""
+        return [(path, self.meshes[name]) for name, path in self.files.items()]
 
 
 def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -102,6 +108,7 @@ def predict_m1(
     cpu_threads: int | None = None,
     head: str | None = None,
     label: str | None = None,
+    answer: str = "top-cell",
     progress: bool = True,
     report: Callable[[str], None] = log.info,
 ) -> PredictResult | None:
@@ -110,8 +117,10 @@ def predict_m1(
     Exactly one of ``images`` and ``data`` is given (``split=None``: every
     photo of the dataset). Unreadable images are reported and left out of the
     file; more than ``max_unreadable`` of them stop the run before anything is
-    written. Predicted lat/lon is the label point (imagery or cell centroid,
-    per the model) of the most probable cell. ``name`` is the display name
+    written. Predicted lat/lon is the point ``answer`` chooses from the top-k
+    cells' label points (imagery or cell centroid, per the model):
+    ``top-cell``, ``geoscore`` or ``median`` (:mod:`trigeo.answer`); the file
+    records the rule. ``name`` is the display name
     stored in the file (default: the model's). Lightning's own messages go to
     ``<out>.log``. ``cpu_threads`` sets torch's threads as training does
     (``None``: the cores left after the loader workers).
@@ -130,10 +139,12 @@ def predict_m1(
     Raises
     ------
     InputError
-        Neither or both inputs, or an empty split.
+        Neither or both inputs, an empty split, or an answer rule that needs
+        an index (those run after: :mod:`trigeo.retrieve.refine`).
     UnreadableImagesError
         More than ``max_unreadable`` of the images cannot be read.
     """
+    from trigeo.answer import answer_model_id, answer_points, check_cell_answer
     from trigeo.data.loading import PhotoDataset, build_transform, five_crop_transform
     from trigeo.data.table import Dataset
     from trigeo.models.m1 import LABEL_KINDS, M1Model, prediction_model_id
@@ -144,6 +155,7 @@ def predict_m1(
         raise InputError("give either image paths or --data DATASET (not both)")
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
+    check_cell_answer(answer)
     # Spinning OpenMP threads beside the loader workers slow a CPU run several-fold.
     set_cpu_threads(cpu_threads, num_workers)
     # A caller that has loaded the model already (hierarchical prediction) passes it.
@@ -215,18 +227,22 @@ def predict_m1(
     label_override = label if label and label != model.label_kind else None
     primary: PredictResult | None = None
     files: dict[str, Path] = {}
+    meshes: dict[str, Any] = {}
     for h in chosen:
         spec = model.heads[h]
         suffix = f".{h}" if multi else ""
         path = Path(out) if one_file else head_path(out, spec.name)
+        # A rule other than top-cell names itself, as a label override does.
+        shown_rule = answer if answer != "top-cell" else None
         if name and one_file:
             display = name  # one file: the name given is the name written
         else:
-            parts = [name or model.name, spec.name if multi else None, label_override]
+            parts = [name or model.name, spec.name if multi else None, label_override, shown_rule]
             display = " ".join(p for p in parts if p)
         label_lat, label_lon = model.label_points(h, kind=label)
         top_cells = result["top_cells" + suffix]
-        lat, lon = label_lat[top_cells[:, 0]], label_lon[top_cells[:, 0]]
+        top_probs = result["top_probs" + suffix]
+        lat, lon = answer_points(answer, top_cells, top_probs, label_lat, label_lon)
         provenance = make_provenance(
             {
                 "top_k": top_k,
@@ -239,21 +255,27 @@ def predict_m1(
             {**inputs, "mesh": spec.mesh_hash},
             skipped=len(skipped),
         )
-        model_id = prediction_model_id(model.model_id, spec.name if multi else None, label_override)
+        model_id = answer_model_id(
+            prediction_model_id(model.model_id, spec.name if multi else None, label_override),
+            answer,
+        )
         write_predictions(
             path,
             kept_ids,
             lat,
             lon,
             top_cells=top_cells,
-            top_probs=result["top_probs" + suffix],
+            top_probs=top_probs,
             model_id=model_id,
             model_name=display,
             mesh_hash=spec.mesh_hash,
             provenance=provenance,
             full_probs=result.get("probs" + suffix),
+            answer=answer,
+            answer_params={"top_k": int(top_cells.shape[1])},
         )
         files[spec.name] = Path(path)
+        meshes[spec.name] = spec.mesh
         report(f"wrote {len(kept_ids)} predictions ({display}) to {path}")
         this = PredictResult(
             path=Path(path),
@@ -261,7 +283,7 @@ def predict_m1(
             lat=lat,
             lon=lon,
             top_cells=top_cells,
-            top_probs=result["top_probs" + suffix],
+            top_probs=top_probs,
             skipped=skipped,
             label_lat=label_lat,
             label_lon=label_lon,
@@ -272,6 +294,7 @@ def predict_m1(
             primary = this
     assert primary is not None
     primary.files = files
+    primary.meshes = meshes
     return primary
 
 

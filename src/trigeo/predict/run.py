@@ -34,6 +34,7 @@ def predict_model(
     posted_at: str | None = None,
     head: str | None = None,
     label: str | None = None,
+    answer: str = "top-cell",
     report: Callable[[str], None] = log.info,
     **m1_options: Any,
 ) -> Any:
@@ -47,6 +48,9 @@ def predict_model(
     head, label
         M1 only: predict one head of a multi-head model; report cells at the
         other label point (``imagery`` or ``cell``).
+    answer
+        The rule choosing each photo's reported point from its top cells
+        (``top-cell``, ``geoscore``, ``median``; :mod:`trigeo.answer`).
     m1_options
         Inference options shared by every kind (``batch_size``, ``num_workers``,
         ``accelerator``, ``devices``, ``cpu_threads``, ``five_crop``,
@@ -84,6 +88,7 @@ def predict_model(
             full_probs=full_probs,
             head=head,
             label=label,
+            answer=answer,
             report=report,
             **m1_options,
         )
@@ -105,6 +110,7 @@ def predict_model(
         posted_at=posted_at,
         name=name,
         top_k=top_k,
+        answer=answer,
         m1_options=m1_options,
         report=report,
     )
