@@ -17,6 +17,7 @@ import json
 import math
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
+from webdataset import TarWriter
 
 from trigeo.cli import app
 from trigeo.data.img2dataset import (
@@ -88,7 +90,8 @@ def _write_output(
     for shard_id in range(math.ceil(len(photos) / per_shard)):
         stem = f"{shard_id:05d}"
         chunk = photos[shard_id * per_shard : (shard_id + 1) * per_shard]
-        rows, members = [], []
+        rows: list[dict[str, Any]] = []
+        samples: list[dict[str, Any]] = []
         for index, i in enumerate(chunk):
             key = f"{10**oom * shard_id + index:0{oom + 5}d}"
             status, error = failures.get(i, ("success", None))
@@ -108,21 +111,24 @@ def _write_output(
             }
             rows.append(meta)
             if ok:
-                members += [
-                    (f"{key}.jpg", _jpeg(i)),
-                    (f"{key}.txt", b""),
-                    (f"{key}.json", json.dumps(meta, indent=4).encode()),
-                ]
+                samples.append(
+                    {"__key__": key, "jpg": _jpeg(i), "txt": "", "json": json.dumps(meta, indent=4)}
+                )
         if layout == "webdataset":
-            with tarfile.open(folder / f"{stem}.tar", "w") as tar:
-                for name, data in members:
-                    info = tarfile.TarInfo(name)
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
+            # As img2dataset's WebDatasetSampleWriter: webdataset's TarWriter, which puts a
+            # pax header (mtime) before every member.
+            with open(folder / f"{stem}.tar", "wb") as handle:
+                writer = TarWriter(handle)
+                for sample in samples:
+                    writer.write(sample)
+                writer.close()
         else:
             (folder / stem).mkdir()
-            for name, data in members:
-                (folder / stem / name).write_bytes(data)
+            for sample in samples:
+                key = sample["__key__"]
+                (folder / stem / f"{key}.jpg").write_bytes(sample["jpg"])
+                (folder / stem / f"{key}.txt").write_text(sample["txt"])
+                (folder / stem / f"{key}.json").write_text(sample["json"])
         schema = pa.schema(
             [
                 ("photo_id", pa.string()),
@@ -329,6 +335,54 @@ def test_a_corrupt_sample_json_is_reported_once(tmp_path: Path) -> None:
     assert report.written == 3
     assert dict(report.skipped) == {"unreadable sample json": 1}
     assert dataset.table.set_index("photo_id").loc["p.2", "image"].startswith(BASE)
+
+
+def test_tar_headers_read_fast_or_through_tarfile_alike(tmp_path: Path) -> None:
+    from trigeo.data.img2dataset import _tarfile_members, _ustar_members
+
+    path = tmp_path / "00000.tar"
+    with open(path, "wb") as handle:  # what img2dataset's WebDatasetSampleWriter does
+        writer = TarWriter(handle)
+        for i, key in enumerate(["000000000", "000000001", "k" * 120]):  # a pax path too
+            meta = json.dumps({"photo_id": f"p.{i}"}, indent=4)
+            writer.write({"__key__": key, "jpg": _jpeg(i), "json": meta, "txt": ""})
+        writer.close()
+    assert _ustar_members(path) == _tarfile_members(path)
+    assert _ustar_members(path)[-2][0] == "k" * 120 + ".json"
+    assert [name for name, _ in _ustar_members(path)][:3] == [
+        "000000000.jpg",
+        "000000000.json",
+        "000000000.txt",
+    ]
+
+
+def test_other_tar_headers_and_truncated_tars(tmp_path: Path) -> None:
+    root, out = tmp_path / "d", tmp_path / "i2d"
+    _url_dataset(root, 4)
+    out.mkdir()
+    long_key = "k" * 120
+    with tarfile.open(out / "00000.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        folder = tarfile.TarInfo("extra")
+        folder.type = tarfile.DIRTYPE  # not a file: this tar is read through tarfile
+        tar.addfile(folder)
+        for i, key in enumerate([long_key, "000001"]):
+            for name, data in (
+                (f"{key}.jpg", _jpeg(i)),
+                (f"{key}.json", json.dumps({"photo_id": f"p.{i}"}).encode()),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    (out / "00000_stats.json").write_text(json.dumps({"count": 2, "successes": 2}))
+    dataset, report = attach_img2dataset(root, out)
+    assert report.written == 2
+    assert dataset.table["image"].iloc[0] == f"img2dataset/00000.tar#{long_key}"
+
+    data = (out / "00000.tar").read_bytes()
+    cut = data.index(b"000001.jpg") + 512 + 100  # inside the second image's data
+    (out / "00000.tar").write_bytes(data[:cut])
+    with pytest.raises(InputError, match=r"00000\.tar: cannot read the shard"):
+        attach_img2dataset(root, out)
 
 
 def test_unfinished_shard_is_left_out_and_named(tmp_path: Path) -> None:
