@@ -266,6 +266,14 @@ def csv_table(
             "--allow-missing-images", help="Keep (and count) rows whose image is missing."
         ),
     ] = False,
+    check_images: Annotated[
+        bool,
+        typer.Option(
+            "--check-images",
+            help="After joining rows to image files (which opens none), read each matched "
+            "image's header and drop the unusable ones; a pass with its own images/s.",
+        ),
+    ] = False,
     val_fraction: ValFractionOpt = 0.18,
     heads_fraction: HeadsFractionOpt = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the hash-based split.")] = 0,
@@ -306,6 +314,7 @@ def csv_table(
             columns=given,
             split=split,
             allow_missing_images=allow_missing_images,
+            check_images=check_images,
             val_fraction=val_fraction,
             heads_fraction=heads_fraction,
             seed=seed,
@@ -320,6 +329,12 @@ def csv_table(
         f"[green]wrote[/green] {out}: {counts['photos']} photos, {counts['users']} users, "
         f"splits {counts['splits']} at {report.notes.get('rows_per_second')} rows/s"
     )
+    if "image_check" in report.notes:
+        check = report.notes["image_check"]
+        console.print(
+            f"checked {check['images']} image headers in {check['seconds']} s "
+            f"({check['images_per_second']} images/s)"
+        )
 
 
 @app.command()
@@ -494,7 +509,7 @@ def urls(
     console.print(escape(img2dataset_command(out, folder)), soft_wrap=True, highlight=False)
     console.print("on a Spark cluster (spark-submit this script; shared storage paths):")
     console.print(
-        escape(spark_script(f"hdfs:///trigeo/{out.name}", "hdfs:///trigeo/shards")),
+        escape(spark_script(f"hdfs:///trigeo/{out.name}", f"hdfs:///trigeo/{folder.name}")),
         soft_wrap=True,
         highlight=False,
     )
