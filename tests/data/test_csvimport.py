@@ -87,7 +87,9 @@ def test_generic_every_row_exact_and_every_bad_row_reported(
     table, images = generic
     seen: list[dict] = []
     out = tmp_path / "ds"
-    meta, report = import_csv(table, out, images=images, on_columns=lambda c, h: seen.append(c))
+    meta, report = import_csv(
+        table, out, images=images, check_images=True, on_columns=lambda c, h: seen.append(c)
+    )
     assert seen[0]["id"] == "photo_id" and seen[0]["lat"] == "Latitude"
     assert seen[0]["lon"] == "lng" and seen[0]["image"] == "path"
     assert seen[0]["user"] == "owner" and seen[0]["time"] == "timestamp"

@@ -69,7 +69,7 @@ def test_data_photos_imports_heic_and_avif_with_gps_and_time(tmp_path: Path):
 
 
 def test_folders_and_loaders_find_and_read_heic(tmp_path: Path):
-    from trigeo.data.image_index import FolderLocator
+    from trigeo.data.image_index import FolderIndex
     from trigeo.data.loading import ImageReader
 
     folder = tmp_path / "photos"
@@ -92,7 +92,7 @@ def test_folders_and_loaders_find_and_read_heic(tmp_path: Path):
         "e.jpg",
     ]
     # An importer finds a photo id's image whatever its extension.
-    locator = FolderLocator(folder)
+    locator = FolderIndex(folder)
     # (References are under the dataset's link to the image folder.)
     assert locator.find("a")[0] == "images/a.heic"
     assert locator.find("b")[0] == "images/b.HEIC"

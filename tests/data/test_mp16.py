@@ -66,7 +66,7 @@ def test_mp16_import_every_row_exact_and_every_problem_reported(
 ) -> None:
     table, shards = mp16
     out = tmp_path / "ds"
-    meta, _ = import_csv(table, out, images=shards, fmt="mp16")
+    meta, _ = import_csv(table, out, images=shards, fmt="mp16", check_images=True)
     df = Dataset.open(out).table.set_index("photo_id")
     good = [0, 1, 2, 3, 4, 6, 7, 8]
     assert list(df.index) == [IDS[i] for i in good]
@@ -114,7 +114,7 @@ def test_mp16_images_feed_the_loader_and_convert_to_tars(
 
     table, shards = mp16
     out = tmp_path / "ds"
-    import_csv(table, out, images=shards, fmt="mp16")
+    import_csv(table, out, images=shards, fmt="mp16", check_images=True)
     df = Dataset.open(out).table
     reader = ImageReader(out, df["image"].tolist())
     first = df.iloc[0]

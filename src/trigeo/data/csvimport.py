@@ -48,9 +48,10 @@ import pyarrow.parquet as pq
 
 from trigeo.data.checkpoint import load_checkpoint
 from trigeo.data.csvrows import RowConverter, parse_times
-from trigeo.data.formats import FORMATS, resolve_columns
+from trigeo.data.formats import FORMATS, TableFormat, resolve_columns
 from trigeo.data.ids import id_keys
-from trigeo.data.image_index import LINK, FolderLocator, KeyedImages, scan_stems
+from trigeo.data.image_index import LINK, FolderIndex, KeyedImages, scan_stems
+from trigeo.data.imagecheck import HeaderCheck
 from trigeo.data.report import REPORT_FILE, ImportReport
 from trigeo.data.table import COLUMNS, TableWriter
 from trigeo.errors import InputError
@@ -127,7 +128,7 @@ def import_csv(
     columns: dict[str, str | None] | None = None,
     split: str | None = None,
     allow_missing_images: bool = False,
-    check_images: bool = True,
+    check_images: bool = False,
     val_fraction: float = 0.18,
     heads_fraction: float = 0.5,
     seed: int = 0,
@@ -160,7 +161,9 @@ def import_csv(
     allow_missing_images
         Keep rows whose image is missing (still counted in the report).
     check_images
-        Open each image's header; unreadable ones are reported and dropped.
+        After joining rows to images (which opens no image), read each matched
+        image's header (:mod:`trigeo.data.imagecheck`); unusable ones are
+        reported and dropped. Timed apart: ``report.notes["image_check"]``.
     val_fraction, heads_fraction, seed
         The seeded split's parameters.
     batch_rows, row_group_rows
@@ -227,17 +230,7 @@ def import_csv(
     scan_report = (
         ImportReport("data.csv", table) if state["parts"] or state["rows_done"] else report
     )
-    locate: Any
-    store_summary: dict[str, Any] = {}
-    if spec.store == "msgpack":
-        from trigeo.data.msgpack_shards import scan_shards
-
-        locate, store_summary = scan_shards(root, out, scan_report, check_images=check_images)
-    elif spec.by_stem:
-        locate = scan_stems(root, scan_report)
-        store_summary = {"images": len(locate)}
-    else:
-        locate = FolderLocator(root, spec.basename_fallback, check_images)
+    locate, store_summary = _locator(spec, root, out, scan_report)
     used = set(chosen.values())
     extras: list[pa.Field] = [pa.field("time_source", pa.string())]
     sources: dict[str, str] = {}  # output column -> input column (renamed on a clash)
@@ -266,8 +259,7 @@ def import_csv(
         split,
         (val_fraction, heads_fraction, seed),
         allow_missing_images,
-        check_images,
-        out,
+        HeaderCheck(out) if check_images else None,
     )
     converter.sources = sources
     for key, value in state["notes"].items():
@@ -332,7 +324,13 @@ def import_csv(
         store_summary["records_without_metadata"] = locate.report_unmatched(
             report, "record without metadata"
         )
+    if isinstance(locate, FolderIndex) and locate.seconds is not None:
+        store_summary.update(files=len(locate), list_seconds=round(locate.seconds, 3))
+        if locate.not_utf8:
+            store_summary["names_not_utf8"] = locate.not_utf8
     report.notes["image_store"] = {"kind": spec.store, "root": str(root.resolve()), **store_summary}
+    if converter.check is not None:
+        report.notes["image_check"] = converter.check.summary()
     with TableWriter(out, extras) as writer:
         for name in parts:
             writer.write(pq.read_table(parts_dir / name))
@@ -360,6 +358,21 @@ def import_csv(
     shutil.rmtree(parts_dir, ignore_errors=True)
     state_path.unlink(missing_ok=True)
     return meta, report
+
+
+def _locator(
+    spec: TableFormat, root: Path, out: Path, report: ImportReport
+) -> tuple[FolderIndex | KeyedImages, dict[str, Any]]:
+    """The format's image locator and what the report says of the image store."""
+    if spec.store == "msgpack":
+        from trigeo.data.msgpack_shards import scan_shards
+
+        # Headers are the check pass's job (--check-images): the scan reads positions only.
+        return scan_shards(root, out, report, check_images=False)
+    if spec.by_stem:
+        keyed = scan_stems(root, report)
+        return keyed, {"images": len(keyed)}
+    return FolderIndex(root, spec.basename_fallback, report), {}
 
 
 def _input_types(table: Path, names: list[str]) -> list[pa.DataType]:

@@ -8,7 +8,6 @@ there and in ``docs/datasets.md``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +17,9 @@ import pyarrow.compute as pc
 
 from trigeo.data.formats import TableFormat
 from trigeo.data.ids import SeenIds, id_keys, split_from_keys
-from trigeo.data.image_index import LINK, KeyedImages
-from trigeo.data.images import BadImageError, sniff_image
+from trigeo.data.image_index import LINK
+from trigeo.data.imagecheck import HeaderCheck, checkable
 from trigeo.data.report import ImportReport
-from trigeo.data.stores import StoreReader
 
 __all__ = ["RowConverter", "as_floats", "as_strings", "parse_times"]
 
@@ -107,7 +105,30 @@ def parse_times(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class RowConverter:
-    """Turns input batches into table rows, reporting every dropped row."""
+    """Turns input batches into table rows, reporting every dropped row.
+
+    Parameters
+    ----------
+    fmt
+        The table format (image layout, time and absent-image rules).
+    columns
+        Field -> input column.
+    extras
+        Extra output fields (input columns kept, and ``time_source``).
+    report
+        Receives every dropped row, by reason.
+    locate
+        The image locator: ``match(values) -> Matches``
+        (:class:`trigeo.data.image_index.FolderIndex` or ``KeyedImages``).
+    split
+        One split for every photo, or ``None`` (a split column, or the seeded split).
+    split_args
+        ``(val_fraction, heads_fraction, seed)`` of the seeded split.
+    allow_missing
+        Keep rows whose image is missing (counted).
+    check
+        The optional header check of the matched images, or ``None``.
+    """
 
     def __init__(
         self,
@@ -119,16 +140,13 @@ class RowConverter:
         split: str | None,
         split_args: tuple[float, float, int],
         allow_missing: bool,
-        check_images: bool,
-        out: Path,
+        check: HeaderCheck | None,
     ) -> None:
         self.fmt, self.columns, self.extras, self.report = fmt, columns, extras, report
         self.locate, self.split, self.split_args = locate, split, split_args
-        self.allow_missing, self.check_images = allow_missing, check_images
+        self.allow_missing, self.check = allow_missing, check
         self.seen = SeenIds()
         self.sources: dict[str, str] = {}
-        self.out = out
-        self.stores = StoreReader(out)  # references start with "images/", the link in out
         self.counts: dict[str, int] = {
             "missing_images_kept": 0,
             "times_absent": 0,
@@ -145,10 +163,23 @@ class RowConverter:
         if rows.size > 5:  # beyond the examples, counted only
             self.report.skipped[reason] += rows.size - 5
 
+    def _col(self, batch: pa.RecordBatch, name: str) -> pa.Array:
+        values = batch.column(self.columns[name])
+        return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
     def convert(self, batch: pa.RecordBatch, offset: int) -> pa.Table | None:
+        """Table rows of the batch's good rows; ``offset`` is the batch's first row (0-based)."""
+        parsed = self._validate(batch, offset)
+        ids, keep = parsed["ids"], parsed["keep"]
+        refs, keep = self._images(batch, ids, keep, offset)
+        if keep.size == 0:
+            return None
+        return self._assemble(batch, parsed, refs, keep)
+
+    def _validate(self, batch: pa.RecordBatch, offset: int) -> dict[str, Any]:
+        """Parse ids, coordinates, times and splits; report and drop the bad rows."""
         cols = self.columns
-        n = batch.num_rows
-        reason = np.zeros(n, dtype=np.int8)
+        reason = np.zeros(batch.num_rows, dtype=np.int8)
         detail: dict[int, Callable[[int], str]] = {}
 
         def flag(code: int, mask: np.ndarray, text: Callable[[int], str]) -> None:
@@ -156,18 +187,15 @@ class RowConverter:
             reason[new] = code
             detail.setdefault(code, text)
 
-        def col(name: str) -> pa.Array:
-            values = batch.column(cols[name])
-            return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        def empty(values: pa.Array) -> np.ndarray:
+            return pc.equal(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False)
 
-        ids = as_strings(col("id"))
-        flag(1, pc.equal(pc.utf8_length(ids), 0).to_numpy(zero_copy_only=False), lambda i: "")
-        lat_raw, lon_raw = col("lat"), col("lon")
+        ids = as_strings(self._col(batch, "id"))
+        flag(1, empty(ids), lambda i: "")
+        lat_raw, lon_raw = self._col(batch, "lat"), self._col(batch, "lon")
         lat_s, lon_s = as_strings(lat_raw), as_strings(lon_raw)
         lat, lon = as_floats(lat_raw), as_floats(lon_raw)
-        lat_empty = pc.equal(pc.utf8_length(lat_s), 0).to_numpy(zero_copy_only=False)
-        lon_empty = pc.equal(pc.utf8_length(lon_s), 0).to_numpy(zero_copy_only=False)
-        flag(3, lat_empty | lon_empty, lambda i: f"{cols['lat']}/{cols['lon']} empty")
+        flag(3, empty(lat_s) | empty(lon_s), lambda i: f"{cols['lat']}/{cols['lon']} empty")
         flag(
             2,
             ~(np.isfinite(lat) & np.isfinite(lon)),
@@ -179,22 +207,18 @@ class RowConverter:
         with np.errstate(invalid="ignore"):
             flag(4, np.abs(lat) > 90, lambda i: f"{cols['lat']} {lat[i]}")
             flag(5, np.abs(lon) > 180, lambda i: f"{cols['lon']} {lon[i]}")
-        micros = np.zeros(n, dtype=np.int64)
-        has_time = np.zeros(n, dtype=bool)
+        micros = np.zeros(batch.num_rows, dtype=np.int64)
+        has_time = np.zeros(batch.num_rows, dtype=bool)
         if "time" in cols:
-            time_raw = col("time")
-            micros, ok, empty = parse_times(time_raw)
+            time_raw = self._col(batch, "time")
+            micros, ok, blank = parse_times(time_raw)
             time_s = as_strings(time_raw)
-            flag(6, ~ok & ~empty, lambda i: f"{cols['time']} {time_s[i].as_py()!r}")
+            flag(6, ~ok & ~blank, lambda i: f"{cols['time']} {time_s[i].as_py()!r}")
             has_time = ok
         split_s = None
         if "split" in cols:
-            split_s = as_strings(col("split"))
-            flag(
-                7,
-                pc.equal(pc.utf8_length(split_s), 0).to_numpy(zero_copy_only=False),
-                lambda i: f"{cols['split']} empty",
-            )
+            split_s = as_strings(self._col(batch, "split"))
+            flag(7, empty(split_s), lambda i: f"{cols['split']} empty")
         ok_rows = np.flatnonzero(reason == 0)
         keys = id_keys(ids.take(pa.array(ok_rows, type=pa.int64())))
         dup = self.seen.contains(keys) | pd.Series(keys).duplicated().to_numpy()
@@ -203,16 +227,27 @@ class RowConverter:
         self.seen.add(keys[~dup])
         for code in np.unique(reason[reason > 0]).tolist():
             self._skip(_REASONS[code - 1], np.flatnonzero(reason == code), offset, detail[code])
+        return {
+            "ids": ids,
+            "keep": np.flatnonzero(reason == 0),
+            "lat": lat,
+            "lon": lon,
+            "micros": micros,
+            "has_time": has_time,
+            "split": split_s,
+            "ok_rows": ok_rows,
+            "keys": keys,
+        }
 
-        keep = np.flatnonzero(reason == 0)
-        refs, keep = self._images(batch, ids, keep, offset)
+    def _assemble(
+        self, batch: pa.RecordBatch, parsed: dict[str, Any], refs: pa.Array, keep: np.ndarray
+    ) -> pa.Table:
+        """The output table of the kept rows."""
         k = keep.size
-        if k == 0:
-            return None
         take = pa.array(keep, type=pa.int64())
-        ids_k = ids.take(take)
-        if "user" in cols:
-            users = as_strings(col("user")).take(take)
+        ids_k = parsed["ids"].take(take)
+        if "user" in self.columns:
+            users = as_strings(self._col(batch, "user")).take(take)
             # OSV-5M writes numeric creator ids as floats ("111336221091714.0").
             users = pc.replace_substring_regex(users, r"^([0-9]+)\.0$", r"\1")
             absent = pc.equal(pc.utf8_length(users), 0)
@@ -222,8 +257,8 @@ class RowConverter:
             users = ids_k
         # A photo without a user is its own user: albums never mix strangers' photos.
         users = pc.if_else(absent, pc.binary_join_element_wise("photo:", ids_k, ""), users)
-        times = micros[keep]
-        known = has_time[keep]
+        times = parsed["micros"][keep]
+        known = parsed["has_time"][keep]
         self.counts["times_absent"] += int((~known).sum())
         posted = pa.array(np.where(known, times, 0), type=pa.timestamp("us", tz="UTC"))
         taken = pa.array(
@@ -233,17 +268,17 @@ class RowConverter:
         )
         if self.split is not None:
             split = pa.array([self.split] * k, type=pa.string())
-        elif split_s is not None:
-            split = split_s.take(take)
+        elif parsed["split"] is not None:
+            split = parsed["split"].take(take)
         else:
             # The id keys were computed for the duplicate check: reuse them (hashing is costly).
-            kept_keys = keys[np.searchsorted(ok_rows, keep)]
+            kept_keys = parsed["keys"][np.searchsorted(parsed["ok_rows"], keep)]
             split = pa.array(split_from_keys(kept_keys, *self.split_args), type=pa.string())
         columns: dict[str, pa.Array] = {
             "photo_id": ids_k,
-            "image": pa.array(refs, type=pa.string()),
-            "lat": pa.array(lat[keep]),
-            "lon": pa.array(lon[keep]),
+            "image": refs,
+            "lat": pa.array(parsed["lat"][keep]),
+            "lon": pa.array(parsed["lon"][keep]),
             "user_id": users,
             "posted_at": posted,
             "taken_at": taken,
@@ -253,6 +288,12 @@ class RowConverter:
                 np.where(known, "column", "none").astype(object), type=pa.string()
             ),
         }
+        columns.update(self._extras(batch, take))
+        return pa.table(columns)
+
+    def _extras(self, batch: pa.RecordBatch, take: pa.Array) -> dict[str, pa.Array]:
+        """The input's other columns, typed as the format says."""
+        columns: dict[str, pa.Array] = {}
         for f in self.extras:
             if f.name == "time_source":
                 continue
@@ -271,7 +312,7 @@ class RowConverter:
                 columns[f.name] = pc.cast(values, f.type)
             else:
                 columns[f.name] = values
-        return pa.table(columns)
+        return columns
 
     def _outdoor(self, batch: pa.RecordBatch, take: pa.Array) -> pa.Array:
         names = batch.schema.names
@@ -290,77 +331,55 @@ class RowConverter:
 
     def _images(
         self, batch: pa.RecordBatch, ids: pa.Array, keep: np.ndarray, offset: int
-    ) -> tuple[list[str], np.ndarray]:
-        """References of the kept rows' images; rows without one are reported."""
+    ) -> tuple[pa.Array, np.ndarray]:
+        """References of the kept rows' images; rows without one are reported.
+
+        One array join per batch (no file is opened), then, when asked, the
+        header check of the matched images.
+        """
         if keep.size == 0:
-            return [], keep
+            return pa.array([], type=pa.string()), keep
         take = pa.array(keep, type=pa.int64())
         if "image" in self.columns:
-            values = as_strings(batch.column(self.columns["image"])).take(take)
+            values = as_strings(self._col(batch, "image")).take(take)
         else:
             values = ids.take(take)
-        texts = values.to_pylist()
-        refs: list[str | None] = [None] * keep.size
-        failed: list[tuple[int, str, str]] = []
-        if isinstance(self.locate, KeyedImages):
-            pos = self.locate.lookup(values)
-            all_refs: list[str | None] = [None] * pos.size
-            all_problems: list[str | None] = [None] * pos.size
-            if len(self.locate):
-                where = pa.array(np.maximum(pos, 0))
-                # Bulk conversions: per-element Arrow access costs microseconds per row.
-                all_refs = self.locate.refs.take(where).to_pylist()
-                all_problems = self.locate.problems.take(where).to_pylist()
-            for j, p in enumerate(pos.tolist()):
-                if p < 0:
-                    reason = (
-                        "not in the image set"
-                        if self.fmt.absent_images_expected
-                        else "missing image"
-                    )
-                    failed.append((j, reason, f"no image with id {texts[j]!r}"))
-                    continue
-                ref, problem = all_refs[j], all_problems[j]
-                if problem is None and self.check_images and self.fmt.store != "msgpack":
-                    problem = self._check_ref(ref)  # msgpack records were checked in the scan
-                if problem is not None:
-                    failed.append((j, problem, self.locate.details[p].as_py()))
-                    continue
-                refs[j] = ref
-        else:
-            for j, text in enumerate(texts):
-                if "://" in text:  # a URL: kept for `trigeo data download`
-                    refs[j] = text
-                    continue
-                ref, why, about = self.locate.find(text)
-                if why == "missing image" and self.fmt.absent_images_expected:
-                    why = "not in the image set"
-                if ref is None:
-                    failed.append((j, str(why), about))
-                else:
-                    refs[j] = ref
+        matches = self.locate.match(values)
+        refs = matches.refs
+        problems: dict[int, tuple[str, str]] = {}
+        for j in np.flatnonzero(pc.is_valid(matches.problems).to_numpy(zero_copy_only=False)):
+            problems[int(j)] = (matches.problems[int(j)].as_py(), "")
+        if self.check is not None:
+            rows = checkable(refs)
+            rows = rows[~np.isin(rows, list(problems))] if problems else rows
+            problems.update(self.check.check(refs, rows))
         drop = np.zeros(keep.size, dtype=bool)
-        for j, why, about in failed:
-            missing = why in ("missing image", "not in the image set")
-            if why == "not in the image set":
-                self.counts["absent_expected"] += 1
-            if missing and self.allow_missing:
-                # Kept on request: the loaders skip and report it when it is still absent.
-                self.counts["missing_images_kept"] += 1
-                refs[j] = f"{LINK}/{texts[j]}"
-                continue
-            drop[j] = True
-            self.report.skip(why, where=f"row {offset + int(keep[j]) + 1}", detail=about)
-        kept = [r for r, d in zip(refs, drop, strict=True) if not d]
-        return kept, keep[~drop]  # type: ignore[return-value]
 
-    def _check_ref(self, ref: str) -> str | None:
-        path, _, member = ref.partition("#")
-        try:
-            data = self.stores.read(path, member) if member else (self.out / path).read_bytes()
-            sniff_image(data)
-        except BadImageError as exc:
-            return exc.reason if exc.reason != "empty file" else "empty image"
-        except (OSError, KeyError, ValueError):
-            return "unreadable image"
-        return None
+        def at(row: int) -> int:  # batch row -> position among the kept rows
+            return int(np.searchsorted(keep, row))
+
+        missing = np.flatnonzero(~pc.is_valid(refs).to_numpy(zero_copy_only=False))
+        if missing.size:
+            reason = "not in the image set" if self.fmt.absent_images_expected else "missing image"
+            if self.fmt.absent_images_expected:
+                self.counts["absent_expected"] += int(missing.size)
+            if self.allow_missing:
+                # Kept on request: the loaders skip and report it when it is still absent.
+                self.counts["missing_images_kept"] += int(missing.size)
+                linked = pc.binary_join_element_wise(LINK, values, "/")
+                refs = pc.if_else(pc.is_valid(refs), refs, linked)
+            else:
+                drop[missing] = True
+                self._skip(reason, keep[missing], offset, lambda i: matches.missing(at(i)))
+        by_reason: dict[str, list[int]] = {}
+        for j in sorted(problems):
+            by_reason.setdefault(problems[j][0], []).append(j)
+        for why, rows in by_reason.items():
+            drop[rows] = True
+
+            def detail(j: int) -> str:
+                where, text = matches.where(j), problems[j][1]
+                return f"{where}: {text}" if text else where
+
+            self._skip(why, keep[rows], offset, lambda i: detail(at(i)))
+        return refs.filter(pa.array(~drop)), keep[~drop]

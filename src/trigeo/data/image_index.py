@@ -1,51 +1,184 @@
-"""Finding each photo's image: in a folder by path, or in a scanned index by id.
+"""Finding each photo's image: the image root is listed once, then joined to the rows as arrays.
 
-Importers ask a locator for the image of a batch of rows and get back, per
-row, an image reference (:mod:`trigeo.data.stores` explains the syntax) or
-the reason there is none. Three kinds:
+Importers ask a locator for the images of a batch of values (an image column
+entry, or the photo id) and get back :class:`Matches`: per value, an image
+reference (:mod:`trigeo.data.stores` explains the syntax) or nothing, and a
+text naming where the image is. No image file is opened here: reading the
+headers is the importer's optional check pass (:mod:`trigeo.data.imagecheck`).
+Two kinds:
 
-* :class:`FolderLocator`: ``ROOT/<value>`` with or without an extension (the
-  value is an image column entry or the photo id), checked with one ``stat``
-  and a header read per row.
+* :class:`FolderIndex`: ``ROOT/<value>`` with or without an extension. The
+  folder is listed once (:func:`list_files`, ``os.scandir``); each batch is
+  then three or four array lookups, not some nine ``stat`` calls per row.
 * :class:`KeyedImages`: images found by id in a scan done before the rows are
   read: msgpack shard records (:mod:`trigeo.data.msgpack_shards`) or image
   files and zip members named ``<id>.<ext>`` anywhere under a folder
-  (:func:`scan_stems`, OpenStreetView-5M's layout). Lookups are vectorized:
-  ids are kept as sorted 64-bit keys (:func:`trigeo.data.yfcc.id_keys`) plus
-  the id strings to rule out hash collisions, so memory is some 60-100 bytes
-  per image whatever the table's size.
+  (:func:`scan_stems`, OpenStreetView-5M's layout).
+
+Both keep their names as sorted 64-bit keys plus the strings
+(:class:`trigeo.data.ids.KeyIndex`), so memory is some 60-100 bytes per image
+whatever the table's size.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import stat
+import time
 import zipfile
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trigeo.data.ids import id_keys
-from trigeo.data.images import IMAGE_EXTENSIONS, BadImageError, sniff_image
+from trigeo.data.ids import KeyIndex
+from trigeo.data.images import IMAGE_EXTENSIONS
 from trigeo.data.report import ImportReport
 
-__all__ = ["LINK", "FolderLocator", "KeyedImages", "scan_stems"]
+__all__ = [
+    "LINK",
+    "FolderIndex",
+    "KeyedImages",
+    "Matches",
+    "image_candidates",
+    "list_files",
+    "scan_stems",
+]
 
 LINK = "images"
 """Name of the link, inside the dataset directory, to the image root."""
 
+# Tried in this order after the bare name: lower case first, then upper case.
 _EXTENSIONS = tuple(f".{e}" for e in IMAGE_EXTENSIONS) + tuple(
     f".{e.upper()}" for e in IMAGE_EXTENSIONS
 )
+_EXT_REGEX = "(" + "|".join(re.escape(e) for e in _EXTENSIONS) + ")$"
+# Values that a path join would change ("a//b", "./a", "a/", "a/."), or that
+# leave the root (".."): resolved one by one, by the rule's own words.
+_UNUSUAL = r"(^|/)\.\.?(/|$)|//|/$"
 
-Found = tuple[str | None, str | None, str]
-"""(image reference, failure reason, detail): a reference when found."""
+
+@dataclass
+class Matches:
+    """The images found for a batch of values.
+
+    Attributes
+    ----------
+    refs
+        The image reference per value; null where none was found.
+    problems
+        A reason (``"not an image"`` ...) per value whose image is known to be
+        unusable from the scan (msgpack records checked there), else null.
+    where
+        Text naming the found image of value ``i`` (for reports).
+    missing
+        The report detail of value ``i`` that has no image.
+    """
+
+    refs: pa.Array
+    problems: pa.Array
+    where: Callable[[int], str]
+    missing: Callable[[int], str]
 
 
-class FolderLocator:
+def image_candidates(value: str, basename_fallback: bool = False) -> list[str]:
+    """The names tried, in order, for one value: the name rule of :class:`FolderIndex`.
+
+    The value itself; then, unless it ends with an image extension, the value
+    plus each extension (``.jpg``, ``.jpeg``, ... lower case, then upper
+    case); then, with ``basename_fallback`` and a ``/`` in the value, its last
+    component, and that plus ``.jpg`` unless it has an extension.
+    """
+    value = value.strip().lstrip("/")
+    names = [value]
+    if not value.endswith(_EXTENSIONS):
+        names += [value + ext for ext in _EXTENSIONS]
+    if basename_fallback and "/" in value:
+        base = value.rsplit("/", 1)[1]
+        names += [base] + ([] if base.endswith(_EXTENSIONS) else [base + ".jpg"])
+    return names
+
+
+def list_files(root: Path, report: ImportReport | None = None) -> tuple[list[str], int]:
+    """Every file under ``root``, as paths relative to it, in one recursive walk.
+
+    A file is what ``Path.is_file`` calls one: symbolic links to files count,
+    broken links do not, and linked folders are walked too (a link back to a
+    folder being walked is not followed again). Folders that cannot be read
+    are reported as ``unreadable image folder`` when ``report`` is given.
+
+    Returns
+    -------
+    (names, not_utf8)
+        The relative POSIX paths, and how many names were left out because
+        they are not valid UTF-8 (no table value can name them).
+    """
+    names: list[str] = []
+    not_utf8 = 0
+    # (folder, its path relative to root, (st_dev, st_ino) of it and its parents)
+    stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = []
+    try:
+        info = os.stat(root)
+    except OSError:
+        return names, not_utf8
+    stack.append((str(root), "", frozenset({(info.st_dev, info.st_ino)})))
+    while stack:
+        folder, rel, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            if report is not None:
+                report.skip("unreadable image folder", where=rel or ".", detail=str(exc))
+            continue
+        for entry in entries:
+            name = rel + entry.name
+            try:
+                if entry.is_file():
+                    names.append(name)
+                elif entry.is_dir():
+                    if entry.is_symlink():
+                        info = entry.stat()
+                        key = (info.st_dev, info.st_ino)
+                        if key in ancestors:
+                            continue  # a link to a folder being walked: a cycle
+                    else:
+                        info = entry.stat(follow_symlinks=False)
+                        key = (info.st_dev, info.st_ino)
+                    if stat.S_ISDIR(info.st_mode):
+                        stack.append((entry.path, name + "/", ancestors | {key}))
+            except OSError:
+                continue  # vanished or unreadable entry: not a usable file
+    try:
+        pa.array(names, type=pa.string())
+    except (UnicodeEncodeError, pa.ArrowException):
+        kept = [n for n in names if _is_utf8(n)]
+        not_utf8 = len(names) - len(kept)
+        names = kept
+    return names, not_utf8
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate-escaped bytes from a non-UTF-8 name
+        return False
+    return True
+
+
+def _normal(name: str) -> str:
+    """``name`` as the path it names below the root ("a//./b/" -> "a/b")."""
+    return str(PurePosixPath(*[p for p in name.split("/") if p not in ("", ".")]))
+
+
+class FolderIndex:
     """Images as files under ``root``, by relative path with or without extension.
+
+    Finds, for each value, the same file as trying :func:`image_candidates`
+    in order against the file system would, from one listing of ``root``.
 
     Parameters
     ----------
@@ -53,43 +186,160 @@ class FolderLocator:
         The image folder (linked into the dataset as :data:`LINK`).
     basename_fallback
         Also try the value's last path component directly under ``root``.
-    check
-        Read each found file's header (:func:`trigeo.data.images.sniff_image`).
+    report
+        Receives folders that cannot be listed.
     """
 
-    def __init__(self, root: Path, basename_fallback: bool = False, check: bool = True) -> None:
+    def __init__(
+        self, root: Path, basename_fallback: bool = False, report: ImportReport | None = None
+    ) -> None:
         self.root = root
         self.basename_fallback = basename_fallback
-        self.check = check
+        self._report = report
+        self.seconds: float | None = None
+        """Seconds the listing and indexing took (``None`` until needed)."""
+        self.not_utf8 = 0
+        self.files = pa.array([], type=pa.string())
+        self._exact = self._stems = KeyIndex(self.files)
+        self._stem_file = np.empty(0, np.int64)
 
-    def _candidates(self, value: str) -> list[str]:
-        value = value.strip().lstrip("/")
-        names = [value]
-        if not value.endswith(_EXTENSIONS):
-            names += [value + ext for ext in _EXTENSIONS]
-        if self.basename_fallback and "/" in value:
-            base = value.rsplit("/", 1)[1]
-            names += [base] + ([] if base.endswith(_EXTENSIONS) else [base + ".jpg"])
-        return names
+    def _list(self) -> None:
+        """List and index the root, once, when a value first needs a file.
 
-    def find(self, value: str) -> Found:
-        """Look up one image by its column value (or photo id)."""
+        Tables whose images are all URLs never list it (the root defaults to
+        the table's folder, which may hold anything).
+        """
+        if self.seconds is not None:
+            return
+        start = time.perf_counter()
+        names, self.not_utf8 = list_files(self.root, self._report)
+        self.files = pa.array(names, type=pa.string())
+        self._exact = KeyIndex(self.files)
+        # Stem -> file with the first extension in _EXTENSIONS order: KeyIndex
+        # keeps the first of equal strings, so stems are added in that order.
+        stems: list[pa.Array] = []
+        stem_files: list[np.ndarray] = []
+        for ext in _EXTENSIONS:
+            where = np.flatnonzero(pc.ends_with(self.files, ext).to_numpy(zero_copy_only=False))
+            if where.size:
+                named = self.files.take(pa.array(where))
+                stems.append(pc.utf8_slice_codeunits(named, 0, -len(ext)))
+                stem_files.append(where)
+        stem_array = pa.concat_arrays(stems) if stems else pa.array([], type=pa.string())
+        self._stems = KeyIndex(stem_array)
+        self._stem_file = (
+            np.concatenate(stem_files)[self._stems.order] if stem_files else np.empty(0, np.int64)
+        )
+        self.seconds = time.perf_counter() - start
+
+    def __len__(self) -> int:
+        self._list()
+        return len(self.files)
+
+    def _file(self, names: pa.Array) -> np.ndarray:
+        """Position in :attr:`files` of each name, or -1."""
+        pos = self._exact.lookup(names)
+        return np.where(pos >= 0, self._exact.order[np.maximum(pos, 0)], -1)
+
+    def match(self, values: pa.Array) -> Matches:
+        """The image of each value (trimmed strings; URLs are their own reference)."""
+        n = len(values)
+        url = pc.match_substring(values, "://").to_numpy(zero_copy_only=False)
+        names = pc.utf8_ltrim(values, "/")
+        unusual = pc.or_(
+            pc.equal(pc.utf8_length(names), 0), pc.match_substring_regex(names, _UNUSUAL)
+        ).to_numpy(zero_copy_only=False)
+        unusual &= ~url
+        if not url.all():
+            self._list()
+        pos = np.full(n, -1, dtype=np.int64)
+        plain = np.flatnonzero(~url & ~unusual)
+        if plain.size and len(self.files):
+            pos[plain] = self._resolve(names.take(pa.array(plain)))
+        if len(self.files):
+            refs = pc.binary_join_element_wise(
+                LINK, self.files.take(pa.array(np.maximum(pos, 0))), "/"
+            )
+            refs = pc.if_else(pa.array(pos >= 0), refs, pa.scalar(None, type=pa.string()))
+        else:
+            refs = pa.nulls(n, type=pa.string())
+        refs = pc.if_else(pa.array(url), values, refs)
+        notes: dict[int, str] = {}
+        if unusual.any():
+            fixed = refs.to_pylist()
+            for i in np.flatnonzero(unusual).tolist():
+                fixed[i], note = self._one(values[i].as_py())
+                if note:
+                    notes[i] = note
+            refs = pa.array(fixed, type=pa.string())
+
+        def where(i: int) -> str:
+            return str(self.root / refs[i].as_py()[len(LINK) + 1 :])
+
+        def missing(i: int) -> str:
+            if i in notes:
+                return notes[i]
+            return f"no file {self.root / values[i].as_py().strip()}[.jpg|...]"
+
+        return Matches(refs, pa.nulls(n, type=pa.string()), where, missing)
+
+    def _resolve(self, names: pa.Array) -> np.ndarray:
+        """File position of each plain name (no "//", ".", ".." parts), or -1.
+
+        The name rule as array lookups: the name itself; the stem index for
+        names without an image extension; then the basename fallback.
+        """
+        pos = self._file(names)
+        todo = np.flatnonzero(pos < 0)
+        if todo.size and len(self._stems):
+            sub = names.take(pa.array(todo))
+            no_ext = ~pc.match_substring_regex(sub, _EXT_REGEX).to_numpy(zero_copy_only=False)
+            found = self._stems.lookup(sub.filter(pa.array(no_ext)))
+            rows = todo[no_ext]
+            pos[rows[found >= 0]] = self._stem_file[found[found >= 0]]
+        if self.basename_fallback:
+            self._basenames(names, pos)
+        return pos
+
+    def _basenames(self, names: pa.Array, pos: np.ndarray) -> None:
+        """Try the last path component of the names still without a file (in place)."""
+        todo = np.flatnonzero(pos < 0)
+        if not todo.size:
+            return
+        sub = names.take(pa.array(todo))
+        nested = pc.match_substring(sub, "/").to_numpy(zero_copy_only=False)
+        todo, sub = todo[nested], sub.filter(pa.array(nested))
+        if not todo.size:
+            return
+        base = pc.replace_substring_regex(sub, "^.*/", "")
+        found = self._file(base)
+        pos[todo[found >= 0]] = found[found >= 0]
+        left = found < 0
+        no_ext = ~pc.match_substring_regex(base, _EXT_REGEX).to_numpy(zero_copy_only=False)
+        again = left & no_ext
+        if again.any():
+            jpg = pc.binary_join_element_wise(base.filter(pa.array(again)), ".jpg", "")
+            found = self._file(jpg)
+            rows = todo[again]
+            pos[rows[found >= 0]] = found[found >= 0]
+
+    def _one(self, value: str) -> tuple[str | None, str]:
+        """One unusual value by the rule's own words: its reference, or why there is none."""
         if not value.strip() or ".." in Path(value).parts:
-            return None, "missing image", f"{value!r} is not a relative path"
-        for name in self._candidates(value):
-            path = self.root / name
-            if path.is_file():
-                ref = f"{LINK}/{name}"
-                if self.check:
-                    try:
-                        with open(path, "rb") as handle:
-                            sniff_image(handle.read())
-                    except BadImageError as exc:
-                        return None, exc.reason, f"{path}: {exc.detail}"
-                    except OSError as exc:
-                        return None, "unreadable image", f"{path}: {exc}"
-                return ref, None, ""
-        return None, "missing image", f"no file {self.root / value.strip()}[.jpg|...]"
+            return None, f"{value!r} is not a relative path"
+        names = image_candidates(value, self.basename_fallback)
+        normal = [_normal(name) for name in names]
+        found = self._file(pa.array(normal, type=pa.string()))
+        for name, norm, p in zip(names, normal, found.tolist(), strict=True):
+            if p >= 0 and norm != ".":  # "." is the root itself, never a file
+                return f"{LINK}/{name}", ""
+        return None, ""
+
+    def find(self, value: str) -> tuple[str | None, str]:
+        """The reference of one value's image, or ``None`` and the reason in words."""
+        matches = self.match(pa.array([value.strip()], type=pa.string()))
+        ref = matches.refs[0].as_py()
+        return ref, "" if ref is not None else matches.missing(0)
 
 
 class KeyedImages:
@@ -117,50 +367,46 @@ class KeyedImages:
         details: pa.Array,
         report: ImportReport,
     ) -> None:
-        keys = id_keys(ids) if len(ids) else np.empty(0, dtype=np.uint64)
-        order = np.argsort(keys, kind="stable")  # first in scan order wins a tie
-        keys = keys[order]
-        dup = np.zeros(keys.size, dtype=bool)
-        if keys.size > 1:
-            same = keys[1:] == keys[:-1]
-            take = pa.array(order, type=pa.int64())
-            sorted_ids = ids.take(take)
-            same &= pc.equal(sorted_ids[1:], sorted_ids[:-1]).to_numpy(zero_copy_only=False)
-            dup[1:] = same
-        for i in np.flatnonzero(dup)[:5].tolist():
-            report.skip(
-                "duplicate image id", where=details[order[i]].as_py(), detail=str(ids[order[i]])
-            )
-        if dup.sum() > 5:  # beyond the examples, counted only
-            report.skipped["duplicate image id"] += int(dup.sum()) - 5
-        keep = order[~dup]
-        take = pa.array(keep, type=pa.int64())
-        self.keys = keys[~dup]
-        self.ids = ids.take(take)
+        self._index = KeyIndex(ids)
+        dup = self._index.duplicates
+        for i in dup[:5].tolist():
+            report.skip("duplicate image id", where=details[i].as_py(), detail=str(ids[i]))
+        if dup.size > 5:  # beyond the examples, counted only
+            report.skipped["duplicate image id"] += int(dup.size) - 5
+        take = pa.array(self._index.order, type=pa.int64())
+        self.keys = self._index.keys
+        self.ids = self._index.strings
         self.refs = refs.take(take)
         self.problems = problems.take(take)
         self.details = details.take(take)
         self.matched = np.zeros(self.keys.size, dtype=bool)
 
     def __len__(self) -> int:
-        return int(self.keys.size)
+        return len(self._index)
 
     def lookup(self, ids: pa.Array) -> np.ndarray:
         """Position of each id in the index, or -1 (marks the found ones as matched)."""
-        if not len(self):
-            return np.full(len(ids), -1, dtype=np.int64)
-        keys = id_keys(ids)
-        pos = np.searchsorted(self.keys, keys).clip(0, self.keys.size - 1)
-        found = self.keys[pos] == keys
-        where = np.flatnonzero(found)
-        if where.size:
-            same = pc.equal(
-                self.ids.take(pa.array(pos[where])), ids.take(pa.array(where))
-            ).to_numpy(zero_copy_only=False)
-            found[where[~same]] = False
-        pos = np.where(found, pos, -1)
-        self.matched[pos[found]] = True
+        pos = self._index.lookup(ids)
+        self.matched[pos[pos >= 0]] = True
         return pos
+
+    def match(self, values: pa.Array) -> Matches:
+        """The image of each id (marks the found ones as matched)."""
+        pos = self.lookup(values)
+        found = pa.array(pos >= 0)
+        none = pa.scalar(None, type=pa.string())
+        if len(self):
+            where = pa.array(np.maximum(pos, 0))
+            refs = pc.if_else(found, self.refs.take(where), none)
+            problems = pc.if_else(found, self.problems.take(where), none)
+        else:
+            refs = problems = pa.nulls(len(values), type=pa.string())
+        return Matches(
+            refs,
+            problems,
+            lambda i: str(self.details[int(pos[i])].as_py()),
+            lambda i: f"no image with id {values[i].as_py()!r}",
+        )
 
     def report_unmatched(self, report: ImportReport, reason: str) -> int:
         """Count images no row asked for under ``reason``; returns how many."""
