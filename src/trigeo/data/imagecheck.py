@@ -96,4 +96,3 @@ def checkable(refs: pa.Array) -> np.ndarray:
     found = pc.is_valid(refs).to_numpy(zero_copy_only=False)
     url = pc.fill_null(pc.match_substring(refs, "://"), False).to_numpy(zero_copy_only=False)
     return np.flatnonzero(found & ~url)
-
