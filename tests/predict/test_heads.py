@@ -190,3 +190,25 @@ def test_cli_dispatches_on_the_model_kind(model_dir, heads, tmp_path):
          "--posted-at", when, *common],
     )  # fmt: skip
     assert result.exit_code == 2 and "--posted-at is for image files" in result.output
+
+
+def test_a_head_answers_by_the_rule_asked_for(model_dir, heads, tmp_path):
+    from trigeo.answer import answer_points
+
+    _, dataset = model_dir
+    model = load_model_dir(heads[0])
+    top = predict_head(model, tmp_path / "top.parquet", data=dataset.root, top_k=3,
+                       m1_options=M1_OPTIONS)  # fmt: skip
+    m1_file = tmp_path / "top.m1.parquet"  # M1's own file, top-cell: M2 reads only its cells
+    out = tmp_path / "median.parquet"
+    got = predict_head(model, out, data=dataset.root, top_k=3, m1_pred=m1_file,
+                       answer="median")  # fmt: skip
+    pred = read_predictions(out)
+    assert pred.answer == "median" and pred.model_id == f"{model.model_id}+median"
+    assert pred.model_name == f"{model.name} median"
+    np.testing.assert_array_equal(pred.top_cells, top.top_cells)
+    want = answer_points("median", pred.top_cells, pred.top_probs, *model.label_points())
+    np.testing.assert_allclose(pred.lat, want[0])
+    np.testing.assert_allclose(got.lon, want[1])
+    with pytest.raises(InputError, match="retrieval index"):
+        predict_head(model, out, data=dataset.root, m1_pred=m1_file, answer="refine")

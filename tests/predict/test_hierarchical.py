@@ -117,3 +117,27 @@ def test_cli_combines_model_directories(model_dir, tmp_path):
     assert (hier.top_cells[h][:, 0] == full.argmax(axis=1)).all()
     one = CliRunner().invoke(app, args[:3] + args[5:])  # a single --model: refused
     assert one.exit_code == 2 and "two or more" in one.output
+
+
+def test_hierarchical_files_answer_by_the_rule_asked_for(model_dir, tmp_path):
+    from trigeo.answer import answer_points
+    from trigeo.mesh import load_mesh
+    from trigeo.predict.hierarchical import predict_hierarchical
+    from trigeo.predictions import read_predictions
+
+    path, dataset = model_dir
+    options = {"data": dataset.root, "num_workers": 0, "top_k": 4, "progress": False}
+    top = predict_hierarchical([path, path], tmp_path / "top.parquet", **options)
+    out = tmp_path / "geoscore.parquet"
+    got = predict_hierarchical([path, path], out, answer="geoscore", **options)
+    assert top is not None and got is not None and got.outputs() == [(out, got.mesh)]
+    hier = read_predictions(out)
+    assert hier.answer == "geoscore" and hier.model_id.endswith("+geoscore")
+    assert hier.model_name.endswith(" geoscore")
+    np.testing.assert_array_equal(hier.top_cells, top.top_cells)
+    mesh = load_mesh(path / "mesh.npz")
+    want = answer_points(
+        "geoscore", hier.top_cells, hier.top_probs, *mesh.centroids(kind="imagery")
+    )
+    np.testing.assert_allclose(hier.lat, want[0])
+    np.testing.assert_allclose(hier.lon, want[1])

@@ -4,6 +4,13 @@ Every photo of a group (a user, or one album of a user) gets the argmax of the
 mean probability vector over the group's photos. Probability vectors are the
 full vectors when the predictions file has them, else the top-k probabilities
 scattered into a sparse ``K``-vector (the rest taken as 0).
+
+The averaged row reports its point by the file's answer rule
+(:mod:`trigeo.answer`): ``top-cell`` the label point of the group's most
+probable cell, ``geoscore`` and ``median`` the same rule over the group's
+mean top-k. A ``refine`` file's averaged rows use ``top-cell`` (its fallback):
+refining needs each photo's own neighbours, which the pooled distribution has
+not. (``knn`` files hold no cells and are not averaged.)
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from trigeo.answer import answer_points
 from trigeo.errors import InputError
 from trigeo.predictions import Predictions
 
@@ -212,7 +220,19 @@ def _averaged(
     centroid_kind: str = "given",
 ) -> Predictions:
     cells, probs = average_groups(preds, groups, n_cells=n_cells)
-    lat, lon = _cell_locations(preds, cells[:, 0], centroids)
+    # The group's answer under the file's rule; refine falls back to its top cell.
+    rule = preds.answer if preds.answer in ("geoscore", "median") else "top-cell"
+    if preds.answer not in (None, "top-cell") and centroids is None:
+        # The file's own points are no label points then, so they cannot stand in.
+        raise InputError(
+            f"model {preds.model_id!r} answers by {preds.answer}: its averaged rows are "
+            "answered from the cells' label points; pass --mesh"
+        )
+    if rule == "top-cell":
+        lat, lon = _cell_locations(preds, cells[:, 0], centroids)
+    else:
+        assert centroids is not None
+        lat, lon = answer_points(rule, cells, probs, *centroids)
     return Predictions(
         photo_id=np.asarray(preds.photo_id),
         lat=lat,
@@ -226,7 +246,10 @@ def _averaged(
             **preds.meta,
             "derived": suffix,
             "location_label": "file" if centroids is None else centroid_kind,
+            "answer": rule,
+            "answered_from": preds.answer,
         },
+        answer=rule,
     )
 
 

@@ -17,6 +17,7 @@ from trigeo.options import (
     NumWorkers,
     Progress,
 )
+from trigeo.options import index as index_option
 
 console = Console(stderr=True)
 
@@ -111,11 +112,7 @@ def predict(
     ] = DEFAULT_ANSWER,
     index: Annotated[
         Path | None,
-        typer.Option(
-            "--index",
-            metavar="<dir>",
-            help="Retrieval index (trigeo index build) for --answer refine or knn.",
-        ),
+        index_option("Retrieval index directory (trigeo index build) for --answer refine or knn."),
     ] = None,
     knn: Annotated[
         Path | None,
