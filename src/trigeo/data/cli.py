@@ -9,6 +9,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from trigeo import options
+
 app = typer.Typer(
     name="data",
     help="Photo datasets: synthetic world, YFCC100M, CSV/standard-set and EXIF importers, "
@@ -472,10 +474,8 @@ def download(
 
 @app.command()
 def urls(
-    data: Annotated[Path, typer.Option("--data", help="Dataset whose image column holds URLs.")],
-    out: Annotated[
-        Path, typer.Option("--out", help="Parquet file to write (img2dataset's --url_list).")
-    ],
+    data: Annotated[Path, options.data("Dataset whose image column holds URLs.")],
+    out: Annotated[Path, options.out("Parquet file to write (img2dataset's --url_list).")],
 ) -> None:
     """Write img2dataset's input: url and photo_id of every photo whose image is a URL.
 
@@ -519,9 +519,7 @@ def urls(
 
 @app.command()
 def images(
-    data: Annotated[
-        Path, typer.Option("--data", help="Dataset to attach the images to (rewritten in place).")
-    ],
+    data: Annotated[Path, options.data("Dataset to attach the images to (rewritten in place).")],
     from_img2dataset: Annotated[
         Path,
         typer.Option(
