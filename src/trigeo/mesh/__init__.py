@@ -1,8 +1,10 @@
 """Adaptive meshes: build, exact point location, labels, I/O.
 
-Imports without torch. Two kinds: :class:`DelaunayMesh` (the study's
-triangles) and :class:`QuadtreeMesh` (the adaptive S2 quad-tree of the
-S2-based systems), with the same interface; :func:`load_mesh` reads either.
+Imports without torch. Two kinds of :class:`Mesh` (the interface, in
+:mod:`trigeo.mesh.base`): :class:`DelaunayMesh` (the study's triangles) and
+:class:`QuadtreeMesh` (the adaptive S2 quad-tree of the S2-based systems);
+:func:`create_mesh` makes either from its kind name, :func:`load_mesh` reads
+either.
 Names are imported on first use, so ``trigeo mesh --help`` does not pay for
 scipy and numba.
 """
@@ -14,13 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trigeo.mesh.artifact import load_mesh, mesh_kind
-    from trigeo.mesh.delaunay import (
-        FORMAT_VERSION,
-        MIN_PHOTOS_PER_CELL,
-        PRESETS,
-        DelaunayMesh,
-        initial_grid,
-    )
+    from trigeo.mesh.base import PRESETS, Mesh
+    from trigeo.mesh.delaunay import FORMAT_VERSION, MIN_PHOTOS_PER_CELL, DelaunayMesh, initial_grid
     from trigeo.mesh.locate import TriangleLocator, locate_brute_force
     from trigeo.mesh.oracle import STUDY_THRESHOLDS_KM, oracle_accuracy, oracle_report
     from trigeo.mesh.quadtree import QUADTREE_FORMAT_VERSION, QuadtreeMesh
@@ -28,7 +25,8 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "FORMAT_VERSION": "trigeo.mesh.delaunay",
     "MIN_PHOTOS_PER_CELL": "trigeo.mesh.delaunay",
-    "PRESETS": "trigeo.mesh.delaunay",
+    "PRESETS": "trigeo.mesh.base",
+    "Mesh": "trigeo.mesh.base",
     "DelaunayMesh": "trigeo.mesh.delaunay",
     "initial_grid": "trigeo.mesh.delaunay",
     "load_mesh": "trigeo.mesh.artifact",
@@ -49,6 +47,7 @@ __all__ = [
     "QUADTREE_FORMAT_VERSION",
     "STUDY_THRESHOLDS_KM",
     "DelaunayMesh",
+    "Mesh",
     "QuadtreeMesh",
     "TriangleLocator",
     "initial_grid",

@@ -17,22 +17,14 @@ when its kept cells hold too few photos to learn a class from.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import ConvexHull
 
-from trigeo.errors import ArtifactError, InputError
-from trigeo.mesh.artifact import (
-    MIN_PHOTOS_PER_CELL,
-    read_mesh_file,
-    restore_mesh,
-    summary_record,
-    write_mesh_file,
-)
+from trigeo.mesh.artifact import MIN_PHOTOS_PER_CELL
+from trigeo.mesh.base import PRESETS, Mesh, ProgressCallback
 from trigeo.mesh.locate import (
     TriangleLocator,
     edge_normals,
@@ -41,7 +33,6 @@ from trigeo.mesh.locate import (
     walk_locate,
 )
 from trigeo.points import check_points_source, validate_latlng
-from trigeo.provenance import hash_arrays
 from trigeo.sphere import EARTH_RADIUS_KM, latlng_to_xyz, triangle_area, xyz_to_latlng
 
 __all__ = ["FORMAT_VERSION", "MIN_PHOTOS_PER_CELL", "PRESETS", "DelaunayMesh", "initial_grid"]
@@ -51,15 +42,6 @@ __all__ = ["FORMAT_VERSION", "MIN_PHOTOS_PER_CELL", "PRESETS", "DelaunayMesh", "
 #: files load without it, and older trigeo versions ignore it.
 FORMAT_VERSION = 1
 _FORMAT_NAME = "trigeo.mesh.DelaunayMesh"
-
-#: name -> (refinement limit, minimum examples, number of photos the study built it from)
-PRESETS: dict[str, tuple[float, float, int]] = {
-    "coarse": (8000, 1000, 2_000_000),
-    "fine": (5000, 500, 14_000_000),
-    "fineP": (10000, 50, 14_000_000),
-}
-
-ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 def initial_grid(n: int = 31) -> NDArray[np.float64]:
@@ -113,7 +95,7 @@ def _triangle_keys(tri: NDArray[np.int64], n_vertices: int) -> NDArray[np.int64]
     return (s[:, 0] * n_vertices + s[:, 1]) * n_vertices + s[:, 2]
 
 
-class DelaunayMesh:
+class DelaunayMesh(Mesh):
     """Adaptive spherical Delaunay mesh whose kept triangles are the classes.
 
     Parameters
@@ -142,19 +124,22 @@ class DelaunayMesh:
     kept_ : ndarray (T,) bool
         Triangles kept as cells.
     cell_triangles_ : ndarray (K,)
-        Triangle index of each cell; cell ids are 0..K-1 in triangle order.
+        Triangle index of each cell (``cell_regions_``); cell ids are 0..K-1 in
+        triangle order.
     n_cells_ : int
         K.
-    points_source_ : dict or None
-        Where the points of the last ``fit``/``fill`` came from, as passed in
-        ``source`` (see :func:`trigeo.points.read_points_with_source`): keys
-        ``path``, ``dataset_sha256``, ``split`` and ``splits_used``. None when
-        not given, and for meshes saved before trigeo recorded it. Not part of
-        ``mesh_hash``: the same points give the same mesh wherever they were
-        read from.
+
+    and the attributes every :class:`~trigeo.mesh.base.Mesh` has
+    (``imagery_centroids_``, ``points_source_``, ...).
     """
 
     kind = "delaunay"
+    region = "triangle"
+    regions_name = "triangles"
+    format_name = _FORMAT_NAME
+    format_version = FORMAT_VERSION
+    own_arrays = ("vertices", "triangles")
+    _fitted_attribute = "triangles_"
 
     def __init__(
         self,
@@ -169,39 +154,6 @@ class DelaunayMesh:
         self.init_grid = init_grid
         self.min_area_km2 = min_area_km2
         self.max_rounds = max_rounds
-
-    # ----------------------------------------------------------------- presets
-    @classmethod
-    def from_preset(cls, name: str, scale_to: int | None = None, **kwargs: Any) -> DelaunayMesh:
-        """A mesh with the study's parameters ``coarse``, ``fine`` or ``fineP``.
-
-        With ``scale_to=N`` both limits are multiplied by ``N / N_study`` so a
-        sample of N photos gives about the study's number of cells
-        (N_study = 2,000,000 for coarse, 14,000,000 for fine and fineP).
-        """
-        lookup = {key.lower(): key for key in PRESETS}
-        key = lookup.get(str(name).lower())
-        if key is None:
-            raise InputError(f"unknown mesh preset {name!r}; choose one of {', '.join(PRESETS)}")
-        limit, minimum, n_study = PRESETS[key]
-        if scale_to is not None:
-            if scale_to <= 0:
-                raise InputError(f"scale_to must be a positive number of photos, got {scale_to}")
-            factor = scale_to / n_study
-            limit, minimum = limit * factor, minimum * factor
-        mesh = cls(refinement_limit=limit, minimum_examples=minimum, **kwargs)
-        mesh.preset_ = key
-        return mesh
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (scikit-learn convention)."""
-        return {
-            "refinement_limit": self.refinement_limit,
-            "minimum_examples": self.minimum_examples,
-            "init_grid": self.init_grid,
-            "min_area_km2": self.min_area_km2,
-            "max_rounds": self.max_rounds,
-        }
 
     # --------------------------------------------------------------------- fit
     def fit(
@@ -274,10 +226,8 @@ class DelaunayMesh:
             triangles = new_triangles
         self.vertices_ = vertices
         self.triangles_ = triangles
-        self._locator = None
-        self.n_points_fit_ = int(lat.size)
-        self.points_hash_ = hash_arrays(lat, lon)
-        self.points_source_ = checked
+        self._set_geometry()
+        self._record_points(lat, lon, checked)
         # The walk's triangle is the exact answer wherever the point is certainly
         # inside it; only points at an edge or vertex need the tie rule.
         self._fill(lat, lon, exact_from_walk(xyz, triangles, points, tri_of, lat, lon), points)
@@ -376,76 +326,12 @@ class DelaunayMesh:
                 result[lost] = TriangleLocator(xyz, new).locate(lat[lost], lon[lost])
         return result
 
-    # -------------------------------------------------------------------- fill
-    def fill(
-        self, lat: ArrayLike, lon: ArrayLike, *, source: dict[str, Any] | None = None
-    ) -> DelaunayMesh:
-        """Recount photos, kept cells and imagery centroids on the fixed triangulation.
+    # ------------------------------------------------------------------ geometry
+    def _region_count(self) -> int:
+        return len(self.triangles_)
 
-        The study built its coarse mesh from 2M photos and then filled it with
-        all training photos without refining further; this is that step.
-        ``source`` describes the new points as in :meth:`fit` and replaces
-        ``points_source_``; without it the record becomes None, since the old
-        one no longer describes the counts and labels.
-        """
-        self._check_fitted()
-        checked = None if source is None else check_points_source(source)
-        lat, lon = validate_latlng(np.asarray(lat), np.asarray(lon), source="fill")
-        self.points_hash_ = hash_arrays(lat, lon)
-        self.points_source_ = checked
-        self._fill(lat, lon)
-        return self
-
-    def _fill(
-        self,
-        lat: NDArray[np.float64],
-        lon: NDArray[np.float64],
-        tri_of: NDArray[np.int64] | None = None,
-        points: NDArray[np.float64] | None = None,
-    ) -> None:
-        """Counts, kept cells and imagery centroids; ``points`` is
-        ``latlng_to_xyz(lat, lon)`` when the caller already has it."""
-        if tri_of is None:
-            tri_of = self._get_locator().locate(lat, lon)
-        n_tri = len(self.triangles_)
-        self.counts_ = np.bincount(tri_of, minlength=n_tri).astype(np.int64)
-        self.kept_ = self.counts_ >= self.minimum_examples
-        self._number_cells()
-        self.n_points_ = int(lat.size)
-        cell = self.cell_of_triangle_[tri_of]
-        inside = cell >= 0
-        self.n_points_kept_ = int(inside.sum())
-        sums = np.zeros((self.n_cells_, 3))
-        chunk = 1 << 20
-        for start in range(0, lat.size, chunk):
-            part = slice(start, start + chunk)
-            c = cell[part]
-            ok = c >= 0
-            p = latlng_to_xyz(lat[part][ok], lon[part][ok]) if points is None else points[part][ok]
-            for axis in range(3):
-                sums[:, axis] += np.bincount(c[ok], weights=p[:, axis], minlength=self.n_cells_)
-        self._set_imagery(sums)
-
-    def _set_imagery(self, sums: NDArray[np.float64]) -> None:
-        cell_lat, cell_lon = self.centroids("cell")
-        norm = np.linalg.norm(sums, axis=1)
-        # A cell with no photos (or photos that cancel out) falls back to its centre.
-        ok = norm > 1e-12
-        img_lat, img_lon = xyz_to_latlng(np.where(ok[:, None], sums, 1.0))
-        self.imagery_centroids_ = np.column_stack(
-            [np.where(ok, img_lat, cell_lat), np.where(ok, img_lon, cell_lon)]
-        )
-
-    def _number_cells(self) -> None:
-        self.cell_triangles_ = np.flatnonzero(self.kept_).astype(np.int64)
-        self.n_cells_ = int(self.cell_triangles_.size)
-        self.cell_of_triangle_ = np.full(len(self.triangles_), -1, dtype=np.int64)
-        self.cell_of_triangle_[self.cell_triangles_] = np.arange(self.n_cells_)
-
-    # ------------------------------------------------------------------ access
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "triangles_"):
-            raise ArtifactError("this DelaunayMesh is not fitted; call fit() or load() first")
+    def _set_geometry(self) -> None:
+        self._locator: TriangleLocator | None = None
 
     @property
     def vertices_xyz_(self) -> NDArray[np.float64]:
@@ -453,156 +339,81 @@ class DelaunayMesh:
         self._check_fitted()
         return latlng_to_xyz(self.vertices_[:, 0], self.vertices_[:, 1])
 
+    @property
+    def cell_triangles_(self) -> NDArray[np.int64]:
+        """Triangle index of each cell (``cell_regions_``)."""
+        return self.cell_regions_
+
+    @property
+    def cell_of_triangle_(self) -> NDArray[np.int64]:
+        """Cell id of each triangle, -1 if dropped (``cell_of_region_``)."""
+        return self.cell_of_region_
+
     def _get_locator(self) -> TriangleLocator:
         if getattr(self, "_locator", None) is None:
             self._locator = TriangleLocator(self.vertices_xyz_, self.triangles_)
         return self._locator
 
+    def _locate_regions(
+        self, lat: NDArray[np.float64], lon: NDArray[np.float64], threads: int = 1
+    ) -> NDArray[np.int64]:
+        # Exact: a point on an edge or vertex goes to the lowest-index triangle
+        # containing it (see trigeo.mesh.locate).
+        return self._get_locator().locate(lat, lon, threads=threads)
+
     def locate_triangle(
         self, lat: ArrayLike, lon: ArrayLike, threads: int = 1
     ) -> NDArray[np.int64]:
         """Triangle index of each point (any triangle, kept or not)."""
-        self._check_fitted()
-        lat = np.asarray(lat, dtype=np.float64)
-        lon = np.asarray(lon, dtype=np.float64)
-        shape = np.broadcast_shapes(lat.shape, lon.shape)
-        lat, lon = np.broadcast_to(lat, shape).ravel(), np.broadcast_to(lon, shape).ravel()
-        if lat.size == 0:
-            return np.zeros(shape, dtype=np.int64)
-        lat, lon = validate_latlng(lat, lon, source="locate")
-        return self._get_locator().locate(lat, lon, threads=threads).reshape(shape)
+        return self.locate_region(lat, lon, threads=threads)
 
-    def locate(self, lat: ArrayLike, lon: ArrayLike, threads: int = 1) -> NDArray[np.int64]:
-        """Cell id (0..K-1) of each point, or -1 for a point in a dropped triangle.
+    def _cell_label_points(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        # The triangle's centroid: the normalized sum of its corner unit vectors.
+        return xyz_to_latlng(self.vertices_xyz_[self.triangles_[self.cell_regions_]].sum(axis=1))
 
-        Exact: a point on an edge or vertex goes to the lowest-index triangle
-        containing it (see :mod:`trigeo.mesh.locate`). ``threads`` spreads the
-        work over threads of this process; the answer does not depend on it.
-        """
-        triangle = self.locate_triangle(lat, lon, threads=threads)
-        return self.cell_of_triangle_[triangle]
-
-    def centroids(self, kind: str = "cell") -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """(lat, lon) of each kept cell's label point.
-
-        ``kind="cell"``: the triangle's centroid (normalized sum of its corner
-        unit vectors). ``kind="imagery"``: the mean of the unit vectors of the
-        cell's training photos.
-        """
-        self._check_fitted()
-        if kind == "cell":
-            xyz = self.vertices_xyz_[self.triangles_[self.cell_triangles_]].sum(axis=1)
-            return xyz_to_latlng(xyz)
-        if kind == "imagery":
-            return self.imagery_centroids_[:, 0].copy(), self.imagery_centroids_[:, 1].copy()
-        raise InputError(f"unknown centroid kind {kind!r}; use 'cell' or 'imagery'")
-
-    def triangle_areas_km2(self) -> NDArray[np.float64]:
+    def region_areas_km2(self) -> NDArray[np.float64]:
         """Area of every triangle in km²."""
         return _areas_km2(self.vertices_xyz_, self.triangles_)
 
+    triangle_areas_km2 = region_areas_km2
+
     def cell_areas_km2(self) -> NDArray[np.float64]:
         """Area of each kept cell in km² (cell order)."""
-        return self.triangle_areas_km2()[self.cell_triangles_]
-
-    def cell_counts(self) -> NDArray[np.int64]:
-        """Photos per kept cell (cell order), from the last ``fit``/``fill``."""
-        self._check_fitted()
-        return self.counts_[self.cell_triangles_]
+        return self.region_areas_km2()[self.cell_regions_]
 
     def cell_corners_xyz(self) -> NDArray[np.float64]:
         """Unit-vector corners of each kept cell ``(K, 3, 3)``, counter-clockwise seen
         from outside (a quad-tree gives ``(K, 4, 3)``); edges are great-circle arcs."""
         self._check_fitted()
-        return self.vertices_xyz_[self.triangles_[self.cell_triangles_]]
+        return self.vertices_xyz_[self.triangles_[self.cell_regions_]]
 
-    def regions(self) -> dict[str, Any]:
-        """Every triangle, kept or not, for drawing and export: ``name``, ``corners``
-        ``(T, 3, 3)``, ``counts``, ``kept``, ``cell`` (-1 if dropped), ``areas_km2``."""
-        self._check_fitted()
-        return {
-            "name": "triangle",
-            "corners": self.vertices_xyz_[self.triangles_],
-            "counts": self.counts_,
-            "kept": self.kept_,
-            "cell": self.cell_of_triangle_,
-            "areas_km2": self.triangle_areas_km2(),
-        }
+    def _region_corners(self) -> NDArray[np.float64]:
+        return self.vertices_xyz_[self.triangles_]
 
-    @property
-    def mesh_hash(self) -> str:
-        """Content hash of vertices, triangles and kept cells (stable across save/load).
-
-        ``points_source_`` is left out on purpose: it says where the points
-        were read from, and the same points read from a copy give the same mesh.
-        """
-        self._check_fitted()
-        return hash_arrays(
+    def _hash_arrays(self) -> tuple[NDArray[Any], ...]:
+        return (
             np.ascontiguousarray(self.vertices_, dtype=np.float64),
             np.ascontiguousarray(self.triangles_, dtype=np.int64),
             np.ascontiguousarray(self.kept_, dtype=bool),
         )
 
-    # -------------------------------------------------------------------- I/O
-    def save(self, path: str | Path) -> Path:
-        """Write the mesh to ONE file (``.npz`` container), atomically.
-
-        The file records the parameters, a hash of the input points, where
-        they came from (``points_source_``), the trigeo version, the on-disk
-        format version and the mesh hash.
-        """
-        self._check_fitted()
-        arrays = {
+    # -------------------------------------------------------------- file, summary
+    def _own_arrays(self) -> dict[str, NDArray[Any]]:
+        return {
             "vertices": np.asarray(self.vertices_, dtype=np.float64),
             "triangles": np.asarray(self.triangles_, dtype=np.int64),
-            "counts": np.asarray(self.counts_, dtype=np.int64),
-            "kept": np.asarray(self.kept_, dtype=bool),
-            "imagery_centroids": np.asarray(self.imagery_centroids_, dtype=np.float64),
         }
-        return write_mesh_file(self, path, _FORMAT_NAME, FORMAT_VERSION, arrays)
 
-    @classmethod
-    def load(cls, path: str | Path) -> DelaunayMesh:
-        """Read a mesh written by :meth:`save`.
-
-        Raises
-        ------
-        ArtifactError
-            If the file is missing, corrupt, not a mesh, or written in another
-            format version.
-        """
-        path = Path(path)
-        arrays, meta = read_mesh_file(path, _FORMAT_NAME, FORMAT_VERSION)
-        mesh = restore_mesh(cls, path, arrays, meta, {"vertices", "triangles"})
-        mesh.vertices_ = arrays["vertices"].astype(np.float64)
-        mesh.triangles_ = arrays["triangles"].astype(np.int64)
-        mesh._locator = None
-        ok_shapes = (
-            mesh.vertices_.ndim == 2
-            and mesh.vertices_.shape[1] == 2
-            and mesh.triangles_.ndim == 2
-            and mesh.triangles_.shape[1] == 3
-            and mesh.counts_.shape == mesh.kept_.shape == (len(mesh.triangles_),)
+    def _restore_own(self, arrays: dict[str, NDArray[Any]]) -> bool:
+        self.vertices_ = arrays["vertices"].astype(np.float64)
+        self.triangles_ = arrays["triangles"].astype(np.int64)
+        return (
+            self.vertices_.ndim == 2
+            and self.vertices_.shape[1] == 2
+            and self.triangles_.ndim == 2
+            and self.triangles_.shape[1] == 3
+            and self.counts_.shape == self.kept_.shape == (len(self.triangles_),)
         )
-        if not ok_shapes or mesh.mesh_hash != meta.get("mesh_hash"):
-            raise ArtifactError(f"{path}: mesh file is corrupt (content hash does not match)")
-        mesh._number_cells()
-        if mesh.imagery_centroids_.shape != (mesh.n_cells_, 2):
-            raise ArtifactError(f"{path}: mesh file is corrupt (imagery centroids)")
-        return mesh
 
-    # -------------------------------------------------------------- summaries
-    def summary(self) -> dict[str, Any]:
-        """Cells, triangles, dropped share, cell areas, photos per cell, points source
-        and warnings, for ``trigeo mesh info``.
-
-        ``warnings`` lists problems in words: no cell kept, or kept cells holding
-        fewer than :data:`MIN_PHOTOS_PER_CELL` photos on average.
-        """
-        self._check_fitted()
-        structure = {"triangles": len(self.triangles_), "vertices": len(self.vertices_)}
-        return summary_record(self, structure, "triangle")
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"DelaunayMesh({params})"
+    def _structure(self) -> dict[str, Any]:
+        return {"triangles": len(self.triangles_), "vertices": len(self.vertices_)}

@@ -7,8 +7,8 @@ can usefully split. Leaves with fewer than ``minimum_examples`` (t_min) photos
 are dropped; the rest are the cells (classes), numbered 0..K-1 in S2 cell-id
 order (the Hilbert curve).
 
-:class:`QuadtreeMesh` has the interface and artifact conventions of
-:class:`~trigeo.mesh.delaunay.DelaunayMesh` (``fit``, ``fill``, ``locate``,
+:class:`QuadtreeMesh` is a :class:`~trigeo.mesh.base.Mesh`, as
+:class:`~trigeo.mesh.delaunay.DelaunayMesh` is (``fit``, ``fill``, ``locate``,
 ``centroids``, ``cell_areas_km2``, ``save``/``load`` with format version and
 hash, ``points_source_``, ``summary``), so code that takes a mesh takes either;
 :func:`trigeo.mesh.load_mesh` reads either kind.
@@ -16,25 +16,15 @@ hash, ``points_source_``, ``summary``), so code that takes a mesh takes either;
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from trigeo.errors import ArtifactError, InputError
+from trigeo.errors import InputError
 from trigeo.mesh import s2
-from trigeo.mesh.artifact import (
-    read_mesh_file,
-    restore_mesh,
-    summary_record,
-    write_mesh_file,
-)
-from trigeo.mesh.delaunay import PRESETS
+from trigeo.mesh.base import Mesh, ProgressCallback
 from trigeo.points import check_points_source, validate_latlng
-from trigeo.provenance import hash_arrays
-from trigeo.sphere import latlng_to_xyz, xyz_to_latlng
 
 __all__ = ["QUADTREE_FORMAT_VERSION", "QuadtreeMesh"]
 
@@ -42,10 +32,8 @@ __all__ = ["QUADTREE_FORMAT_VERSION", "QuadtreeMesh"]
 QUADTREE_FORMAT_VERSION = 1
 _FORMAT_NAME = "trigeo.mesh.QuadtreeMesh"
 
-ProgressCallback = Callable[[dict[str, Any]], None]
 
-
-class QuadtreeMesh:
+class QuadtreeMesh(Mesh):
     """Adaptive S2 quad-tree whose kept leaves are the classes.
 
     Parameters
@@ -76,16 +64,23 @@ class QuadtreeMesh:
     kept_ : ndarray (L,) bool
         Leaves kept as cells.
     cell_leaves_ : ndarray (K,)
-        Leaf index of each cell; cell ids are 0..K-1 in leaf order.
+        Leaf index of each cell (``cell_regions_``); cell ids are 0..K-1 in leaf order.
     cell_ids_ : ndarray (K,) uint64
         S2 cell id of each cell.
     n_cells_ : int
         K.
-    points_source_ : dict or None
-        As for ``DelaunayMesh``.
+
+    and the attributes every :class:`~trigeo.mesh.base.Mesh` has
+    (``imagery_centroids_``, ``points_source_``, ...).
     """
 
     kind = "quadtree"
+    region = "leaf"
+    regions_name = "leaves"
+    format_name = _FORMAT_NAME
+    format_version = QUADTREE_FORMAT_VERSION
+    own_arrays = ("leaves",)
+    _fitted_attribute = "leaves_"
 
     def __init__(
         self,
@@ -102,45 +97,6 @@ class QuadtreeMesh:
         self.max_level = max_level
         self.min_area_km2 = min_area_km2
         self.max_rounds = max_rounds
-
-    # ----------------------------------------------------------------- presets
-    @classmethod
-    def from_preset(cls, name: str, scale_to: int | None = None, **kwargs: Any) -> QuadtreeMesh:
-        """A quad-tree with the limits of the study's ``coarse``, ``fine`` or ``fineP`` mesh.
-
-        The same limits as :meth:`DelaunayMesh.from_preset`, and the same
-        ``scale_to=N`` rule (both limits times ``N / N_study``).
-        """
-        lookup = {key.lower(): key for key in PRESETS}
-        key = lookup.get(str(name).lower())
-        if key is None:
-            raise InputError(f"unknown mesh preset {name!r}; choose one of {', '.join(PRESETS)}")
-        limit, minimum, n_study = PRESETS[key]
-        if scale_to is not None:
-            if scale_to <= 0:
-                raise InputError(f"scale_to must be a positive number of photos, got {scale_to}")
-            factor = scale_to / n_study
-            limit, minimum = limit * factor, minimum * factor
-        mesh = cls(refinement_limit=limit, minimum_examples=minimum, **kwargs)
-        mesh.preset_ = key
-        return mesh
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (scikit-learn convention)."""
-        return {
-            "refinement_limit": self.refinement_limit,
-            "minimum_examples": self.minimum_examples,
-            "init_level": self.init_level,
-            "max_level": self.max_level,
-            "min_area_km2": self.min_area_km2,
-            "max_rounds": self.max_rounds,
-        }
-
-    def _check_params(self) -> None:
-        if not 0 <= int(self.init_level) <= 12:
-            raise InputError(f"init_level must be 0..12, got {self.init_level}")
-        if not int(self.init_level) <= int(self.max_level) <= s2.MAX_LEVEL:
-            raise InputError(f"max_level must be init_level..30, got {self.max_level}")
 
     # --------------------------------------------------------------------- fit
     def fit(
@@ -199,30 +155,39 @@ class QuadtreeMesh:
             cells = np.sort(s2.children(cells[split], level).ravel())
             level += 1
         self.leaves_ = np.sort(np.concatenate(leaves))
-        self.n_points_fit_ = int(lat.size)
-        self.points_hash_ = hash_arrays(lat, lon)
-        self.points_source_ = checked
+        self._record_points(lat, lon, checked)
         self._set_geometry()
         self._fill(lat, lon)
         return self
 
-    def fill(
-        self, lat: ArrayLike, lon: ArrayLike, *, source: dict[str, Any] | None = None
-    ) -> QuadtreeMesh:
-        """Recount photos, kept cells and imagery centroids on the fixed leaves
-        (see :meth:`DelaunayMesh.fill`)."""
-        self._check_fitted()
-        checked = None if source is None else check_points_source(source)
-        lat, lon = validate_latlng(np.asarray(lat), np.asarray(lon), source="fill")
-        self.points_hash_ = hash_arrays(lat, lon)
-        self.points_source_ = checked
-        self._fill(lat, lon)
-        return self
+    def _check_params(self) -> None:
+        if not 0 <= int(self.init_level) <= 12:
+            raise InputError(f"init_level must be 0..12, got {self.init_level}")
+        if not int(self.init_level) <= int(self.max_level) <= s2.MAX_LEVEL:
+            raise InputError(f"max_level must be init_level..30, got {self.max_level}")
+
+    # ------------------------------------------------------------------ geometry
+    def _region_count(self) -> int:
+        return len(self.leaves_)
 
     def _set_geometry(self) -> None:
         self.leaf_levels_ = s2.cell_level(self.leaves_)
         self._starts = s2.range_min(self.leaves_, self.leaf_levels_)
         self._index: tuple[NDArray[np.int32], NDArray[np.int32]] | None = None
+
+    def _number_cells(self) -> None:
+        super()._number_cells()
+        self.cell_ids_ = self.leaves_[self.cell_regions_]
+
+    @property
+    def cell_leaves_(self) -> NDArray[np.int64]:
+        """Leaf index of each cell (``cell_regions_``)."""
+        return self.cell_regions_
+
+    @property
+    def cell_of_leaf_(self) -> NDArray[np.int64]:
+        """Cell id of each leaf, -1 if dropped (``cell_of_region_``)."""
+        return self.cell_of_region_
 
     def _search_index(self) -> tuple[NDArray[np.int32], NDArray[np.int32]] | None:
         if not s2.HAVE_NUMBA:
@@ -231,109 +196,35 @@ class QuadtreeMesh:
             self._index = s2.search_index(self._starts)
         return self._index
 
-    def _fill(self, lat: NDArray[np.float64], lon: NDArray[np.float64]) -> None:
-        n_leaves = len(self.leaves_)
-        leaf = s2.locate_sorted(
-            lat, lon, self._starts, np.arange(n_leaves, dtype=np.int64), index=self._search_index()
-        )
-        self.counts_ = np.bincount(leaf, minlength=n_leaves).astype(np.int64)
-        self.kept_ = self.counts_ >= self.minimum_examples
-        self._number_cells()
-        self.n_points_ = int(lat.size)
-        cell = self.cell_of_leaf_[leaf]
-        self.n_points_kept_ = int((cell >= 0).sum())
-        sums = np.zeros((self.n_cells_, 3))
-        chunk = 1 << 20
-        for start in range(0, lat.size, chunk):
-            part = slice(start, start + chunk)
-            c = cell[part]
-            ok = c >= 0
-            p = latlng_to_xyz(lat[part][ok], lon[part][ok])
-            for axis in range(3):
-                sums[:, axis] += np.bincount(c[ok], weights=p[:, axis], minlength=self.n_cells_)
-        cell_lat, cell_lon = self.centroids("cell")
-        norm = np.linalg.norm(sums, axis=1)
-        ok = norm > 1e-12  # a cell without photos falls back to its centre
-        img_lat, img_lon = xyz_to_latlng(np.where(ok[:, None], sums, 1.0))
-        self.imagery_centroids_ = np.column_stack(
-            [np.where(ok, img_lat, cell_lat), np.where(ok, img_lon, cell_lon)]
-        )
-
-    def _number_cells(self) -> None:
-        self.cell_leaves_ = np.flatnonzero(self.kept_).astype(np.int64)
-        self.cell_ids_ = self.leaves_[self.cell_leaves_]
-        self.n_cells_ = int(self.cell_leaves_.size)
-        self.cell_of_leaf_ = np.full(len(self.leaves_), -1, dtype=np.int64)
-        self.cell_of_leaf_[self.cell_leaves_] = np.arange(self.n_cells_)
-
-    # ------------------------------------------------------------------ access
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "leaves_"):
-            raise ArtifactError("this QuadtreeMesh is not fitted; call fit() or load() first")
-
-    def _points(self, lat: ArrayLike, lon: ArrayLike):  # type: ignore[no-untyped-def]
-        lat = np.asarray(lat, dtype=np.float64)
-        lon = np.asarray(lon, dtype=np.float64)
-        shape = np.broadcast_shapes(lat.shape, lon.shape)
-        lat, lon = np.broadcast_to(lat, shape).ravel(), np.broadcast_to(lon, shape).ravel()
-        if lat.size:
-            lat, lon = validate_latlng(lat, lon, source="locate")
-        return lat, lon, shape
-
-    def locate_leaf(self, lat: ArrayLike, lon: ArrayLike, threads: int = 1) -> NDArray[np.int64]:
-        """Leaf index of each point (any leaf, kept or not)."""
-        self._check_fitted()
-        lat, lon, shape = self._points(lat, lon)
-        if lat.size == 0:
-            return np.zeros(shape, dtype=np.int64)
+    def _locate_regions(
+        self, lat: NDArray[np.float64], lon: NDArray[np.float64], threads: int = 1
+    ) -> NDArray[np.int64]:
+        # A point's S2 leaf id (as s2sphere.CellId.from_lat_lng) lies in exactly one
+        # leaf, so there are no ties.
         values = np.arange(len(self.leaves_), dtype=np.int64)
         return s2.locate_sorted(
             lat, lon, self._starts, values, threads=threads, index=self._search_index()
-        ).reshape(shape)
+        )
 
-    def locate(self, lat: ArrayLike, lon: ArrayLike, threads: int = 1) -> NDArray[np.int64]:
-        """Cell id (0..K-1) of each point, or -1 for a point in a dropped leaf.
+    def locate_leaf(self, lat: ArrayLike, lon: ArrayLike, threads: int = 1) -> NDArray[np.int64]:
+        """Leaf index of each point (any leaf, kept or not)."""
+        return self.locate_region(lat, lon, threads=threads)
 
-        A point's S2 leaf id (as ``s2sphere.CellId.from_lat_lng``) lies in
-        exactly one leaf, so there are no ties. ``threads`` spreads the work
-        over threads of this process; the answer does not depend on it.
-        """
-        self._check_fitted()
-        lat, lon, shape = self._points(lat, lon)
-        if lat.size == 0:
-            return np.zeros(shape, dtype=np.int64)
-        return s2.locate_sorted(
-            lat, lon, self._starts, self.cell_of_leaf_, threads=threads, index=self._search_index()
-        ).reshape(shape)
+    def _cell_label_points(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        # The S2 cell's centre: the middle of its (s, t) square (S2CellId::ToPoint).
+        return s2.cell_center_latlng(self.cell_ids_)
 
-    def centroids(self, kind: str = "cell") -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """(lat, lon) of each kept cell's label point.
-
-        ``kind="cell"``: the S2 cell's centre (the middle of its (s, t) square,
-        ``S2CellId::ToPoint``). ``kind="imagery"``: the mean of the unit vectors
-        of the cell's training photos.
-        """
-        self._check_fitted()
-        if kind == "cell":
-            return s2.cell_center_latlng(self.cell_ids_)
-        if kind == "imagery":
-            return self.imagery_centroids_[:, 0].copy(), self.imagery_centroids_[:, 1].copy()
-        raise InputError(f"unknown centroid kind {kind!r}; use 'cell' or 'imagery'")
-
-    def leaf_areas_km2(self) -> NDArray[np.float64]:
+    def region_areas_km2(self) -> NDArray[np.float64]:
         """Area of every leaf in km²."""
         self._check_fitted()
         return s2.cell_areas_km2(self.leaves_)
+
+    leaf_areas_km2 = region_areas_km2
 
     def cell_areas_km2(self) -> NDArray[np.float64]:
         """Area of each kept cell in km² (cell order)."""
         self._check_fitted()
         return s2.cell_areas_km2(self.cell_ids_)
-
-    def cell_counts(self) -> NDArray[np.int64]:
-        """Photos per kept cell (cell order), from the last ``fit``/``fill``."""
-        self._check_fitted()
-        return self.counts_[self.cell_leaves_]
 
     def cell_corners_xyz(self) -> NDArray[np.float64]:
         """Unit-vector corners of each kept cell ``(K, 4, 3)``, counter-clockwise seen
@@ -341,85 +232,35 @@ class QuadtreeMesh:
         self._check_fitted()
         return s2.cell_corners_xyz(self.cell_ids_)
 
-    def regions(self) -> dict[str, Any]:
-        """Every leaf, kept or not, for drawing and export: ``name``, ``corners``
-        ``(L, 4, 3)``, ``counts``, ``kept``, ``cell`` (-1 if dropped), ``areas_km2``, ``ids``."""
-        self._check_fitted()
-        return {
-            "name": "leaf",
-            "corners": s2.cell_corners_xyz(self.leaves_),
-            "counts": self.counts_,
-            "kept": self.kept_,
-            "cell": self.cell_of_leaf_,
-            "areas_km2": self.leaf_areas_km2(),
-            "ids": self.leaves_,
-        }
+    def _region_corners(self) -> NDArray[np.float64]:
+        return s2.cell_corners_xyz(self.leaves_)
 
-    @property
-    def mesh_hash(self) -> str:
-        """Content hash of the leaves and kept flags (stable across save/load).
+    def _extra_regions(self) -> dict[str, Any]:
+        return {"ids": self.leaves_}
 
-        ``points_source_`` is left out, as for ``DelaunayMesh``.
-        """
-        self._check_fitted()
-        return hash_arrays(
+    def _hash_arrays(self) -> tuple[NDArray[Any], ...]:
+        return (
             np.frombuffer(_FORMAT_NAME.encode(), dtype=np.uint8),
             np.ascontiguousarray(self.leaves_, dtype=np.uint64),
             np.ascontiguousarray(self.kept_, dtype=bool),
         )
 
-    # -------------------------------------------------------------------- I/O
-    def save(self, path: str | Path) -> Path:
-        """Write the mesh to ONE ``.npz`` file, atomically (as ``DelaunayMesh.save``)."""
-        self._check_fitted()
-        arrays = {
-            "leaves": np.asarray(self.leaves_, dtype=np.uint64),
-            "counts": np.asarray(self.counts_, dtype=np.int64),
-            "kept": np.asarray(self.kept_, dtype=bool),
-            "imagery_centroids": np.asarray(self.imagery_centroids_, dtype=np.float64),
-        }
-        return write_mesh_file(self, path, _FORMAT_NAME, QUADTREE_FORMAT_VERSION, arrays)
+    # -------------------------------------------------------------- file, summary
+    def _own_arrays(self) -> dict[str, NDArray[Any]]:
+        return {"leaves": np.asarray(self.leaves_, dtype=np.uint64)}
 
-    @classmethod
-    def load(cls, path: str | Path) -> QuadtreeMesh:
-        """Read a quad-tree written by :meth:`save`.
-
-        Raises
-        ------
-        ArtifactError
-            If the file is missing, corrupt, not a quad-tree mesh, or written in
-            another format version.
-        """
-        path = Path(path)
-        arrays, meta = read_mesh_file(path, _FORMAT_NAME, QUADTREE_FORMAT_VERSION)
-        mesh = restore_mesh(cls, path, arrays, meta, {"leaves"})
-        mesh.leaves_ = arrays["leaves"].astype(np.uint64)
-        ok_shapes = (
-            mesh.leaves_.ndim == 1 and mesh.counts_.shape == mesh.kept_.shape == mesh.leaves_.shape
+    def _restore_own(self, arrays: dict[str, NDArray[Any]]) -> bool:
+        self.leaves_ = arrays["leaves"].astype(np.uint64)
+        return (
+            self.leaves_.ndim == 1 and self.counts_.shape == self.kept_.shape == self.leaves_.shape
         )
-        if not ok_shapes or mesh.mesh_hash != meta.get("mesh_hash"):
-            raise ArtifactError(f"{path}: mesh file is corrupt (content hash does not match)")
-        mesh._set_geometry()
-        mesh._number_cells()
-        if mesh.imagery_centroids_.shape != (mesh.n_cells_, 2):
-            raise ArtifactError(f"{path}: mesh file is corrupt (imagery centroids)")
-        return mesh
 
-    # -------------------------------------------------------------- summaries
-    def summary(self) -> dict[str, Any]:
-        """The ``trigeo mesh info`` record (as ``DelaunayMesh.summary``, with
-        ``leaves`` and ``levels`` in place of ``triangles`` and ``vertices``)."""
-        self._check_fitted()
-        levels = self.leaf_levels_[self.cell_leaves_]
-        structure = {
+    def _structure(self) -> dict[str, Any]:
+        levels = self.leaf_levels_[self.cell_regions_]
+        return {
             "leaves": len(self.leaves_),
             "levels": {
                 "min": int(levels.min()) if levels.size else None,
                 "max": int(levels.max()) if levels.size else None,
             },
         }
-        return summary_record(self, structure, "leaf")
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"QuadtreeMesh({params})"
