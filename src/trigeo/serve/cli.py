@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from trigeo.answer import DEFAULT_ANSWER, Answer, check_answer
+
 console = Console(stderr=True)
 
 DEFAULT_HOST = "127.0.0.1"
@@ -113,8 +115,19 @@ def serve(
     neighbours: Annotated[
         int, typer.Option("--neighbours", min=1, help="Indexed photos shown per query.")
     ] = 6,
+    answer: Annotated[
+        Answer,
+        typer.Option(
+            "--answer",
+            help="The point each answer reports (JSON `answer`): top-cell, geoscore or median "
+            "over the top 20 regions, refine (retrieval inside them) or knn; refine and knn "
+            "need --index.",
+        ),
+    ] = DEFAULT_ANSWER,
 ) -> None:
     """Serve a model: POST /v1/predict, the offline map page at /, docs at /docs."""
+    # Before the model loads: a missing index is a typo, not a reason to wait.
+    check_answer(answer.value, has_index=index is not None)
     import torch
     import uvicorn
 
@@ -143,6 +156,7 @@ def serve(
         coarsen_km=coarsen_km,
         neighbours=neighbours,
         thumbnails=thumbnails,
+        answer=answer.value,
     )
     limits = Limits(
         max_upload_mb=max_upload_mb,
@@ -159,7 +173,7 @@ def serve(
     console.print(
         f"[cyan]serve[/cyan] {engine.backend.model_id} on http://{shown}:{port}/ "
         f"({concurrent} forward pass(es) of up to {batch_size} photos at once, "
-        f"queue {limits.max_queue}"
+        f"queue {limits.max_queue}, answer {engine.answer_rule}"
         + (f", coarsened to {coarsen_km:g} km" if coarsen_km else "")
         + (f", index of {len(loaded_index)} photos" if loaded_index is not None else "")
         + (", no thumbnails" if loaded_index is not None and not engine.thumbnails else "")

@@ -16,8 +16,11 @@ Another model kind plugs in with :func:`register_backend`.
 
 Answer
 ------
-:class:`Engine` turns probabilities into the reported answer: the top-k
-regions with their nearest populous city, the 50/90/95% credible regions
+:class:`Engine` turns probabilities into the reported answer: the answer
+point chosen by the server's rule (``--answer``, :mod:`trigeo.answer`: the
+top region's label point, the expected-GeoScore maximiser or the median over
+the top 20 regions, retrieval refined inside them, or the kNN estimate), the
+top-k regions with their nearest populous city, the 50/90/95% credible regions
 (:func:`trigeo.calibration.credible_sets`), a GeoJSON FeatureCollection of
 region probabilities, the EXIF truth and error, and the nearest indexed
 photos with a kNN estimate. With ``coarsen_km`` every coordinate is rounded
@@ -42,6 +45,7 @@ from trigeo.errors import ArtifactError
 from trigeo.serve.coarsen import Regions, build_regions, round_to_grid
 
 __all__ = [
+    "ANSWER_TOP_K",
     "CREDIBLE_LEVELS",
     "Engine",
     "Inference",
@@ -52,6 +56,8 @@ __all__ = [
 ]
 
 CREDIBLE_LEVELS = (0.5, 0.9, 0.95)
+#: Regions the answer rules take their expectation over: ``trigeo predict``'s default top-k.
+ANSWER_TOP_K = 20
 #: Regions below this probability are left out of the response's GeoJSON
 #: (unless they are in a credible region).
 GEOJSON_MIN_PROB = 1e-4
@@ -288,6 +294,14 @@ class Engine:
         Whether the indexed (training) photos' thumbnails are served and
         linked from answers; ``None``: yes, unless ``coarsen_km`` is given
         (they are other people's photos, shown at full detail).
+    answer
+        The rule of the reported point (:data:`trigeo.answer.ANSWERS`);
+        ``refine`` and ``knn`` need the index.
+
+    Raises
+    ------
+    InputError
+        An unknown rule, or ``refine``/``knn`` without an index.
     """
 
     def __init__(
@@ -298,7 +312,11 @@ class Engine:
         coarsen_km: float | None = None,
         neighbours: int = 6,
         thumbnails: bool | None = None,
+        answer: str = "top-cell",
     ) -> None:
+        from trigeo.answer import check_answer
+
+        self.answer_rule = check_answer(answer, has_index=index is not None)
         self.backend = backend
         self.coarsen_km = coarsen_km
         self.neighbours = int(neighbours)
@@ -313,6 +331,13 @@ class Engine:
             self._index_lat = index.photos["lat"].to_numpy(dtype=np.float64)
             self._index_lon = index.photos["lon"].to_numpy(dtype=np.float64)
             self._index_ids = index.photos["photo_id"].astype(str).to_numpy()
+            if self.answer_rule == "refine":
+                # The region of each indexed photo, once: refine keeps the neighbours in
+                # the photo's top regions (-1: in a dropped cell, in none).
+                cells = np.asarray(backend.mesh.locate(self._index_lat, self._index_lon))
+                self._index_regions = np.where(
+                    cells >= 0, self.regions.cell_region[np.maximum(cells, 0)], -1
+                )
         self._places: dict[tuple[float, float], str] = {}
         self._lock = threading.Lock()
 
@@ -337,6 +362,7 @@ class Engine:
     def describe(self) -> dict[str, Any]:
         record = self.backend.describe()
         record["coarsen_km"] = self.coarsen_km
+        record["answer"] = self.answer_rule
         record["regions"] = len(self.regions)
         record["thumbnails"] = self.thumbnails and self.index is not None
         record["index"] = (
@@ -415,13 +441,16 @@ class Engine:
         )
         found: list[dict[str, Any] | None] = [None] * n
         with_descriptor = [i for i, inf in enumerate(inferences) if inf.descriptor is not None]
+        points = self._answer_points(p)
         if self.index is not None and with_descriptor:
             found_rows = self._search(
                 np.stack([inferences[i].descriptor for i in with_descriptor]),
-                p[with_descriptor].argmax(axis=1),
+                p[with_descriptor],
             )
             for j, i in enumerate(with_descriptor):
                 found[i] = found_rows[j]
+                if found_rows[j]["answer"] is not None:
+                    points[i] = found_rows[j]["answer"]
         per_photo = [
             [(c.level, int(c.size[i]), float(c.area_km2[i]), bool(c.complete[i])) for c in sets]
             for i in range(n)
@@ -435,9 +464,37 @@ class Engine:
                 top_ks[i],
                 geojsons[i],
                 found[i],
+                points[i],
             )
             for i in range(n)
         ]
+
+    def _answer_points(self, p: NDArray[np.float64]) -> list[tuple[float, float, str | None]]:
+        """Each photo's answer by a cell rule: the server's own, or the top region's
+        point for ``refine``/``knn`` until the index search replaces it.
+
+        Returns ``(lat, lon, note)`` per row of ``p`` (``(n, regions)``).
+        """
+        from trigeo.answer import CELL_ANSWERS, answer_points
+
+        regions = self.regions
+        rule = self.answer_rule if self.answer_rule in CELL_ANSWERS else "top-cell"
+        top, top_p = self._top_regions(p)
+        lat, lon = answer_points(rule, top, top_p, regions.lat, regions.lon)
+        # A photo without a descriptor (a plug-in backend) cannot be searched.
+        note = None if rule == self.answer_rule else "no descriptor: the top region's point"
+        return [(float(a), float(b), note) for a, b in zip(lat, lon, strict=True)]
+
+    def _top_regions(self, p: NDArray[np.float64]) -> tuple[NDArray, NDArray]:
+        """The :data:`ANSWER_TOP_K` most probable regions of each row and their probabilities."""
+        k = min(ANSWER_TOP_K, p.shape[1])
+        part = np.argpartition(-p, k - 1, axis=1)[:, :k] if k < p.shape[1] else None
+        if part is None:
+            part = np.tile(np.arange(p.shape[1]), (len(p), 1))
+        vals = np.take_along_axis(p, part, axis=1)
+        # Most probable first, ties to the lower id: the top-cell rule's region is order[0].
+        inner = np.lexsort((part, -vals), axis=1)
+        return np.take_along_axis(part, inner, axis=1), np.take_along_axis(vals, inner, axis=1)
 
     def answer(
         self,
@@ -458,6 +515,7 @@ class Engine:
         top_k: int,
         geojson: bool,
         hits: dict[str, Any] | None,
+        point: tuple[float, float, str | None],
     ) -> dict[str, Any]:
         from trigeo.sphere import distance_km
 
@@ -496,8 +554,16 @@ class Engine:
         # as the first ``credible_regions[1]["regions"]`` ids.
         listed = max(int(np.count_nonzero(sorted_p >= GEOJSON_MIN_PROB)), credible[-1]["regions"])
         listed = min(max(listed, 1), GEOJSON_MAX_FEATURES)
-        best_lat, best_lon = float(regions.lat[order[0]]), float(regions.lon[order[0]])
+        a_lat, a_lon, a_note = point
+        r_lat, r_lon = self.report_point(a_lat, a_lon)
         answer: dict[str, Any] = {
+            "answer": {
+                "rule": self.answer_rule,
+                "lat": r_lat,
+                "lon": r_lon,
+                "place": self.place(r_lat, r_lon),
+                "note": a_note,
+            },
             "model": {
                 "id": self.backend.model_id,
                 "name": self.backend.name,
@@ -524,7 +590,7 @@ class Engine:
         elif self.coarsen_km is not None:
             answer["truth"] = {"withheld": True, "reason": "--coarsen-km: EXIF truth not echoed"}
         else:
-            error = float(distance_km(truth[0], truth[1], best_lat, best_lon))
+            error = float(distance_km(truth[0], truth[1], a_lat, a_lon))
             answer["truth"] = {
                 "lat": _round(truth[0]),
                 "lon": _round(truth[1]),
@@ -584,13 +650,21 @@ class Engine:
             },
         }
 
-    def _search(self, descriptors: NDArray, best: NDArray[np.int64]) -> list[dict[str, Any]]:
-        """Nearest indexed photos, their distance from each top region and the kNN
-        estimate, for every query of a pass at once (one search, one kNN call)."""
-        from trigeo.retrieve.knn import knn_locate
+    def _search(self, descriptors: NDArray, p: NDArray[np.float64]) -> list[dict[str, Any]]:
+        """Nearest indexed photos, their distance from each top region, the kNN
+        estimate and the ``refine``/``knn`` answer, for every query of a pass at once
+        (one search, one kNN call per use)."""
+        from trigeo.retrieve.knn import KNN_K, knn_locate
+        from trigeo.retrieve.refine import REFINE_DEPTH
         from trigeo.sphere import distance_km
 
-        distance, rows = self.index.search(descriptors, self.neighbours)
+        depth = {"refine": REFINE_DEPTH, "knn": KNN_K}.get(self.answer_rule, 0)
+        deep_distance, deep_rows = self.index.search(
+            descriptors, min(max(self.neighbours, depth), max(len(self.index), 1))
+        )
+        best = p.argmax(axis=1)
+        answers = self._index_answers(deep_distance, deep_rows, p)
+        distance, rows = deep_distance[:, : self.neighbours], deep_rows[:, : self.neighbours]
         valid = rows >= 0
         safe = np.where(valid, rows, 0)
         lat, lon = self._index_lat[safe], self._index_lon[safe]
@@ -611,9 +685,50 @@ class Engine:
                 "lon": lon[q][valid[q]],
                 "km": km[q][valid[q]],
                 "knn": (float(k_lat[q]), float(k_lon[q]), int(k_size[q])) if has[q] else None,
+                "answer": answers[q],
             }
             for q in range(len(rows))
         ]
+
+    def _index_answers(
+        self, distance: NDArray, rows: NDArray[np.int64], p: NDArray[np.float64]
+    ) -> list[tuple[float, float, str | None] | None]:
+        """The ``refine`` or ``knn`` answer of each query (``None`` for a cell rule).
+
+        ``knn`` is the kNN predictor over the nearest :data:`~trigeo.retrieve.knn.KNN_K`
+        photos; ``refine`` keeps the neighbours in the photo's top regions
+        (:mod:`trigeo.retrieve.refine`). Either falls back to the top region's
+        point, with a note, where no neighbour qualifies.
+        """
+        from trigeo.retrieve.knn import KNN_K, knn_locate
+        from trigeo.retrieve.refine import refine_points
+
+        n = len(rows)
+        if self.answer_rule not in ("refine", "knn"):
+            return [None] * n
+        valid = rows >= 0
+        safe = np.where(valid, rows, 0)
+        lat, lon = self._index_lat[safe], self._index_lon[safe]
+        dist = np.where(valid, distance, np.inf)
+        top, top_p = self._top_regions(p)
+        fallback_lat, fallback_lon = self.regions.lat[top[:, 0]], self.regions.lon[top[:, 0]]
+        if self.answer_rule == "refine":
+            result = refine_points(
+                top, top_p, fallback_lat, fallback_lon, lat, lon,
+                np.where(valid, self._index_regions[safe], -1), dist,
+            )  # fmt: skip
+            used = result.refined
+            a_lat, a_lon = result.lat, result.lon
+            why = "no indexed photo in the top regions: the top region's point"
+        else:
+            used = valid[:, :KNN_K].any(axis=1)
+            a_lat, a_lon = fallback_lat.astype(np.float64), fallback_lon.astype(np.float64)
+            if used.any():
+                a_lat[used], a_lon[used], _ = knn_locate(
+                    lat[used, :KNN_K], lon[used, :KNN_K], dist[used, :KNN_K]
+                )
+            why = "no indexed photo: the top region's point"
+        return [(float(a_lat[q]), float(a_lon[q]), None if used[q] else why) for q in range(n)]
 
     def _neighbours(self, hits: dict[str, Any]) -> dict[str, Any]:
         items = []
