@@ -320,7 +320,7 @@ def startup_rows(
         "val",
         "--batch-size",
         str(args.batch),
-        "--num-workers",
+        "--workers",
         str(args.workers),
         "--accelerator",
         "cpu",

@@ -24,10 +24,14 @@ import typer
 
 __all__ = [
     "CANONICAL",
+    "MADE_HERE",
     "Accelerator",
+    "AcceleratorOrConfig",
     "BatchSize",
+    "BatchSizeOrConfig",
     "Canonical",
     "Devices",
+    "DevicesOrConfig",
     "Json",
     "MaxUnreadable",
     "Neighbours",
@@ -38,11 +42,13 @@ __all__ = [
     "WorkersOrConfig",
     "data",
     "index",
+    "made_here",
     "mesh",
     "model",
     "out",
     "points",
     "split",
+    "workers",
 ]
 
 #: Images per forward pass (inference).
@@ -96,6 +102,34 @@ Accelerator = Annotated[str, typer.Option("--accelerator", help="auto, cpu, gpu 
 Devices = Annotated[
     str, typer.Option("--devices", help="How many devices (or 'auto', or a list like '0,1').")
 ]
+#: Per-device batch size, or the training config's ``batch_size`` when not given.
+BatchSizeOrConfig = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help="Images per forward pass, per device (default: the config's `batch_size`).",
+        show_default=False,
+    ),
+]
+#: Lightning's accelerator, or the training config's.
+AcceleratorOrConfig = Annotated[
+    str | None,
+    typer.Option(
+        "--accelerator",
+        help="auto, cpu, gpu (cuda) or mps (default: the config's `accelerator`).",
+        show_default=False,
+    ),
+]
+#: Lightning's devices, or the training config's.
+DevicesOrConfig = Annotated[
+    str | None,
+    typer.Option(
+        "--devices",
+        help="How many devices (or 'auto', or a list like '0,1'; default: the config's).",
+        show_default=False,
+    ),
+]
 
 #: Compute threads.
 Threads = Annotated[
@@ -116,39 +150,61 @@ Neighbours = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")]
 
 
+#: The option objects this module made (the annotated aliases' and the makers'): the CLI test
+#: checks that every option named in :data:`CANONICAL` comes from here.
+_MADE: list[Any] = []
+
+
+def _made(info: Any) -> Any:
+    # Typer copies an option object into each command, so the mark travels as an attribute.
+    info.trigeo_registry = True
+    _MADE.append(info)
+    return info
+
+
+def made_here(info: Any) -> bool:
+    """Whether a Typer option object (or a command's copy of one) was made by this module."""
+    return bool(getattr(info, "trigeo_registry", False))
+
+
 def out(help: str) -> Any:
     """``--out``: what the command writes (``help`` names the file or directory)."""
-    return typer.Option("--out", help=help)
+    return _made(typer.Option("--out", help=help))
+
+
+def workers(help: str) -> Any:
+    """``--workers``: parallel I/O other than image loaders (download or encoder threads)."""
+    return _made(typer.Option("--workers", min=1, help=help))
 
 
 def data(help: str = "Dataset directory (trigeo data ...).") -> Any:
     """``--data``: a trigeo dataset directory the command reads."""
-    return typer.Option("--data", help=help)
+    return _made(typer.Option("--data", help=help))
 
 
 def points(help: str = "CSV or Parquet file with latitude/longitude columns.") -> Any:
     """``--points``: a file of coordinates (a dataset directory is ``--data``)."""
-    return typer.Option("--points", help=help)
+    return _made(typer.Option("--points", help=help))
 
 
 def mesh(help: str = "Mesh file (trigeo mesh build).") -> Any:
     """``--mesh``: a mesh file."""
-    return typer.Option("--mesh", metavar="FILE", help=help)
+    return _made(typer.Option("--mesh", metavar="FILE", help=help))
 
 
 def index(help: str = "Retrieval index directory (trigeo index build).") -> Any:
     """``--index``: a retrieval index directory."""
-    return typer.Option("--index", metavar="DIR", help=help)
+    return _made(typer.Option("--index", metavar="DIR", help=help))
 
 
 def model(help: str) -> Any:
     """``--model``: a trained model directory."""
-    return typer.Option("--model", metavar="DIR", help=help)
+    return _made(typer.Option("--model", metavar="DIR", help=help))
 
 
 def split(help: str = "Use only the photos of this split ('all': every photo).") -> Any:
     """``--split``: filters a dataset's rows by split (it never assigns one)."""
-    return typer.Option("--split", help=help)
+    return _made(typer.Option("--split", help=help))
 
 
 @dataclass(frozen=True)
@@ -158,6 +214,13 @@ class Canonical:
     meaning: str
     type: type
 
+
+#: Options every command takes from this module (an alias or a maker above), never its own.
+MADE_HERE = (
+    "--out", "--data", "--points", "--mesh", "--index", "--model", "--split", "--batch-size",
+    "--workers", "--threads", "--progress", "--max-unreadable", "--accelerator", "--devices",
+    "--neighbours", "--json",
+)  # fmt: skip
 
 #: Every option name used by more than one command: one meaning, one value type.
 CANONICAL: dict[str, Canonical] = {
@@ -192,7 +255,7 @@ CANONICAL: dict[str, Canonical] = {
     "--progress": Canonical("Progress bars on stderr.", bool),
     "--max-unreadable": Canonical("Share of unreadable images tolerated before stopping.", float),
     "--json": Canonical("Print the summary as JSON instead of a table.", bool),
-    "-k": Canonical("The neighbour count of retrieval.", int),
+    "--neighbours": Canonical("-k: the neighbour count of retrieval.", int),
     "--answer": Canonical("The reported point of a distribution over cells.", str),
     "--image-size": Canonical("Square image side in pixels.", int),
     "--photos": Canonical("Photos in the synthetic world.", int),
@@ -201,7 +264,16 @@ CANONICAL: dict[str, Canonical] = {
     "--pred": Canonical("A predictions file.", Path),
     "--allow-overlap": Canonical("Allow a head's photos to overlap M1's training photos.", bool),
     "--shuffle-time": Canonical("Ablation: posting times shuffled across photos.", bool),
+    "--weights": Canonical("A local checkpoint file of pretrained weights.", Path),
+    "--drop-failed": Canonical("Drop the photos whose download failed from the table.", bool),
 }
+
+for _alias in (
+    BatchSize, BatchSizeOrConfig, Workers, WorkersOrConfig, Progress, ProgressOrConfig,
+    MaxUnreadable, Accelerator, AcceleratorOrConfig, Devices, DevicesOrConfig, Threads,
+    Neighbours, Json,
+):  # fmt: skip
+    _made(_alias.__metadata__[0])
 
 #: Until predict's command moves to the new names (issue 19): the old spellings of ``Workers``.
 NumWorkers = Workers

@@ -79,7 +79,7 @@ def test_mp16_shards_to_im2gps3k_evaluation(tmp_path: Path) -> None:
     )  # fmt: skip
     report = tmp_path / "report"
     _invoke(
-        "evaluate", "--truth", test, "--split", "test", "--pred", pred,
+        "evaluate", "--data", test, "--split", "test", "--pred", pred,
         "--bootstrap", "50", "--out", report,
     )  # fmt: skip
     metrics = json.loads((report / "metrics.json").read_text())

@@ -66,7 +66,7 @@ ROLES = {"m1_coarse": "M1 coarse", "m1_coarse_cell": "M1 coarse cell", "m2": "M2
 STAGES = [
     {"name": "synthetic world", "command": "trigeo data synth --photos 40 --out w",
      "seconds": 2.5, "status": "ran"},
-    {"name": "evaluation report", "command": "trigeo evaluate --truth w --out eval",
+    {"name": "evaluation report", "command": "trigeo evaluate --data w --out eval",
      "seconds": 1.0, "status": "reused"},
 ]  # fmt: skip
 

@@ -54,7 +54,7 @@ def test_cli_scores_the_prior_baseline(tmp_path: Path, dataset, table: pd.DataFr
     mesh = _train_mesh(table)
     mesh_path = mesh.save(tmp_path / "mesh.npz")
     out = tmp_path / "report"
-    args = ["evaluate", "--truth", str(dataset.root), "--mesh", str(mesh_path), "--baseline",
+    args = ["evaluate", "--data", str(dataset.root), "--mesh", str(mesh_path), "--baseline",
             "prior", "--averaging", "--no-figures", "--bootstrap", "50",
             "--out", str(out)]  # fmt: skip
     result = runner.invoke(app, args)
@@ -74,9 +74,9 @@ def test_cli_scores_the_prior_baseline(tmp_path: Path, dataset, table: pd.DataFr
 
 def test_cli_baseline_errors(tmp_path: Path, dataset) -> None:
     out = str(tmp_path / "r")
-    no_mesh = runner.invoke(app, ["evaluate", "--truth", str(dataset.root), "--baseline", "prior",
+    no_mesh = runner.invoke(app, ["evaluate", "--data", str(dataset.root), "--baseline", "prior",
                                   "--out", out])  # fmt: skip
     assert no_mesh.exit_code == 2 and "add --mesh" in no_mesh.output
-    unknown = runner.invoke(app, ["evaluate", "--truth", str(dataset.root), "--baseline", "oracle",
+    unknown = runner.invoke(app, ["evaluate", "--data", str(dataset.root), "--baseline", "oracle",
                                   "--out", out])  # fmt: skip
     assert unknown.exit_code == 2 and "unknown --baseline 'oracle'" in unknown.output

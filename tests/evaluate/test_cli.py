@@ -20,8 +20,8 @@ runner = CliRunner()
 
 
 def _evaluate(dataset, *args: str):
-    """``trigeo evaluate --truth <dataset> ARGS`` through the root CLI."""
-    return runner.invoke(app, ["evaluate", "--truth", str(dataset.root), *args])
+    """``trigeo evaluate --data <dataset> ARGS`` through the root CLI."""
+    return runner.invoke(app, ["evaluate", "--data", str(dataset.root), *args])
 
 
 def _write_model(
@@ -180,7 +180,7 @@ def test_cli_strict_less_radius_and_exclude(tmp_path, dataset, table):
         "--pred",
         str(peer),
         "--strict-less",
-        "--radius-km",
+        "--earth-radius-km",
         "6371",
         "--missing",
         "exclude",
@@ -290,7 +290,7 @@ def test_cli_shows_short_names_and_keeps_full_ids(tmp_path, dataset, table, mesh
     out = tmp_path / "o"
     result = runner.invoke(
         app,
-        ["evaluate", "--truth", str(dataset.root), "--pred", str(named), "--pred", str(unnamed),
+        ["evaluate", "--data", str(dataset.root), "--pred", str(named), "--pred", str(unnamed),
          "--mesh", str(mesh_path), "--oracle", "--averaging", "--baseline", "prior",
          "--no-figures", "--bootstrap", "50", "--out", str(out)],
         env={"COLUMNS": "80"},

@@ -71,7 +71,7 @@ def test_the_cli_parses_delegates_and_prints(tmp_path, monkeypatch):
     monkeypatch.setattr("trigeo.evaluate.run.run_evaluation", fake_run)
     result = CliRunner().invoke(
         app,
-        ["evaluate", "--truth", "ds", "--out", "o", "--pred", "a.parquet", "--pred", "b.csv",
+        ["evaluate", "--data", "ds", "--out", "o", "--pred", "a.parquet", "--pred", "b.csv",
          "--mesh", "m.npz", "--baseline", "prior", "--thresholds", "1,25", "--split", "all",
          "--label", "cell", "--no-figures", "--averaging"],
     )  # fmt: skip

@@ -324,7 +324,7 @@ def test_cli_ci_unit_option_help_and_note(monkeypatch):
 
     monkeypatch.setattr("trigeo.evaluate.run.run_evaluation", fake_run)
     runner = CliRunner()
-    base = ["evaluate", "--truth", "ds", "--out", "o", "--pred", "a.csv"]
+    base = ["evaluate", "--data", "ds", "--out", "o", "--pred", "a.csv"]
     assert runner.invoke(app, base).exit_code == 0
     result = runner.invoke(app, [*base, "--ci-unit", "photo"])
     assert result.exit_code == 0, result.output

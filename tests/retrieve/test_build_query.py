@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -123,7 +125,7 @@ def test_cli_builds_queries_with_exif_truth_writes_a_sheet_and_predicts(world_mo
             str(dataset.root),
             "--out",
             str(tmp_path / "idx"),
-            "--num-workers",
+            "--workers",
             "0",
             "--no-progress",
             "--accelerator",
@@ -131,20 +133,24 @@ def test_cli_builds_queries_with_exif_truth_writes_a_sheet_and_predicts(world_mo
         ],
     )
     assert built.exit_code == 0, built.output
-    info = runner.invoke(app, ["index", "info", str(tmp_path / "idx")])
+    info = runner.invoke(app, ["index", "info", "--index", str(tmp_path / "idx")])
     assert "photos: 96" in info.output and "split: train" in info.output
+    as_json = runner.invoke(app, ["index", "info", "--index", str(tmp_path / "idx"), "--json"])
+    summary = json.loads(as_json.output)
+    assert summary["photos"] == 96 and summary["split"] == "train"
     query = tmp_path / "tokyo.jpg"
     query.write_bytes(photo_with_gps((40, 40, 220), 35.68, 139.7))
     out = runner.invoke(
         app,
         [
             "retrieve",
+            "query",
             "--index",
             str(tmp_path / "idx"),
             str(query),
             "-k",
             "3",
-            "--html",
+            "--out",
             str(tmp_path / "sheet.html"),
             "--accelerator",
             "cpu",
@@ -167,7 +173,7 @@ def test_cli_builds_queries_with_exif_truth_writes_a_sheet_and_predicts(world_mo
             str(dataset.root),
             "--out",
             str(tmp_path / "knn.parquet"),
-            "--num-workers",
+            "--workers",
             "0",
             "--no-progress",
             "--accelerator",
@@ -175,11 +181,12 @@ def test_cli_builds_queries_with_exif_truth_writes_a_sheet_and_predicts(world_mo
         ],
     )
     assert pred.exit_code == 0, pred.output
-    # `trigeo predict --model M1 --knn INDEX` is the same predictor.
+    # `trigeo predict --model M1 --answer knn --index INDEX` is the same predictor.
     via_predict = runner.invoke(
         app,
-        ["predict", "--model", str(model_dir), "--knn", str(tmp_path / "idx"), "--data",
-         str(dataset.root), "--out", str(tmp_path / "knn2.parquet"), "--num-workers", "0",
+        ["predict", "--model", str(model_dir), "--answer", "knn", "--index", str(tmp_path / "idx"),
+         "--data",
+         str(dataset.root), "--out", str(tmp_path / "knn2.parquet"), "--workers", "0",
          "--no-progress", "--accelerator", "cpu"],
     )  # fmt: skip
     assert via_predict.exit_code == 0, via_predict.output
@@ -193,7 +200,7 @@ def test_cli_builds_queries_with_exif_truth_writes_a_sheet_and_predicts(world_mo
         app,
         [
             "evaluate",
-            "--truth",
+            "--data",
             str(dataset.root),
             "--out",
             str(tmp_path / "report"),

@@ -58,3 +58,23 @@ def test_train_and_predict_do_not_import_each_other():
                 )
                 bad = [n for n in names if n == other or n.startswith(other + ".")]
                 assert not bad, f"{path} imports {bad}"
+
+
+def test_one_torch_device_from_accelerator_and_devices(monkeypatch):
+    import torch
+
+    from trigeo.errors import InputError
+    from trigeo.runtime.devices import torch_device
+
+    assert torch_device("cpu", "auto") == "cpu"
+    assert torch_device("gpu", "1") == "cuda:0"  # a count of one
+    assert torch_device("cuda", "2,") == "cuda:2"  # an id list of one
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert torch_device("auto", None) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert torch_device("AUTO", "auto") == "cuda:0"
+    with pytest.raises(InputError, match="one device"):
+        torch_device("gpu", "0,1")
+    with pytest.raises(InputError, match="--accelerator"):
+        torch_device("tpu", None)

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from trigeo import options
 from trigeo.errors import InputError
 from trigeo.provenance import hash_file, write_json_atomic
 from trigeo.train.config import preset_path
@@ -272,7 +273,8 @@ def demo_stages(
         ),
         DemoStage(
             "predict val by kNN retrieval",
-            ["predict", "--model", str(model), "--knn", str(index), "--data", str(world),
+            ["predict", "--model", str(model), "--answer", "knn", "--index", str(index),
+             "--data", str(world),
              "--split", "val", "--name", ROLES["knn"], "--out", str(knn)],
             knn,
             [*m1_reads, index / "index.json"],
@@ -290,7 +292,7 @@ def demo_stages(
     stages.append(
         DemoStage(
             "evaluation",
-            ["evaluate", "--truth", str(world),
+            ["evaluate", "--data", str(world),
              *(flag for p in all_preds for flag in ("--pred", str(p))),
              *mesh_flags, "--oracle", "--averaging", "--baseline", "prior",
              "--out", str(evaluation)],
@@ -427,9 +429,12 @@ def _write_report(
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Directory for every demo artifact.")] = Path(
-        "demo-out"
-    ),
+    out: Annotated[
+        Path | None,
+        options.out(
+            "Directory for every demo artifact (default: demo-out, or demo-out-quick with --quick)."
+        ),
+    ] = None,
     photos: Annotated[int, typer.Option("--photos", min=500, help="Synthetic photos.")] = 30000,
     users: Annotated[int, typer.Option("--users", min=10, help="Synthetic users.")] = 1500,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the world and training.")] = 7,
@@ -455,4 +460,7 @@ def demo(
     """Reproduce the study on the built-in synthetic world: every finding, in one report."""
     if quick:
         photos, users = min(photos, 4000), min(users, 200)
+    if out is None:
+        # A quick run must not overwrite a full run's artifacts (their stages differ).
+        out = Path("demo-out-quick" if quick else "demo-out")
     run_demo(out, photos=photos, users=users, seed=seed, quick=quick, force=force, against=against)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from trigeo import options
 from trigeo.sphere import EARTH_RADIUS_KM
 
 
@@ -39,10 +40,8 @@ def _thresholds(text: str) -> tuple[float, ...]:
 
 
 def evaluate(
-    truth: Annotated[
-        Path, typer.Option("--truth", help="Dataset directory holding the true locations.")
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Report directory to write.")],
+    data: Annotated[Path, options.data("Dataset directory holding the true locations.")],
+    out: Annotated[Path, options.out("Report directory to write.")],
     pred: Annotated[
         list[Path] | None,
         typer.Option(
@@ -63,11 +62,7 @@ def evaluate(
     ] = None,
     mesh: Annotated[
         list[Path] | None,
-        typer.Option(
-            "--mesh",
-            metavar="<file>",
-            help="Mesh file; each model uses the mesh matching its hash.",
-        ),
+        options.mesh("Mesh file; each model uses the mesh matching its hash. Repeatable."),
     ] = None,
     label: Annotated[
         Label | None,
@@ -80,11 +75,15 @@ def evaluate(
     outdoor_only: Annotated[
         bool, typer.Option("--outdoor-only", help="Evaluate only photos with outdoor >= 0.5.")
     ] = False,
-    split: Annotated[
-        str, typer.Option("--split", help="Split of the truth photos ('all' for every photo).")
-    ] = "val",
-    radius_km: Annotated[
-        float, typer.Option("--radius-km", help="Sphere radius of the great-circle distance.")
+    split: Annotated[str, options.split()] = "val",
+    earth_radius_km: Annotated[
+        float,
+        typer.Option(
+            "--earth-radius-km",
+            min=1.0,
+            help="Earth's radius in the thresholds' great-circle distances (the study's "
+            "6372.795; GeoScore keeps OSV-5M's 6371).",
+        ),
     ] = EARTH_RADIUS_KM,
     strict_less: Annotated[
         bool, typer.Option("--strict-less", help="Count d < t as correct instead of d <= t.")
@@ -147,7 +146,7 @@ def evaluate(
 
     config = EvaluationConfig(
         thresholds_km=_thresholds(thresholds),
-        radius_km=radius_km,
+        radius_km=earth_radius_km,
         strict_less=strict_less,
         missing=missing.value,
         label=None if label is None else label.value,
@@ -159,7 +158,7 @@ def evaluate(
         averaging=averaging,
     )
     run = run_evaluation(
-        truth,
+        data,
         out,
         preds=pred or [],
         names=name or [],

@@ -4,7 +4,7 @@ Per photo ``5000 * exp(-d / 1492.7)`` points, ``d`` the haversine distance in
 km on a sphere of radius **6371 km**, as OSV-5M computes it
 (``metrics/distance_based.py`` and ``metrics/utils.py`` of gastruc/osv5m).
 The radius belongs to the metric's definition, so the evaluation's own radius
-(``--radius-km``, 6372.795 km by default, the study's) does not change it:
+(``--earth-radius-km``, 6372.795 km by default, the study's) does not change it:
 the score is comparable with OSV-5M's published numbers whatever the
 threshold metrics use.
 """
@@ -29,7 +29,7 @@ __all__ = [
 GEOSCORE_MAX = 5000.0
 #: Distance (km) at which the score falls by a factor e.
 GEOSCORE_SCALE_KM = 1492.7
-#: Sphere radius (km) of GeoScore's haversine distance (OSV-5M's), whatever ``--radius-km`` is.
+#: Sphere radius (km) of GeoScore's haversine distance (OSV-5M's), whatever ``--earth-radius-km`` is.
 GEOSCORE_RADIUS_KM = 6371.0
 
 

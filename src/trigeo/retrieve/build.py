@@ -43,7 +43,7 @@ def build_index(
         recorded and queries from any other model are refused.
     data
         The dataset directory; its table hash and folder are recorded (the
-        folder is where ``--html`` contact sheets and the server's thumbnails
+        folder is where ``retrieve query --out`` contact sheets and the server's thumbnails
         read the indexed photos from).
     out
         The index directory to write.

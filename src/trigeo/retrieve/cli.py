@@ -5,12 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
 
-from trigeo.options import Accelerator, BatchSize, Devices, MaxUnreadable, NumWorkers, Progress
+from trigeo import options
+from trigeo.options import (
+    Accelerator,
+    BatchSize,
+    Devices,
+    Json,
+    MaxUnreadable,
+    Neighbours,
+    Progress,
+    Workers,
+)
 
 console = Console(stderr=True)
 
@@ -28,16 +36,14 @@ index_app = typer.Typer(
 
 @index_app.command("build")
 def build(
-    model: Annotated[Path, typer.Option("--model", help="M1 model directory.")],
-    data: Annotated[Path, typer.Option("--data", help="Dataset directory to index.")],
-    out: Annotated[Path, typer.Option("--out", help="Index directory to write.")],
-    split: Annotated[
-        str, typer.Option("--split", help="Split to index ('all' for every photo).")
-    ] = "train",
-    kind: Annotated[
+    model: Annotated[Path, options.model("M1 model directory.")],
+    data: Annotated[Path, options.data("Dataset directory to index.")],
+    out: Annotated[Path, options.out("Index directory to write.")],
+    split: Annotated[str, options.split()] = "train",
+    index_kind: Annotated[
         str,
         typer.Option(
-            "--kind", help="flat: exact L2 (IndexFlatL2); ivfpq: approximate, for millions."
+            "--index-kind", help="flat: exact L2 (IndexFlatL2); ivfpq: approximate, for millions."
         ),
     ] = "flat",
     nlist: Annotated[
@@ -51,7 +57,7 @@ def build(
     ] = 8,
     max_unreadable: MaxUnreadable = 0.05,
     batch_size: BatchSize = 64,
-    num_workers: NumWorkers = 2,
+    num_workers: Workers = 2,
     accelerator: Accelerator = "auto",
     devices: Devices = "auto",
     progress: Progress = True,
@@ -65,7 +71,7 @@ def build(
         data,
         out,
         split=None if split == "all" else split,
-        kind=kind,
+        kind=index_kind,
         nlist=nlist,
         pq_m=pq_m,
         pq_bits=pq_bits,
@@ -80,40 +86,36 @@ def build(
 
 
 @index_app.command("info")
-def info(index: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
+def info(index: Annotated[Path, options.index()], as_json: Json = False) -> None:
     """Print what an index holds and which model and dataset it was built from."""
+    import json
+
     from trigeo.retrieve.index import RetrievalIndex
 
     loaded = RetrievalIndex.load(index)
     meta = loaded.meta
-    for key, value in (
-        ("photos", len(loaded)),
-        ("descriptor size", loaded.dim),
-        ("kind", meta.get("params")),
-        ("model", meta.get("model_id")),
-        ("model dir", meta.get("model_dir")),
-        ("dataset", meta.get("dataset_root")),
-        ("dataset sha256", meta.get("dataset_sha256")),
-        ("split", meta.get("split")),
-    ):
+    summary = {
+        "photos": len(loaded),
+        "descriptor size": loaded.dim,
+        "kind": meta.get("params"),
+        "model": meta.get("model_id"),
+        "model dir": meta.get("model_dir"),
+        "dataset": meta.get("dataset_root"),
+        "dataset sha256": meta.get("dataset_sha256"),
+        "split": meta.get("split"),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    for key, value in summary.items():
         typer.echo(f"{key:>16}: {value}")
-
-
-class _DefaultQueryGroup(TyperGroup):
-    """``trigeo retrieve --index I q.jpg`` runs ``query``; ``trigeo retrieve predict`` the kNN."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
-            args = ["query", *args]
-        return super().parse_args(ctx, args)
 
 
 retrieve_app = typer.Typer(
     name="retrieve",
-    cls=_DefaultQueryGroup,
     help=(
-        "Query by example: `trigeo retrieve --index INDEX QUERY... -k 6` lists the nearest "
-        "indexed photos; `trigeo retrieve predict` writes kNN location predictions."
+        "Query by example: `trigeo retrieve query --index INDEX QUERY... -k 6` lists the "
+        "nearest indexed photos; `trigeo retrieve predict` writes kNN location predictions."
     ),
     no_args_is_help=True,
 )
@@ -121,17 +123,15 @@ retrieve_app = typer.Typer(
 
 @retrieve_app.command("query")
 def query(
-    index: Annotated[Path, typer.Option("--index", help="Index directory (trigeo index build).")],
+    index: Annotated[Path, options.index()],
     images: Annotated[list[Path], typer.Argument(help="Query image files or folders.")],
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per query.")] = 6,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="M1 model (default: the index's).")
-    ] = None,
-    html: Annotated[
-        Path | None, typer.Option("--html", help="Also write a contact sheet (HTML).")
+    k: Neighbours = 6,
+    model: Annotated[Path | None, options.model("M1 model (default: the index's).")] = None,
+    out: Annotated[
+        Path | None, options.out("Also write a contact sheet of the neighbours (HTML).")
     ] = None,
     nprobe: Annotated[
-        int | None, typer.Option("--nprobe", help="IVF lists searched (ivfpq indexes).")
+        int | None, typer.Option("--nprobe", help="IVF lists searched (ivfpq indexes only).")
     ] = None,
     accelerator: Accelerator = "auto",
 ) -> None:
@@ -143,7 +143,7 @@ def query(
     results, loaded = query_images(
         index, images, k=k, model_dir=model, nprobe=nprobe, accelerator=accelerator, report=_report
     )
-    out = Console()
+    screen = Console()
     for result in results:
         truth = (
             f"true location {result.truth[0]:.4f}, {result.truth[1]:.4f} (EXIF)"
@@ -154,42 +154,39 @@ def query(
         for name in ("rank", "photo", "lat", "lon", "km from truth", "L2"):
             table.add_column(name, justify="left" if name == "photo" else "right")
         if result.error:
-            out.print(f"[red]{result.query}: {result.error}[/red]")
+            screen.print(f"[red]{result.query}: {result.error}[/red]")
             continue
         for nb in result.neighbours:
             km = "" if nb.km_from_truth is None else f"{nb.km_from_truth:,.1f}"
             table.add_row(
                 str(nb.rank), nb.photo_id, f"{nb.lat:.4f}", f"{nb.lon:.4f}", km, f"{nb.l2:.4f}"
             )
-        out.print(table)
-    if html is not None:
-        write_contact_sheet(results, loaded, html)
-        _report(f"wrote contact sheet {html}")
+        screen.print(table)
+    if out is not None:
+        write_contact_sheet(results, loaded, out)
+        _report(f"wrote contact sheet {out}")
 
 
 @retrieve_app.command("predict")
 def predict(
-    index: Annotated[Path, typer.Option("--index", help="Index directory (trigeo index build).")],
-    out: Annotated[Path, typer.Option("--out", help="Predictions Parquet file.")],
+    index: Annotated[Path, options.index()],
+    out: Annotated[Path, options.out("Predictions Parquet file.")],
     images: Annotated[
         list[Path] | None,
         typer.Argument(help="Image files or folders of images."),
     ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="M1 model (default: the index's).")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option("--data", help="Dataset directory (instead of images).")
-    ] = None,
-    split: Annotated[str, typer.Option("--split", help="Split ('all' for every photo).")] = "val",
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per photo.")] = 10,
-    radius_km: Annotated[
-        float, typer.Option("--radius-km", min=0.001, help="Cluster radius of the kNN rule.")
+    model: Annotated[Path | None, options.model("M1 model (default: the index's).")] = None,
+    data: Annotated[Path | None, options.data("Dataset directory (instead of images).")] = None,
+    split: Annotated[str, options.split()] = "val",
+    k: Neighbours = 10,
+    cluster_km: Annotated[
+        float,
+        typer.Option("--cluster-km", min=0.001, help="Cluster radius of the kNN rule, in km."),
     ] = 100.0,
     name: Annotated[str | None, typer.Option("--name", help="Display name in the file.")] = None,
     max_unreadable: MaxUnreadable = 0.05,
     batch_size: BatchSize = 64,
-    num_workers: NumWorkers = 2,
+    num_workers: Workers = 2,
     accelerator: Accelerator = "auto",
     devices: Devices = "auto",
     progress: Progress = True,
@@ -208,7 +205,7 @@ def predict(
         data=data,
         split=None if split == "all" else split,
         k=k,
-        radius_km=radius_km,
+        radius_km=cluster_km,
         name=name,
         max_unreadable=max_unreadable,
         batch_size=batch_size,

@@ -74,7 +74,7 @@ def knn_locate(
         A row has no neighbour at all.
     """
     if radius_km <= 0:
-        raise InputError(f"--radius-km must be positive, got {radius_km}")
+        raise InputError(f"--cluster-km must be positive, got {radius_km}")
     la = np.atleast_2d(np.asarray(lat, dtype=np.float64))
     lo = np.atleast_2d(np.asarray(lon, dtype=np.float64))
     d = np.atleast_2d(np.asarray(distance, dtype=np.float64))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["launch_rank", "parse_devices", "set_cpu_threads", "trainer_precision"]
+__all__ = ["launch_rank", "parse_devices", "set_cpu_threads", "torch_device", "trainer_precision"]
 
 
 def parse_devices(value: str | None) -> int | str | None:
@@ -54,3 +54,39 @@ def launch_rank() -> int:
             return int(os.environ[name])
     local, node = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("NODE_RANK", 0))
     return local + node * 1000 if (local or node) else 0
+
+
+def torch_device(accelerator: str, devices: str | None) -> str:
+    """One torch device from ``--accelerator``/``--devices``, for loops that run on one device.
+
+    ``auto`` picks CUDA, then MPS, then the CPU. ``--devices`` may name one
+    GPU (``1`` for a count of one, or an id list of one such as ``"2,"`` or
+    ``"2"`` with a GPU accelerator).
+
+    Raises
+    ------
+    InputError
+        An unknown accelerator, or more than one device.
+    """
+    import torch
+
+    from trigeo.errors import InputError
+
+    accelerator = accelerator.lower()
+    if accelerator == "auto":
+        if torch.cuda.is_available():
+            accelerator = "gpu"
+        elif torch.backends.mps.is_available():
+            accelerator = "mps"
+        else:
+            accelerator = "cpu"
+    if accelerator not in ("cpu", "gpu", "cuda", "mps"):
+        raise InputError(f"--accelerator must be auto, cpu, gpu (cuda) or mps, got {accelerator!r}")
+    ids = [] if devices in (None, "", "auto") else [p for p in str(devices).split(",") if p.strip()]
+    if len(ids) > 1:
+        raise InputError(f"this command runs on one device; --devices {devices} names {len(ids)}")
+    if accelerator in ("gpu", "cuda"):
+        # A bare "1" is a count of one (Lightning's reading) unless it ends in a comma.
+        index = int(ids[0]) if ids and str(devices).strip().endswith(",") else 0
+        return f"cuda:{index}"
+    return accelerator

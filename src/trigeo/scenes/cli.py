@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from trigeo.options import BatchSize, MaxUnreadable, NumWorkers, Progress
+from trigeo import options
+from trigeo.options import Accelerator, BatchSize, Devices, MaxUnreadable, Progress, Workers
 
 console = Console(stderr=True)
 
@@ -18,7 +19,7 @@ def _report(message: str) -> None:
 
 
 def scenes(
-    data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
+    data: Annotated[Path, options.data()],
     weights: Annotated[
         Path,
         typer.Option(
@@ -28,18 +29,18 @@ def scenes(
     ],
     arch: Annotated[str, typer.Option(help="resnet18 | resnet50 | densenet161.")] = "resnet18",
     out: Annotated[
-        Path | None, typer.Option("--out", help="Dataset directory to write (default: --data).")
+        Path | None, options.out("Dataset directory to write (default: --data).")
     ] = None,
-    split: Annotated[
-        str, typer.Option("--split", help="Split to score ('all' for every photo).")
-    ] = "all",
+    split: Annotated[str, options.split()] = "all",
     batch_size: BatchSize = 64,
-    num_workers: NumWorkers = 2,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    num_workers: Workers = 2,
+    accelerator: Accelerator = "auto",
+    devices: Devices = "auto",
     max_unreadable: MaxUnreadable = 0.05,
     progress: Progress = True,
 ) -> None:
     """Score P(outdoor) per photo: the mean outdoor flag of its top-10 Places365 scenes."""
+    from trigeo.runtime.devices import torch_device
     from trigeo.scenes.run import score_outdoor
 
     result = score_outdoor(
@@ -50,7 +51,7 @@ def scenes(
         split=None if split == "all" else split,
         batch_size=batch_size,
         num_workers=num_workers,
-        device=device,
+        device=torch_device(accelerator, devices),
         max_unreadable=max_unreadable,
         progress=progress,
         report=_report,

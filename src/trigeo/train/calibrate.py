@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from trigeo.data.table import Dataset
-from trigeo.errors import ArtifactError, InputError
+from trigeo.errors import InputError
 
 __all__ = ["calibrate_m1"]
 
@@ -21,10 +21,10 @@ def calibrate_m1(
     batch_size: int = 128,
     num_workers: int = 2,
     accelerator: str = "auto",
-    devices: int | str = 1,
+    devices: int | str = "auto",
     seed: int = 0,
     progress: bool = True,
-) -> float:
+) -> float | None:
     """Fit a softmax temperature on a held-out split and store it in the model dir.
 
     Uses the photos of ``split`` that fall in kept cells (never ``train``).
@@ -33,9 +33,10 @@ def calibrate_m1(
 
     Returns
     -------
-    float
+    float or None
         The (primary head's) temperature; ``trigeo predict`` applies it from
-        then on.
+        then on. ``None`` on ranks other than 0 when several devices score the
+        photos (rank 0 gathers the logits, fits and saves).
     """
     from trigeo.calibration import fit_temperature
     from trigeo.data.loading import PhotoDataset, build_transform
@@ -69,7 +70,7 @@ def calibrate_m1(
         progress=progress,
     )
     if result is None:
-        raise ArtifactError("calibration ran on a non-zero rank")
+        return None
     if not model.is_multi_head:
         temperature = fit_temperature(result["logits"], cells[result["index"]])
         model.save_temperature(

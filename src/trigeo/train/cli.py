@@ -8,13 +8,17 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from trigeo import options
 from trigeo.options import (
     Accelerator,
+    AcceleratorOrConfig,
     BatchSize,
+    BatchSizeOrConfig,
     Devices,
-    NumWorkers,
-    NumWorkersOrConfig,
+    DevicesOrConfig,
     ProgressOrConfig,
+    Workers,
+    WorkersOrConfig,
 )
 from trigeo.runtime.devices import launch_rank, parse_devices
 
@@ -32,17 +36,15 @@ def _report(message: str) -> None:
 
 @app.command("m1")
 def m1(
-    data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
+    data: Annotated[Path, options.data()],
     mesh: Annotated[
         list[Path],
-        typer.Option(
-            "--mesh",
-            metavar="<file>",
-            help="Mesh file (trigeo mesh build); repeat it to train one head per mesh on one "
-            "shared backbone.",
+        options.mesh(
+            "Mesh file (trigeo mesh build); repeat it to train one head per mesh on one "
+            "shared backbone."
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    out: Annotated[Path, options.out("Model directory to write.")],
     config: Annotated[
         str,
         typer.Option(help="YAML config file, or a preset: study (default), demo, quick, test."),
@@ -82,10 +84,10 @@ def m1(
         int | None, typer.Option(help="Cap every stage at this many epochs.")
     ] = None,
     image_size: Annotated[int | None, typer.Option(help="Square input size in pixels.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Per-device batch size.")] = None,
-    num_workers: NumWorkersOrConfig = None,
-    accelerator: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
-    devices: Annotated[str | None, typer.Option(help="auto, a count, or ids like 0,1.")] = None,
+    batch_size: BatchSizeOrConfig = None,
+    num_workers: WorkersOrConfig = None,
+    accelerator: AcceleratorOrConfig = None,
+    devices: DevicesOrConfig = None,
     num_nodes: Annotated[int | None, typer.Option(help="Nodes for multi-node DDP.")] = None,
     strategy: Annotated[
         str | None, typer.Option(help="Lightning strategy (auto, ddp, ...).")
@@ -143,14 +145,14 @@ def m1(
 
 @app.command("calibrate")
 def calibrate(
-    model: Annotated[Path, typer.Option("--model", help="M1 model directory.")],
-    data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
-    split: Annotated[str, typer.Option(help="Held-out split to fit on.")] = "heads",
+    model: Annotated[Path, options.model("M1 model directory.")],
+    data: Annotated[Path, options.data()],
+    split: Annotated[str, options.split("Held-out split to fit on (never train).")] = "heads",
     max_photos: Annotated[int, typer.Option(help="Subsample at most this many photos.")] = 20000,
     batch_size: BatchSize = 128,
-    num_workers: NumWorkers = 2,
+    num_workers: Workers = 2,
     accelerator: Accelerator = "auto",
-    devices: Devices = "1",
+    devices: Devices = "auto",
 ) -> None:
     """Fit a softmax temperature on held-out photos; predictions use it from then on."""
     from trigeo.train.calibrate import calibrate_m1
@@ -163,8 +165,10 @@ def calibrate(
         batch_size=batch_size,
         num_workers=num_workers,
         accelerator=accelerator,
-        devices=parse_devices(devices) or 1,
+        devices=parse_devices(devices) or "auto",
     )
+    if temperature is None:  # another rank than 0: rank 0 saved and reports
+        return
     import json
 
     stored = json.loads((model / "calibration.json").read_text("utf-8"))
@@ -198,9 +202,9 @@ _OVERLAP_HELP = "Train even if some heads photos also trained M1."
 
 @app.command("m2")
 def m2(
-    data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
+    data: Annotated[Path, options.data()],
     m1: Annotated[Path, typer.Option("--m1", help="M1 model directory.")],
-    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    out: Annotated[Path, options.out("Model directory to write.")],
     config: Annotated[str, typer.Option(help=_CONFIG_HELP)] = "study",
     m1_pred: Annotated[Path | None, typer.Option("--m1-pred", help=_M1_PRED_HELP)] = None,
     shuffle_time: Annotated[
@@ -216,8 +220,8 @@ def m2(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for the split, weights, order.")] = None,
-    accelerator: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
-    devices: Annotated[str | None, typer.Option(help="auto, a count, or ids like 0,1.")] = None,
+    accelerator: AcceleratorOrConfig = None,
+    devices: DevicesOrConfig = None,
     progress: ProgressOrConfig = None,
 ) -> None:
     """Train M2 (M1's top-10 cells + posting time) on the heads photos."""
@@ -252,9 +256,9 @@ def m2(
 
 @app.command("m3")
 def m3(
-    data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
+    data: Annotated[Path, options.data()],
     m2: Annotated[Path, typer.Option("--m2", help="M2 model directory (M3 starts from it).")],
-    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    out: Annotated[Path, options.out("Model directory to write.")],
     config: Annotated[str, typer.Option(help=_CONFIG_HELP)] = "study",
     m1: Annotated[
         Path | None,
@@ -275,8 +279,8 @@ def m3(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for the split, weights, albums.")] = None,
-    accelerator: Annotated[str | None, typer.Option(help="auto | cpu | gpu.")] = None,
-    devices: Annotated[str | None, typer.Option(help="auto, a count, or ids like 0,1.")] = None,
+    accelerator: AcceleratorOrConfig = None,
+    devices: DevicesOrConfig = None,
     progress: ProgressOrConfig = None,
 ) -> None:
     """Train M3 (album means of M2 and a bidirectional LSTM over user albums of 24) on the
