@@ -16,13 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trigeo.data.formats import TableFormat
-from trigeo.data.ids import SeenIds, id_keys, split_from_keys
+from trigeo.data.ids import SPLIT_NAMES, SeenIds, id_keys, split_codes
 from trigeo.data.image_index import LINK
 from trigeo.data.imagecheck import HeaderCheck, checkable
 from trigeo.data.report import ImportReport
 
 __all__ = ["RowConverter", "as_floats", "as_strings", "parse_times"]
 
+_SPLIT_NAMES = pa.array(SPLIT_NAMES, type=pa.string())
 _MS_THRESHOLD = 1e11
 _NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _REASONS = (
@@ -170,8 +171,7 @@ class RowConverter:
     def convert(self, batch: pa.RecordBatch, offset: int) -> pa.Table | None:
         """Table rows of the batch's good rows; ``offset`` is the batch's first row (0-based)."""
         parsed = self._validate(batch, offset)
-        ids, keep = parsed["ids"], parsed["keep"]
-        refs, keep = self._images(batch, ids, keep, offset)
+        refs, keep = self._images(batch, parsed, offset)
         if keep.size == 0:
             return None
         return self._assemble(batch, parsed, refs, keep)
@@ -239,6 +239,11 @@ class RowConverter:
             "keys": keys,
         }
 
+    @staticmethod
+    def _kept_keys(parsed: dict[str, Any]) -> np.ndarray:
+        """Positions in ``parsed["keys"]`` (keys of the rows that passed) of the kept rows."""
+        return np.searchsorted(parsed["ok_rows"], parsed["keep"])
+
     def _assemble(
         self, batch: pa.RecordBatch, parsed: dict[str, Any], refs: pa.Array, keep: np.ndarray
     ) -> pa.Table:
@@ -273,7 +278,8 @@ class RowConverter:
         else:
             # The id keys were computed for the duplicate check: reuse them (hashing is costly).
             kept_keys = parsed["keys"][np.searchsorted(parsed["ok_rows"], keep)]
-            split = pa.array(split_from_keys(kept_keys, *self.split_args), type=pa.string())
+            codes = split_codes(kept_keys, *self.split_args)
+            split = _SPLIT_NAMES.take(pa.array(codes))
         columns: dict[str, pa.Array] = {
             "photo_id": ids_k,
             "image": refs,
@@ -284,9 +290,7 @@ class RowConverter:
             "taken_at": taken,
             "outdoor": self._outdoor(batch, take),
             "split": split,
-            "time_source": pa.array(
-                np.where(known, "column", "none").astype(object), type=pa.string()
-            ),
+            "time_source": pc.if_else(pa.array(known), "column", "none"),
         }
         columns.update(self._extras(batch, take))
         return pa.table(columns)
@@ -330,21 +334,24 @@ class RowConverter:
         return pa.array(values, mask=np.isnan(values))
 
     def _images(
-        self, batch: pa.RecordBatch, ids: pa.Array, keep: np.ndarray, offset: int
+        self, batch: pa.RecordBatch, parsed: dict[str, Any], offset: int
     ) -> tuple[pa.Array, np.ndarray]:
         """References of the kept rows' images; rows without one are reported.
 
         One array join per batch (no file is opened), then, when asked, the
         header check of the matched images.
         """
+        keep = parsed["keep"]
         if keep.size == 0:
             return pa.array([], type=pa.string()), keep
         take = pa.array(keep, type=pa.int64())
         if "image" in self.columns:
             values = as_strings(self._col(batch, "image")).take(take)
+            matches = self.locate.match(values)
         else:
-            values = ids.take(take)
-        matches = self.locate.match(values)
+            values = parsed["ids"].take(take)
+            # The ids were hashed for the duplicate check: the lookup reuses the keys.
+            matches = self.locate.match(values, parsed["keys"][self._kept_keys(parsed)])
         refs = matches.refs
         problems: dict[int, tuple[str, str]] = {}
         for j in np.flatnonzero(pc.is_valid(matches.problems).to_numpy(zero_copy_only=False)):

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trigeo.data.ids import KeyIndex
+from trigeo.data.ids import KeyIndex, id_keys
 from trigeo.data.images import IMAGE_EXTENSIONS
 from trigeo.data.report import ImportReport
 
@@ -236,13 +236,17 @@ class FolderIndex:
         self._list()
         return len(self.files)
 
-    def _file(self, names: pa.Array) -> np.ndarray:
+    def _file(self, names: pa.Array, keys: np.ndarray | None = None) -> np.ndarray:
         """Position in :attr:`files` of each name, or -1."""
-        pos = self._exact.lookup(names)
+        pos = self._exact.lookup(names, keys)
         return np.where(pos >= 0, self._exact.order[np.maximum(pos, 0)], -1)
 
-    def match(self, values: pa.Array) -> Matches:
-        """The image of each value (trimmed strings; URLs are their own reference)."""
+    def match(self, values: pa.Array, keys: np.ndarray | None = None) -> Matches:
+        """The image of each value (trimmed strings; URLs are their own reference).
+
+        ``keys`` are the values' :func:`~trigeo.data.ids.id_keys` when the
+        caller has them (photo ids it hashed already).
+        """
         n = len(values)
         url = pc.match_substring(values, "://").to_numpy(zero_copy_only=False)
         names = pc.utf8_ltrim(values, "/")
@@ -255,7 +259,10 @@ class FolderIndex:
         pos = np.full(n, -1, dtype=np.int64)
         plain = np.flatnonzero(~url & ~unusual)
         if plain.size and len(self.files):
-            pos[plain] = self._resolve(names.take(pa.array(plain)))
+            if keys is not None and pc.any(pc.starts_with(values, "/")).as_py():
+                keys = None  # "/a" is looked up as "a": the caller's keys do not apply
+            take = pa.array(plain)
+            pos[plain] = self._resolve(names.take(take), None if keys is None else keys[plain])
         if len(self.files):
             refs = pc.binary_join_element_wise(
                 LINK, self.files.take(pa.array(np.maximum(pos, 0))), "/"
@@ -283,18 +290,20 @@ class FolderIndex:
 
         return Matches(refs, pa.nulls(n, type=pa.string()), where, missing)
 
-    def _resolve(self, names: pa.Array) -> np.ndarray:
+    def _resolve(self, names: pa.Array, keys: np.ndarray | None = None) -> np.ndarray:
         """File position of each plain name (no "//", ".", ".." parts), or -1.
 
         The name rule as array lookups: the name itself; the stem index for
         names without an image extension; then the basename fallback.
         """
-        pos = self._file(names)
+        if keys is None:
+            keys = id_keys(names)  # one hashing for the name and for its stem lookups
+        pos = self._file(names, keys)
         todo = np.flatnonzero(pos < 0)
         if todo.size and len(self._stems):
             sub = names.take(pa.array(todo))
             no_ext = ~pc.match_substring_regex(sub, _EXT_REGEX).to_numpy(zero_copy_only=False)
-            found = self._stems.lookup(sub.filter(pa.array(no_ext)))
+            found = self._stems.lookup(sub.filter(pa.array(no_ext)), keys[todo[no_ext]])
             rows = todo[no_ext]
             pos[rows[found >= 0]] = self._stem_file[found[found >= 0]]
         if self.basename_fallback:
@@ -390,9 +399,10 @@ class KeyedImages:
         self.matched[pos[pos >= 0]] = True
         return pos
 
-    def match(self, values: pa.Array) -> Matches:
-        """The image of each id (marks the found ones as matched)."""
-        pos = self.lookup(values)
+    def match(self, values: pa.Array, keys: np.ndarray | None = None) -> Matches:
+        """The image of each id (marks the found ones as matched); ``keys`` as in lookups."""
+        pos = self._index.lookup(values, keys)
+        self.matched[pos[pos >= 0]] = True
         found = pa.array(pos >= 0)
         none = pa.scalar(None, type=pa.string())
         if len(self):
