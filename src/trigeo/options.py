@@ -35,8 +35,10 @@ __all__ = [
     "Json",
     "MaxUnreadable",
     "Neighbours",
+    "NumNodesOrConfig",
     "Progress",
     "ProgressOrConfig",
+    "StrategyOrConfig",
     "Threads",
     "Workers",
     "WorkersOrConfig",
@@ -130,6 +132,25 @@ DevicesOrConfig = Annotated[
         show_default=False,
     ),
 ]
+#: Lightning's nodes, or the training config's.
+NumNodesOrConfig = Annotated[
+    int | None,
+    typer.Option(
+        "--num-nodes",
+        min=1,
+        help="Machines for multi-node DDP (default: the config's `num_nodes`).",
+        show_default=False,
+    ),
+]
+#: Lightning's strategy, or the training config's.
+StrategyOrConfig = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy",
+        help="Lightning strategy: auto, ddp, ... (default: the config's `strategy`).",
+        show_default=False,
+    ),
+]
 
 #: Compute threads.
 Threads = Annotated[
@@ -219,6 +240,7 @@ class Canonical:
 MADE_HERE = (
     "--out", "--data", "--points", "--mesh", "--index", "--model", "--split", "--batch-size",
     "--workers", "--threads", "--progress", "--max-unreadable", "--accelerator", "--devices",
+    "--num-nodes", "--strategy",
     "--neighbours", "--json",
 )  # fmt: skip
 
@@ -252,6 +274,8 @@ CANONICAL: dict[str, Canonical] = {
     "--threads": Canonical("Compute threads: torch, numba, point location.", int),
     "--accelerator": Canonical("Lightning's accelerator: auto, cpu, gpu or mps.", str),
     "--devices": Canonical("Lightning's devices: auto, a count or a list of ids.", str),
+    "--num-nodes": Canonical("Machines for multi-node DDP.", int),
+    "--strategy": Canonical("Lightning's strategy: auto, ddp, ...", str),
     "--progress": Canonical("Progress bars on stderr.", bool),
     "--max-unreadable": Canonical("Share of unreadable images tolerated before stopping.", float),
     "--json": Canonical("Print the summary as JSON instead of a table.", bool),
@@ -270,7 +294,8 @@ CANONICAL: dict[str, Canonical] = {
 
 for _alias in (
     BatchSize, BatchSizeOrConfig, Workers, WorkersOrConfig, Progress, ProgressOrConfig,
-    MaxUnreadable, Accelerator, AcceleratorOrConfig, Devices, DevicesOrConfig, Threads,
+    MaxUnreadable, Accelerator, AcceleratorOrConfig, Devices, DevicesOrConfig, NumNodesOrConfig,
+    StrategyOrConfig, Threads,
     Neighbours, Json,
 ):  # fmt: skip
     _made(_alias.__metadata__[0])

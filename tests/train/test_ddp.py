@@ -81,6 +81,10 @@ def test_rank_with_an_unreadable_batch_neither_hangs_nor_crashes_the_run(world, 
     # Validation gathered both ranks' photos: acc and median exist and are finite.
     assert 0 <= metrics["final"]["val/acc"] <= 100
     assert metrics["final"]["val/median_km"] >= 0
+    # One console line per stage event, from rank 0 (each rank used to print its own).
+    lines = done.stderr.splitlines()
+    assert sum("stage 0 adagrad-beta1: adagrad" in line for line in lines) == 1, done.stderr
+    assert sum("stage 0 adagrad-beta1: " in line and " s, " in line for line in lines) == 1
 
 
 def test_too_many_unreadable_images_stop_every_rank_with_one_error(world, tmp_path):

@@ -220,3 +220,32 @@ def test_cli_trains_m2(m1_world, trained, tmp_path):
     assert "done M2 cli" in result.output and "stage 1 adam-0.001" in result.output
     assert "GPU available" not in result.output  # Lightning's banners went to the log
     assert "GPU available" in (tmp_path / "m2" / "logs" / "train.log").read_text()
+
+
+def test_the_head_trainer_gets_nodes_and_strategy_from_the_command_line(
+    m1_world, trained, tmp_path, monkeypatch
+):
+    # The heads used to build their own Trainer, without num_nodes or strategy.
+    import trigeo.runtime.trainer as trainer_module
+
+    seen: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def recording(**kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(trainer_module, "make_trainer", recording)
+    dataset, m1 = m1_world
+    result = CliRunner().invoke(
+        app,
+        ["train", "m2", "--data", str(dataset.root), "--m1", str(m1), "--out",
+         str(tmp_path / "m2"), "--config", "test", "--m1-pred",
+         str(trained[1] / "m1-heads.parquet"), "--num-nodes", "3", "--strategy", "ddp_spawn",
+         "--accelerator", "cpu", "--devices", "2"],
+    )  # fmt: skip
+    assert isinstance(result.exception, Stop), result.output
+    assert seen["num_nodes"] == 3 and seen["strategy"] == "ddp_spawn"
+    assert seen["accelerator"] == "cpu" and seen["devices"] == 2

@@ -24,8 +24,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from trigeo.data.loading import collate_skip
 from trigeo.models.m1 import M1Net
-from trigeo.runtime.devices import trainer_precision
 from trigeo.runtime.quiet import lightning_to_file
+from trigeo.runtime.trainer import make_trainer
 
 __all__ = ["InferenceModule", "run_inference"]
 
@@ -217,17 +217,15 @@ def run_inference(
         lightning_to_file(log_file),
     ):
         writer = _RankWriter(Path(tmp))
-        trainer = lightning.Trainer(
+        trainer = make_trainer(
             accelerator=accelerator,
             devices=devices,
             num_nodes=num_nodes,
             strategy=strategy,
-            precision=trainer_precision(precision, accelerator),
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=progress,
-            enable_model_summary=False,
+            precision=precision,
+            progress=progress,
             callbacks=[writer],
+            enable_checkpointing=False,
         )
         loader = torch.utils.data.DataLoader(
             dataset,

@@ -16,7 +16,9 @@ from trigeo.options import (
     BatchSizeOrConfig,
     Devices,
     DevicesOrConfig,
+    NumNodesOrConfig,
     ProgressOrConfig,
+    StrategyOrConfig,
     Workers,
     WorkersOrConfig,
 )
@@ -31,7 +33,9 @@ console = Console(stderr=True)
 
 
 def _report(message: str) -> None:
-    console.print(f"[cyan]train[/cyan] {message}", highlight=False)
+    # Under DDP every process runs this command; one of them speaks.
+    if launch_rank() == 0:
+        console.print(f"[cyan]train[/cyan] {message}", highlight=False)
 
 
 @app.command("m1")
@@ -88,10 +92,8 @@ def m1(
     num_workers: WorkersOrConfig = None,
     accelerator: AcceleratorOrConfig = None,
     devices: DevicesOrConfig = None,
-    num_nodes: Annotated[int | None, typer.Option(help="Nodes for multi-node DDP.")] = None,
-    strategy: Annotated[
-        str | None, typer.Option(help="Lightning strategy (auto, ddp, ...).")
-    ] = None,
+    num_nodes: NumNodesOrConfig = None,
+    strategy: StrategyOrConfig = None,
     precision: Annotated[
         str | None, typer.Option(help="auto (bf16-mixed on GPU, 32-true on CPU) or Lightning's.")
     ] = None,
@@ -222,6 +224,8 @@ def m2(
     seed: Annotated[int | None, typer.Option(help="Seed for the split, weights, order.")] = None,
     accelerator: AcceleratorOrConfig = None,
     devices: DevicesOrConfig = None,
+    num_nodes: NumNodesOrConfig = None,
+    strategy: StrategyOrConfig = None,
     progress: ProgressOrConfig = None,
 ) -> None:
     """Train M2 (M1's top-10 cells + posting time) on the heads photos."""
@@ -235,6 +239,8 @@ def m2(
             seed=seed,
             accelerator=accelerator,
             devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
             progress=progress,
             shuffle_time=shuffle_time or None,
         ),
@@ -281,6 +287,8 @@ def m3(
     seed: Annotated[int | None, typer.Option(help="Seed for the split, weights, albums.")] = None,
     accelerator: AcceleratorOrConfig = None,
     devices: DevicesOrConfig = None,
+    num_nodes: NumNodesOrConfig = None,
+    strategy: StrategyOrConfig = None,
     progress: ProgressOrConfig = None,
 ) -> None:
     """Train M3 (album means of M2 and a bidirectional LSTM over user albums of 24) on the
@@ -295,6 +303,8 @@ def m3(
             seed=seed,
             accelerator=accelerator,
             devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
             progress=progress,
             shuffle_albums=shuffle_albums or None,
         ),

@@ -73,6 +73,8 @@ class _Common:
     shuffle_time: bool = False
     accelerator: str = "auto"
     devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
     precision: str = "auto"
     progress: bool = True
     cpu_threads: int | None = None

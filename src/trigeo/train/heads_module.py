@@ -314,11 +314,10 @@ def fit_head_stages(
     stage_metrics, is_global_zero
     """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from safetensors.torch import load_file, save_file
 
-    from trigeo.runtime.devices import trainer_precision
     from trigeo.runtime.quiet import lightning_to_file
+    from trigeo.runtime.trainer import make_trainer, run_loggers
     from trigeo.train.heads_config import MONITORS
 
     monitor, mode = MONITORS[config.monitor]
@@ -370,18 +369,16 @@ def fit_head_stages(
         )
         version = f"stage-{index}-{stage.name}"
         with lightning_to_file(out / "logs" / LOG_FILE):
-            trainer = lightning.Trainer(
+            trainer = make_trainer(
                 max_epochs=stage.max_epochs,
                 accelerator=config.accelerator,
                 devices=config.devices,
-                precision=trainer_precision(config.precision, config.accelerator),
+                num_nodes=config.num_nodes,
+                strategy=config.strategy,
+                precision=config.precision,
                 callbacks=[best, stop, history, *callbacks],
-                logger=[
-                    CSVLogger(out / "logs", name="csv", version=version),
-                    TensorBoardLogger(out / "logs", name="tensorboard", version=version),
-                ],
-                enable_progress_bar=bool(config.progress),
-                enable_model_summary=False,
+                logger=run_loggers(out, version),
+                progress=bool(config.progress),
                 reload_dataloaders_every_n_epochs=1,
                 use_distributed_sampler=False,
                 num_sanity_val_steps=0,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from trigeo.provenance import atomic_path, hash_arrays, hash_file, write_json_atomic
-from trigeo.runtime.devices import set_cpu_threads, trainer_precision
+from trigeo.runtime.devices import set_cpu_threads
 from trigeo.train.prepare import PreparedRun, prepare_m1
 from trigeo.train.state import check_run_state
 
@@ -190,12 +190,11 @@ def run_stage(
         unreadable training images (dataset position -> error), and whether
         this process is rank 0.
     """
-    import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from safetensors.torch import save_file
 
     from trigeo.runtime.quiet import lightning_to_file, progress_bar
+    from trigeo.runtime.trainer import make_trainer, run_loggers
     from trigeo.train.module import M1DataModule, M1Module
 
     stage = config.stages[index]
@@ -246,21 +245,16 @@ def run_stage(
         + (f"beta {stage.beta}" if stage.sampling == "balanced" else "full data")
     )
     with lightning_to_file(out / "logs" / LOG_FILE):
-        trainer = lightning.Trainer(
+        trainer = make_trainer(
             max_epochs=epochs,
             accelerator=config.accelerator,
             devices=config.devices,
             num_nodes=config.num_nodes,
             strategy=config.strategy,
-            precision=trainer_precision(config.precision, config.accelerator),
+            precision=config.precision,
             callbacks=[checkpoint, *progress_bar(progress), *callbacks],
-            logger=[
-                CSVLogger(out / "logs", name="csv", version=version),
-                TensorBoardLogger(out / "logs", name="tensorboard", version=version),
-            ],
-            enable_progress_bar=progress,
-            # Lightning prints its (rich) summary straight to the console; ours goes to the log.
-            enable_model_summary=False,
+            logger=run_loggers(out, version),
+            progress=progress,
             log_every_n_steps=config.log_every_n_steps,
             reload_dataloaders_every_n_epochs=1,
             use_distributed_sampler=False,
@@ -278,12 +272,20 @@ def run_stage(
     metrics: dict[str, Any] = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))
     }
+    images = module.train_images
+    if trainer.world_size > 1:
+        # Every rank trained on its own shard: the run's speed is their sum over the slowest
+        # rank's time, and only rank 0 reports it (one line, not one per process).
+        import torch
+
+        images = int(trainer.strategy.reduce(torch.tensor(float(images)), reduce_op="sum"))
+        seconds = float(trainer.strategy.reduce(torch.tensor(seconds), reduce_op="max"))
     metrics.update(
         stage=stage.name,
         epochs=epochs,
         seconds=round(seconds, 2),
-        train_images=module.train_images,
-        images_per_second=round(module.train_images / seconds, 1) if seconds else None,
+        train_images=images,
+        images_per_second=round(images / seconds, 1) if seconds else None,
     )
     if trainer.is_global_zero:
         save_file(
@@ -292,16 +294,17 @@ def run_stage(
         )
         write_json_atomic(stage_dir / METRICS_FILE, metrics)
     # One line that fits 80 columns: time, speed, and the validation headline.
-    report(
-        f"stage {index} {stage.name}: {seconds:.0f} s, "
-        f"{metrics['images_per_second'] or 0:.0f} img/s"
-        + (
-            f"; val {metrics['val/acc_750km']:.1f}% @750 km, "
-            f"median {metrics['val/median_km']:,.0f} km"
-            if "val/acc_750km" in metrics
-            else ""
+    if trainer.is_global_zero:
+        report(
+            f"stage {index} {stage.name}: {seconds:.0f} s, "
+            f"{metrics['images_per_second'] or 0:.0f} img/s"
+            + (
+                f"; val {metrics['val/acc_750km']:.1f}% @750 km, "
+                f"median {metrics['val/median_km']:,.0f} km"
+                if "val/acc_750km" in metrics
+                else ""
+            )
         )
-    )
     if trainer.world_size > 1:
         trainer.strategy.barrier()
     return metrics, dict(module.skipped), bool(trainer.is_global_zero)
