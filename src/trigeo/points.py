@@ -27,6 +27,8 @@ from trigeo import sphere
 from trigeo.errors import InputError
 
 __all__ = [
+    "DATASET_META_FILE",
+    "DATASET_TABLE_FILE",
     "LAT_NAMES",
     "LON_NAMES",
     "POINTS_SOURCE_KEYS",
@@ -40,6 +42,11 @@ __all__ = [
     "read_table",
     "validate_latlng",
 ]
+
+#: The two files that make a directory a trigeo dataset. Defined here, the lowest module that
+#: must recognise a dataset; ``trigeo.data.table`` (which writes them) imports them.
+DATASET_TABLE_FILE = "table.parquet"
+DATASET_META_FILE = "dataset.json"
 
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "lng", "longitude", "long")
@@ -282,19 +289,17 @@ def dataset_table_path(path: str | Path) -> Path | None:
     InputError
         If ``path`` is a directory but not a dataset.
     """
-    # Imported here: trigeo.data.table imports this module.
-    from trigeo.data.table import META_FILE, TABLE_FILE
-
     path = Path(path)
     if path.is_dir():
-        if not (path / TABLE_FILE).is_file() or not (path / META_FILE).is_file():
+        if not (path / DATASET_TABLE_FILE).is_file() or not (path / DATASET_META_FILE).is_file():
             raise InputError(
-                f"not a trigeo dataset directory (it needs {TABLE_FILE} and {META_FILE}); "
+                f"not a trigeo dataset directory (it needs {DATASET_TABLE_FILE} and "
+                f"{DATASET_META_FILE}); "
                 "give a CSV or Parquet file of points, or a dataset directory",
                 source=path,
             )
-        return path / TABLE_FILE
-    if path.name == TABLE_FILE and (path.parent / META_FILE).is_file():
+        return path / DATASET_TABLE_FILE
+    if path.name == DATASET_TABLE_FILE and (path.parent / DATASET_META_FILE).is_file():
         return path
     return None
 

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from trigeo.data.ids import unique_keys
 from trigeo.errors import ArtifactError, InputError
-from trigeo.points import validate_latlng
+from trigeo.points import DATASET_META_FILE, DATASET_TABLE_FILE, validate_latlng
 from trigeo.provenance import atomic_path, hash_file, write_json_atomic
 
 __all__ = [
@@ -57,8 +57,8 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "heads", "val")
-TABLE_FILE = "table.parquet"
-META_FILE = "dataset.json"
+TABLE_FILE = DATASET_TABLE_FILE
+META_FILE = DATASET_META_FILE
 
 SCHEMA = pa.schema(
     [

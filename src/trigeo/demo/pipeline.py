@@ -17,6 +17,7 @@ import hashlib
 import json
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -314,6 +315,7 @@ def _load_state(path: Path) -> dict[str, dict[str, Any]]:
 
 def run_demo(
     out: str | Path,
+    run: Callable[[list[str]], Any],
     *,
     photos: int = 30000,
     users: int = 1500,
@@ -326,13 +328,13 @@ def run_demo(
 
     Each stage prints its command and wall time; a stage whose key is
     unchanged is reused. The report (``out/report/report.html`` and ``.md``)
-    lists every command with its time. ``against`` is another demo run's
-    output directory (or its ``report.json``): the report shows that run's
-    verdicts beside this one's and calls a finding whose verdicts differ not
-    robust at this size.
+    lists every command with its time. ``run`` runs one ``trigeo`` command
+    line (its arguments without ``trigeo``): the demo runs the very commands it
+    prints, through the root command it was started from. ``against`` is
+    another demo run's output directory (or its ``report.json``): the report
+    shows that run's verdicts beside this one's and calls a finding whose
+    verdicts differ not robust at this size.
     """
-    from trigeo.cli import app
-
     out = Path(out)
     other = _other_report(Path(against)) if against is not None else None
     out.mkdir(parents=True, exist_ok=True)
@@ -357,7 +359,7 @@ def run_demo(
         if stage.note:
             _console.print(f"  [dim]{stage.note}[/dim]")
         start = time.perf_counter()
-        app(stage.args, standalone_mode=False)
+        run(stage.args)
         seconds = time.perf_counter() - start
         _console.print(f"  [green]done[/green] in {seconds:.1f} s")
         state[stage.name] = {"key": key, "seconds": round(seconds, 2)}
@@ -429,6 +431,7 @@ def _write_report(
 
 
 def demo(
+    ctx: typer.Context,
     out: Annotated[
         Path | None,
         options.out(
@@ -463,4 +466,13 @@ def demo(
     if out is None:
         # A quick run must not overwrite a full run's artifacts (their stages differ).
         out = Path("demo-out-quick" if quick else "demo-out")
-    run_demo(out, photos=photos, users=users, seed=seed, quick=quick, force=force, against=against)
+    # The root `trigeo` command this one runs under: the demo needs the CLI without importing
+    # trigeo.cli, which imports the demo.
+    root = ctx.find_root().command
+
+    def run(args: list[str]) -> Any:
+        return root.main(args, prog_name="trigeo", standalone_mode=False)
+
+    run_demo(
+        out, run, photos=photos, users=users, seed=seed, quick=quick, force=force, against=against
+    )
