@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,58 @@ def test_compare_cli_needs_meshes(two_meshes, tmp_path: Path) -> None:
     csv, _, _ = two_meshes
     failed_with(run("mesh", "compare", "--points", csv, "--out", tmp_path / "x"), "--mesh")
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_json_is_the_table(two_meshes, tmp_path: Path) -> None:
+    csv, tri, quad = two_meshes
+    args = ["mesh", "compare", "--points", csv, "--mesh", tri, "--mesh", quad]
+    args += ["--sweep", "--sweep-limits", "300", "--init-grid", 8, "--init-level", 2]
+    text = run(*args, "--out", tmp_path / "text")
+    assert text.exit_code == 0, text.output
+    result = run(*args, "--out", tmp_path / "json", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [m["name"] for m in doc["meshes"]] == ["tri", "quad"]
+    assert doc["written"] == sorted(FILES) and doc["out"] == str(tmp_path / "json")
+    # Every number of the table's lines is in the JSON, rounded as the table shows it.
+    lines = text.stdout.splitlines()
+    titles = [i for i, line in enumerate(lines) if line.startswith("best possible accuracy")]
+    keys = ["cell_centroid", "imagery_centroid", "imagery_centroid_all"]
+    assert len(titles) == 3
+    for title, key in zip(titles, keys, strict=True):
+        for offset, mesh in enumerate(doc["meshes"]):
+            cells = lines[title + 3 + offset].split()
+            assert cells[0] == mesh["name"] and int(cells[2]) == mesh["cells"]
+            assert float(cells[3]) == round(mesh["kept_pct"], 2)
+            values = [float(v) for v in cells[4:]]
+            assert values == [round(v, 2) for v in mesh[key].values()]
+    # The equal-cell-count table: cells, kept% and imagery-label accuracy per kind.
+    matched = lines[lines.index(next(x for x in lines if "equal cell counts" in x)) + 3]
+    numbers = [float(v) for v in re.findall(r"[-+]?\d+(?:\.\d+)?", matched)]
+    pair = doc["matched"][0]
+    expected = [pair["cells"]["delaunay"], pair["cells"]["quadtree"]]
+    expected += [round(pair["kept_pct"][k]) for k in ("delaunay", "quadtree")]
+    for t in ("1", "25", "200"):
+        expected += [round(v, 1) for v in pair["imagery_centroid"][t].values()]
+    assert numbers == expected
+
+
+def test_compare_reads_a_dataset(tmp_path: Path) -> None:
+    from .conftest import write_dataset
+
+    lat, lon = clustered_points(2000, seed=8)
+    splits = np.where(np.arange(lat.size) % 4 == 0, "val", "train")
+    root = write_dataset(tmp_path / "world", lat, lon, splits)
+    mesh = DelaunayMesh(refinement_limit=150, minimum_examples=15, init_grid=8).fit(lat, lon)
+    path = mesh.save(tmp_path / "m.npz")
+    result = run(
+        "mesh", "compare", "--data", root, "--mesh", path, "--out", tmp_path / "r", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert "using its training photos (--split train)" in " ".join(result.output.split())
+    doc = json.loads((tmp_path / "r" / "compare.json").read_text())
+    assert doc["points"] == 1500
+    failed_with(
+        run("mesh", "compare", "--points", root, "--mesh", path, "--out", tmp_path / "x"),
+        "pass it as --data",
+    )

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from trigeo.cli import app
 from trigeo.data.table import Dataset
-from trigeo.mesh import DelaunayMesh
+from trigeo.mesh import DelaunayMesh, load_mesh
 
 from .conftest import clustered_points, write_dataset
 
@@ -25,9 +25,10 @@ def run(*args: str):
 
 
 def build(points: Path, out: Path, limit: float, minimum: float, *extra):
-    """`trigeo mesh build` with explicit limits."""
+    """`trigeo mesh build` with explicit limits (a directory is given as --data)."""
+    flag = "--data" if Path(points).is_dir() else "--points"
     return run(
-        "mesh", "build", "--points", points, "--out", out,
+        "mesh", "build", flag, points, "--out", out,
         "--refinement-limit", limit, "--minimum-examples", minimum, *extra,
     )  # fmt: skip
 
@@ -69,7 +70,7 @@ def test_every_command_has_help() -> None:
 
 
 def test_build_and_info(mesh_file: Path) -> None:
-    result = run("mesh", "info", mesh_file, "--json")
+    result = run("mesh", "info", "--mesh", mesh_file, "--json")
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     mesh = DelaunayMesh.load(mesh_file)
@@ -78,7 +79,7 @@ def test_build_and_info(mesh_file: Path) -> None:
     assert 0.0 <= info["dropped_share"] < 0.5
     areas = mesh.cell_areas_km2()
     assert info["cell_area_km2"]["median"] == pytest.approx(float(np.median(areas)))
-    text = run("mesh", "info", mesh_file)
+    text = run("mesh", "info", "--mesh", mesh_file)
     assert "cells kept" in text.output and str(mesh.n_cells_) in text.output
 
 
@@ -94,7 +95,7 @@ def test_build_preset_scaled(points_csv: Path, tmp_path: Path) -> None:
 
 
 def test_oracle_json_shape(mesh_file: Path, points_csv: Path) -> None:
-    result = run("mesh", "oracle", mesh_file, "--points", points_csv, "--json")
+    result = run("mesh", "oracle", "--mesh", mesh_file, "--points", points_csv, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert list(report) == [
@@ -109,14 +110,14 @@ def test_oracle_json_shape(mesh_file: Path, points_csv: Path) -> None:
         values = list(report[label].values())
         assert values == sorted(values) and 0 <= values[0] and values[-1] <= 100
     assert report["points"] == 3000
-    table = run("mesh", "oracle", mesh_file, "--points", points_csv)
+    table = run("mesh", "oracle", "--mesh", mesh_file, "--points", points_csv)
     assert "imagery_centroid" in table.output
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_locate_adds_cell_column(mesh_file: Path, points_csv: Path, tmp_path, suffix) -> None:
     out = tmp_path / f"located{suffix}"
-    result = run("mesh", "locate", mesh_file, "--points", points_csv, "--out", out)
+    result = run("mesh", "locate", "--mesh", mesh_file, "--points", points_csv, "--out", out)
     assert result.exit_code == 0, result.output
     table = pq.read_table(out) if suffix == ".parquet" else pa.csv.read_csv(out)
     assert table.column_names == ["photo_id", "Latitude", "LONGITUDE", "cell"]
@@ -127,7 +128,7 @@ def test_locate_adds_cell_column(mesh_file: Path, points_csv: Path, tmp_path, su
 
 def test_export_geojson(mesh_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "mesh.geojson"
-    result = run("mesh", "export", mesh_file, "--geojson", out)
+    result = run("mesh", "export", "--mesh", mesh_file, "--out", out)
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     mesh = DelaunayMesh.load(mesh_file)
@@ -150,7 +151,7 @@ def test_export_geojson(mesh_file: Path, tmp_path: Path) -> None:
 
 def test_plot_png(mesh_file: Path, points_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "mesh.png"
-    result = run("mesh", "plot", mesh_file, "--out", out, "--points", points_csv)
+    result = run("mesh", "plot", "--mesh", mesh_file, "--out", out, "--points", points_csv)
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 50_000
@@ -195,7 +196,10 @@ def test_bad_mesh_files(points_csv: Path, mesh_file: Path, tmp_path: Path) -> No
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"PK\x03\x04 this is not really a zip")
     out = tmp_path / "located.csv"
-    for command in (["info", junk], ["locate", junk, "--points", points_csv, "--out", out]):
+    for command in (
+        ["info", "--mesh", junk],
+        ["locate", "--mesh", junk, "--points", points_csv, "--out", out],
+    ):
         failed_with(run("mesh", *command), "junk.npz", "mesh")
     assert not out.exists()
     with np.load(mesh_file) as data:
@@ -205,7 +209,7 @@ def test_bad_mesh_files(points_csv: Path, mesh_file: Path, tmp_path: Path) -> No
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     old = tmp_path / "old.npz"
     np.savez(old, **arrays)
-    result = run("mesh", "oracle", old, "--points", points_csv)
+    result = run("mesh", "oracle", "--mesh", old, "--points", points_csv)
     failed_with(result, "format version 0", "rebuild")
 
 
@@ -328,12 +332,14 @@ def test_info_shows_the_source(world, tmp_path: Path) -> None:
     out = tmp_path / "m.npz"
     assert build(root, out, 100, 8).exit_code == 0
     digest = Dataset.open(root).hash
-    text = run("mesh", "info", out)
+    text = run("mesh", "info", "--mesh", out)
     assert text.exit_code == 0, text.output
     assert said(text, f"points source {root}, split train (rows: train), dataset {digest[:12]}")
-    info = json.loads(run("mesh", "info", out, "--json").output)
+    info = json.loads(run("mesh", "info", "--mesh", out, "--json").output)
     assert info["points_source"] == DelaunayMesh.load(out).points_source_
-    plain = run("mesh", "info", DelaunayMesh(100, 8).fit([1.0], [2.0]).save(tmp_path / "p.npz"))
+    plain = run(
+        "mesh", "info", "--mesh", DelaunayMesh(100, 8).fit([1.0], [2.0]).save(tmp_path / "p.npz")
+    )
     assert said(plain, "points source not recorded")
     assert said(plain, "warning: no triangle holds minimum_examples=8 photos")
 
@@ -342,12 +348,12 @@ def test_oracle_on_a_dataset_defaults_to_train(world, tmp_path: Path) -> None:
     root = world[0]
     out = tmp_path / "m.npz"
     assert build(root, out, 100, 8).exit_code == 0
-    result = run("mesh", "oracle", out, "--points", root)
+    result = run("mesh", "oracle", "--mesh", out, "--data", root)
     assert result.exit_code == 0, result.output
     assert said(result, f"{root} {DEFAULT_NOTE}")
-    report = json.loads(run("mesh", "oracle", out, "--points", root, "--json").stdout)
+    report = json.loads(run("mesh", "oracle", "--mesh", out, "--data", root, "--json").stdout)
     assert report["points"] == 2400
-    report = json.loads(run("mesh", "oracle", out, "--points", root, "--split", "val",
+    report = json.loads(run("mesh", "oracle", "--mesh", out, "--data", root, "--split", "val",
                             "--json").stdout)  # fmt: skip
     assert report["points"] == 600
 
@@ -361,19 +367,22 @@ def test_build_warns_when_cells_are_too_small(points_csv: Path, tmp_path: Path) 
         "mesh", "build", "--points", points_csv, "--preset", "coarse", "--scaled", "--out", out
     )
     assert result.exit_code == 0, result.output
-    info = json.loads(run("mesh", "info", out, "--json").output)
+    info = json.loads(run("mesh", "info", "--mesh", out, "--json").output)
     mean = info["photos_per_cell"]["mean"]
     assert mean == info["points_in_kept_cells"] / info["cells"] < 20
     assert info["warnings"][0].startswith(
         f"kept cells hold {mean:.1f} photos each on average, fewer than 20:"
     )
     assert said(result, f"warning: {info['warnings'][0]}")
-    assert said(run("mesh", "info", out), f"warning: {info['warnings'][0]}")
+    assert said(run("mesh", "info", "--mesh", out), f"warning: {info['warnings'][0]}")
     roomy = build(points_csv, tmp_path / "roomy.npz", 400, 50)
     assert roomy.exit_code == 0, roomy.output
     assert "warning" not in roomy.output
     assert (
-        json.loads(run("mesh", "info", tmp_path / "roomy.npz", "--json").output)["warnings"] == []
+        json.loads(run("mesh", "info", "--mesh", tmp_path / "roomy.npz", "--json").output)[
+            "warnings"
+        ]
+        == []
     )
 
 
@@ -395,7 +404,97 @@ def test_locate_takes_a_dataset_directory(world, tmp_path: Path) -> None:
     out = tmp_path / "m.npz"
     assert build(root, out, 100, 8).exit_code == 0
     located = tmp_path / "located.parquet"
-    result = run("mesh", "locate", out, "--points", root, "--out", located)
+    result = run("mesh", "locate", "--mesh", out, "--data", root, "--out", located)
     assert result.exit_code == 0, result.output
     table = pq.read_table(located)
     assert table.num_rows == 3000 and table.column_names[-1] == "cell"
+
+
+# --- a mesh without cells is an error -----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["delaunay", "quadtree"])
+def test_build_refuses_a_mesh_without_cells(points_csv: Path, tmp_path: Path, kind: str) -> None:
+    from trigeo.mesh import create_mesh
+
+    out = tmp_path / "empty.npz"
+    result = build(points_csv, out, 100, 5000, "--kind", kind)
+    lat, lon = clustered_points(3000, seed=11)
+    unfit = create_mesh(kind, refinement_limit=100, minimum_examples=5000)
+    fullest = int(unfit.fit(lat, lon).counts_.max())
+    region = unfit.region
+    failed_with(
+        result,
+        f"no {region} holds minimum_examples=5000 photos",
+        "no file was written",
+        f"--refinement-limit 100 --minimum-examples {fullest} keeps one cell at least",
+        "minimum_examples is above refinement_limit",
+    )
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+    # The limits it names do keep a cell.
+    result = build(points_csv, out, 100, fullest, "--kind", kind)
+    assert result.exit_code == 0, result.output
+    assert load_mesh(out).n_cells_ >= 1
+
+
+def test_build_refuses_a_preset_without_cells(tmp_path: Path) -> None:
+    src = tmp_path / "few.csv"
+    src.write_text("lat,lon\n" + "\n".join(f"{i % 50},{i % 170}" for i in range(300)) + "\n")
+    out = tmp_path / "coarse.npz"
+    result = run("mesh", "build", "--points", src, "--preset", "coarse", "--out", out)
+    failed_with(result, "no triangle holds minimum_examples=1000", "a coarser --init-grid")
+    assert not out.exists()
+
+
+# --- --points FILE or --data DIR ----------------------------------------------------------
+
+
+def test_points_naming_a_dataset_directory_says_use_data(world, tmp_path: Path) -> None:
+    root = world[0]
+    out = tmp_path / "m.npz"
+    args = ["--refinement-limit", 100, "--minimum-examples", 8, "--out", out]
+    failed_with(
+        run("mesh", "build", "--points", root, *args),
+        "is a trigeo dataset directory: pass it as --data",
+    )
+    assert not out.exists()
+    assert build(root, out, 100, 8).exit_code == 0  # as --data
+    failed_with(run("mesh", "oracle", "--mesh", out, "--points", root), "pass it as --data")
+
+
+def test_points_and_data_exactly_one(world, points_csv: Path, tmp_path: Path) -> None:
+    root = world[0]
+    out = tmp_path / "m.npz"
+    limits = ["--refinement-limit", 100, "--minimum-examples", 8, "--out", out]
+    failed_with(run("mesh", "build", "--points", points_csv, "--data", root, *limits), "not both")
+    failed_with(run("mesh", "build", *limits), "--points FILE", "--data DIR")
+    failed_with(run("mesh", "build", "--data", points_csv, *limits), "--data takes a trigeo")
+    assert not out.exists()
+    assert build(points_csv, out, 100, 8).exit_code == 0
+    for command in (["oracle"], ["locate", "--out", tmp_path / "l.csv"]):
+        both = run("mesh", *command, "--mesh", out, "--points", points_csv, "--data", root)
+        failed_with(both, "not both")
+        failed_with(run("mesh", *command, "--mesh", out), "--points FILE", "--data DIR")
+    png = tmp_path / "m.png"
+    failed_with(
+        run("mesh", "plot", "--mesh", out, "--out", png, "--points", points_csv, "--data", root),
+        "not both",
+    )
+    assert not png.exists()
+
+
+def test_plot_overlays_a_dataset(world, tmp_path: Path) -> None:
+    root = world[0]
+    out = tmp_path / "m.npz"
+    assert build(root, out, 100, 8).exit_code == 0
+    png = tmp_path / "m.png"
+    result = run("mesh", "plot", "--mesh", out, "--out", png, "--data", root)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_old_spellings_are_gone(mesh_file: Path, tmp_path: Path) -> None:
+    assert run("mesh", "info", mesh_file).exit_code == 2  # the mesh is --mesh now
+    out = tmp_path / "m.geojson"
+    assert run("mesh", "export", "--mesh", mesh_file, "--geojson", out).exit_code == 2
+    assert not out.exists()

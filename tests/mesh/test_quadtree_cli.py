@@ -66,18 +66,18 @@ def test_options_of_the_other_kind_are_refused(points_csv: Path, tmp_path: Path)
 
 
 def test_info(quad_file: Path) -> None:
-    result = run("mesh", "info", quad_file, "--json")
+    result = run("mesh", "info", "--mesh", quad_file, "--json")
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     mesh = load_mesh(quad_file)
     assert info["kind"] == "quadtree" and info["cells"] == mesh.n_cells_
     assert info["leaves"] == len(mesh.leaves_)
-    text = run("mesh", "info", quad_file).output
+    text = run("mesh", "info", "--mesh", quad_file).output
     assert "kind                  quadtree" in text and "S2 levels" in text
 
 
 def test_oracle(quad_file: Path, points_csv: Path) -> None:
-    result = run("mesh", "oracle", quad_file, "--points", points_csv, "--json")
+    result = run("mesh", "oracle", "--mesh", quad_file, "--points", points_csv, "--json")
     assert result.exit_code == 0, result.output
     lat, lon = read_points(points_csv)
     assert json.loads(result.output) == oracle_report(load_mesh(quad_file), lat, lon)
@@ -85,7 +85,7 @@ def test_oracle(quad_file: Path, points_csv: Path) -> None:
 
 def test_locate(quad_file: Path, points_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "cells.parquet"
-    result = run("mesh", "locate", quad_file, "--points", points_csv, "--out", out)
+    result = run("mesh", "locate", "--mesh", quad_file, "--points", points_csv, "--out", out)
     assert result.exit_code == 0, result.output
     lat, lon = read_points(points_csv)
     cells = pq.read_table(out).column("cell").to_numpy()
@@ -94,7 +94,7 @@ def test_locate(quad_file: Path, points_csv: Path, tmp_path: Path) -> None:
 
 def test_export_geojson(quad_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "quad.geojson"
-    result = run("mesh", "export", quad_file, "--geojson", out)
+    result = run("mesh", "export", "--mesh", quad_file, "--out", out)
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     mesh = load_mesh(quad_file)
@@ -122,6 +122,6 @@ def test_export_geojson(quad_file: Path, tmp_path: Path) -> None:
 
 def test_plot(quad_file: Path, points_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "quad.png"
-    result = run("mesh", "plot", quad_file, "--out", out, "--points", points_csv)
+    result = run("mesh", "plot", "--mesh", quad_file, "--out", out, "--points", points_csv)
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

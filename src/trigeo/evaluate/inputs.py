@@ -50,7 +50,8 @@ class EvaluationWarning(UserWarning):
 
 
 class MeshLike(Protocol):
-    """What evaluation needs from a mesh (``trigeo.mesh.DelaunayMesh`` provides it)."""
+    """What evaluation needs from a mesh: a part of :class:`trigeo.mesh.Mesh`, the
+    interface every mesh kind implements (tests pass lighter stand-ins)."""
 
     n_cells_: int
     mesh_hash: str

@@ -10,10 +10,11 @@ from numpy.typing import NDArray
 
 from trigeo.evaluate.geoscore import geoscore_from_errors
 from trigeo.evaluate.inputs import MeshLike
-from trigeo.evaluate.metrics import error_km, summarize_errors
+from trigeo.evaluate.metrics import summarize_errors
 from trigeo.evaluate.results import EvaluationConfig, accuracy_json, threshold_keys
 from trigeo.evaluate.scoring import accuracy_block, truth_users
 from trigeo.evaluate.truth import Truth
+from trigeo.mesh.oracle import oracle_errors
 
 __all__ = ["ORACLE_NAME", "oracle_rows"]
 
@@ -57,14 +58,7 @@ def oracle_rows(
     keys = threshold_keys(config.thresholds_km)
     out = []
     for label in labels:
-        lat, lon = mesh.centroids(kind=label)
-        errors = error_km(
-            truth.lat[inside],
-            truth.lon[inside],
-            np.asarray(lat)[cells[inside]],
-            np.asarray(lon)[cells[inside]],
-            radius_km=config.radius_km,
-        )
+        errors = oracle_errors(mesh, truth.lat, truth.lon, cells, label, config.radius_km)
         block = accuracy_block(errors, config, truth_users(truth, np.flatnonzero(inside)))
         out.append(
             {

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from trigeo.mesh.artifact import load_mesh, mesh_kind
     from trigeo.mesh.base import PRESETS, Mesh
     from trigeo.mesh.delaunay import FORMAT_VERSION, MIN_PHOTOS_PER_CELL, DelaunayMesh, initial_grid
+    from trigeo.mesh.factory import MESH_KINDS, create_mesh
     from trigeo.mesh.locate import TriangleLocator, locate_brute_force
     from trigeo.mesh.oracle import STUDY_THRESHOLDS_KM, oracle_accuracy, oracle_report
     from trigeo.mesh.quadtree import QUADTREE_FORMAT_VERSION, QuadtreeMesh
@@ -29,6 +30,8 @@ _EXPORTS = {
     "Mesh": "trigeo.mesh.base",
     "DelaunayMesh": "trigeo.mesh.delaunay",
     "initial_grid": "trigeo.mesh.delaunay",
+    "MESH_KINDS": "trigeo.mesh.factory",
+    "create_mesh": "trigeo.mesh.factory",
     "load_mesh": "trigeo.mesh.artifact",
     "mesh_kind": "trigeo.mesh.artifact",
     "QUADTREE_FORMAT_VERSION": "trigeo.mesh.quadtree",
@@ -42,6 +45,7 @@ _EXPORTS = {
 
 __all__ = [
     "FORMAT_VERSION",
+    "MESH_KINDS",
     "MIN_PHOTOS_PER_CELL",
     "PRESETS",
     "QUADTREE_FORMAT_VERSION",
@@ -50,6 +54,7 @@ __all__ = [
     "Mesh",
     "QuadtreeMesh",
     "TriangleLocator",
+    "create_mesh",
     "initial_grid",
     "load_mesh",
     "locate_brute_force",

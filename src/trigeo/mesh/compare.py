@@ -18,31 +18,51 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from trigeo.mesh.oracle import STUDY_THRESHOLDS_KM, _accuracy, _key
+from trigeo.errors import InputError
+from trigeo.mesh.compare_plots import plot_accuracy_vs_cells, plot_cell_areas, plot_region
+from trigeo.mesh.compare_tables import (
+    LABELS,
+    SHORT_KIND,
+    format_matched,
+    format_table,
+    markdown,
+    tables_json,
+    tables_text,
+)
+from trigeo.mesh.factory import create_mesh
+from trigeo.mesh.oracle import STUDY_THRESHOLDS_KM, located_accuracy, threshold_key
 from trigeo.provenance import atomic_path
+
+if TYPE_CHECKING:
+    from trigeo.mesh.inputs import PointsInput
 
 __all__ = [
     "DEFAULT_REGION",
+    "Comparison",
+    "compare_meshes",
+    "format_matched",
     "format_table",
     "mesh_stats",
+    "parse_limits",
+    "parse_region",
     "plot_accuracy_vs_cells",
     "plot_cell_areas",
     "plot_region",
     "sweep",
+    "tables_json",
+    "tables_text",
     "write_report",
 ]
 
 #: (lon0, lat0, lon1, lat1) drawn when ``--region`` is not given: western and central Europe.
 DEFAULT_REGION = (-11.0, 35.0, 25.0, 60.0)
-
-_LABELS = {"cell": "cell_centroid", "imagery": "imagery_centroid"}
-_SHORT_KIND = {"delaunay": "tri", "quadtree": "quad"}
 
 Progress = Callable[[str], None]
 
@@ -78,8 +98,8 @@ def mesh_stats(
         "photos_per_cell": _quantiles(per_cell.astype(np.float64)),
         "empty_cells": int((per_cell == 0).sum()),
     }
-    for label, key in _LABELS.items():
-        in_kept = _accuracy(mesh, lat, lon, cells, thresholds_km, label)
+    for label, key in LABELS.items():
+        in_kept = located_accuracy(mesh, lat, lon, cells, thresholds_km, label)
         row[key] = in_kept
         # Over all photos: the same hits, divided by every photo.
         row[key + "_all"] = {k: (v * n_kept / n if n else float("nan")) for k, v in in_kept.items()}
@@ -99,17 +119,9 @@ def _quantiles(values: NDArray[np.float64]) -> dict[str, float | None]:
 
 # -------------------------------------------------------------------- sweep
 def _build(kind: str, limit: float, ratio: float, lat, lon, init_grid: int, init_level: int):  # type: ignore[no-untyped-def]
-    from trigeo.mesh.delaunay import DelaunayMesh
-    from trigeo.mesh.quadtree import QuadtreeMesh
-
-    if kind == "delaunay":
-        mesh = DelaunayMesh(
-            refinement_limit=limit, minimum_examples=limit / ratio, init_grid=init_grid
-        )
-    else:
-        mesh = QuadtreeMesh(
-            refinement_limit=limit, minimum_examples=limit / ratio, init_level=init_level
-        )
+    """A mesh of ``kind`` at ``limit`` (minimum examples ``limit / ratio``), fitted."""
+    start = {"init_grid": init_grid} if kind == "delaunay" else {"init_level": init_level}
+    mesh = create_mesh(kind, refinement_limit=limit, minimum_examples=limit / ratio, **start)
     return mesh.fit(lat, lon)
 
 
@@ -182,258 +194,6 @@ def sweep(
     return out
 
 
-# -------------------------------------------------------------------- tables
-def _fmt_pct(value: float) -> str:
-    return "   nan" if value != value else f"{value:6.2f}"
-
-
-def format_table(rows: Sequence[dict[str, Any]], label: str = "imagery", over: str = "kept") -> str:
-    """A plain-text table at most 80 columns wide: one line per mesh.
-
-    ``label`` is ``cell`` or ``imagery``; ``over`` is ``kept`` (the study's
-    denominator) or ``all`` (dropped photos count as misses).
-    """
-    key = _LABELS[label] + ("" if over == "kept" else "_all")
-    thresholds = list(rows[0][key]) if rows else []
-    shown = thresholds[:5]
-    head = f"{'mesh':<18} {'kind':<4} {'cells':>6} {'kept%':>6}"
-    head += "".join(f" {t + 'km':>7}" for t in shown)
-    lines = [
-        f"best possible accuracy, {label} label, % of "
-        + ("photos in kept cells" if over == "kept" else "all photos"),
-        head,
-        "-" * len(head),
-    ]
-    for row in rows:
-        name = row["name"] if len(row["name"]) <= 18 else row["name"][:17] + "~"
-        line = f"{name:<18} {_SHORT_KIND.get(row['kind'], row['kind'][:4]):<4} "
-        line += f"{row['cells']:>6} {100 * row['kept_share']:6.2f}"
-        line += "".join(f"  {_fmt_pct(row[key][t]):>6}" for t in shown)
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def format_matched(matched: Sequence[dict[str, Any]], thresholds: Sequence[str]) -> str:
-    """Equal-cell-count pairs: imagery-label accuracy of each kind and the difference
-    (quad-tree minus Delaunay), at most 80 columns."""
-    shown = list(thresholds)[:3]
-    head = f"{'cells t/q':>13} {'kept% t/q':>9}"
-    head += "".join(f" {t + 'km t/q/diff':>18}" for t in shown)
-    lines = ["equal cell counts: best possible accuracy, imagery label, % of kept", head]
-    lines.append("-" * len(head))
-    for pair in matched:
-        tri, quad = pair["delaunay"], pair["quadtree"]
-        line = f"{tri['cells']:>6}/{quad['cells']:<6} "
-        line += f"{100 * tri['kept_share']:4.0f}/{100 * quad['kept_share']:<4.0f}"
-        for t in shown:
-            a = tri["imagery_centroid"][t]
-            b = quad["imagery_centroid"][t]
-            line += f" {a:5.1f}/{b:5.1f}/{b - a:+6.1f}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def _markdown(rows: Sequence[dict[str, Any]], matched: Sequence[dict[str, Any]]) -> str:
-    out = ["# Mesh comparison", ""]
-    if rows:
-        out.append(f"{rows[0]['points']} photos. Best possible accuracy: every photo labelled")
-        out.append("with its own cell's label point; % within each threshold (km).")
-        out.append("")
-        out += [
-            "| mesh | kind | cells | regions | photos kept % | cell area km² median (p10-p90) "
-            "| photos per cell mean (min, median) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for row in rows:
-            a, p = row["cell_area_km2"], row["photos_per_cell"]
-            area = (
-                f"{a['median']:.4g} ({a['p10']:.4g}-{a['p90']:.4g})"
-                if a["median"] is not None
-                else "-"
-            )
-            ppc = (
-                f"{p['mean']:.1f} ({p['min']:.0f}, {p['median']:.0f})"
-                if p["mean"] is not None
-                else "-"
-            )
-            out.append(
-                f"| {row['name']} | {row['kind']} | {row['cells']} | {row['regions']} | "
-                f"{100 * row['kept_share']:.2f} | {area} | {ppc} |"
-            )
-        thresholds = list(rows[0]["imagery_centroid"])
-        for key, title in (
-            ("cell_centroid", "cell label, % of photos in kept cells (the study's)"),
-            ("imagery_centroid", "imagery label, % of photos in kept cells (the study's)"),
-            ("cell_centroid_all", "cell label, % of all photos"),
-            ("imagery_centroid_all", "imagery label, % of all photos"),
-        ):
-            out += ["", f"## Best possible accuracy: {title}", ""]
-            out.append(
-                "| mesh | kind | cells | " + " | ".join(f"{t} km" for t in thresholds) + " |"
-            )
-            out.append("|---|---|---|" + "---|" * len(thresholds))
-            for row in rows:
-                values = " | ".join(f"{row[key][t]:.2f}" for t in thresholds)
-                out.append(f"| {row['name']} | {row['kind']} | {row['cells']} | {values} |")
-    if matched:
-        thresholds = list(matched[0]["delaunay"]["imagery_centroid"])
-        for key, title in (
-            ("imagery_centroid", "imagery label, % of photos in kept cells"),
-            ("cell_centroid", "cell label, % of photos in kept cells"),
-            ("imagery_centroid_all", "imagery label, % of all photos"),
-        ):
-            out += ["", f"## Equal cell counts ({title}): Delaunay / quad-tree", ""]
-            out.append(
-                "| cells (tri / quad) | kept % (tri / quad) | "
-                + " | ".join(f"{t} km" for t in thresholds)
-                + " |"
-            )
-            out.append("|---|---|" + "---|" * len(thresholds))
-            for pair in matched:
-                tri, quad = pair["delaunay"], pair["quadtree"]
-                values = " | ".join(
-                    f"{tri[key][t]:.2f} / {quad[key][t]:.2f} ({quad[key][t] - tri[key][t]:+.2f})"
-                    for t in thresholds
-                )
-                out.append(
-                    f"| {tri['cells']} / {quad['cells']} | {100 * tri['kept_share']:.1f} / "
-                    f"{100 * quad['kept_share']:.1f} | {values} |"
-                )
-    return "\n".join(out) + "\n"
-
-
-# -------------------------------------------------------------------- plots
-def _pyplot():  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    _pyplot().close(fig)
-    return path
-
-
-_COLORS = {"delaunay": "#1f77b4", "quadtree": "#d62728"}
-
-
-def plot_accuracy_vs_cells(
-    rows: Sequence[dict[str, Any]],
-    curves: dict[str, list[dict[str, Any]]] | None,
-    path: Path,
-) -> Path:
-    """Best possible accuracy against cell count: one panel per threshold, both labels;
-    the sweep's curves when given, the compared meshes as labelled points."""
-    plt = _pyplot()
-    source = rows[0] if rows else next(iter(v for v in (curves or {}).values() if v))[0]
-    thresholds = list(source["imagery_centroid"])
-    fig, axes = plt.subplots(1, len(thresholds), figsize=(3.6 * len(thresholds), 3.8), sharex=True)
-    axes = np.atleast_1d(axes)
-    for ax, t in zip(axes, thresholds, strict=True):
-        for kind, points in (curves or {}).items():
-            points = sorted(points, key=lambda r: r["cells"])
-            x = [r["cells"] for r in points]
-            for key, style in (("imagery_centroid", "-"), ("cell_centroid", "--")):
-                ax.plot(
-                    x,
-                    [r[key][t] for r in points],
-                    style,
-                    marker="o",
-                    ms=3,
-                    color=_COLORS.get(kind, "k"),
-                    label=f"{kind}, {key.split('_')[0]} label",
-                )
-        for row in rows:
-            for key, marker in (("imagery_centroid", "*"), ("cell_centroid", "x")):
-                ax.plot(
-                    row["cells"], row[key][t], marker, color=_COLORS.get(row["kind"], "k"), ms=9
-                )
-            ax.annotate(
-                row["name"],
-                (row["cells"], row["imagery_centroid"][t]),
-                fontsize=6,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-        ax.set_xscale("log")
-        ax.set_title(f"within {t} km")
-        ax.set_xlabel("cells")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("best possible accuracy, % of photos in kept cells")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(
-            handles, labels, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.06)
-        )
-    fig.suptitle(
-        "Best possible accuracy against cell count "
-        "(solid/star: imagery centroid; dashed/x: cell centroid)"
-    )
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_cell_areas(meshes: Sequence[tuple[str, Any]], path: Path) -> Path:
-    """Cumulative distribution of cell area (log scale), one line per mesh."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    colors = plt.get_cmap("tab10")
-    for index, (name, mesh) in enumerate(meshes):
-        areas = np.sort(mesh.cell_areas_km2())
-        if areas.size:
-            ax.step(
-                areas,
-                np.arange(1, areas.size + 1) / areas.size,
-                where="post",
-                color=colors(index % 10),
-                ls="-" if mesh.kind == "delaunay" else "--",
-                label=f"{name} ({mesh.kind}, {mesh.n_cells_} cells)",
-            )
-    ax.set_xscale("log")
-    ax.set_xlabel("cell area, km²")
-    ax.set_ylabel("share of cells")
-    ax.set_title("Cell-area distribution")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
-def plot_region(
-    meshes: Sequence[tuple[str, Any]],
-    region: tuple[float, float, float, float],
-    path: Path,
-    points: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
-) -> Path:
-    """The meshes side by side on one region (lon0, lat0, lon1, lat1), same colour scale."""
-    from trigeo.mesh.plot import draw_mesh
-
-    plt = _pyplot()
-    lon0, lat0, lon1, lat1 = region
-    width = 6.0 * min(2.0, max(0.5, (lon1 - lon0) / max(lat1 - lat0, 1e-9) / 1.4))
-    fig, axes = plt.subplots(1, len(meshes), figsize=(width * len(meshes), 5.2), squeeze=False)
-    top = max(
-        (float(np.log10(max(int(m.cell_counts().max()), 1))) for _, m in meshes if m.n_cells_),
-        default=1.0,
-    )
-    for ax, (name, mesh) in zip(axes[0], meshes, strict=True):
-        draw_mesh(
-            mesh,
-            ax,
-            points=points,
-            region=region,
-            colorbar=False,
-            vmax=top,
-            title=f"{name}: {mesh.kind}, {mesh.n_cells_} cells",
-        )
-    fig.tight_layout()
-    return _save(fig, path)
-
-
 # -------------------------------------------------------------------- report
 def write_report(
     out_dir: Path,
@@ -466,7 +226,7 @@ def write_report(
 
         for kind in ("delaunay", "quadtree"):
             curves[kind] = [
-                stats(f"sweep-{_SHORT_KIND[kind]}-{limit:g}", mesh) for limit, mesh in swept[kind]
+                stats(f"sweep-{SHORT_KIND[kind]}-{limit:g}", mesh) for limit, mesh in swept[kind]
             ]
         for tri, quad, limit in swept["matched"]:
             matched.append(
@@ -483,7 +243,7 @@ def write_report(
             ]
     document = {
         "points": int(lat.size),
-        "thresholds_km": [_key(t) for t in thresholds_km],
+        "thresholds_km": [threshold_key(t) for t in thresholds_km],
         "region": list(region),
         "meshes": rows,
         "sweep": {"curves": curves, "matched": matched} if swept is not None else None,
@@ -493,7 +253,7 @@ def write_report(
     with atomic_path(paths["json"], suffix=".json") as tmp:
         tmp.write_text(json.dumps(document, indent=2, default=float) + "\n", "utf-8")
     with atomic_path(paths["md"], suffix=".md") as tmp:
-        tmp.write_text(_markdown(rows, matched), "utf-8")
+        tmp.write_text(markdown(rows, matched), "utf-8")
     if progress:
         progress("drawing")
     if rows or curves:
@@ -512,8 +272,6 @@ def write_report(
 
 def parse_region(text: str) -> tuple[float, float, float, float]:
     """``lon0,lat0,lon1,lat1`` -> floats, checked (lon0 < lon1, lat0 < lat1)."""
-    from trigeo.errors import InputError
-
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
@@ -526,3 +284,97 @@ def parse_region(text: str) -> tuple[float, float, float, float]:
             f"--region {text!r}: need -180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90"
         )
     return lon0, lat0, lon1, lat1
+
+
+def parse_limits(text: str) -> list[float]:
+    """``--sweep-limits``: comma-separated positive numbers."""
+    try:
+        limits = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise InputError(f"--sweep-limits must be numbers, got {text!r}") from exc
+    if not limits or min(limits) <= 0:
+        raise InputError("--sweep-limits must be positive numbers")
+    return limits
+
+
+# -------------------------------------------------------------- the command
+class Steps(Protocol):
+    """Progress of :func:`compare_meshes`: told the number of steps, then each step."""
+
+    def total(self, steps: int) -> None: ...
+
+    def __call__(self, step: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare_meshes` wrote: the rows, the JSON document and the files."""
+
+    out: Path
+    rows: list[dict[str, Any]]
+    document: dict[str, Any]
+    paths: dict[str, Path]
+
+
+def _named_meshes(paths: Sequence[Path]) -> list[tuple[str, Any]]:
+    """Each mesh file loaded, named by its stem (``name-2`` for a repeated stem)."""
+    from trigeo.mesh.artifact import load_mesh
+
+    loaded = []
+    seen: dict[str, int] = {}
+    for path in paths:
+        name = path.stem
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name}-{seen[name]}"
+        loaded.append((name, load_mesh(path)))
+    return loaded
+
+
+def compare_meshes(
+    out: Path,
+    mesh_paths: Sequence[Path],
+    points: PointsInput,
+    region: str | None = None,
+    with_sweep: bool = False,
+    sweep_limits: str | None = None,
+    sweep_ratio: float = 10.0,
+    init_grid: int = 31,
+    init_level: int = 4,
+    progress: Steps | None = None,
+) -> Comparison:
+    """``trigeo mesh compare``: score mesh files (and a sweep) on one set of photos and
+    write the report (:func:`write_report`) to ``out``.
+
+    ``region`` is ``lon0,lat0,lon1,lat1`` text (default :data:`DEFAULT_REGION`);
+    ``sweep_limits`` comma-separated refinement limits (default
+    :func:`default_limits`). Arguments are checked before any photo is read.
+    """
+    from trigeo.provenance import hash_file
+
+    if not mesh_paths and not with_sweep:
+        raise InputError("give at least one --mesh FILE, or --sweep")
+    box = parse_region(region) if region is not None else DEFAULT_REGION
+    limits = parse_limits(sweep_limits) if sweep_limits is not None else None
+    loaded = _named_meshes(mesh_paths)
+    lat, lon, source = points.read()
+    limits = limits or default_limits(lat.size)
+    if progress is not None:  # builds, matching and scoring (an estimate)
+        progress.total(len(loaded) + (2 * len(limits) * 3 if with_sweep else 0) + 1)
+    rows = []
+    for name, item in loaded:
+        if progress is not None:
+            progress(f"scoring {name}")
+        rows.append(mesh_stats(name, item, lat, lon))
+    swept = None
+    if with_sweep:
+        swept = sweep(lat, lon, limits, sweep_ratio, init_grid, init_level, progress=progress)
+    inputs = {
+        "points_source": source,
+        "meshes": {str(p): hash_file(p) for p in mesh_paths},
+        "sweep_limits": limits if with_sweep else None,
+        "sweep_ratio": sweep_ratio if with_sweep else None,
+    }
+    paths = write_report(out, rows, loaded, lat, lon, box, swept, progress=progress, inputs=inputs)
+    document = json.loads(paths["json"].read_text("utf-8"))
+    return Comparison(out, rows, document, paths)

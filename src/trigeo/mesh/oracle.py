@@ -1,4 +1,10 @@
-"""Best possible accuracy of a mesh: every photo gets its true cell's label point."""
+"""Best possible accuracy of a mesh: every photo gets its true cell's label point.
+
+The one implementation: ``trigeo mesh oracle`` and ``mesh compare`` report
+percentages per threshold from :func:`located_accuracy`, and evaluation's
+oracle rows (:mod:`trigeo.evaluate.oracle`) score the errors of
+:func:`oracle_errors` with their own intervals and keys.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from trigeo.sphere import distance_km
+from trigeo.sphere import EARTH_RADIUS_KM, distance_km
 
-__all__ = ["STUDY_THRESHOLDS_KM", "oracle_accuracy", "oracle_report"]
+__all__ = [
+    "STUDY_THRESHOLDS_KM",
+    "located_accuracy",
+    "oracle_accuracy",
+    "oracle_errors",
+    "oracle_report",
+    "threshold_key",
+]
 
 #: Thresholds (km) the study reports accuracy at.
 STUDY_THRESHOLDS_KM: tuple[float, ...] = (1, 25, 200, 750, 2500)
 
 
-def _key(threshold: float) -> str:
+def threshold_key(threshold: float) -> str:
+    """A threshold's key in this module's reports: ``25`` for 25.0 km, ``0.5`` for 0.5 km."""
     return str(int(threshold)) if float(threshold).is_integer() else str(threshold)
 
 
@@ -52,10 +66,35 @@ def oracle_accuracy(
     """
     lat = np.asarray(lat, dtype=np.float64).ravel()
     lon = np.asarray(lon, dtype=np.float64).ravel()
-    return _accuracy(mesh, lat, lon, mesh.locate(lat, lon), thresholds_km, label)
+    return located_accuracy(mesh, lat, lon, mesh.locate(lat, lon), thresholds_km, label)
 
 
-def _accuracy(
+def oracle_errors(
+    mesh: Any,
+    lat: NDArray[np.float64],
+    lon: NDArray[np.float64],
+    cells: NDArray[np.int64],
+    label: str = "cell",
+    radius_km: float = EARTH_RADIUS_KM,
+) -> NDArray[np.float64]:
+    """Distance (km) from each photo in a kept cell to its own cell's label point.
+
+    ``cells`` are the photos' cells in ``mesh`` (-1 outside kept cells, whose
+    photos have no class and are left out); the errors keep the photos' order.
+    ``label`` is ``"cell"`` or ``"imagery"``; ``radius_km`` the Earth's radius.
+    """
+    kept = cells >= 0
+    label_lat, label_lon = mesh.centroids(label)
+    return distance_km(
+        lat[kept],
+        lon[kept],
+        np.asarray(label_lat)[cells[kept]],
+        np.asarray(label_lon)[cells[kept]],
+        radius_km=radius_km,
+    )
+
+
+def located_accuracy(
     mesh: Any,
     lat: NDArray[np.float64],
     lon: NDArray[np.float64],
@@ -64,12 +103,10 @@ def _accuracy(
     label: str,
 ) -> dict[str, float]:
     """:func:`oracle_accuracy` for points already located in ``cells``."""
-    kept = cells >= 0
-    label_lat, label_lon = mesh.centroids(label)
-    dist = distance_km(lat[kept], lon[kept], label_lat[cells[kept]], label_lon[cells[kept]])
+    dist = oracle_errors(mesh, lat, lon, cells, label)
     out = {}
     for threshold in thresholds_km:
-        out[_key(threshold)] = (
+        out[threshold_key(threshold)] = (
             float(100.0 * np.mean(dist <= threshold)) if dist.size else float("nan")
         )
     return out
@@ -90,6 +127,6 @@ def oracle_report(
         "cells": mesh.n_cells_,
         "points": int(lat.size),
         "points_in_kept_cells": int((cells >= 0).sum()),
-        "cell_centroid": _accuracy(mesh, lat, lon, cells, thresholds_km, "cell"),
-        "imagery_centroid": _accuracy(mesh, lat, lon, cells, thresholds_km, "imagery"),
+        "cell_centroid": located_accuracy(mesh, lat, lon, cells, thresholds_km, "cell"),
+        "imagery_centroid": located_accuracy(mesh, lat, lon, cells, thresholds_km, "imagery"),
     }

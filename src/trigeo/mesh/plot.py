@@ -13,12 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 from trigeo.mesh.geojson import polygon_rings
 from trigeo.provenance import atomic_path
 
-__all__ = ["draw_mesh", "mesh_polygons", "plot_mesh", "plural"]
-
-
-def plural(name: str) -> str:
-    """``triangle`` -> ``triangles``, ``leaf`` -> ``leaves``."""
-    return "leaves" if name == "leaf" else name + "s"
+__all__ = ["count_regions", "draw_mesh", "mesh_polygons", "plot_mesh"]
 
 
 def count_regions(mesh: Any) -> str:
@@ -27,8 +22,7 @@ def count_regions(mesh: Any) -> str:
     From ``counts_`` (one entry per region in both kinds), not ``regions()``,
     which builds every region's corners and area.
     """
-    word = "triangles" if mesh.kind == "delaunay" else "leaves"
-    return f"{len(mesh.counts_)} {word}"
+    return f"{len(mesh.counts_)} {mesh.regions_name}"
 
 
 def plot_mesh(
