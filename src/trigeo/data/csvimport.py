@@ -12,9 +12,15 @@ groups) and written in row groups, so memory is bounded by the batch, the row
 group, 8 bytes per kept photo (duplicate detection) and, for images found by
 id, the index of the image set (some 60-100 bytes per image).
 
-Resumable: each row group is written as a part file followed by a checkpoint
-(``.csv-state.json``); the same command run again after an interruption
-skips the rows already converted. MP-16 shard scans are cached per shard.
+Images are joined, not probed: the image root is listed once and each
+batch's values are looked up in that listing as arrays; no image is opened.
+With ``check_images`` a second pass reads each matched image's header, timed
+on its own (:mod:`trigeo.data.imagecheck`).
+
+Resumable: each row group is written as a part file (Arrow IPC: read back
+once, at the end) followed by a checkpoint (``.csv-state.json``); the same
+command run again after an interruption skips the rows already converted.
+MP-16 shard scans are cached per shard.
 
 Rows are kept or reported, never fatal one by one: ``missing id``, ``bad
 number``, ``missing coordinates``, ``latitude beyond ±90``, ``longitude
@@ -44,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from trigeo.data.checkpoint import load_checkpoint
@@ -185,14 +192,7 @@ def import_csv(
         the rows could be imported (the report is written first).
     """
     table, out = Path(table), Path(out)
-    if not table.is_file():
-        raise InputError("no such file", source=table)
-    if fmt not in FORMATS:
-        raise InputError(f"--format must be one of {sorted(FORMATS)}, got {fmt!r}")
-    spec = FORMATS[fmt]
-    root = Path(images) if images is not None else table.parent
-    if not root.exists():
-        raise InputError("no such image folder (--images)", source=root)
+    spec, root = _check_inputs(table, fmt, images)
     report = ImportReport("data.csv", table)
     names, batches = _open_table(table, batch_rows, report)
     chosen, how = resolve_columns(names, spec, columns or {}, str(table))
@@ -216,40 +216,11 @@ def import_csv(
         "heads_fraction": heads_fraction,
         "seed": seed,
     }
-    stat = table.stat()
-    signature = {
-        **config,
-        "input": str(table.resolve()),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "batch_rows": batch_rows,
-    }
-    parts_dir, state_path = out / _PARTS_DIR, out / _STATE_FILE
-    state = load_checkpoint(state_path, signature, _FRESH, parts_dir)
+    parts = _Parts(out, _signature(config, table, batch_rows))
     # A resumed run's checkpoint already holds what the image scan reports: scan quietly.
-    scan_report = (
-        ImportReport("data.csv", table) if state["parts"] or state["rows_done"] else report
-    )
+    scan_report = ImportReport("data.csv", table) if parts.resumed else report
     locate, store_summary = _locator(spec, root, out, scan_report)
-    used = set(chosen.values())
-    extras: list[pa.Field] = [pa.field("time_source", pa.string())]
-    sources: dict[str, str] = {}  # output column -> input column (renamed on a clash)
-    input_types = dict(zip(names, _input_types(table, names), strict=True))
-    for name in names:
-        if name in used or name == "outdoor":
-            continue
-        out_name = name if name not in COLUMNS and name != "time_source" else f"input_{name}"
-        kind = spec.extra_types.get(name, input_types[name])
-        extras.append(pa.field(out_name, kind))
-        sources[out_name] = name
-
-    if scan_report is not report:
-        report.skipped.update(state["skipped"])
-        report.examples = {k: list(v) for k, v in state["examples"].items()}
-    done = int(state["rows_done"])
-    parts: list[str] = list(state["parts"])
-    if done:
-        report.notes["resumed_after_rows"] = done
+    extras, sources = _extras(names, chosen, spec, table)
     converter = RowConverter(
         spec,
         chosen,
@@ -262,84 +233,209 @@ def import_csv(
         HeaderCheck(out) if check_images else None,
     )
     converter.sources = sources
-    for key, value in state["notes"].items():
-        converter.counts[key] = int(value)
-    for name in parts:  # ids already kept: duplicates and matched images
-        ids = pq.read_table(parts_dir / name, columns=["photo_id"]).column("photo_id")
-        ids = ids.combine_chunks()
-        converter.seen.add(id_keys(ids))
-        if isinstance(locate, KeyedImages):
-            locate.lookup(ids)
-    parts_dir.mkdir(parents=True, exist_ok=True)
+    parts.restore(report, converter)
     start = time.perf_counter()
-    rows = 0
-    pending: list[pa.Table] = []
-    pending_rows = 0
+    rows = _convert_batches(
+        _iterate(batches, batch_rows), converter, parts, report, row_group_rows, progress
+    )
+    report.read = rows
+    seconds = time.perf_counter() - start
+    report.notes["rows_per_second"] = round(rows / seconds) if seconds > 0 else None
+    report.notes.update({k: v for k, v in converter.counts.items() if v})
+    _image_notes(report, converter, spec, root, store_summary)
+    counted = rows - converter.counts["absent_expected"]
+    meta = _write_dataset(out, parts, extras, report, counted, config, table, chosen, root)
+    return meta, report
 
-    def flush() -> None:
-        nonlocal pending, pending_rows
-        name = f"part-{len(parts):06d}.parquet"
-        if pending:
-            with atomic_path(parts_dir / name) as tmp:
-                # Parts are read back once and deleted: fast lz4, not the table's zstd.
-                pq.write_table(
-                    pa.concat_tables(pending), tmp, compression="lz4", use_dictionary=False
-                )
-            parts.append(name)
+
+def _check_inputs(table: Path, fmt: str, images: str | Path | None) -> tuple[TableFormat, Path]:
+    """The format and the image root, once both (and the table) are known to exist."""
+    if not table.is_file():
+        raise InputError("no such file", source=table)
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {sorted(FORMATS)}, got {fmt!r}")
+    root = Path(images) if images is not None else table.parent
+    if not root.exists():
+        raise InputError("no such image folder (--images)", source=root)
+    return FORMATS[fmt], root
+
+
+def _image_notes(
+    report: ImportReport,
+    converter: RowConverter,
+    spec: TableFormat,
+    root: Path,
+    store: dict[str, Any],
+) -> None:
+    """What the report says of the image store, its listing and the header check."""
+    locate = converter.locate
+    if isinstance(locate, KeyedImages) and spec.store == "msgpack":
+        store["records_without_metadata"] = locate.report_unmatched(
+            report, "record without metadata"
+        )
+    if isinstance(locate, FolderIndex) and locate.seconds is not None:
+        store.update(files=len(locate), list_seconds=round(locate.seconds, 3))
+        if locate.not_utf8:
+            store["names_not_utf8"] = locate.not_utf8
+    report.notes["image_store"] = {"kind": spec.store, "root": str(root.resolve()), **store}
+    if converter.check is not None:
+        report.notes["image_check"] = converter.check.summary()
+
+
+class _Parts:
+    """Converted row groups as part files, each followed by a checkpoint.
+
+    Parts are Arrow IPC files: they are read back once, when the table is
+    written, so they are stored as cheaply as possible (no encoding, no
+    compression), not as the table's zstd Parquet.
+    """
+
+    def __init__(self, out: Path, signature: dict[str, Any]) -> None:
+        self.dir, self.state_path = out / _PARTS_DIR, out / _STATE_FILE
+        self.state = load_checkpoint(self.state_path, signature, _FRESH, self.dir)
+        self.names: list[str] = list(self.state["parts"])
+        self.done = int(self.state["rows_done"])
+        self.resumed = bool(self.names or self.done)
+
+    def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        with pa.memory_map(str(self.dir / name)) as source:
+            table = pa.ipc.open_file(source).read_all()
+        return table.select(columns) if columns else table
+
+    def restore(self, report: ImportReport, converter: RowConverter) -> None:
+        """Bring back what the interrupted run had counted and kept."""
+        if not self.resumed:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            return
+        report.skipped.update(self.state["skipped"])
+        report.examples = {k: list(v) for k, v in self.state["examples"].items()}
+        if self.done:
+            report.notes["resumed_after_rows"] = self.done
+        for key, value in self.state["notes"].items():
+            converter.counts[key] = int(value)
+        for name in self.names:  # ids already kept: duplicates and matched images
+            ids = self.read(name, ["photo_id"]).column("photo_id").combine_chunks()
+            converter.seen.add(id_keys(ids))
+            if isinstance(converter.locate, KeyedImages):
+                converter.locate.lookup(ids)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def write(
+        self, tables: list[pa.Table], rows: int, report: ImportReport, counts: dict[str, int]
+    ) -> None:
+        """Write one part (if any rows), then the checkpoint saying ``rows`` were read."""
+        if tables:
+            name = f"part-{len(self.names):06d}.arrow"
+            table = pa.concat_tables(tables)
+            with atomic_path(self.dir / name) as tmp, pa.ipc.new_file(tmp, table.schema) as sink:
+                sink.write_table(table)
+            self.names.append(name)
         write_json_atomic(
-            state_path,
+            self.state_path,
             {
-                "signature": signature,
+                "signature": self.state["signature"],
                 "rows_done": rows,
                 "skipped": dict(report.skipped),
                 "examples": report.examples,
-                "parts": parts,
-                "notes": converter.counts,
+                "parts": self.names,
+                "notes": counts,
             },
         )
-        pending, pending_rows = [], 0
 
-    for batch in _iterate(batches, batch_rows):
-        if rows + batch.num_rows <= done:  # converted before the interruption
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.state_path.unlink(missing_ok=True)
+
+
+def _signature(config: dict[str, Any], table: Path, batch_rows: int) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the options, the input file, the batches."""
+    stat = table.stat()
+    return {
+        **config,
+        "input": str(table.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "batch_rows": batch_rows,
+        "parts": "arrow-ipc",  # checkpoints of Parquet parts (before 2025-10) start over
+    }
+
+
+def _extras(
+    names: list[str], chosen: dict[str, str], spec: TableFormat, table: Path
+) -> tuple[list[pa.Field], dict[str, str]]:
+    """The output's extra fields, and output column -> input column (renamed on a clash)."""
+    used = set(chosen.values())
+    extras: list[pa.Field] = [pa.field("time_source", pa.string())]
+    sources: dict[str, str] = {}
+    input_types = dict(zip(names, _input_types(table, names), strict=True))
+    for name in names:
+        if name in used or name == "outdoor":
+            continue
+        out_name = name if name not in COLUMNS and name != "time_source" else f"input_{name}"
+        extras.append(pa.field(out_name, spec.extra_types.get(name, input_types[name])))
+        sources[out_name] = name
+    return extras, sources
+
+
+def _convert_batches(
+    batches: Iterator[pa.RecordBatch],
+    converter: RowConverter,
+    parts: _Parts,
+    report: ImportReport,
+    row_group_rows: int,
+    progress: Callable[[int], None] | None,
+) -> int:
+    """Convert the batches not converted before an interruption; returns the rows read."""
+    rows = 0
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    for batch in batches:
+        if rows + batch.num_rows <= parts.done:  # converted before the interruption
             rows += batch.num_rows
             continue
-        if rows < done:
-            batch = batch.slice(done - rows)
-            rows = done
+        if rows < parts.done:
+            batch = batch.slice(parts.done - rows)
+            rows = parts.done
         frame = converter.convert(batch, rows)
         rows += batch.num_rows
         if frame is not None:
             pending.append(frame)
             pending_rows += frame.num_rows
         if pending_rows >= row_group_rows:
-            flush()
+            parts.write(pending, rows, report, converter.counts)
+            pending, pending_rows = [], 0
         if progress:
             progress(batch.num_rows)
-    flush()
-    report.read = rows
-    seconds = time.perf_counter() - start
-    report.notes["rows_per_second"] = round(rows / seconds) if seconds > 0 else None
-    report.notes.update({k: v for k, v in converter.counts.items() if v})
-    if isinstance(locate, KeyedImages) and spec.store == "msgpack":
-        store_summary["records_without_metadata"] = locate.report_unmatched(
-            report, "record without metadata"
-        )
-    if isinstance(locate, FolderIndex) and locate.seconds is not None:
-        store_summary.update(files=len(locate), list_seconds=round(locate.seconds, 3))
-        if locate.not_utf8:
-            store_summary["names_not_utf8"] = locate.not_utf8
-    report.notes["image_store"] = {"kind": spec.store, "root": str(root.resolve()), **store_summary}
-    if converter.check is not None:
-        report.notes["image_check"] = converter.check.summary()
+    parts.write(pending, rows, report, converter.counts)
+    return rows
+
+
+def _write_dataset(
+    out: Path,
+    parts: _Parts,
+    extras: list[pa.Field],
+    report: ImportReport,
+    counted: int,
+    config: dict[str, Any],
+    table: Path,
+    chosen: dict[str, str],
+    root: Path,
+) -> dict[str, Any]:
+    """Join the parts into the dataset; the report is written whatever happens.
+
+    Raises
+    ------
+    InputError
+        If at most half of the ``counted`` rows were kept.
+    """
+    fmt = config["format"]
     with TableWriter(out, extras) as writer:
-        for name in parts:
-            writer.write(pq.read_table(parts_dir / name))
+        for name in parts.names:
+            writer.write(parts.read(name))
         report.written = writer.rows
-        counted = rows - converter.counts["absent_expected"]
         if writer.rows == 0 or writer.rows * 2 <= counted:
             report.write(out / REPORT_FILE)
-            shutil.rmtree(parts_dir, ignore_errors=True)
-            state_path.unlink(missing_ok=True)
+            parts.remove()
             top = ", ".join(f"{k}: {v}" for k, v in report.skipped.most_common(3))
             raise InputError(
                 f"only {writer.rows} of {counted} rows could be imported ({top}); a wrong "
@@ -349,15 +445,14 @@ def import_csv(
         provenance = make_provenance(config, {table.name: hash_file(table)})
         meta = writer.close(
             provenance,
-            images=spec.store if spec.store == "msgpack" else "folder",
+            images="msgpack" if FORMATS[fmt].store == "msgpack" else "folder",
             source=fmt,
             columns=chosen,
             image_root=str(root.resolve()),
         )
     report.write(out / REPORT_FILE)
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    state_path.unlink(missing_ok=True)
-    return meta, report
+    parts.remove()
+    return meta
 
 
 def _locator(

@@ -52,7 +52,10 @@ def id_keys(ids: pa.Array) -> np.ndarray:
         a numeric id below 2**63; two different strings can still share a
         hash, which :class:`KeyIndex` rules out by comparing the strings.
     """
-    numeric = pc.match_substring_regex(ids, r"^[0-9]{1,19}$").to_numpy(zero_copy_only=False)
+    # Numeric: 1 to 19 ASCII digits (what ^[0-9]{1,19}$ matches, without a regex).
+    numeric = pc.and_(pc.ascii_is_decimal(ids), pc.less_equal(pc.binary_length(ids), 19)).to_numpy(
+        zero_copy_only=False
+    )
     keys = np.empty(len(ids), dtype=np.uint64)
     if numeric.all():
         return pc.cast(ids, pa.uint64()).to_numpy(zero_copy_only=False)
@@ -147,7 +150,8 @@ class SeenIds:
             return
         self._runs.append(np.sort(hashes))
         if len(self._runs) > 8:
-            self._runs = [np.sort(np.concatenate(self._runs))]
+            # A stable sort finds the sorted runs in the concatenation and merges them.
+            self._runs = [np.sort(np.concatenate(self._runs), kind="stable")]
 
 
 class KeyIndex:

@@ -23,7 +23,6 @@ whatever the table's size.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import time
 import zipfile
@@ -56,10 +55,38 @@ LINK = "images"
 _EXTENSIONS = tuple(f".{e}" for e in IMAGE_EXTENSIONS) + tuple(
     f".{e.upper()}" for e in IMAGE_EXTENSIONS
 )
-_EXT_REGEX = "(" + "|".join(re.escape(e) for e in _EXTENSIONS) + ")$"
-# Values that a path join would change ("a//b", "./a", "a/", "a/."), or that
-# leave the root (".."): resolved one by one, by the rule's own words.
-_UNUSUAL = r"(^|/)\.\.?(/|$)|//|/$"
+
+
+def _mask(values: pa.Array) -> np.ndarray:
+    return values.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+
+
+def _has_image_ext(names: pa.Array) -> np.ndarray:
+    """Whether each name ends with one of the rule's extensions (case as listed)."""
+    out = np.zeros(len(names), dtype=bool)
+    dotted = np.flatnonzero(_mask(pc.match_substring(names, ".")))
+    if dotted.size:  # most ids have no dot: only dotted names are tested further
+        sub = names.take(pa.array(dotted))
+        hit = np.zeros(dotted.size, dtype=bool)
+        for ext in _EXTENSIONS:
+            hit |= _mask(pc.ends_with(sub, ext))
+        out[dotted] = hit
+    return out
+
+
+def _unusual(names: pa.Array) -> np.ndarray:
+    """Names that a path join would change ("a//b", "./a", "a/", "a/.") or that leave the root.
+
+    A cheap superset (also ".hidden" and "a/.b"): those names are resolved one
+    by one, by the rule's own words, which is exact for any name.
+    """
+    out = _mask(pc.equal(pc.utf8_length(names), 0)) | _mask(pc.starts_with(names, "."))
+    slashed = np.flatnonzero(_mask(pc.match_substring(names, "/")))
+    if slashed.size:
+        sub = names.take(pa.array(slashed))
+        odd = _mask(pc.match_substring(sub, "/.")) | _mask(pc.match_substring(sub, "//"))
+        out[slashed] |= odd | _mask(pc.ends_with(sub, "/"))
+    return out
 
 
 @dataclass
@@ -250,10 +277,7 @@ class FolderIndex:
         n = len(values)
         url = pc.match_substring(values, "://").to_numpy(zero_copy_only=False)
         names = pc.utf8_ltrim(values, "/")
-        unusual = pc.or_(
-            pc.equal(pc.utf8_length(names), 0), pc.match_substring_regex(names, _UNUSUAL)
-        ).to_numpy(zero_copy_only=False)
-        unusual &= ~url
+        unusual = _unusual(names) & ~url
         if not url.all():
             self._list()
         pos = np.full(n, -1, dtype=np.int64)
@@ -302,7 +326,7 @@ class FolderIndex:
         todo = np.flatnonzero(pos < 0)
         if todo.size and len(self._stems):
             sub = names.take(pa.array(todo))
-            no_ext = ~pc.match_substring_regex(sub, _EXT_REGEX).to_numpy(zero_copy_only=False)
+            no_ext = ~_has_image_ext(sub)
             found = self._stems.lookup(sub.filter(pa.array(no_ext)), keys[todo[no_ext]])
             rows = todo[no_ext]
             pos[rows[found >= 0]] = self._stem_file[found[found >= 0]]
@@ -324,7 +348,7 @@ class FolderIndex:
         found = self._file(base)
         pos[todo[found >= 0]] = found[found >= 0]
         left = found < 0
-        no_ext = ~pc.match_substring_regex(base, _EXT_REGEX).to_numpy(zero_copy_only=False)
+        no_ext = ~_has_image_ext(base)
         again = left & no_ext
         if again.any():
             jpg = pc.binary_join_element_wise(base.filter(pa.array(again)), ".jpg", "")
