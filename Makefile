@@ -1,6 +1,7 @@
 # Two commands set up a fresh machine: `make demo` and `make test`.
 # Both create .venv and install trigeo with its dev extras when missing.
-PYTHON ?= python3
+# Python 3.11 when the machine has it (CI runs 3.11), else python3 (3.11-3.13 are supported).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.trigeo-installed
@@ -11,6 +12,7 @@ DEMO_DIR ?= demo-out
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@test -x $(PY) || echo "creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned, so no other requirement can pull a different build.
