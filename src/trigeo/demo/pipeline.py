@@ -167,7 +167,7 @@ def demo_stages(
         stages += [
             DemoStage(
                 f"{name} mesh",
-                ["mesh", "build", "--points", str(table), "--split", "train", *limits,
+                ["mesh", "build", "--data", str(world), "--split", "train", *limits,
                  "--out", str(mesh)],
                 mesh,
                 [table],
@@ -175,8 +175,8 @@ def demo_stages(
             ),
             DemoStage(
                 f"{name} mesh map",
-                ["mesh", "plot", str(mesh), "--out", str(out / f"{name}.png"),
-                 "--points", str(table)],
+                ["mesh", "plot", "--mesh", str(mesh), "--out", str(out / f"{name}.png"),
+                 "--data", str(world)],
                 out / f"{name}.png",
                 [mesh],
             ),

@@ -145,7 +145,7 @@ def check_mesh_source(
     raise InputError(
         f"the mesh was built from this dataset's {', '.join(map(repr, others))} photos as well "
         f"as {train_split!r}, so its imagery centroids include evaluation photos; rebuild it "
-        f"with `trigeo mesh build --points {dataset.root} --split {train_split} ...`, or pass "
+        f"with `trigeo mesh build --data {dataset.root} --split {train_split} ...`, or pass "
         "--allow-eval-in-mesh to train anyway",
         source=mesh_path,
     )
