@@ -594,8 +594,17 @@ class TriangleLocator:
             tri = np.repeat(pt, f * f)
             cell_row, cell_col = child_row, child_col
             depth += 1
+        self._resolve_codes(leaf_ptr, leaf_tris, leaf_centres, n_leaves)
 
-        # Resolve codes: child blocks are numbered per level; leaves globally.
+    def _resolve_codes(
+        self,
+        leaf_ptr: list[int],
+        leaf_tris: list[NDArray[np.int64]],
+        leaf_centres: list[NDArray[np.float64]],
+        n_leaves: int,
+    ) -> None:
+        """Number child blocks per level and leaves globally, and build the compiled
+        kernel's flat tables (``_build``'s last step)."""
         self.leaf_ptr = np.asarray(leaf_ptr, dtype=np.int64)
         self.leaf_tris = (
             np.concatenate(leaf_tris) if leaf_tris else np.zeros(0, dtype=np.int64)
