@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trigeo.data.ids import KeyIndex, id_keys
+from trigeo.data.ids import KeyIndex
 from trigeo.data.images import IMAGE_EXTENSIONS
 from trigeo.data.report import ImportReport
 
@@ -227,8 +227,9 @@ class FolderIndex:
         """Seconds the listing and indexing took (``None`` until needed)."""
         self.not_utf8 = 0
         self.files = pa.array([], type=pa.string())
-        self._exact = self._stems = KeyIndex(self.files)
-        self._stem_file = np.empty(0, np.int64)
+        self._index = KeyIndex(self.files)
+        self._entry_file = np.empty(0, np.int64)
+        self._is_stem = np.empty(0, bool)
 
     def _list(self) -> None:
         """List and index the root, once, when a value first needs a file.
@@ -241,32 +242,38 @@ class FolderIndex:
         start = time.perf_counter()
         names, self.not_utf8 = list_files(self.root, self._report)
         self.files = pa.array(names, type=pa.string())
-        self._exact = KeyIndex(self.files)
-        # Stem -> file with the first extension in _EXTENSIONS order: KeyIndex
-        # keeps the first of equal strings, so stems are added in that order.
-        stems: list[pa.Array] = []
-        stem_files: list[np.ndarray] = []
+        # One index of every file name, then every stem (the name less an image
+        # extension) in _EXTENSIONS order: KeyIndex keeps the first of equal
+        # strings, so a file beats a stem, and a stem's first extension wins.
+        entries: list[pa.Array] = [self.files]
+        entry_file: list[np.ndarray] = [np.arange(len(self.files), dtype=np.int64)]
         for ext in _EXTENSIONS:
-            where = np.flatnonzero(pc.ends_with(self.files, ext).to_numpy(zero_copy_only=False))
+            where = np.flatnonzero(_mask(pc.ends_with(self.files, ext)))
             if where.size:
                 named = self.files.take(pa.array(where))
-                stems.append(pc.utf8_slice_codeunits(named, 0, -len(ext)))
-                stem_files.append(where)
-        stem_array = pa.concat_arrays(stems) if stems else pa.array([], type=pa.string())
-        self._stems = KeyIndex(stem_array)
-        self._stem_file = (
-            np.concatenate(stem_files)[self._stems.order] if stem_files else np.empty(0, np.int64)
-        )
+                entries.append(pc.utf8_slice_codeunits(named, 0, -len(ext)))
+                entry_file.append(where)
+        self._index = KeyIndex(pa.concat_arrays(entries))
+        self._entry_file = np.concatenate(entry_file)[self._index.order]
+        self._is_stem = self._index.order >= len(self.files)
         self.seconds = time.perf_counter() - start
 
     def __len__(self) -> int:
         self._list()
         return len(self.files)
 
+    def _lookup(self, names: pa.Array, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """File position of each name by file name or stem, or -1; and whether by stem."""
+        pos = self._index.lookup(names, keys)
+        hit = pos >= 0
+        at = np.maximum(pos, 0)
+        return np.where(hit, self._entry_file[at], -1), hit & self._is_stem[at]
+
     def _file(self, names: pa.Array, keys: np.ndarray | None = None) -> np.ndarray:
-        """Position in :attr:`files` of each name, or -1."""
-        pos = self._exact.lookup(names, keys)
-        return np.where(pos >= 0, self._exact.order[np.maximum(pos, 0)], -1)
+        """Position in :attr:`files` of each name (as a file name only), or -1."""
+        pos, by_stem = self._lookup(names, keys)
+        pos[by_stem] = -1
+        return pos
 
     def match(self, values: pa.Array, keys: np.ndarray | None = None) -> Matches:
         """The image of each value (trimmed strings; URLs are their own reference).
@@ -317,19 +324,16 @@ class FolderIndex:
     def _resolve(self, names: pa.Array, keys: np.ndarray | None = None) -> np.ndarray:
         """File position of each plain name (no "//", ".", ".." parts), or -1.
 
-        The name rule as array lookups: the name itself; the stem index for
-        names without an image extension; then the basename fallback.
+        The name rule as array lookups: the name itself, else (for names
+        without an image extension) the name as a stem, in one lookup; then
+        the basename fallback.
         """
-        if keys is None:
-            keys = id_keys(names)  # one hashing for the name and for its stem lookups
-        pos = self._file(names, keys)
-        todo = np.flatnonzero(pos < 0)
-        if todo.size and len(self._stems):
-            sub = names.take(pa.array(todo))
-            no_ext = ~_has_image_ext(sub)
-            found = self._stems.lookup(sub.filter(pa.array(no_ext)), keys[todo[no_ext]])
-            rows = todo[no_ext]
-            pos[rows[found >= 0]] = self._stem_file[found[found >= 0]]
+        pos, by_stem = self._lookup(names, keys)
+        stem_rows = np.flatnonzero(by_stem)
+        if stem_rows.size:
+            # A stem stands for name + extension: only names without one try it.
+            has_ext = _has_image_ext(names.take(pa.array(stem_rows)))
+            pos[stem_rows[has_ext]] = -1
         if self.basename_fallback:
             self._basenames(names, pos)
         return pos
