@@ -75,7 +75,7 @@ def test_mp16_shards_to_im2gps3k_evaluation(tmp_path: Path) -> None:
     pred = tmp_path / "pred.parquet"
     _invoke(
         "predict", "--model", tmp_path / "model", "--data", test, "--split", "test",
-        "--out", pred, "--num-workers", "0", "--no-progress",
+        "--out", pred, "--workers", "0", "--no-progress",
     )  # fmt: skip
     report = tmp_path / "report"
     _invoke(

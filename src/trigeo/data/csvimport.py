@@ -46,14 +46,15 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc
-import pyarrow.parquet as pq
 
 from trigeo.data.checkpoint import load_checkpoint
+from trigeo.data.csvinput import input_types, iterate_batches, open_table
 from trigeo.data.csvrows import RowConverter, parse_times
 from trigeo.data.formats import FORMATS, TableFormat, resolve_columns
 from trigeo.data.ids import id_keys
@@ -69,43 +70,6 @@ __all__ = ["REPORT_FILE", "import_csv", "parse_times"]
 _FRESH = {"rows_done": 0, "skipped": {}, "examples": {}, "parts": [], "notes": {}}
 _PARTS_DIR = ".csv-parts"
 _STATE_FILE = ".csv-state.json"
-
-
-def _open_table(path: Path, batch_rows: int, report: ImportReport) -> tuple[list[str], Any]:
-    """Column names and a batch iterator of the CSV or Parquet input."""
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic == b"PAR1":
-        parquet = pq.ParquetFile(path)
-        report.notes["input_kind"] = "parquet"
-        return parquet.schema_arrow.names, parquet.iter_batches(batch_size=batch_rows)
-    import pyarrow.csv as pacsv
-
-    report.notes["input_kind"] = "csv"
-    try:
-        probe = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
-        names = probe.schema.names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"cannot read as CSV ({exc})", source=path) from exc
-    names = [name.lstrip("\ufeff") for name in names]
-
-    def on_invalid(row: Any) -> str:
-        where = f"line {row.number}" if row.number is not None else None
-        detail = f"{row.actual_columns} fields, expected {row.expected_columns}"
-        report.skip("wrong column count", where=where, detail=detail)
-        return "skip"
-
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(
-            column_names=names, skip_rows=1, block_size=min(max(1 << 16, batch_rows * 128), 1 << 26)
-        ),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
-        ),
-    )
-    return names, reader
 
 
 def _link_images(out: Path, root: Path) -> None:
@@ -194,14 +158,9 @@ def import_csv(
     table, out = Path(table), Path(out)
     spec, root = _check_inputs(table, fmt, images)
     report = ImportReport("data.csv", table)
-    names, batches = _open_table(table, batch_rows, report)
-    chosen, how = resolve_columns(names, spec, columns or {}, str(table))
-    if split is not None and "split" in chosen:
-        raise InputError("give --split or --split-col, not both")
     report.notes["format"] = fmt
-    report.notes["columns"] = {name: [chosen[name], how[name]] for name in chosen}
-    if on_columns:
-        on_columns(chosen, how)
+    names, batches = open_table(table, batch_rows, report)
+    chosen = _choose_columns(names, spec, columns or {}, split, report, on_columns)
     out.mkdir(parents=True, exist_ok=True)
     _link_images(out, root)
     config = {
@@ -220,32 +179,44 @@ def import_csv(
     # A resumed run's checkpoint already holds what the image scan reports: scan quietly.
     scan_report = ImportReport("data.csv", table) if parts.resumed else report
     locate, store_summary = _locator(spec, root, out, scan_report)
-    extras, sources = _extras(names, chosen, spec, table)
-    converter = RowConverter(
-        spec,
-        chosen,
-        extras,
-        report,
-        locate,
-        split,
-        (val_fraction, heads_fraction, seed),
-        allow_missing_images,
-        HeaderCheck(out) if check_images else None,
-    )
-    converter.sources = sources
-    parts.restore(report, converter)
+    converter = _converter(names, chosen, spec, table, report, locate, config, out)
     start = time.perf_counter()
-    rows = _convert_batches(
-        _iterate(batches, batch_rows), converter, parts, report, row_group_rows, progress
-    )
-    report.read = rows
-    seconds = time.perf_counter() - start
-    report.notes["rows_per_second"] = round(rows / seconds) if seconds > 0 else None
-    report.notes.update({k: v for k, v in converter.counts.items() if v})
-    _image_notes(report, converter, spec, root, store_summary)
-    counted = rows - converter.counts["absent_expected"]
-    meta = _write_dataset(out, parts, extras, report, counted, config, table, chosen, root)
+    # The table is written on a second thread while later batches are converted.
+    with TableWriter(out, converter.extras) as writer, ThreadPoolExecutor(1) as pool:
+        sink = _Sink(writer, pool)
+        digest = pool.submit(hash_file, table)
+        parts.restore(report, converter, sink)
+        batched = iterate_batches(batches, batch_rows)
+        rows = _convert_batches(batched, converter, parts, sink, report, row_group_rows, progress)
+        sink.wait()
+        report.read = rows
+        seconds = time.perf_counter() - start
+        report.notes["rows_per_second"] = round(rows / seconds) if seconds > 0 else None
+        _notes(report, converter, spec, root, store_summary)
+        counted = rows - converter.counts["absent_expected"]
+        provenance = make_provenance(config, {table.name: digest.result()})
+        meta = _close(writer, parts, report, counted, provenance, table, chosen, root)
+    report.write(out / REPORT_FILE)
+    parts.remove()
     return meta, report
+
+
+def _choose_columns(
+    names: list[str],
+    spec: TableFormat,
+    given: dict[str, str | None],
+    split: str | None,
+    report: ImportReport,
+    on_columns: Callable[[dict[str, str], dict[str, str]], None] | None,
+) -> dict[str, str]:
+    """Field -> input column (:func:`~trigeo.data.formats.resolve_columns`), noted in the report."""
+    chosen, how = resolve_columns(names, spec, given, report.source)
+    if split is not None and "split" in chosen:
+        raise InputError("give --split or --split-col, not both")
+    report.notes["columns"] = {name: [chosen[name], how[name]] for name in chosen}
+    if on_columns:
+        on_columns(chosen, how)
+    return chosen
 
 
 def _check_inputs(table: Path, fmt: str, images: str | Path | None) -> tuple[TableFormat, Path]:
@@ -260,14 +231,15 @@ def _check_inputs(table: Path, fmt: str, images: str | Path | None) -> tuple[Tab
     return FORMATS[fmt], root
 
 
-def _image_notes(
+def _notes(
     report: ImportReport,
     converter: RowConverter,
     spec: TableFormat,
     root: Path,
     store: dict[str, Any],
 ) -> None:
-    """What the report says of the image store, its listing and the header check."""
+    """What the report says of the counts, the image store, its listing and the header check."""
+    report.notes.update({k: v for k, v in converter.counts.items() if v})
     locate = converter.locate
     if isinstance(locate, KeyedImages) and spec.store == "msgpack":
         store["records_without_metadata"] = locate.report_unmatched(
@@ -280,6 +252,27 @@ def _image_notes(
     report.notes["image_store"] = {"kind": spec.store, "root": str(root.resolve()), **store}
     if converter.check is not None:
         report.notes["image_check"] = converter.check.summary()
+
+
+class _Sink:
+    """Hands tables to a :class:`TableWriter` on the pool's one thread, in order.
+
+    At most two tables wait, so memory stays bounded by a few row groups; an
+    error in the writer is raised here, on the next :meth:`put` or :meth:`wait`.
+    """
+
+    def __init__(self, writer: TableWriter, pool: ThreadPoolExecutor) -> None:
+        self._writer, self._pool = writer, pool
+        self._in_flight: list[Future[None]] = []
+
+    def put(self, table: pa.Table) -> None:
+        while len(self._in_flight) >= 2:
+            self._in_flight.pop(0).result()
+        self._in_flight.append(self._pool.submit(self._writer.write, table))
+
+    def wait(self) -> None:
+        while self._in_flight:
+            self._in_flight.pop(0).result()
 
 
 class _Parts:
@@ -297,13 +290,12 @@ class _Parts:
         self.done = int(self.state["rows_done"])
         self.resumed = bool(self.names or self.done)
 
-    def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
+    def read(self, name: str) -> pa.Table:
         with pa.memory_map(str(self.dir / name)) as source:
-            table = pa.ipc.open_file(source).read_all()
-        return table.select(columns) if columns else table
+            return pa.ipc.open_file(source).read_all()
 
-    def restore(self, report: ImportReport, converter: RowConverter) -> None:
-        """Bring back what the interrupted run had counted and kept."""
+    def restore(self, report: ImportReport, converter: RowConverter, sink: _Sink) -> None:
+        """Bring back what the interrupted run had counted and kept; its parts go to ``sink``."""
         if not self.resumed:
             self.dir.mkdir(parents=True, exist_ok=True)
             return
@@ -314,7 +306,9 @@ class _Parts:
         for key, value in self.state["notes"].items():
             converter.counts[key] = int(value)
         for name in self.names:  # ids already kept: duplicates and matched images
-            ids = self.read(name, ["photo_id"]).column("photo_id").combine_chunks()
+            table = self.read(name)
+            sink.put(table)
+            ids = table.column("photo_id").combine_chunks()
             converter.seen.add(id_keys(ids))
             if isinstance(converter.locate, KeyedImages):
                 converter.locate.lookup(ids)
@@ -322,8 +316,12 @@ class _Parts:
 
     def write(
         self, tables: list[pa.Table], rows: int, report: ImportReport, counts: dict[str, int]
-    ) -> None:
-        """Write one part (if any rows), then the checkpoint saying ``rows`` were read."""
+    ) -> pa.Table | None:
+        """Write one part (if any rows), then the checkpoint saying ``rows`` were read.
+
+        Returns the part's rows (``None`` when there were none).
+        """
+        table = None
         if tables:
             name = f"part-{len(self.names):06d}.arrow"
             table = pa.concat_tables(tables)
@@ -341,6 +339,7 @@ class _Parts:
                 "notes": counts,
             },
         )
+        return table
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -360,6 +359,33 @@ def _signature(config: dict[str, Any], table: Path, batch_rows: int) -> dict[str
     }
 
 
+def _converter(
+    names: list[str],
+    chosen: dict[str, str],
+    spec: TableFormat,
+    table: Path,
+    report: ImportReport,
+    locate: FolderIndex | KeyedImages,
+    config: dict[str, Any],
+    out: Path,
+) -> RowConverter:
+    """The row converter of this import's options (``config``)."""
+    extras, sources = _extras(names, chosen, spec, table)
+    converter = RowConverter(
+        spec,
+        chosen,
+        extras,
+        report,
+        locate,
+        config["split"],
+        (config["val_fraction"], config["heads_fraction"], config["seed"]),
+        config["allow_missing_images"],
+        HeaderCheck(out) if config["check_images"] else None,
+    )
+    converter.sources = sources
+    return converter
+
+
 def _extras(
     names: list[str], chosen: dict[str, str], spec: TableFormat, table: Path
 ) -> tuple[list[pa.Field], dict[str, str]]:
@@ -367,12 +393,12 @@ def _extras(
     used = set(chosen.values())
     extras: list[pa.Field] = [pa.field("time_source", pa.string())]
     sources: dict[str, str] = {}
-    input_types = dict(zip(names, _input_types(table, names), strict=True))
+    types = dict(zip(names, input_types(table, names), strict=True))
     for name in names:
         if name in used or name == "outdoor":
             continue
         out_name = name if name not in COLUMNS and name != "time_source" else f"input_{name}"
-        extras.append(pa.field(out_name, spec.extra_types.get(name, input_types[name])))
+        extras.append(pa.field(out_name, spec.extra_types.get(name, types[name])))
         sources[out_name] = name
     return extras, sources
 
@@ -381,11 +407,15 @@ def _convert_batches(
     batches: Iterator[pa.RecordBatch],
     converter: RowConverter,
     parts: _Parts,
+    sink: _Sink,
     report: ImportReport,
     row_group_rows: int,
     progress: Callable[[int], None] | None,
 ) -> int:
-    """Convert the batches not converted before an interruption; returns the rows read."""
+    """Convert the batches not converted before an interruption; returns the rows read.
+
+    Each row group is saved as a part (with its checkpoint), then handed to ``sink``.
+    """
     rows = 0
     pending: list[pa.Table] = []
     pending_rows = 0
@@ -402,57 +432,56 @@ def _convert_batches(
             pending.append(frame)
             pending_rows += frame.num_rows
         if pending_rows >= row_group_rows:
-            parts.write(pending, rows, report, converter.counts)
+            _put(sink, parts.write(pending, rows, report, converter.counts))
             pending, pending_rows = [], 0
         if progress:
             progress(batch.num_rows)
-    parts.write(pending, rows, report, converter.counts)
+    _put(sink, parts.write(pending, rows, report, converter.counts))
     return rows
 
 
-def _write_dataset(
-    out: Path,
+def _put(sink: _Sink, table: pa.Table | None) -> None:
+    if table is not None:
+        sink.put(table)
+
+
+def _close(
+    writer: TableWriter,
     parts: _Parts,
-    extras: list[pa.Field],
     report: ImportReport,
     counted: int,
-    config: dict[str, Any],
+    provenance: dict[str, Any],
     table: Path,
     chosen: dict[str, str],
     root: Path,
 ) -> dict[str, Any]:
-    """Join the parts into the dataset; the report is written whatever happens.
+    """Finish the dataset's table and ``dataset.json``; returns the meta.
 
     Raises
     ------
     InputError
-        If at most half of the ``counted`` rows were kept.
+        If at most half of the ``counted`` rows were kept (the report is
+        written and the parts removed first; the table is not kept).
     """
-    fmt = config["format"]
-    with TableWriter(out, extras) as writer:
-        for name in parts.names:
-            writer.write(parts.read(name))
-        report.written = writer.rows
-        if writer.rows == 0 or writer.rows * 2 <= counted:
-            report.write(out / REPORT_FILE)
-            parts.remove()
-            top = ", ".join(f"{k}: {v}" for k, v in report.skipped.most_common(3))
-            raise InputError(
-                f"only {writer.rows} of {counted} rows could be imported ({top}); a wrong "
-                f"--format, column or --images is the usual cause; see {out / REPORT_FILE}",
-                source=table,
-            )
-        provenance = make_provenance(config, {table.name: hash_file(table)})
-        meta = writer.close(
-            provenance,
-            images="msgpack" if FORMATS[fmt].store == "msgpack" else "folder",
-            source=fmt,
-            columns=chosen,
-            image_root=str(root.resolve()),
+    report.written = writer.rows
+    out = writer.root
+    if writer.rows == 0 or writer.rows * 2 <= counted:
+        report.write(out / REPORT_FILE)
+        parts.remove()
+        top = ", ".join(f"{k}: {v}" for k, v in report.skipped.most_common(3))
+        raise InputError(
+            f"only {writer.rows} of {counted} rows could be imported ({top}); a wrong "
+            f"--format, column or --images is the usual cause; see {out / REPORT_FILE}",
+            source=table,
         )
-    report.write(out / REPORT_FILE)
-    parts.remove()
-    return meta
+    fmt = report.notes["format"]
+    return writer.close(
+        provenance,
+        images="msgpack" if FORMATS[fmt].store == "msgpack" else "folder",
+        source=fmt,
+        columns=chosen,
+        image_root=str(root.resolve()),
+    )
 
 
 def _locator(
@@ -468,30 +497,3 @@ def _locator(
         keyed = scan_stems(root, report)
         return keyed, {"images": len(keyed)}
     return FolderIndex(root, spec.basename_fallback, report), {}
-
-
-def _input_types(table: Path, names: list[str]) -> list[pa.DataType]:
-    """Types of the input columns as they will be kept (CSV: strings)."""
-    with open(table, "rb") as handle:
-        if handle.read(4) == b"PAR1":
-            schema = pq.read_schema(table)
-            return [schema.field(name).type for name in names]
-    return [pa.string()] * len(names)
-
-
-def _iterate(batches: Any, size: int) -> Iterator[pa.RecordBatch]:
-    """The input's batches, cut to at most ``size`` rows (CSV blocks vary in rows)."""
-
-    def raw() -> Iterator[pa.RecordBatch]:
-        if hasattr(batches, "read_next_batch"):
-            while True:
-                try:
-                    yield batches.read_next_batch()
-                except StopIteration:
-                    return
-        else:
-            yield from batches
-
-    for batch in raw():
-        for start in range(0, batch.num_rows, size):
-            yield batch.slice(start, size)
