@@ -24,9 +24,14 @@ models, never more than 0.5 points below top-cell at any threshold, no index).
 the top-cell files and scored with the evaluation's own distance and
 GeoScore functions: the library has it, the CLI does not, and this says why.
 
+``--depths 10,30,100,300`` measures refine's search depth (indexed photos
+searched before the top-cell filter; ``trigeo predict`` uses
+:data:`trigeo.retrieve.refine.REFINE_DEPTH`) the same way, from one
+embedding pass and one search.
+
 Every command is printed before it runs. Usage::
 
-    python benchmarks/answers_table.py RUN --out OUT [--search] [--reuse]
+    python benchmarks/answers_table.py RUN --out OUT [--search] [--depths LIST] [--reuse]
 """
 
 from __future__ import annotations
@@ -200,12 +205,62 @@ def finer_search(run: Path, out: Path) -> None:
                 print(f"| {name} | {rule} | {search} | {acc} | {score:.0f} | {seconds:.1f} |")
 
 
+def refine_depths(run: Path, out: Path, depths: list[int]) -> None:
+    """refine at several search depths, from the top-cell files' cells."""
+    import numpy as np
+
+    from trigeo.data.table import Dataset
+    from trigeo.evaluate.geoscore import geoscore_from_errors
+    from trigeo.mesh import load_mesh
+    from trigeo.models.m1 import M1Model
+    from trigeo.predictions import read_predictions
+    from trigeo.retrieve.embed import embed_photos
+    from trigeo.retrieve.index import RetrievalIndex
+    from trigeo.retrieve.refine import index_cells, refine_points, search_neighbours
+    from trigeo.sphere import EARTH_RADIUS_KM, distance_km
+
+    dataset = Dataset.open(run / "world")
+    val = dataset.photos("val")
+    index = RetrievalIndex.load(run / "index")
+    embedded = embed_photos(M1Model.load(run / "m1"), dataset.root,
+                            val["image"].astype(str).tolist(), progress=False)  # fmt: skip
+    ids = val["photo_id"].astype(str).to_numpy()[embedded.rows]
+    distance, found = search_neighbours(index, embedded.features, ids, max(depths))
+    position = {pid: i for i, pid in enumerate(ids)}
+    n_lat = index.photos["lat"].to_numpy()
+    n_lon = index.photos["lon"].to_numpy()
+    truth = val.set_index("photo_id")
+    meshes = {}
+    for name in ("coarse", "fine"):
+        mesh = load_mesh(run / f"{name}.npz")
+        meshes[str(mesh.mesh_hash)] = mesh
+    print("\nrefine's search depth (k = 10 neighbours clustered, 100 km radius):")
+    print("| model | depth | 1 km | 25 km | 200 km | 750 km | 2500 km | GeoScore | refined |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key, name, _ in MODELS:
+        preds = read_predictions(out / "predictions" / f"{key}-top-cell.parquet")
+        cells = index_cells(index, meshes[str(preds.mesh_hash)])
+        rows = np.array([position[pid] for pid in preds.photo_id])
+        t = truth.loc[preds.photo_id]
+        for depth in depths:
+            near, dist = found[rows, :depth], distance[rows, :depth]
+            safe = np.maximum(near, 0)
+            got = refine_points(preds.top_cells, preds.top_probs, preds.lat, preds.lon,
+                                n_lat[safe], n_lon[safe], np.where(near >= 0, cells[safe], -1),
+                                dist)  # fmt: skip
+            d = distance_km(t["lat"], t["lon"], got.lat, got.lon, radius_km=EARTH_RADIUS_KM)
+            acc = " | ".join(f"{100 * np.mean(d <= x):.1f}" for x in (1, 25, 200, 750, 2500))
+            score = geoscore_from_errors(d, EARTH_RADIUS_KM).mean()
+            print(f"| {name} | {depth} | {acc} | {score:.0f} | {100 * got.refined.mean():.1f}% |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="A finished demo run (trigeo demo --out RUN).")
     parser.add_argument("--out", type=Path, required=True, help="Where files and report go.")
     parser.add_argument("--reuse", action="store_true", help="Keep predictions already there.")
     parser.add_argument("--search", action="store_true", help="Also measure the local search.")
+    parser.add_argument("--depths", default="", help="Also measure refine at these depths.")
     args = parser.parse_args()
     files = predict_all(args.run, args.out, args.reuse)
     rows = table(evaluate_all(args.run, args.out, files))
@@ -213,6 +268,8 @@ def main() -> None:
     targets(rows)
     if args.search:
         finer_search(args.run, args.out)
+    if args.depths:
+        refine_depths(args.run, args.out, [int(d) for d in args.depths.split(",")])
 
 
 if __name__ == "__main__":
