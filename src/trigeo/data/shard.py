@@ -118,20 +118,10 @@ def shard_dataset(
     report = ImportReport("data.shard", root)
     reader = ShardIndex(root)
 
+    images = [str(value) for value in table["image"].tolist()]
+
     def process(i: int) -> bytes | BadImageError:
-        image = str(table["image"].iat[i])
-        if "://" in image:
-            return BadImageError("remote image", f"{image} (run `trigeo data download` first)")
-        try:
-            data = reader.read(image)
-        except FileNotFoundError:
-            return BadImageError("missing file", image)
-        except (OSError, KeyError) as exc:
-            return BadImageError("unreadable file", f"{image}: {exc}")
-        try:
-            return encode_resized(data, max_side=max_side, quality=quality)[0]
-        except BadImageError as exc:
-            return BadImageError(exc.reason, f"{image}: {exc.detail}")
+        return _encode(images[i], reader, max_side, quality)
 
     kept: list[int] = []
     shards: list[str] = []
@@ -173,12 +163,7 @@ def shard_dataset(
     if not kept:
         report.write(out / REPORT_FILE)
         raise InputError(f"no usable image among {n} photos; see {out / REPORT_FILE}", source=root)
-    index = np.asarray(kept, dtype=np.int64)
-    result = table.iloc[index].copy()
-    shard_of = index // shard_size
-    result["image"] = [
-        f"shards/shard-{s:06d}.tar#{i:0{width}d}" for s, i in zip(shard_of, index, strict=True)
-    ]
+    result = _sharded_table(table, kept, shard_size, width)
     meta = {k: v for k, v in keep_meta(source.meta).items() if k not in ("images", "shards")}
     meta.update(images="shards", shards=shards, max_side=max_side)
     provenance = make_provenance(
@@ -189,3 +174,34 @@ def shard_dataset(
     report.write(out / REPORT_FILE)
     state_path.unlink(missing_ok=True)
     return dataset, report
+
+
+def _encode(
+    image: str, reader: ShardIndex, max_side: int | None, quality: int
+) -> bytes | BadImageError:
+    """One image re-encoded for a shard, or why it cannot be."""
+    if "://" in image:
+        return BadImageError("remote image", f"{image} (run `trigeo data download` first)")
+    try:
+        data = reader.read(image)
+    except FileNotFoundError:
+        return BadImageError("missing file", image)
+    except (OSError, KeyError) as exc:
+        return BadImageError("unreadable file", f"{image}: {exc}")
+    try:
+        return encode_resized(data, max_side=max_side, quality=quality)[0]
+    except BadImageError as exc:
+        return BadImageError(exc.reason, f"{image}: {exc.detail}")
+
+
+def _sharded_table(
+    table: pd.DataFrame, kept: list[int], shard_size: int, width: int
+) -> pd.DataFrame:
+    """The rows written to shards, their ``image`` pointing at their tar sample."""
+    index = np.asarray(kept, dtype=np.int64)
+    result = table.iloc[index].copy()
+    shard_of = index // shard_size
+    result["image"] = [
+        f"shards/shard-{s:06d}.tar#{i:0{width}d}" for s, i in zip(shard_of, index, strict=True)
+    ]
+    return result
