@@ -230,12 +230,12 @@ def test_the_head_trainer_gets_nodes_and_strategy_from_the_command_line(
 
     seen: dict = {}
 
-    class Stop(Exception):
+    class StopError(Exception):
         pass
 
     def recording(**kwargs):
         seen.update(kwargs)
-        raise Stop
+        raise StopError
 
     monkeypatch.setattr(trainer_module, "make_trainer", recording)
     dataset, m1 = m1_world
@@ -246,6 +246,6 @@ def test_the_head_trainer_gets_nodes_and_strategy_from_the_command_line(
          str(trained[1] / "m1-heads.parquet"), "--num-nodes", "3", "--strategy", "ddp_spawn",
          "--accelerator", "cpu", "--devices", "2"],
     )  # fmt: skip
-    assert isinstance(result.exception, Stop), result.output
+    assert isinstance(result.exception, StopError), result.output
     assert seen["num_nodes"] == 3 and seen["strategy"] == "ddp_spawn"
     assert seen["accelerator"] == "cpu" and seen["devices"] == 2

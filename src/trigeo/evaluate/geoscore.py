@@ -29,7 +29,8 @@ __all__ = [
 GEOSCORE_MAX = 5000.0
 #: Distance (km) at which the score falls by a factor e.
 GEOSCORE_SCALE_KM = 1492.7
-#: Sphere radius (km) of GeoScore's haversine distance (OSV-5M's), whatever ``--earth-radius-km`` is.
+#: Sphere radius (km) of GeoScore's haversine distance (OSV-5M's), whatever
+#: ``--earth-radius-km`` is.
 GEOSCORE_RADIUS_KM = 6371.0
 
 

@@ -42,8 +42,9 @@ def osv_tables(evaluation: Evaluation) -> list[Table]:
         )
     note = (
         "GeoScore: per photo 5000 exp(-d/1492.7), d the haversine distance on a sphere of "
-        f"radius 6371 km (OSV-5M's definition, whatever --earth-radius-km; here {cfg.radius_km:g} km "
-        f"for the thresholds), mean over the photos; {100 * cfg.confidence:g}% bootstrap "
+        "radius 6371 km (OSV-5M's definition, whatever --earth-radius-km; here "
+        f"{cfg.radius_km:g} km for the thresholds), mean over the photos; "
+        f"{100 * cfg.confidence:g}% bootstrap "
         f"interval resampling {cfg.ci_unit}s. Admin levels: the true and predicted points "
         "reverse geocoded offline with reverse_geocoder (GeoNames places of 1000+ people); "
         "right when the places share the country code / admin1 / admin2 / place, as OSV-5M "
