@@ -171,7 +171,7 @@ def test_image_files_take_exif_or_posted_at_and_refuse_no_time(model_dir, heads,
 def test_cli_dispatches_on_the_model_kind(model_dir, heads, tmp_path):
     m1, dataset = model_dir
     runner = CliRunner()
-    common = ["--data", str(dataset.root), "--num-workers", "0", "--no-progress"]
+    common = ["--data", str(dataset.root), "--workers", "0", "--no-progress"]
     result = runner.invoke(
         app, ["predict", "--model", str(heads[1]), "--out", str(tmp_path / "m3.parquet"), *common]
     )

@@ -101,7 +101,7 @@ def test_cli_combines_model_directories(model_dir, tmp_path):
     path, dataset = model_dir
     out = tmp_path / "hier.parquet"
     args = ["predict", "--model", str(path), "--model", str(path), "--hierarchical",
-            "--data", str(dataset.root), "--out", str(out), "--num-workers", "0",
+            "--data", str(dataset.root), "--out", str(out), "--workers", "0",
             "--no-progress", "--top-k", "3"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

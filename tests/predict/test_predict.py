@@ -122,7 +122,7 @@ def test_cli_train_and_predict(model_dir, tmp_path):
             str(path),
             "--out",
             str(tmp_path / "p.parquet"),
-            "--num-workers",
+            "--workers",
             "0",
             "--no-progress",
             "--show",
@@ -167,7 +167,7 @@ def test_cli_split_all_and_display_name(model_dir, tmp_path):
     result = CliRunner().invoke(
         app,
         ["predict", "--model", str(path), "--data", str(dataset.root), "--split", "all",
-         "--out", str(out), "--num-workers", "0", "--no-progress", "--name", "M1 tiny"],
+         "--out", str(out), "--workers", "0", "--no-progress", "--name", "M1 tiny"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     pred = read_predictions(out)
