@@ -191,8 +191,9 @@ def predict(
             cpu_threads=cpu_threads,
             **common,
         )
-        if rule == "refine" and result is not None:
-            _refine(result.outputs(), index, [*model, m1], knn_k, common)
+        if rule == "refine":
+            files = result.outputs() if result is not None else []
+            _refine(files, index, [*model, m1], knn_k, common, out)
         return
     if head and len(head) > 1:
         raise InputError("give one --head (several are for --hierarchical)")
@@ -214,14 +215,14 @@ def predict(
         cpu_threads=cpu_threads,
         **common,
     )
-    if result is None:
-        return
     if rule == "refine":
-        refined = _refine(result.outputs(), index, [model_dir, m1], knn_k, common)
-        primary = refined.get(result.path)
+        # Every DDP rank joins the embedding pass; only rank 0 has files to rewrite.
+        files = result.outputs() if result is not None else []
+        refined = _refine(files, index, [model_dir, m1], knn_k, common, out)
+        primary = refined.get(result.path) if result is not None else None
         if primary is not None:
             result.lat, result.lon = primary.lat, primary.lon
-    if data is None:
+    if result is not None and data is None:
         _print_summary(result, show, rule)
 
 
@@ -260,12 +261,13 @@ def _refine(
     candidates: list[Path | None],
     k: int,
     common: dict,
+    out: Path,
 ) -> dict[Path, Any]:
     """``--answer refine``: rewrite the written files' points by retrieval in their top cells."""
     from trigeo.retrieve.refine import refine_predictions
 
     assert index is not None
-    return refine_predictions(files, index, model_candidates=candidates, k=k, **common)
+    return refine_predictions(files, index, out=out, model_candidates=candidates, k=k, **common)
 
 
 def _print_summary(result: Any, show: int, rule: str) -> None:

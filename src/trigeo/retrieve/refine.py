@@ -187,6 +187,7 @@ def refine_predictions(
     files: Sequence[tuple[str | Path, Any]],
     index_dir: str | Path,
     *,
+    out: str | Path,
     model_candidates: Sequence[str | Path | None] = (),
     images: Sequence[str | Path] | None = None,
     data: str | Path | None = None,
@@ -212,7 +213,10 @@ def refine_predictions(
     Parameters
     ----------
     files
-        ``(predictions path, its mesh)`` pairs, written with the top-cell answer.
+        ``(predictions path, its mesh)`` pairs, written with the top-cell answer
+        (empty on DDP ranks other than 0, which only join the embedding pass).
+    out
+        The command's output file: the embedding pass logs beside it.
     model_candidates
         M1 directories that may be the index's model (see :func:`index_model_dir`).
     k, radius_km, depth
@@ -224,7 +228,9 @@ def refine_predictions(
     Returns
     -------
     dict
-        Each file's :class:`RefineResult`, rows in the file's order.
+        Each file's :class:`RefineResult`, rows in the file's order (empty on
+        DDP ranks other than 0: Lightning re-runs the command in each child,
+        so every rank must run the same passes, and rank 0 holds the result).
 
     Raises
     ------
@@ -237,6 +243,7 @@ def refine_predictions(
     from trigeo.predictions import read_predictions, rewrite_answer
     from trigeo.retrieve.embed import embed_photos
     from trigeo.retrieve.index import RetrievalIndex
+    from trigeo.runtime.devices import launch_rank
 
     if (images is None or len(images) == 0) == (data is None):
         raise InputError("give either image paths or --data DATASET (not both)")
@@ -255,7 +262,6 @@ def refine_predictions(
         root = Path.cwd()
         refs = [str(p.resolve()) for p in paths]
         photo_ids = np.array([str(p) for p in paths])
-    first = Path(files[0][0])
     embedded = embed_photos(
         model,
         root,
@@ -266,17 +272,19 @@ def refine_predictions(
         accelerator=accelerator,
         devices=devices,
         progress=progress,
-        log_file=first.with_suffix(".log"),
-        work_dir=first.resolve().parent,
+        log_file=Path(out).with_suffix(".log"),
+        work_dir=Path(out).resolve().parent,
         report=report,
     )
+    if launch_rank() != 0:
+        return {}
     ids = photo_ids[embedded.rows]
     distance, found = search_neighbours(index, embedded.features, ids, depth)
     position = {pid: i for i, pid in enumerate(ids)}
     n_lat = index.photos["lat"].to_numpy(dtype=np.float64)
     n_lon = index.photos["lon"].to_numpy(dtype=np.float64)
     cells_by_mesh: dict[str, NDArray[np.int64]] = {}
-    out: dict[Path, RefineResult] = {}
+    results: dict[Path, RefineResult] = {}
     for path, mesh in files:
         preds = read_predictions(path)
         if preds.top_cells is None or preds.top_probs is None:
@@ -327,10 +335,10 @@ def refine_predictions(
                 "top_cell_kept": int((~result.refined).sum()),
             },
         )
-        out[Path(path)] = result
+        results[Path(path)] = result
         report(
             f"refined {int(result.refined.sum())} of {len(result.lat)} answers of {path} by "
             f"retrieval in their top cells ({int((~result.refined).sum())} kept the top cell: "
             "no neighbour there)"
         )
-    return out
+    return results
