@@ -128,7 +128,7 @@ def import_csv(
     split
         Put every photo in this split (``test`` for benchmark sets). Otherwise
         a ``split`` column (given in ``columns``) is kept, or the seeded split
-        of :func:`trigeo.data.yfcc.split_from_keys` is drawn.
+        of :func:`trigeo.data.ids.split_from_keys` is drawn.
     allow_missing_images
         Keep rows whose image is missing (still counted in the report).
     check_images
