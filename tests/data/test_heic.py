@@ -14,9 +14,14 @@ import pytest
 from PIL import Image
 
 import trigeo.data.images as images
-from trigeo.data.images import IMAGE_EXTENSIONS, decode_image, register_heif
+from trigeo.data.images import (
+    IMAGE_EXTENSIONS,
+    IMAGE_SUFFIXES,
+    decode_image,
+    expand_image_paths,
+    register_heif,
+)
 from trigeo.data.photos import import_photos
-from trigeo.predict.m1 import IMAGE_SUFFIXES, expand_image_paths
 
 #: Tokyo, 35°40'48" N 139°42'00" E.
 TOKYO_GPS = {1: "N", 2: (35.0, 40.0, 48.0), 3: "E", 4: (139.0, 42.0, 0.0)}

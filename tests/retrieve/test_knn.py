@@ -56,7 +56,7 @@ def test_antimeridian_cluster_stays_put_and_missing_neighbours_are_ignored():
     assert abs(abs(got_lon[0]) - 179.93) < 0.05
     with pytest.raises(InputError, match="no neighbour"):
         knn_locate([[1.0]], [[1.0]], [[np.inf]])
-    with pytest.raises(InputError, match="radius"):
+    with pytest.raises(InputError, match="--cluster-km must be positive"):
         knn_locate([[1.0]], [[1.0]], [[1.0]], radius_km=0)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import tarfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ from PIL import Image, UnidentifiedImageError
 from trigeo.errors import InputError
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "BadImageError",
     "ShardIndex",
     "decode_image",
     "encode_resized",
+    "expand_image_paths",
     "index_shard",
     "register_heif",
     "sniff_image",
@@ -36,6 +39,24 @@ __all__ = [
 #: Extensions (lower case, no dot) that name an image in folders, tars and zips.
 #: JPEG first: a locator that tries each extension in turn finds the common case first.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "avif", "heic", "heif")
+#: The same, as file suffixes (``.jpg``): what a folder given on the command line is read for.
+IMAGE_SUFFIXES = tuple(f".{extension}" for extension in IMAGE_EXTENSIONS)
+
+
+def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Image files given directly or found (non-recursively) in given directories.
+
+    A file given by name is kept whatever its suffix (the reader then says
+    what it is); a directory contributes its files with an image suffix
+    (:data:`IMAGE_SUFFIXES`, any case), sorted.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)
+    return found
 
 
 def register_heif() -> bool:

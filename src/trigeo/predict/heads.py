@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trigeo.data.images import expand_image_paths
 from trigeo.errors import InputError
-from trigeo.predict.m1 import PredictResult, expand_image_paths
+from trigeo.predict.m1 import PredictResult
 from trigeo.provenance import make_provenance
 
 __all__ = ["predict_head"]

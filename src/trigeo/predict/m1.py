@@ -17,11 +17,10 @@ from trigeo.runtime.devices import set_cpu_threads
 if TYPE_CHECKING:
     from trigeo.models.m1 import M1Model
 
-__all__ = ["PredictResult", "expand_image_paths", "head_path", "nearest_place", "predict_m1"]
+__all__ = ["PredictResult", "head_path", "nearest_place", "predict_m1"]
 
 log = logging.getLogger("trigeo.predict")
 # Read by trigeo.data.loading (pillow-heif registered there): iPhone HEIC and AVIF included.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".heic", ".heif")
 
 
 @dataclass
@@ -47,17 +46,6 @@ class PredictResult:
     def outputs(self) -> list[tuple[Path, Any]]:
         """``(predictions file, its mesh)`` of every file written."""
         return [(path, self.meshes[name]) for name, path in self.files.items()]
-
-
-def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Image files given directly or found (non-recursively) in given directories."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            found.append(path)
-    return found
 
 
 def nearest_place(lat: float, lon: float) -> str:
@@ -145,6 +133,7 @@ def predict_m1(
         More than ``max_unreadable`` of the images cannot be read.
     """
     from trigeo.answer import answer_model_id, answer_points, check_cell_answer
+    from trigeo.data.images import expand_image_paths
     from trigeo.data.loading import PhotoDataset, build_transform, five_crop_transform
     from trigeo.data.table import Dataset
     from trigeo.models.m1 import LABEL_KINDS, M1Model, prediction_model_id

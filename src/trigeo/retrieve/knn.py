@@ -155,9 +155,9 @@ def predict_knn(
     InputError
         Neither or both inputs; bad ``k``.
     """
+    from trigeo.data.images import expand_image_paths
     from trigeo.data.table import Dataset
     from trigeo.models.m1 import M1Model
-    from trigeo.predict.m1 import expand_image_paths
     from trigeo.predictions import write_predictions
     from trigeo.retrieve.embed import embed_photos
     from trigeo.retrieve.index import RetrievalIndex

@@ -117,8 +117,8 @@ def query_images(
     """
     from PIL import Image
 
+    from trigeo.data.images import expand_image_paths
     from trigeo.models.m1 import M1Model
-    from trigeo.predict.m1 import expand_image_paths
     from trigeo.retrieve.embed import embed_photos
     from trigeo.retrieve.index import RetrievalIndex
 

@@ -237,9 +237,9 @@ def refine_predictions(
     InputError
         Neither or both inputs, a bad ``depth``, or a file with no cells.
     """
+    from trigeo.data.images import expand_image_paths
     from trigeo.data.table import Dataset
     from trigeo.models.m1 import M1Model
-    from trigeo.predict.m1 import expand_image_paths
     from trigeo.predictions import read_predictions, rewrite_answer
     from trigeo.retrieve.embed import embed_photos
     from trigeo.retrieve.index import RetrievalIndex
