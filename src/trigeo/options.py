@@ -42,6 +42,7 @@ __all__ = [
     "Threads",
     "Workers",
     "WorkersOrConfig",
+    "batch_size",
     "data",
     "index",
     "made_here",
@@ -196,6 +197,11 @@ def out(help: str) -> Any:
 def workers(help: str) -> Any:
     """``--workers``: parallel I/O other than image loaders (download or encoder threads)."""
     return _made(typer.Option("--workers", min=1, help=help))
+
+
+def batch_size(help: str) -> Any:
+    """``--batch-size`` worded for a command (the aliases above for the common wording)."""
+    return _made(typer.Option("--batch-size", min=1, help=help))
 
 
 def data(help: str = "Dataset directory (trigeo data ...).") -> Any:

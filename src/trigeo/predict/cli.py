@@ -8,16 +8,18 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from trigeo import options
 from trigeo.answer import DEFAULT_ANSWER, INDEX_ANSWERS, Answer
 from trigeo.options import (
     Accelerator,
     BatchSize,
     Devices,
     MaxUnreadable,
-    NumWorkers,
+    Neighbours,
     Progress,
+    Threads,
+    Workers,
 )
-from trigeo.options import index as index_option
 
 console = Console(stderr=True)
 
@@ -28,24 +30,15 @@ def _report(message: str) -> None:
 
 def predict(
     model: Annotated[
-        list[Path],
-        typer.Option(
-            "--model",
-            metavar="<dir>",
-            help="M1, M2 or M3 model directory (several M1s with --hierarchical).",
-        ),
+        list[Path], options.model("M1, M2 or M3 model directory (several M1s with --hierarchical).")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Predictions Parquet file.")],
+    out: Annotated[Path, options.out("Predictions Parquet file.")],
     images: Annotated[
         list[Path] | None,
         typer.Argument(help="Image files or folders of images."),
     ] = None,
-    data: Annotated[
-        Path | None, typer.Option("--data", help="Dataset directory (instead of images).")
-    ] = None,
-    split: Annotated[
-        str, typer.Option("--split", help="Dataset split to predict ('all' for every photo).")
-    ] = "val",
+    data: Annotated[Path | None, options.data("Dataset directory (instead of images).")] = None,
+    split: Annotated[str, options.split()] = "val",
     name: Annotated[
         str | None,
         typer.Option("--name", help="Display name in the file (default: the model's name)."),
@@ -59,7 +52,7 @@ def predict(
         bool, typer.Option("--full-probs", help="Also write every cell's probability.")
     ] = False,
     batch_size: BatchSize = 64,
-    num_workers: NumWorkers = 2,
+    num_workers: Workers = 2,
     accelerator: Accelerator = "auto",
     devices: Devices = "auto",
     show: Annotated[int, typer.Option(help="Cells shown per image (image mode).")] = 3,
@@ -112,7 +105,7 @@ def predict(
     ] = DEFAULT_ANSWER,
     index: Annotated[
         Path | None,
-        index_option("Retrieval index directory (trigeo index build) for --answer refine or knn."),
+        options.index("Retrieval index directory (trigeo index build) for --answer refine or knn."),
     ] = None,
     knn: Annotated[
         Path | None,
@@ -122,14 +115,8 @@ def predict(
             help="Renamed: --answer knn --index INDEX.",
         ),
     ] = None,
-    knn_k: Annotated[
-        int,
-        typer.Option("--knn-k", min=1, help="Neighbours clustered by --answer knn and refine."),
-    ] = 10,
-    cpu_threads: Annotated[
-        int | None,
-        typer.Option("--cpu-threads", min=1, help="Torch threads (default: cores - workers)."),
-    ] = None,
+    knn_k: Neighbours = 10,
+    cpu_threads: Threads = None,
     posted_at: Annotated[
         str | None,
         typer.Option(

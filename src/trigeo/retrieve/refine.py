@@ -95,7 +95,7 @@ def refine_points(
     RefineResult
     """
     if k < 1:
-        raise InputError(f"--knn-k must be >= 1, got {k}")
+        raise InputError(f"-k (the neighbour count) must be >= 1, got {k}")
     d = np.atleast_2d(np.asarray(distance, dtype=np.float64))
     lat = np.atleast_2d(np.asarray(neighbour_lat, dtype=np.float64))
     lon = np.atleast_2d(np.asarray(neighbour_lon, dtype=np.float64))
@@ -248,7 +248,7 @@ def refine_predictions(
     if (images is None or len(images) == 0) == (data is None):
         raise InputError("give either image paths or --data DATASET (not both)")
     if depth < k:
-        raise InputError(f"the refine search depth ({depth}) must be at least --knn-k ({k})")
+        raise InputError(f"the refine search depth ({depth}) must be at least -k ({k})")
     index = RetrievalIndex.load(index_dir)
     model = M1Model.load(index_model_dir(index, model_candidates))
     if data is not None:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from trigeo import options
 from trigeo.answer import DEFAULT_ANSWER, Answer, check_answer
 
 console = Console(stderr=True)
@@ -39,10 +40,8 @@ def exposure_warning(host: str) -> str | None:
 
 
 def serve(
-    model: Annotated[Path, typer.Option("--model", help="Model directory (M1, or M2).")],
-    index: Annotated[
-        Path | None, typer.Option("--index", help="Retrieval index (trigeo index build).")
-    ] = None,
+    model: Annotated[Path, options.model("Model directory (M1, or M2).")],
+    index: Annotated[Path | None, options.index()] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = DEFAULT_HOST,
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")
@@ -74,11 +73,7 @@ def serve(
     ] = DEFAULT_MAX_QUEUE,
     batch_size: Annotated[
         int,
-        typer.Option(
-            "--batch-size",
-            min=1,
-            help="Most photos in one forward pass, from any requests (1: no batching).",
-        ),
+        options.batch_size("Most photos in one forward pass, from any requests (1: no batching)."),
     ] = DEFAULT_BATCH_SIZE,
     batch_wait_ms: Annotated[
         float,
@@ -112,9 +107,7 @@ def serve(
         int,
         typer.Option("--max-batch", min=1, help="Most photos in one /v1/predict/batch request."),
     ] = 16,
-    neighbours: Annotated[
-        int, typer.Option("--neighbours", min=1, help="Indexed photos shown per query.")
-    ] = 6,
+    neighbours: options.Neighbours = 6,
     answer: Annotated[
         Answer,
         typer.Option(
