@@ -31,7 +31,7 @@ def test_synth_then_split(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     # rich wraps long paths at the terminal width, so compare with whitespace folded.
     assert "80 photos" in " ".join(result.output.split())
-    result = runner.invoke(app, ["split", str(out), "--seed", "3", "--by-user"])
+    result = runner.invoke(app, ["split", "--data", str(out), "--seed", "3", "--by-user"])
     assert result.exit_code == 0, result.output
     ds = Dataset.open(out)
     assert (ds.table.groupby("user_id")["split"].nunique() == 1).all()

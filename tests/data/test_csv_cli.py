@@ -24,7 +24,7 @@ def test_cli_prints_columns_and_summary(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["data", "csv", str(table), "--images", str(images), "--out", str(tmp_path / "ds"),
-         "--split", "test"],
+         "--assign-split", "test"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     # Generic format: the S2 columns are found by their common spellings.

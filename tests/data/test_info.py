@@ -36,9 +36,13 @@ def test_plots(small_world: Path, tmp_path: Path) -> None:
 
 
 def test_cli_info_and_plot_time(small_world: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["info", str(small_world), "--map", str(tmp_path / "m.png")])
+    result = runner.invoke(
+        app, ["info", "--data", str(small_world), "--out", str(tmp_path / "m.png")]
+    )
     assert result.exit_code == 0, result.output
     assert "photos" in result.output and (tmp_path / "m.png").exists()
-    result = runner.invoke(app, ["plot-time", str(small_world), "--out", str(tmp_path / "t.png")])
+    result = runner.invoke(
+        app, ["plot-time", "--data", str(small_world), "--out", str(tmp_path / "t.png")]
+    )
     assert result.exit_code == 0, result.output
     assert "circular correlation" in result.output

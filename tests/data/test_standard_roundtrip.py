@@ -70,7 +70,7 @@ def test_mp16_shards_to_im2gps3k_evaluation(tmp_path: Path) -> None:
     test = tmp_path / "im2gps3k-ds"
     _invoke(
         "data", "csv", tmp_path / "im2gps3k_places365.csv", "--format", "im2gps3k",
-        "--images", test_images, "--split", "test", "--out", test,
+        "--images", test_images, "--assign-split", "test", "--out", test,
     )  # fmt: skip
     pred = tmp_path / "pred.parquet"
     _invoke(

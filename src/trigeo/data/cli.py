@@ -66,7 +66,7 @@ def _table_column(root: Path, column: str) -> Any:
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="Dataset directory to write.")],
+    out: Annotated[Path, options.out("Dataset directory to write.")],
     photos: Annotated[int, typer.Option(help="Number of photos.")] = 2000,
     users: Annotated[int, typer.Option(help="Number of users.")] = 100,
     image_size: Annotated[int, typer.Option(help="JPEG side in pixels.")] = 64,
@@ -81,8 +81,8 @@ def synth(
     heads_fraction: HeadsFractionOpt = 0.5,
     workers: Annotated[
         int,
-        typer.Option(
-            help="Threads rendering and encoding (the output does not depend on it). "
+        options.workers(
+            "Threads rendering and encoding (the output does not depend on it). "
             "Measured 2,416 vs 1,557 photos/s for 2 vs 1 on an idle 2-core machine; "
             "use 1 when the cores are busy."
         ),
@@ -117,7 +117,7 @@ def synth(
 
 @app.command()
 def split(
-    root: Annotated[Path, typer.Argument(help="Dataset directory (its table is rewritten).")],
+    data: Annotated[Path, options.data("Dataset directory (its table is rewritten).")],
     seed: Annotated[int, typer.Option(help="Seed of the random split.")],
     val_fraction: ValFractionOpt = 0.18,
     heads_fraction: HeadsFractionOpt = 0.5,
@@ -129,33 +129,33 @@ def split(
     from trigeo.data.split import split_dataset
 
     dataset = split_dataset(
-        root,
+        data,
         val_fraction=val_fraction,
         heads_fraction=heads_fraction,
         by_user=by_user,
         seed=seed,
     )
-    console.print(f"[green]split[/green] {root}: {dataset.meta['counts']['splits']}")
+    console.print(f"[green]split[/green] {data}: {dataset.meta['counts']['splits']}")
 
 
 @app.command()
 def shard(
-    root: Annotated[Path, typer.Argument(help="Source dataset directory.")],
-    out: Annotated[Path, typer.Option("--out", help="Output dataset directory.")],
+    data: Annotated[Path, options.data("Source dataset directory.")],
+    out: Annotated[Path, options.out("Output dataset directory.")],
     shard_size: Annotated[int, typer.Option(help="Samples per tar shard.")] = 10_000,
     max_side: Annotated[int, typer.Option(help="Longer side of the stored JPEGs.")] = 512,
     quality: Annotated[int, typer.Option(help="JPEG quality of re-encoded images.")] = 90,
-    workers: Annotated[int, typer.Option(help="Threads decoding and encoding images.")] = 2,
+    workers: Annotated[int, options.workers("Threads decoding and encoding images.")] = 2,
 ) -> None:
     """Write a dataset's images into webdataset tar shards (resumable)."""
     from trigeo.data.shard import REPORT_FILE, shard_dataset
 
-    images = _table_column(root, "image")
+    images = _table_column(data, "image")
     dataset, report = _track(
         "sharding",
         None if images is None else len(images),
         shard_dataset,
-        root,
+        data,
         out,
         shard_size=shard_size,
         max_side=max_side,
@@ -169,7 +169,7 @@ def shard(
 @app.command()
 def yfcc(
     metadata: Annotated[Path, typer.Argument(help="YFCC100M metadata TSV (.bz2/.gz or plain).")],
-    out: Annotated[Path, typer.Option("--out", help="Dataset directory to write.")],
+    out: Annotated[Path, options.out("Dataset directory to write.")],
     limit: Annotated[int | None, typer.Option(help="Stop after this many lines.")] = None,
     download_root: Annotated[
         Path | None, typer.Option(help="Folder of downloaded images (else image = URL).")
@@ -226,7 +226,7 @@ def yfcc(
 @app.command("csv")
 def csv_table(
     table: Annotated[Path, typer.Argument(help="CSV (.gz/.bz2 or plain) or Parquet of photos.")],
-    out: Annotated[Path, typer.Option("--out", help="Dataset directory to write.")],
+    out: Annotated[Path, options.out("Dataset directory to write.")],
     images: Annotated[
         Path | None,
         typer.Option(
@@ -258,9 +258,12 @@ def csv_table(
     split_col: Annotated[
         str | None, typer.Option(help="Keep the split given in this column.")
     ] = None,
-    split: Annotated[
+    assign_split: Annotated[
         str | None,
-        typer.Option(help="Put every photo in this split ('test' for a benchmark test set)."),
+        typer.Option(
+            "--assign-split",
+            help="Put every photo in this split ('test' for a benchmark test set).",
+        ),
     ] = None,
     allow_missing_images: Annotated[
         bool,
@@ -314,7 +317,7 @@ def csv_table(
             images=images,
             fmt=format_name,
             columns=given,
-            split=split,
+            split=assign_split,
             allow_missing_images=allow_missing_images,
             check_images=check_images,
             val_fraction=val_fraction,
@@ -342,7 +345,7 @@ def csv_table(
 @app.command()
 def photos(
     folder: Annotated[Path, typer.Argument(help="Folder of photos (walked recursively).")],
-    out: Annotated[Path, typer.Option("--out", help="Dataset directory to write.")],
+    out: Annotated[Path, options.out("Dataset directory to write.")],
     user: Annotated[
         str | None, typer.Option(help="User of every photo (default: first-level subfolder).")
     ] = None,
@@ -357,7 +360,7 @@ def photos(
             "bounds the memory each worker holds."
         ),
     ] = 50.0,
-    workers: Annotated[int, typer.Option(help="Threads decoding photos.")] = 2,
+    workers: Annotated[int, options.workers("Threads decoding photos.")] = 2,
 ) -> None:
     """Import photos located by EXIF GPS; files not used (no GPS, not an image, too large,
     unreadable) are listed with the reason in rejects.csv."""
@@ -386,191 +389,48 @@ def photos(
 
 @app.command()
 def info(
-    root: Annotated[Path, typer.Argument(help="Dataset directory.")],
-    map_png: Annotated[
-        Path | None, typer.Option("--map", help="Write a photo-density world map (PNG).")
-    ] = None,
+    data: Annotated[Path, options.data()],
+    out: Annotated[Path | None, options.out("Also write a photo-density world map (PNG).")] = None,
+    as_json: options.Json = False,
 ) -> None:
-    """Counts, users, time span and (with --map) a density map of a dataset."""
+    """Counts, users, time span and (with --out) a density map of a dataset."""
+    import json
+
     from rich.table import Table
 
     from trigeo.data.info import describe_dataset, plot_density_map
     from trigeo.data.table import Dataset
 
-    dataset = Dataset.open(root)
+    dataset = Dataset.open(data)
     summary = describe_dataset(dataset)
-    table = Table(show_header=False, box=None, pad_edge=False)
-    for key, value in summary.items():
-        table.add_row(f"[bold]{key}[/bold]", str(value))
-    console.print(table)
-    if map_png is not None:
-        plot_density_map(dataset.table, map_png)
-        console.print(f"[green]map[/green] {map_png}")
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        table = Table(show_header=False, box=None, pad_edge=False)
+        for key, value in summary.items():
+            table.add_row(f"[bold]{key}[/bold]", str(value))
+        console.print(table)
+    if out is not None:
+        plot_density_map(dataset.table, out)
+        Console(stderr=True).print(f"[green]map[/green] {out}")
 
 
 @app.command("plot-time")
 def plot_time(
-    root: Annotated[Path, typer.Argument(help="Dataset directory.")],
-    out: Annotated[Path, typer.Option("--out", help="PNG to write.")],
+    data: Annotated[Path, options.data()],
+    out: Annotated[Path, options.out("PNG to write.")],
     seed: Annotated[int, typer.Option(help="Seed choosing one photo per user.")] = 0,
 ) -> None:
     """Box plots of true longitude by UTC posting hour (one photo per user)."""
     from trigeo.data.info import plot_time_longitude
     from trigeo.data.table import Dataset
 
-    result = plot_time_longitude(Dataset.open(root).table, out, seed=seed)
+    result = plot_time_longitude(Dataset.open(data).table, out, seed=seed)
     console.print(
         f"[green]wrote[/green] {out}: {result['photos']} photos, circular correlation "
         f"{result['circular_correlation']:.3f}"
     )
 
 
-@app.command()
-def download(
-    root: Annotated[Path, typer.Argument(help="Dataset whose image column holds URLs.")],
-    workers: Annotated[int, typer.Option(help="Concurrent downloads.")] = 16,
-    retries: Annotated[int, typer.Option(help="Retries after a transient failure.")] = 3,
-    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 20.0,
-    backoff: Annotated[float, typer.Option(help="First retry delay (doubles).")] = 1.0,
-    drop_failed: Annotated[
-        bool, typer.Option("--drop-failed", help="Remove rows whose image failed.")
-    ] = False,
-    shard_out: Annotated[
-        Path | None, typer.Option(help="Then write webdataset shards to this dataset dir.")
-    ] = None,
-) -> None:
-    """Fetch images into local files (resumable; dead links reported).
-
-    A thread pool on one machine, for small sets. For large ones (millions of
-    images, or more than one machine) use img2dataset: `trigeo data urls`
-    writes its input, `trigeo data images --from-img2dataset` attaches its output.
-    """
-    import pyarrow.compute as pc
-
-    from trigeo.data.download import DEAD_FILE, REPORT_FILE, download_images
-
-    images = _table_column(root, "image")
-    _, report = _track(
-        "downloading",
-        None if images is None else pc.sum(pc.match_substring(images, "://")).as_py(),
-        download_images,
-        root,
-        workers=workers,
-        retries=retries,
-        timeout=timeout,
-        backoff=backoff,
-        drop_failed=drop_failed,
-    )
-    report.print_summary(console, root / REPORT_FILE)
-    if report.n_skipped:
-        console.print(f"dead links: {root / DEAD_FILE}")
-    if shard_out is not None:
-        from trigeo.data.shard import REPORT_FILE as SHARD_REPORT
-        from trigeo.data.shard import shard_dataset
-
-        _, shard_report = shard_dataset(root, shard_out)
-        shard_report.print_summary(console, shard_out / SHARD_REPORT)
-
-
-@app.command()
-def urls(
-    data: Annotated[Path, options.data("Dataset whose image column holds URLs.")],
-    out: Annotated[Path, options.out("Parquet file to write (img2dataset's --url_list).")],
-) -> None:
-    """Write img2dataset's input: url and photo_id of every photo whose image is a URL.
-
-    img2dataset downloads millions of images on one machine or over a Spark or
-    Ray cluster; `trigeo data images --from-img2dataset` then attaches its
-    output in place. On one machine:
-
-    \b
-      img2dataset --url_list urls.parquet --input_format parquet \\
-        --url_col url --save_additional_columns '["photo_id"]' \\
-        --output_format webdataset --output_folder shards \\
-        --processes_count 16 --thread_count 64 --image_size 512 \\
-        --resize_mode keep_ratio_largest --resize_only_if_bigger True
-
-    On a Spark cluster, call img2dataset's download() with the same arguments
-    and distributor="pyspark" from a script run by spark-submit (this command
-    prints one), with the list and --output_folder on storage every executor
-    reaches; docs/datasets.md has both.
-    """
-    from rich.markup import escape
-
-    from trigeo.data.img2dataset import img2dataset_command, spark_script, write_url_list
-
-    counts = write_url_list(data, out)
-    console.print(
-        f"[green]wrote[/green] {escape(str(out))}: {counts['urls']} URLs "
-        f"({counts['local']} of {counts['rows']} rows have their image already)"
-    )
-    folder = out.with_name(f"{out.stem}-img2dataset")
-    console.print("download on one machine:", soft_wrap=True)
-    console.print(escape(img2dataset_command(out, folder)), soft_wrap=True, highlight=False)
-    console.print("on a Spark cluster (spark-submit this script; shared storage paths):")
-    console.print(
-        escape(spark_script(f"hdfs:///trigeo/{out.name}", f"hdfs:///trigeo/{folder.name}")),
-        soft_wrap=True,
-        highlight=False,
-    )
-    attach = f"trigeo data images --data {data} --from-img2dataset {folder}"
-    console.print(f"then: {escape(attach)}", soft_wrap=True, highlight=False)
-
-
-@app.command()
-def images(
-    data: Annotated[Path, options.data("Dataset to attach the images to (rewritten in place).")],
-    from_img2dataset: Annotated[
-        Path,
-        typer.Option(
-            "--from-img2dataset",
-            help="img2dataset's --output_folder (webdataset or files output), read in place.",
-        ),
-    ],
-    drop_failed: Annotated[
-        bool,
-        typer.Option(
-            "--drop-failed",
-            help="Remove rows whose download failed (else they keep the URL for another run).",
-        ),
-    ] = False,
-) -> None:
-    """Attach downloaded images to a dataset without copying them.
-
-    Rows whose photo img2dataset fetched point into its shards (NNNNN.tar#KEY)
-    or files; failed downloads are reported by reason from its status files.
-    A run in which at most half of the photos can be attached stops with an
-    error and leaves the table unchanged.
-    """
-    from rich.markup import escape
-
-    from trigeo.data.img2dataset import FAILED_FILE, REPORT_FILE, attach_img2dataset
-
-    dataset, report = _track(
-        "attaching shards",
-        None,
-        attach_img2dataset,
-        data,
-        from_img2dataset,
-        drop_failed=drop_failed,
-    )
-    report.print_summary(console, data / REPORT_FILE)
-    if report.n_skipped:
-        console.print(f"failed downloads: {escape(str(data / FAILED_FILE))}")
-    unfinished = report.notes.get("unfinished_shards")
-    if unfinished:
-        console.print(
-            f"[yellow]{len(unfinished)} unfinished shard(s) left out[/yellow] "
-            f"(e.g. {unfinished[0]}): run the same img2dataset command again to finish them"
-        )
-    remaining = report.notes["remaining_urls"]
-    console.print(
-        f"[green]attached[/green] {report.written} photos; {len(dataset.table)} rows, "
-        f"{remaining} still URLs"
-    )
-    if remaining:
-        # Training refuses URL rows: say both ways out.
-        console.print(
-            "training needs every image local: `trigeo data urls` lists just the URL rows "
-            "for another img2dataset run, or attach again with --drop-failed"
-        )
+# The commands that fetch or attach images live beside these; they register on `app`.
+from trigeo.data import cli_fetch as _cli_fetch  # noqa: E402, F401
