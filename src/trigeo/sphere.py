@@ -13,12 +13,16 @@ from numpy.typing import ArrayLike, NDArray
 #: Earth radius in km used by the reference study (and by default everywhere).
 EARTH_RADIUS_KM = 6372.795
 
+#: The study's accuracy thresholds (km): every table, metric and finding uses these.
+STUDY_THRESHOLDS_KM: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
+
 #: Surface area of the sphere of radius ``EARTH_RADIUS_KM`` in km².
 EARTH_AREA_KM2 = 4.0 * np.pi * EARTH_RADIUS_KM**2
 
 __all__ = [
     "EARTH_AREA_KM2",
     "EARTH_RADIUS_KM",
+    "STUDY_THRESHOLDS_KM",
     "distance_km",
     "latlng_to_xyz",
     "mean_position",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trigeo.errors import ArtifactError
+from trigeo.sphere import STUDY_THRESHOLDS_KM
 
 __all__ = [
     "STUDY_THRESHOLDS_KM",
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 #: The study's accuracy thresholds; ``study.json`` must use exactly these.
-STUDY_THRESHOLDS_KM: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
 
 
 def study_key(threshold_km: float) -> str:

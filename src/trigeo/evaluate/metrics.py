@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from trigeo.sphere import EARTH_RADIUS_KM, distance_km
+from trigeo.sphere import EARTH_RADIUS_KM, STUDY_THRESHOLDS_KM, distance_km
 
 __all__ = [
     "CI_UNITS",
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: The study's accuracy thresholds (street, city, region, country, continent).
-DEFAULT_THRESHOLDS_KM: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
+DEFAULT_THRESHOLDS_KM: tuple[float, ...] = STUDY_THRESHOLDS_KM
 
 #: Error assigned to a photo a model gave no prediction for (``--missing miss``):
 #: the antipode, i.e. half the circumference, the largest possible error.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from trigeo.sphere import EARTH_RADIUS_KM, distance_km
+from trigeo.sphere import EARTH_RADIUS_KM, STUDY_THRESHOLDS_KM, distance_km
 
 __all__ = [
     "STUDY_THRESHOLDS_KM",
@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 #: Thresholds (km) the study reports accuracy at.
-STUDY_THRESHOLDS_KM: tuple[float, ...] = (1, 25, 200, 750, 2500)
 
 
 def threshold_key(threshold: float) -> str:

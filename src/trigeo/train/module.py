@@ -14,13 +14,13 @@ import trigeo.runtime.quiet  # noqa: F401  (drops Lightning's hosted-logger adve
 from trigeo.data.loading import collate_skip
 from trigeo.errors import UnreadableImagesError
 from trigeo.models.m1 import M1Net
-from trigeo.sphere import EARTH_RADIUS_KM
+from trigeo.sphere import EARTH_RADIUS_KM, STUDY_THRESHOLDS_KM
 from trigeo.train.config import StageConfig, TrainConfig
 from trigeo.train.samplers import ClassBalancedSampler, EpochSampler, mix_seed
 
 __all__ = ["THRESHOLDS_KM", "M1DataModule", "M1Module", "StopAfterBatches", "gather_ragged"]
 
-THRESHOLDS_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)
+THRESHOLDS_KM = STUDY_THRESHOLDS_KM
 log = logging.getLogger("trigeo.train")
 
 
