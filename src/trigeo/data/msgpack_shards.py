@@ -26,7 +26,6 @@ metadata row names (``record without metadata``).
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Callable
@@ -256,17 +255,3 @@ def scan_shards(
 
     index = KeyedImages(join(ids), join(refs), join(problems), join(details), report)
     return index, {"shards": len(shards), "records": total}
-
-
-def write_shard(path: Path, records: list[dict[str, Any]]) -> Path:
-    """Write records as one msgpack shard, the way the published writer does.
-
-    For tests and benchmarks: each record is ``packb``-ed and appended.
-    """
-    import msgpack
-
-    buffer = io.BytesIO()
-    for record in records:
-        buffer.write(msgpack.packb(record))
-    path.write_bytes(buffer.getvalue())
-    return path

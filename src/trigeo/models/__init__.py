@@ -9,7 +9,7 @@ LSTM over user albums, :mod:`trigeo.models.m3`). ``load_model_dir(path)`` loads
 any of their model directories by the format in its ``model.json``.
 """
 
-from trigeo.models.m1 import M1Model, M1Net, load_backbone_weights, load_model
+from trigeo.models.m1 import M1Model, M1Net, load_backbone_weights
 from trigeo.models.m2 import M2Model, M2Net, m2_inputs, time_features
 from trigeo.models.m3 import M3Model, M3Net, make_albums, pad_albums
 from trigeo.models.registry import create_model, list_models, load_model_dir, register_model
@@ -24,7 +24,6 @@ __all__ = [
     "create_model",
     "list_models",
     "load_backbone_weights",
-    "load_model",
     "load_model_dir",
     "m2_inputs",
     "make_albums",

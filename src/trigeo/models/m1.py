@@ -44,7 +44,6 @@ __all__ = [
     "check_backbone",
     "head_record",
     "load_backbone_weights",
-    "load_model",
     "prediction_model_id",
     "resolve_image_config",
 ]
@@ -404,8 +403,3 @@ class M1Model:
             root=root,
             mesh_files=[h["mesh_file"] for h in heads],
         )
-
-
-def load_model(root: str | Path, map_location: str | torch.device = "cpu") -> M1Model:
-    """Load a saved M1 model directory (see :meth:`M1Model.load`)."""
-    return M1Model.load(root, map_location=map_location)
