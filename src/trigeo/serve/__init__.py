@@ -15,6 +15,7 @@
 * :mod:`trigeo.serve.hosts`: the ``Host`` check against DNS rebinding
   (``--allowed-host``).
 * :mod:`trigeo.serve.app`: the FastAPI app; ``static/index.html`` the page.
+* :mod:`trigeo.serve.run`: loading and starting the server (defaults, threads).
 * :mod:`trigeo.serve.cli`: ``trigeo serve``.
 
 Imports predict, retrieve, mesh and calibration; nothing imports serve.
