@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import io
@@ -190,158 +191,132 @@ def land_geojson() -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def create_app(
-    engine: Engine, limits: Limits | None = None, *, allowed_hosts: Iterable[str] = ()
-) -> FastAPI:
-    """The HTTP API and web page for one engine.
+class _Decoders:
+    """The decode thread pool, one photo per core at most.
 
-    Parameters
-    ----------
-    engine
-        Model, regions and optional index (:class:`~trigeo.serve.engine.Engine`).
-    limits
-        Upload, batch, batching and concurrency limits.
-    allowed_hosts
-        ``Host`` names answered besides IP literals and ``localhost``
-        (:mod:`trigeo.serve.hosts`).
+    Decoding runs beside the forward passes: Pillow and the resize release the
+    GIL, and a decoded full-size photo lives only here. The pool is made on first
+    use (and again after a shutdown: an app may be restarted).
     """
-    limits = limits or Limits()
-    admission = Admission(limits.max_concurrent, limits.max_queue, limits.batch_size)
-    batcher = Batcher(
-        engine,
-        admission,
-        batch_size=limits.batch_size,
-        batch_wait_ms=limits.batch_wait_ms,
-        max_concurrent=limits.max_concurrent,
-    )
-    # Decoding runs beside the forward passes, one photo per core at most: Pillow and
-    # the resize release the GIL, and a decoded full-size photo lives only here. The
-    # pool is made on first use (and again after a shutdown: an app may be restarted).
-    pools: dict[str, ThreadPoolExecutor] = {}
 
-    def decoder() -> ThreadPoolExecutor:
-        if "decode" not in pools:
-            workers = cores()
-            pools["decode"] = ThreadPoolExecutor(workers, thread_name_prefix="trigeo-decode")
-        return pools["decode"]
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
 
-    # Pillow logs every EXIF tag's value (GPS included) at DEBUG while decoding: keep
-    # uploads out of the logs even when the server runs with debug logging.
-    logging.getLogger("PIL").setLevel(logging.WARNING)
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(cores(), thread_name_prefix="trigeo-decode")
+        return self._pool
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        batcher.close()
-        if "decode" in pools:
-            pools.pop("decode").shutdown(wait=False, cancel_futures=True)
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
-        title="trigeo",
-        version=__version__,
-        lifespan=lifespan,
-        description=(
-            "Where in the world was this photo taken? Cell probabilities over the model's "
-            "spherical Delaunay mesh, credible regions and, with an index, the nearest "
-            "training photos. Uploads are kept in memory only and never logged. An answer "
-            "lists region ids with their probabilities; `GET /v1/regions` gives every "
-            "region's geometry once (`geojson=true` adds it to an answer). Requests whose "
-            "`Host` is not an IP address, localhost or an `--allowed-host` name get 421."
-        ),
-    )
-    app.add_middleware(HostCheck, allowed=tuple(allowed_hosts))
-    app.state.engine, app.state.limits = engine, limits
-    app.state.admission, app.state.batcher = admission, batcher
 
-    @functools.lru_cache(maxsize=1)
-    def mesh_bytes() -> bytes:
-        from trigeo.mesh.geojson import mesh_to_geojson
+@dataclasses.dataclass
+class _Served:
+    """What the routes of one app share."""
 
-        document = mesh_to_geojson(engine.backend.mesh, max_step_deg=2.0)
-        return json.dumps(document, separators=(",", ":")).encode()
+    engine: Engine
+    limits: Limits
+    admission: Admission
+    batcher: Batcher
+    decoders: _Decoders
 
-    @functools.lru_cache(maxsize=1)
-    def regions_bytes() -> bytes:
-        return json.dumps(engine.regions_geojson(), separators=(",", ":")).encode()
 
-    def prepare(data: bytes) -> tuple[Any, tuple[float, float] | None, pd.Timestamp | None]:
-        """Decode one upload, read its EXIF and transform it (in a decode thread)."""
-        image = decode_upload(data, limits)
-        truth, taken = _exif_of(data)
-        try:
-            x = engine.prepare(image)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise HTTPException(422, f"the image cannot be used: {exc}") from exc
-        return x, truth, taken
+def _prepare(
+    served: _Served, data: bytes
+) -> tuple[Any, tuple[float, float] | None, pd.Timestamp | None]:
+    """Decode one upload, read its EXIF and transform it (in a decode thread)."""
+    image = decode_upload(data, served.limits)
+    truth, taken = _exif_of(data)
+    try:
+        x = served.engine.prepare(image)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise HTTPException(422, f"the image cannot be used: {exc}") from exc
+    return x, truth, taken
 
-    async def _answer(
-        form: Form,
-        field_names: tuple[str, ...],
-        max_files: int,
-        ticket: Ticket,
-        geojson_query: bool | None,
-    ) -> list[Any]:
-        datas = [data for name in field_names for data in form.files.get(name, [])]
-        if not datas:
-            raise HTTPException(
-                422,
-                f"no image in the form: send the photo as a file in the field {field_names[0]!r}",
-            )
-        if len(datas) > max_files:
-            raise HTTPException(413, f"at most {max_files} image(s) per request on this server")
-        top_k = _parse_top_k(form.fields.get("top_k"), limits, len(engine.regions))
-        form_time = _parse_posted_at(form.fields.get("posted_at"))
-        geojson = _parse_flag(form.fields.get("geojson"), "geojson")
-        geojson = bool(geojson_query) if geojson is None else geojson
-        loop = asyncio.get_running_loop()
-        # Every photo of the request is decoded at once, each in a decode thread.
-        decoded = await asyncio.gather(
-            *(loop.run_in_executor(decoder(), prepare, data) for data in datas),
-            return_exceptions=True,
+
+async def _answer(
+    served: _Served,
+    form: Form,
+    field_names: tuple[str, ...],
+    max_files: int,
+    ticket: Ticket,
+    geojson_query: bool | None,
+) -> list[Any]:
+    limits, engine = served.limits, served.engine
+    datas = [data for name in field_names for data in form.files.get(name, [])]
+    if not datas:
+        raise HTTPException(
+            422,
+            f"no image in the form: send the photo as a file in the field {field_names[0]!r}",
         )
-        del datas
-        jobs: list[Job] = []
-        errors: dict[int, dict[str, Any]] = {}
-        for i, result in enumerate(decoded):
-            if isinstance(result, BaseException):
-                if not isinstance(result, HTTPException) or max_files == 1:
-                    raise result
-                errors[i] = {"status": result.status_code, "error": result.detail}
-                continue
-            x, truth, taken = result
-            when = form_time if form_time is not None else taken
-            jobs.append(Job(x, when, truth, top_k, geojson, ticket))
-        del decoded
-        admission.submitted(ticket)
-        answers = await batcher.submit(jobs) if jobs else []
-        out: list[Any] = []
-        it = iter(answers)
-        for i in range(len(jobs) + len(errors)):
-            if i in errors:
-                out.append(errors[i])
-                continue
-            answer = next(it)
-            if isinstance(answer, Exception):
-                # The model failed on this photo alone (the batcher retried it by itself).
-                failure = f"inference failed on this image ({type(answer).__name__}: {answer})"
-                if max_files == 1:
-                    raise HTTPException(500, failure) from answer
-                answer = {"status": 500, "error": failure}
-            out.append(answer)
-        return out
+    if len(datas) > max_files:
+        raise HTTPException(413, f"at most {max_files} image(s) per request on this server")
+    top_k = _parse_top_k(form.fields.get("top_k"), limits, len(engine.regions))
+    form_time = _parse_posted_at(form.fields.get("posted_at"))
+    geojson = _parse_flag(form.fields.get("geojson"), "geojson")
+    geojson = bool(geojson_query) if geojson is None else geojson
+    loop = asyncio.get_running_loop()
+    # Every photo of the request is decoded at once, each in a decode thread.
+    decoded = await asyncio.gather(
+        *(loop.run_in_executor(served.decoders.pool(), _prepare, served, data) for data in datas),
+        return_exceptions=True,
+    )
+    del datas
+    jobs: list[Job] = []
+    errors: dict[int, dict[str, Any]] = {}
+    for i, result in enumerate(decoded):
+        if isinstance(result, BaseException):
+            if not isinstance(result, HTTPException) or max_files == 1:
+                raise result
+            errors[i] = {"status": result.status_code, "error": result.detail}
+            continue
+        x, truth, taken = result
+        when = form_time if form_time is not None else taken
+        jobs.append(Job(x, when, truth, top_k, geojson, ticket))
+    del decoded
+    served.admission.submitted(ticket)
+    answers = await served.batcher.submit(jobs) if jobs else []
+    out: list[Any] = []
+    it = iter(answers)
+    for i in range(len(jobs) + len(errors)):
+        if i in errors:
+            out.append(errors[i])
+            continue
+        answer = next(it)
+        if isinstance(answer, Exception):
+            # The model failed on this photo alone (the batcher retried it by itself).
+            failure = f"inference failed on this image ({type(answer).__name__}: {answer})"
+            if max_files == 1:
+                raise HTTPException(500, failure) from answer
+            answer = {"status": 500, "error": failure}
+        out.append(answer)
+    return out
 
-    async def _serve(
-        request: Request, field_names: tuple[str, ...], max_files: int, geojson: bool | None
-    ) -> list[Any]:
-        ticket = admission.enter()
-        try:
-            form = await read_form(request, limits, max_files=max_files)
-            return await _answer(form, field_names, max_files, ticket, geojson)
-        finally:
-            admission.leave(ticket)
-            # A request that failed before handing over its photos is no longer on its
-            # way: a pass waiting for it to fill stops waiting.
-            batcher.notify()
+
+async def _serve(
+    served: _Served,
+    request: Request,
+    field_names: tuple[str, ...],
+    max_files: int,
+    geojson: bool | None,
+) -> list[Any]:
+    admission = served.admission
+    ticket = admission.enter()
+    try:
+        form = await read_form(request, served.limits, max_files=max_files)
+        return await _answer(served, form, field_names, max_files, ticket, geojson)
+    finally:
+        admission.leave(ticket)
+        # A request that failed before handing over its photos is no longer on its
+        # way: a pass waiting for it to fill stops waiting.
+        served.batcher.notify()
+
+
+def _add_predict_routes(app: FastAPI, served: _Served) -> None:
+    """``GET /`` (the page), ``POST /v1/predict`` and ``POST /v1/predict/batch``."""
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
@@ -356,7 +331,7 @@ def create_app(
         probabilities of every region above 1e-4 (most probable first; the credible
         regions are prefixes of that list) for one photo (multipart field ``image``).
         With ``geojson=true`` the answer also carries their GeoJSON."""
-        answers = await _serve(request, ("image",), 1, geojson)
+        answers = await _serve(served, request, ("image",), 1, geojson)
         return JSONResponse(answers[0])
 
     @app.post("/v1/predict/batch", openapi_extra=_BATCH_SCHEMA, summary="Several photos")
@@ -366,8 +341,25 @@ def create_app(
         """The same answer per photo for several images (repeated field ``images``), run
         in forward passes of at most ``--batch-size`` photos; a photo that cannot be read
         gets ``{"status", "error"}`` in its place."""
-        answers = await _serve(request, ("images", "image"), limits.max_batch, geojson)
+        answers = await _serve(
+            served, request, ("images", "image"), served.limits.max_batch, geojson
+        )
         return JSONResponse({"results": answers})
+
+
+def _add_map_routes(app: FastAPI, engine: Engine) -> None:
+    """``GET /v1/regions``, ``/v1/mesh`` and ``/v1/land``: GeoJSON made once per app."""
+
+    @functools.lru_cache(maxsize=1)
+    def mesh_bytes() -> bytes:
+        from trigeo.mesh.geojson import mesh_to_geojson
+
+        document = mesh_to_geojson(engine.backend.mesh, max_step_deg=2.0)
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    @functools.lru_cache(maxsize=1)
+    def regions_bytes() -> bytes:
+        return json.dumps(engine.regions_geojson(), separators=(",", ":")).encode()
 
     @app.get("/v1/regions", summary="GeoJSON of the regions answers refer to, by id")
     def regions() -> Response:
@@ -383,6 +375,12 @@ def create_app(
     @app.get("/v1/land", summary="Land outlines for the offline map")
     def land() -> Response:
         return Response(land_geojson(), media_type="application/geo+json")
+
+
+def _add_status_routes(app: FastAPI, served: _Served) -> None:
+    """``GET /v1/model`` and ``GET /v1/health``."""
+    engine, limits = served.engine, served.limits
+    admission, batcher = served.admission, served.batcher
 
     @app.get("/v1/model", summary="Model id, backbone, mesh, label kind, training data hash")
     def model() -> dict[str, Any]:
@@ -403,6 +401,10 @@ def create_app(
             "batch_wait_ms": limits.batch_wait_ms,
             "recent_mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else None,
         }
+
+
+def _add_thumbnail_route(app: FastAPI, engine: Engine) -> None:
+    """``GET /v1/index/photos/{row}/thumbnail`` (with an index and thumbnails on)."""
 
     @app.get("/v1/index/photos/{row}/thumbnail", summary="Thumbnail of an indexed photo")
     def thumbnail(row: int) -> Response:
@@ -428,4 +430,61 @@ def create_app(
             raise HTTPException(404, f"indexed photo {row} cannot be read") from exc
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
+
+def create_app(
+    engine: Engine, limits: Limits | None = None, *, allowed_hosts: Iterable[str] = ()
+) -> FastAPI:
+    """The HTTP API and web page for one engine.
+
+    Parameters
+    ----------
+    engine
+        Model, regions and optional index (:class:`~trigeo.serve.engine.Engine`).
+    limits
+        Upload, batch, batching and concurrency limits.
+    allowed_hosts
+        ``Host`` names answered besides IP literals and ``localhost``
+        (:mod:`trigeo.serve.hosts`).
+    """
+    limits = limits or Limits()
+    admission = Admission(limits.max_concurrent, limits.max_queue, limits.batch_size)
+    batcher = Batcher(
+        engine,
+        admission,
+        batch_size=limits.batch_size,
+        batch_wait_ms=limits.batch_wait_ms,
+        max_concurrent=limits.max_concurrent,
+    )
+    served = _Served(engine, limits, admission, batcher, _Decoders())
+
+    # Pillow logs every EXIF tag's value (GPS included) at DEBUG while decoding: keep
+    # uploads out of the logs even when the server runs with debug logging.
+    logging.getLogger("PIL").setLevel(logging.WARNING)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+        served.decoders.shutdown()
+
+    app = FastAPI(
+        title="trigeo",
+        version=__version__,
+        lifespan=lifespan,
+        description=(
+            "Where in the world was this photo taken? Cell probabilities over the model's "
+            "spherical Delaunay mesh, credible regions and, with an index, the nearest "
+            "training photos. Uploads are kept in memory only and never logged. An answer "
+            "lists region ids with their probabilities; `GET /v1/regions` gives every "
+            "region's geometry once (`geojson=true` adds it to an answer). Requests whose "
+            "`Host` is not an IP address, localhost or an `--allowed-host` name get 421."
+        ),
+    )
+    app.add_middleware(HostCheck, allowed=tuple(allowed_hosts))
+    app.state.engine, app.state.limits = engine, limits
+    app.state.admission, app.state.batcher = admission, batcher
+    _add_predict_routes(app, served)
+    _add_map_routes(app, engine)
+    _add_status_routes(app, served)
+    _add_thumbnail_route(app, engine)
     return app
