@@ -1,8 +1,8 @@
 """``trigeo demo``: the study reproduced on the built-in synthetic world.
 
-:mod:`~trigeo.demo.pipeline` runs the stages as the CLI commands a user would
-type; the report modules turn the evaluation into the study's findings and
-tables.
+:mod:`~trigeo.demo.pipeline` runs the stages (:mod:`~trigeo.demo.stages`) as
+the CLI commands a user would type; the report modules turn the evaluation
+into the study's findings and tables.
 """
 
 from trigeo.demo.pipeline import (

@@ -26,7 +26,7 @@ from trigeo.demo.figures import plot_longitude_vs_hour
 from trigeo.demo.findings import ROLE_KEYS, Finding, evaluate_findings
 from trigeo.demo.metrics_view import MetricsView
 from trigeo.demo.render import Cell, Page, Table, render_html, render_markdown
-from trigeo.demo.robustness import NOT_ROBUST, compare_runs, load_findings
+from trigeo.demo.robustness import NOT_ROBUST, RunComparison, compare_runs, load_findings
 from trigeo.demo.study import StudyErrors, StudyRow, study_key
 from trigeo.errors import ArtifactError, InputError
 from trigeo.evaluate.tables import slug
@@ -355,36 +355,82 @@ def write_demo_report(
         missing, or ``other_run`` is not a readable demo report.json.
     """
     out, evaluation_dir, world = Path(out_dir), Path(evaluation_dir), Path(world)
+    table = world / "table.parquet"
+    _check_inputs(out, evaluation_dir, table)
+    _check_stages(stages)
+    findings = evaluate_findings(metrics, roles, meshes)
+    comparison, other_record = _compare(findings, other_run, other_label)
+    view = MetricsView(metrics, roles, meshes)
+    figures, notes, written = _figures(
+        out, view, evaluation_dir, {k: Path(v) for k, v in mesh_maps.items()}, world
+    )
+    head = _head(metrics, roles, view, findings, comparison, world)
+    eval_link = os.path.relpath(evaluation_dir / "report.html", out)
+    tables = _tables(view)
+    page = Page(head, findings, tables, figures, notes, stages, eval_link, comparison)
+    for name, render in (("report.md", render_markdown), ("report.html", render_html)):
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(render(page), "utf-8")
+        written[name] = out / name
+    record = {
+        "source": view.study.source,
+        "findings": [asdict(f) for f in findings],
+        "roles": dict(roles),
+        "stages": [dict(s) for s in stages],
+        "figures": [name for name, _ in figures],
+        "other_run": other_record,
+        "provenance": _provenance(roles, meshes, evaluation_dir, table),
+    }
+    write_json_atomic(out / "report.json", record)
+    written["report.json"] = out / "report.json"
+    return written
+
+
+def _check_inputs(out: Path, evaluation_dir: Path, table: Path) -> None:
+    """Refuse to write into the evaluation's directory, or without its metrics.json or table."""
     if out.resolve() == evaluation_dir.resolve():
         raise InputError(
             f"out_dir {out} is the evaluation's directory; its report.html would "
             "be overwritten: write the demo report elsewhere"
         )
-    table = world / "table.parquet"
     for path, what in (
         (evaluation_dir / "metrics.json", "the evaluation's metrics.json"),
         (table, "the dataset table"),
     ):
         if not path.is_file():
             raise ArtifactError(f"{what} not found: {path}")
-    _check_stages(stages)
-    findings = evaluate_findings(metrics, roles, meshes)
-    comparison, other_record = [], None
-    if other_run is not None:
-        if isinstance(other_run, (str, Path)):
-            other, label = load_findings(other_run), other_label or str(other_run)
-        else:
-            other, label = list(other_run), other_label or "the other run"
-        comparison = compare_runs(findings, other, label)
-        other_record = {
-            "label": label,
-            "path": str(other_run) if isinstance(other_run, (str, Path)) else None,
-            "comparison": [asdict(c) for c in comparison],
-        }
-    view = MetricsView(metrics, roles, meshes)
-    figures, notes, written = _figures(
-        out, view, evaluation_dir, {k: Path(v) for k, v in mesh_maps.items()}, world
-    )
+
+
+def _compare(
+    findings: Sequence[Finding],
+    other_run: str | Path | Sequence[Finding] | None,
+    other_label: str | None,
+) -> tuple[list[RunComparison], dict[str, Any] | None]:
+    """Another run's verdicts beside these (none without ``other_run``), and their record."""
+    if other_run is None:
+        return [], None
+    if isinstance(other_run, (str, Path)):
+        other, label = load_findings(other_run), other_label or str(other_run)
+    else:
+        other, label = list(other_run), other_label or "the other run"
+    comparison = compare_runs(findings, other, label)
+    other_record = {
+        "label": label,
+        "path": str(other_run) if isinstance(other_run, (str, Path)) else None,
+        "comparison": [asdict(c) for c in comparison],
+    }
+    return comparison, other_record
+
+
+def _head(
+    metrics: dict[str, Any],
+    roles: dict[str, str],
+    view: MetricsView,
+    findings: Sequence[Finding],
+    comparison: Sequence[RunComparison],
+    world: Path,
+) -> list[str]:
+    """The report's opening lines: what was evaluated, the verdicts, models, sources, tests."""
     verdicts = [f.verdict for f in findings]
     config = metrics.get("config") or {}
     head = [
@@ -403,13 +449,13 @@ def write_demo_report(
             f"compared with {comparison[0].other_label}: {agree} verdicts agree, {flips} "
             f"{NOT_ROBUST}, {len(comparison) - agree - flips} not compared (not run)"
         )
-    eval_link = os.path.relpath(evaluation_dir / "report.html", out)
-    tables = _tables(view)
-    page = Page(head, findings, tables, figures, notes, stages, eval_link, comparison)
-    for name, render in (("report.md", render_markdown), ("report.html", render_html)):
-        with atomic_path(out / name) as tmp:
-            tmp.write_text(render(page), "utf-8")
-        written[name] = out / name
+    return head
+
+
+def _provenance(
+    roles: dict[str, str], meshes: dict[str, dict[str, Any]], evaluation_dir: Path, table: Path
+) -> dict[str, Any]:
+    """report.json's provenance: the roles and meshes, the hashes of the files read."""
     inputs = {
         "metrics.json": hash_file(evaluation_dir / "metrics.json"),
         "table.parquet": hash_file(table),
@@ -417,18 +463,7 @@ def write_demo_report(
     for name, mesh in meshes.items():
         if Path(str(mesh["path"])).is_file():
             inputs[f"mesh {name}"] = hash_file(mesh["path"])
-    record = {
-        "source": view.study.source,
-        "findings": [asdict(f) for f in findings],
-        "roles": dict(roles),
-        "stages": [dict(s) for s in stages],
-        "figures": [name for name, _ in figures],
-        "other_run": other_record,
-        "provenance": make_provenance(
-            {"roles": dict(roles), "meshes": meshes, "evaluation_dir": str(evaluation_dir)},
-            inputs,
-        ),
-    }
-    write_json_atomic(out / "report.json", record)
-    written["report.json"] = out / "report.json"
-    return written
+    return make_provenance(
+        {"roles": dict(roles), "meshes": meshes, "evaluation_dir": str(evaluation_dir)},
+        inputs,
+    )
