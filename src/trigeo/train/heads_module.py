@@ -6,8 +6,9 @@
   mean cross-entropy), the accuracy at 1/25/200/750/2500 km, their mean
   ``val/acc_mean`` and the median error. The config's ``monitor`` picks the
   early-stopping criterion among them (:data:`~trigeo.train.heads_config.MONITORS`).
-* :class:`HeadDataModule` reshuffles (or redraws albums) every epoch from a
-  generator seeded by ``(seed, stage, epoch)``, so a resumed run replays it.
+* :class:`HeadDataModule` (in :mod:`trigeo.train.heads_loader`) reshuffles (or
+  redraws albums) every epoch from a generator seeded by ``(seed, stage, epoch)``,
+  so a resumed run replays it.
 * :func:`fit_head_stages` runs the configured Adam stages, each a
   ``Trainer.fit`` with early stopping that ends on its best weights (each
   epoch's stop-photo metrics and the chosen epoch go to ``metrics.json``), with
@@ -31,6 +32,7 @@ from torch.nn import functional
 import trigeo.runtime.quiet  # noqa: F401  (drops Lightning's hosted-logger advert)
 from trigeo.errors import InputError
 from trigeo.provenance import write_json_atomic
+from trigeo.train.heads_loader import HeadDataModule
 from trigeo.train.module import THRESHOLDS_KM, _haversine_km, gather_ragged
 from trigeo.train.samplers import mix_seed
 
@@ -157,77 +159,6 @@ class HeadModule(lightning.LightningModule):
         return torch.optim.Adam(params, lr=self.lr)
 
 
-class HeadDataModule(lightning.LightningDataModule):
-    """Feeds a head from in-memory datasets, reshuffled per epoch from a seeded generator.
-
-    Parameters
-    ----------
-    make_train
-        ``make_train(rng)`` -> the epoch's training dataset (M3 draws one
-        random album per user with ``rng``; M2 returns its fixed rows).
-    val_set
-        The early-stopping dataset.
-    collate
-        Batch builder (dict of tensors).
-    val_collate
-        Batch builder for ``val_set`` (default: ``collate``).
-    """
-
-    def __init__(
-        self,
-        make_train: Callable[[np.random.Generator], Any],
-        val_set: Any,
-        collate: Callable[[list[Any]], dict[str, torch.Tensor]],
-        *,
-        batch_size: int,
-        seed: int,
-        stage_index: int,
-        num_workers: int = 0,
-        val_collate: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None,
-    ) -> None:
-        super().__init__()
-        self.make_train, self.val_set, self.collate = make_train, val_set, collate
-        self.val_collate = val_collate or collate
-        self.batch_size, self.seed, self.stage_index = batch_size, seed, stage_index
-        self.num_workers = num_workers
-
-    def _rank(self) -> tuple[int, int, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 1, 0
-        return trainer.global_rank, trainer.world_size, trainer.current_epoch
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        rank, replicas, epoch = self._rank()
-        rng = np.random.default_rng(mix_seed(self.seed, self.stage_index, epoch))
-        dataset = self.make_train(rng)
-        order = rng.permutation(len(dataset))
-        # Every rank runs the same number of steps (wrap-around padding).
-        per_rank = -(-len(order) // replicas)
-        order = np.resize(order, per_rank * replicas)[rank::replicas]
-        # Batch norm needs two or more rows: a last batch of one row is dropped.
-        drop_last = len(order) % self.batch_size == 1
-        return torch.utils.data.DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=order.tolist(),
-            collate_fn=self.collate,
-            num_workers=self.num_workers,
-            drop_last=drop_last,
-        )
-
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        rank, replicas, _ = self._rank()
-        positions = np.array_split(np.arange(len(self.val_set)), replicas)[rank]
-        return torch.utils.data.DataLoader(
-            self.val_set,
-            batch_size=self.batch_size * 4,
-            sampler=positions.tolist(),
-            collate_fn=self.val_collate,
-            num_workers=self.num_workers,
-        )
-
-
 class _History(lightning.Callback):
     """Each validation epoch's ``val/*`` metrics, for ``metrics.json`` (rank 0's view)."""
 
@@ -285,6 +216,166 @@ def head_run_metrics(
     }
 
 
+def _chosen_epoch(
+    history: _History, monitor: str, mode: str, score: float | None
+) -> tuple[list[dict[str, float]], dict[str, float] | None]:
+    """The history's rounded rows, and the row of the epoch the stage ended on (or None).
+
+    The chosen row is the first epoch with the best criterion, as ModelCheckpoint keeps it
+    (on a resumed stage, the epochs before the interruption were not seen by this process,
+    and the row may be missing).
+    """
+    key = monitor[len("val/") :]
+    rows = [{k: round(v, 5) for k, v in row.items()} for row in history.epochs]
+    values = np.array([row.get(key, np.nan) for row in history.epochs])
+    chosen = None
+    if score is not None and np.isfinite(values).any():
+        at = int(np.nanargmin(values) if mode == "min" else np.nanargmax(values))
+        if abs(values[at] - score) <= 1e-6 * max(1.0, abs(score)):
+            chosen = rows[at]
+    return rows, chosen
+
+
+def _fit_stage(
+    module: HeadModule,
+    datamodule: HeadDataModule,
+    stage: Any,
+    version: str,
+    config: Any,
+    out: Path,
+    callbacks: list[Any],
+    ckpt_path: str | None,
+) -> tuple[Any, float]:
+    """One stage's ``Trainer.fit`` (Lightning's messages to the run's log): trainer, seconds."""
+    from trigeo.runtime.quiet import lightning_to_file
+    from trigeo.runtime.trainer import make_trainer, run_loggers
+
+    val_set = datamodule.val_set
+    with lightning_to_file(out / "logs" / LOG_FILE):
+        trainer = make_trainer(
+            max_epochs=stage.max_epochs,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            num_nodes=config.num_nodes,
+            strategy=config.strategy,
+            precision=config.precision,
+            callbacks=callbacks,
+            logger=run_loggers(out, version),
+            progress=bool(config.progress),
+            reload_dataloaders_every_n_epochs=1,
+            use_distributed_sampler=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=10,
+        )
+        if len(val_set) < trainer.world_size:
+            # Lightning stops a rank whose validation shard is empty with a traceback
+            # on every rank; say it once, before any process starts.
+            raise InputError(
+                f"{len(val_set)} early-stopping items (stop_fraction="
+                f"{config.stop_fraction:g}) for {trainer.world_size} processes: each "
+                "process validates a share, so raise stop_fraction or use fewer devices",
+                column="stop_fraction",
+            )
+        module.net.train()
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        seconds = time.perf_counter() - start
+    return trainer, seconds
+
+
+def _report_stage_end(
+    report: Callable[[str], None], index: int, metrics: dict[str, Any], seconds: float
+) -> None:
+    """The stage's one line: epochs, time, speed, the best criterion and its top-1."""
+    score, best_acc = metrics["best_score"], metrics["best_val_acc"]
+    report(
+        f"stage {index} {metrics['stage']}: {metrics['epochs']} epochs in {seconds:.0f}s "
+        f"({metrics['photos_per_second']} photos/s), best {metrics['monitor']} "
+        + (f"{score:.4g}" if score is not None else "n/a")
+        + (f" at epoch {metrics['best_epoch']}" if metrics["best_epoch"] is not None else "")
+        + ", val top-1 "
+        + (f"{best_acc:.1f}%" if best_acc is not None else "n/a")
+    )
+
+
+def _run_head_stage(
+    net: torch.nn.Module,
+    config: Any,
+    out: Path,
+    index: int,
+    stage: Any,
+    module: HeadModule,
+    datamodule: HeadDataModule,
+    *,
+    resume: bool,
+    callbacks: Sequence[Any],
+    report: Callable[[str], None],
+) -> tuple[dict[str, Any], bool]:
+    """Fit one stage, end on its best weights and save them: its metrics and is_global_zero."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from safetensors.torch import save_file
+
+    from trigeo.train.heads_config import MONITORS
+
+    monitor, mode = MONITORS[config.monitor]
+    stage_dir = out / "checkpoints" / f"stage-{index}-{stage.name}"
+    best = ModelCheckpoint(
+        dirpath=stage_dir,
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+    )
+    stop = EarlyStopping(monitor=monitor, mode=mode, patience=config.patience)
+    history = _History()
+    last = stage_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.exists() else None
+    report(
+        f"stage {index} {stage.name}: Adam lr {stage.lr}, at most {stage.max_epochs} epochs, "
+        f"early stopping on {monitor} ({mode}, patience {config.patience})"
+        + (f", resuming from {last}" if ckpt_path else "")
+    )
+    trainer, seconds = _fit_stage(
+        module,
+        datamodule,
+        stage,
+        f"stage-{index}-{stage.name}",
+        config,
+        out,
+        [best, stop, history, *callbacks],
+        ckpt_path,
+    )
+    if best.best_model_path:
+        net.load_state_dict(_best_state(best.best_model_path))
+    score = float(best.best_model_score) if best.best_model_score is not None else None
+    rows, chosen = _chosen_epoch(history, monitor, mode, score)
+    metrics: dict[str, Any] = {
+        "stage": stage.name,
+        "lr": stage.lr,
+        "epochs": trainer.current_epoch,
+        "monitor": monitor,
+        "mode": mode,
+        "best_score": score,
+        "best_epoch": chosen["epoch"] if chosen else None,
+        "best_val_acc": chosen.get("acc") if chosen else (score if monitor == "val/acc" else None),
+        "best_val": chosen,
+        "history": rows,
+        "stopped_early": bool(stop.stopped_epoch),
+        "seconds": round(seconds, 2),
+        "train_photos": module.train_photos,
+        "photos_per_second": round(module.train_photos / seconds, 1) if seconds else None,
+    }
+    if trainer.is_global_zero:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+            str(stage_dir / DONE_FILE),
+        )
+        write_json_atomic(stage_dir / METRICS_FILE, metrics)
+    _report_stage_end(report, index, metrics, seconds)
+    return metrics, bool(trainer.is_global_zero)
+
+
 def fit_head_stages(
     net: torch.nn.Module,
     config: Any,
@@ -313,14 +404,7 @@ def fit_head_stages(
     -------
     stage_metrics, is_global_zero
     """
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from safetensors.torch import load_file, save_file
-
-    from trigeo.runtime.quiet import lightning_to_file
-    from trigeo.runtime.trainer import make_trainer, run_loggers
-    from trigeo.train.heads_config import MONITORS
-
-    monitor, mode = MONITORS[config.monitor]
+    from safetensors.torch import load_file
 
     results: list[dict[str, Any]] = []
     is_zero = True
@@ -350,101 +434,17 @@ def fit_head_stages(
             num_workers=config.num_workers,
             val_collate=val_collate,
         )
-        best = ModelCheckpoint(
-            dirpath=stage_dir,
-            filename="best",
-            monitor=monitor,
-            mode=mode,
-            save_top_k=1,
-            save_last=True,
-        )
-        stop = EarlyStopping(monitor=monitor, mode=mode, patience=config.patience)
-        history = _History()
-        last = stage_dir / "last.ckpt"
-        ckpt_path = str(last) if resume and last.exists() else None
-        report(
-            f"stage {index} {stage.name}: Adam lr {stage.lr}, at most {stage.max_epochs} epochs, "
-            f"early stopping on {monitor} ({mode}, patience {config.patience})"
-            + (f", resuming from {last}" if ckpt_path else "")
-        )
-        version = f"stage-{index}-{stage.name}"
-        with lightning_to_file(out / "logs" / LOG_FILE):
-            trainer = make_trainer(
-                max_epochs=stage.max_epochs,
-                accelerator=config.accelerator,
-                devices=config.devices,
-                num_nodes=config.num_nodes,
-                strategy=config.strategy,
-                precision=config.precision,
-                callbacks=[best, stop, history, *callbacks],
-                logger=run_loggers(out, version),
-                progress=bool(config.progress),
-                reload_dataloaders_every_n_epochs=1,
-                use_distributed_sampler=False,
-                num_sanity_val_steps=0,
-                log_every_n_steps=10,
-            )
-            if len(val_set) < trainer.world_size:
-                # Lightning stops a rank whose validation shard is empty with a traceback
-                # on every rank; say it once, before any process starts.
-                raise InputError(
-                    f"{len(val_set)} early-stopping items (stop_fraction="
-                    f"{config.stop_fraction:g}) for {trainer.world_size} processes: each "
-                    "process validates a share, so raise stop_fraction or use fewer devices",
-                    column="stop_fraction",
-                )
-            net.train()
-            start = time.perf_counter()
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-            seconds = time.perf_counter() - start
-        if best.best_model_path:
-            net.load_state_dict(_best_state(best.best_model_path))
-        epochs = trainer.current_epoch
-        score = float(best.best_model_score) if best.best_model_score is not None else None
-        # The chosen epoch's row of the history: the first epoch with the best criterion, as
-        # ModelCheckpoint keeps it (on a resumed stage, the epochs before the interruption
-        # were not seen by this process, and the row may be missing).
-        key = monitor[len("val/") :]
-        rows = [{k: round(v, 5) for k, v in row.items()} for row in history.epochs]
-        values = np.array([row.get(key, np.nan) for row in history.epochs])
-        chosen = None
-        if score is not None and np.isfinite(values).any():
-            at = int(np.nanargmin(values) if mode == "min" else np.nanargmax(values))
-            if abs(values[at] - score) <= 1e-6 * max(1.0, abs(score)):
-                chosen = rows[at]
-        metrics: dict[str, Any] = {
-            "stage": stage.name,
-            "lr": stage.lr,
-            "epochs": epochs,
-            "monitor": monitor,
-            "mode": mode,
-            "best_score": score,
-            "best_epoch": chosen["epoch"] if chosen else None,
-            "best_val_acc": chosen.get("acc")
-            if chosen
-            else (score if monitor == "val/acc" else None),
-            "best_val": chosen,
-            "history": rows,
-            "stopped_early": bool(stop.stopped_epoch),
-            "seconds": round(seconds, 2),
-            "train_photos": module.train_photos,
-            "photos_per_second": round(module.train_photos / seconds, 1) if seconds else None,
-        }
-        if trainer.is_global_zero:
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
-                str(stage_dir / DONE_FILE),
-            )
-            write_json_atomic(stage_dir / METRICS_FILE, metrics)
-        is_zero = bool(trainer.is_global_zero)
-        best_acc = metrics["best_val_acc"]
-        report(
-            f"stage {index} {stage.name}: {epochs} epochs in {seconds:.0f}s "
-            f"({metrics['photos_per_second']} photos/s), best {monitor} "
-            + (f"{score:.4g}" if score is not None else "n/a")
-            + (f" at epoch {metrics['best_epoch']}" if metrics["best_epoch"] is not None else "")
-            + ", val top-1 "
-            + (f"{best_acc:.1f}%" if best_acc is not None else "n/a")
+        metrics, is_zero = _run_head_stage(
+            net,
+            config,
+            out,
+            index,
+            stage,
+            module,
+            datamodule,
+            resume=resume,
+            callbacks=callbacks,
+            report=report,
         )
         results.append(metrics)
     return results, is_zero

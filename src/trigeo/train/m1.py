@@ -2,18 +2,17 @@
 
 :func:`~trigeo.train.prepare.prepare_m1` does every check that can fail on
 bad input *before* any training starts, then :func:`train_m1` runs the
-configured stages (:func:`run_stage`), each a ``Trainer.fit`` that
-starts from the previous stage's weights and checkpoints every epoch under
-``MODEL_DIR/checkpoints/stage-<i>-<name>/``. A finished stage leaves
-``done.safetensors``; ``--resume`` skips finished stages and continues the
-interrupted one from its last epoch checkpoint.
+configured stages (:func:`~trigeo.train.m1_stage.run_stage`), each a
+``Trainer.fit`` that starts from the previous stage's weights and checkpoints
+every epoch under ``MODEL_DIR/checkpoints/stage-<i>-<name>/``. A finished
+stage leaves ``done.safetensors``; ``--resume`` skips finished stages and
+continues the interrupted one from its last epoch checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,13 @@ import numpy as np
 
 from trigeo.provenance import atomic_path, hash_arrays, hash_file, write_json_atomic
 from trigeo.runtime.devices import set_cpu_threads
+from trigeo.train.m1_stage import DONE_FILE, LOG_FILE, METRICS_FILE, run_stage
 from trigeo.train.prepare import PreparedRun, prepare_m1
 from trigeo.train.state import check_run_state
 
 __all__ = ["default_name", "run_stage", "train_m1"]
 
 log = logging.getLogger("trigeo.train")
-
-METRICS_FILE = "metrics.json"
-DONE_FILE = "done.safetensors"
-LOG_FILE = "train.log"
 
 
 def _check_state(out: Path, run: PreparedRun, config: Any, resume: bool) -> dict[str, Any]:
@@ -160,154 +156,6 @@ def _datasets(out: Path, run: PreparedRun, config: Any) -> tuple[Any, Any]:
         else PhotoDataset(run.dataset.root, run.val_images, val_labels, eval_tf)
     )
     return train_set, val_set
-
-
-def run_stage(
-    run: PreparedRun,
-    config: Any,
-    index: int,
-    epoch_offset: int,
-    train_set: Any,
-    val_set: Any,
-    out: Path,
-    *,
-    resume: bool,
-    callbacks: Sequence[Any],
-    report: Callable[[str], None],
-) -> tuple[dict[str, Any], dict[int, str], bool]:
-    """Run one stage of the procedure as a ``Trainer.fit`` and save its weights.
-
-    Parameters
-    ----------
-    index, epoch_offset
-        The stage's position in ``config.stages`` and the index of its first
-        epoch among the run's balanced epochs (the epoch size grows with it).
-
-    Returns
-    -------
-    metrics, skipped, is_global_zero
-        The stage's metrics (also written next to its checkpoints), the
-        unreadable training images (dataset position -> error), and whether
-        this process is rank 0.
-    """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from safetensors.torch import save_file
-
-    from trigeo.runtime.quiet import lightning_to_file, progress_bar
-    from trigeo.runtime.trainer import make_trainer, run_loggers
-    from trigeo.train.module import M1DataModule, M1Module
-
-    stage = config.stages[index]
-    epochs = config.stage_epochs(stage)
-    stage_dir = out / "checkpoints" / f"stage-{index}-{stage.name}"
-    module = M1Module(
-        run.net,
-        stage,
-        label_lat=run.label_lat,
-        label_lon=run.label_lon,
-        val_lat=run.val_lat,
-        val_lon=run.val_lon,
-        features_mode=config.freeze_backbone,
-        seed=config.seed,
-        stage_index=index,
-        max_unreadable=config.max_unreadable_fraction,
-        head_label_points=run.head_label_points if run.n_heads > 1 else None,
-        head_names=run.head_names if run.n_heads > 1 else None,
-        label_smoothing=config.label_smoothing,
-    )
-    datamodule = M1DataModule(
-        config,
-        train_set,
-        val_set,
-        run.train_labels,
-        int(run.mesh.n_cells_),
-        stage,
-        index,
-        epoch_offset,
-    )
-    checkpoint = ModelCheckpoint(
-        dirpath=stage_dir,
-        filename="epoch-{epoch:03d}",
-        save_last=True,
-        save_top_k=config.keep_checkpoints,
-        monitor="epoch" if config.keep_checkpoints > 0 else None,
-        mode="max",
-        every_n_epochs=1,
-    )
-    version = f"stage-{index}-{stage.name}"
-    progress = bool(config.progress)
-    last = stage_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.exists() else None
-    if ckpt_path:
-        report(f"stage {index} {stage.name}: resuming from {last}")
-    report(
-        f"stage {index} {stage.name}: {stage.optimizer}, lr {stage.lr}, {epochs} epochs, "
-        + (f"beta {stage.beta}" if stage.sampling == "balanced" else "full data")
-    )
-    with lightning_to_file(out / "logs" / LOG_FILE):
-        trainer = make_trainer(
-            max_epochs=epochs,
-            accelerator=config.accelerator,
-            devices=config.devices,
-            num_nodes=config.num_nodes,
-            strategy=config.strategy,
-            precision=config.precision,
-            callbacks=[checkpoint, *progress_bar(progress), *callbacks],
-            logger=run_loggers(out, version),
-            progress=progress,
-            log_every_n_steps=config.log_every_n_steps,
-            reload_dataloaders_every_n_epochs=1,
-            use_distributed_sampler=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=1.0 if val_set is not None else 0,
-        )
-        if index == 0:
-            from lightning.pytorch.utilities.model_summary import ModelSummary
-
-            log.info("model summary\n%s", ModelSummary(module, max_depth=2))
-        run.net.train()  # inference (feature caching) may have left it in eval mode
-        start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        seconds = time.perf_counter() - start
-    metrics: dict[str, Any] = {
-        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))
-    }
-    images = module.train_images
-    if trainer.world_size > 1:
-        # Every rank trained on its own shard: the run's speed is their sum over the slowest
-        # rank's time, and only rank 0 reports it (one line, not one per process).
-        import torch
-
-        images = int(trainer.strategy.reduce(torch.tensor(float(images)), reduce_op="sum"))
-        seconds = float(trainer.strategy.reduce(torch.tensor(seconds), reduce_op="max"))
-    metrics.update(
-        stage=stage.name,
-        epochs=epochs,
-        seconds=round(seconds, 2),
-        train_images=images,
-        images_per_second=round(images / seconds, 1) if seconds else None,
-    )
-    if trainer.is_global_zero:
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in run.net.state_dict().items()},
-            str(stage_dir / DONE_FILE),
-        )
-        write_json_atomic(stage_dir / METRICS_FILE, metrics)
-    # One line that fits 80 columns: time, speed, and the validation headline.
-    if trainer.is_global_zero:
-        report(
-            f"stage {index} {stage.name}: {seconds:.0f} s, "
-            f"{metrics['images_per_second'] or 0:.0f} img/s"
-            + (
-                f"; val {metrics['val/acc_750km']:.1f}% @750 km, "
-                f"median {metrics['val/median_km']:,.0f} km"
-                if "val/acc_750km" in metrics
-                else ""
-            )
-        )
-    if trainer.world_size > 1:
-        trainer.strategy.barrier()
-    return metrics, dict(module.skipped), bool(trainer.is_global_zero)
 
 
 def train_m1(

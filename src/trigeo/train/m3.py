@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,152 @@ def default_m3_name(m1_name: str | None, config: Any) -> str:
     return name + (" shuffled-albums" if config.shuffle_albums else "")
 
 
+def _resolve_m1(
+    m2_model: Any, m1: str | Path | None, m1_pred: str | Path | None, config: Any, out: Path
+) -> tuple[Path, Path]:
+    """The M1 directory (refused unless it is the M2's) and its heads predictions file."""
+    from trigeo.models.m2 import read_model_json
+
+    m1_dir = Path(m1) if m1 else Path(m2_model.m1["dir"])
+    m1_id = read_model_json(m1_dir).get("model_id")
+    if m1_id != m2_model.m1["model_id"]:
+        raise InputError(
+            f"the M2 {m2_model.model_id} was built on M1 {m2_model.m1['model_id']}, not on the "
+            f"given M1 {m1_id}; pass the M1 it was built on",
+            source=m1_dir,
+        )
+    if m1_pred is None:
+        recorded = Path(str(m2_model.provenance.get("m1_predictions", "")))
+        same_split = m2_model.config.get("train_split") == config.train_split
+        m1_pred = recorded if same_split and recorded.is_file() else None
+    m1_pred = Path(m1_pred) if m1_pred else out / f"m1-{config.train_split}.parquet"
+    return m1_dir, m1_pred
+
+
+@dataclass
+class _AlbumSplit:
+    """The heads photos cut into albums, with M2's photo-level fit/stop split."""
+
+    fit_labels: np.ndarray
+    stop_labels: np.ndarray
+    by_user: dict[str, list[np.ndarray]]
+    fit_albums: list[np.ndarray]
+    stop_albums: list[np.ndarray]
+    counts: dict[str, Any]
+
+
+def _split_albums(
+    heads: Any, n_rows: int, config: Any, report: Callable[[str], None]
+) -> _AlbumSplit:
+    """Albums of the heads photos and their fit and stop parts (refused when one is empty)."""
+    from trigeo.models.m3 import make_albums
+    from trigeo.train.heads_data import split_rows
+
+    # The same photo-level fit/stop split as M2's (same rows, fraction and seed), so M3 learns
+    # from exactly M2's photos. Albums hold all of a user's heads photos: a stop photo is
+    # context (its M1 cells and time) in training and scored only in validation.
+    stop = split_rows(n_rows, config.stop_fraction, config.seed)
+    fit_labels = np.where(stop, -1, heads.labels)
+    stop_labels = np.where(stop, heads.labels, -1)
+    # Albums are cut by the true posting order (the time features may be shuffled).
+    users = heads.user_id
+    if config.shuffle_albums:
+        users = shuffled_users(users, config.seed)
+        report("--shuffle-albums: user ids permuted across the photos; albums are random photos")
+    albums = make_albums(users, heads.posted_at, heads.photo_id, config.album_size)
+    by_user: dict[str, list[np.ndarray]] = {}
+    for album in albums:
+        by_user.setdefault(users[album[0]], []).append(album)
+    fit_albums = [album for album in albums if (fit_labels[album] >= 0).any()]
+    stop_albums = [album for album in albums if (stop_labels[album] >= 0).any()]
+    n_single = sum(1 for a in by_user.values() if sum(len(r) for r in a) == 1)
+    counts = {
+        **heads.counts,
+        "users": len(by_user),
+        "albums": len(albums),
+        "single_photo_users": n_single,
+        "fit": int((fit_labels >= 0).sum()),
+        "stop": int((stop_labels >= 0).sum()),
+        "fit_albums": len(fit_albums),
+        "stop_albums": len(stop_albums),
+    }
+    report(
+        f"albums of {config.album_size}: {len(albums)} from {len(by_user)} users "
+        f"({n_single} with a single photo: an album of one); {counts['fit']} photos fit, "
+        f"{counts['stop']} for early stopping (in {len(stop_albums)} albums)"
+    )
+    if not counts["fit"] or not stop_albums:
+        raise InputError(f"too few photos to split into fit and stop parts: {counts}")
+    return _AlbumSplit(fit_labels, stop_labels, by_user, fit_albums, stop_albums, counts)
+
+
+def _m3_net(n_cells: int, m2_model: Any, config: Any, x: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The M3 network on the M2's weights, and the rows it reads (``x``, or frozen M2 logits)."""
+    from trigeo.models.m3 import M3Net
+
+    net = M3Net(
+        n_cells,
+        m2={k: v for k, v in m2_model.net.hparams().items() if k != "num_classes"},
+        hidden=config.hidden,
+        layers=config.layers,
+        lstm_dropout=config.lstm_dropout,
+        lstm_input=config.lstm_input,
+        album_means=config.album_means,
+        head_bias=config.head_bias,
+        head_centering=config.head_centering,
+        m2_scale=config.m2_scale,
+    )
+    net.m2.load_state_dict(m2_model.net.state_dict())
+    inputs = x
+    if not config.train_m2_layers:
+        net.freeze_m2()
+        if config.lstm_input == "logprobs":
+            # Frozen layers give every photo the same M2 output in every epoch: compute it
+            # once (the network then reads it instead of M2's input; the same values as
+            # running the frozen layers in eval mode, up to float rounding).
+            inputs = _m2_logits(net, x)
+            net.m2_logits_given = True
+    return net, inputs
+
+
+def _album_weights(
+    by_user: dict[str, list[np.ndarray]], n_rows: int, config: Any
+) -> np.ndarray | None:
+    """Each photo's loss weight: its user's album count with one album per user, else none."""
+    # One album per user and epoch under-weights the photos of users with many albums: the
+    # network would learn the user-level class prior as a bias. Weighting an album's loss by
+    # its user's album count makes every photo count the same in expectation (as in M2).
+    # With every album in every epoch, every photo counts once already.
+    weight = None
+    if config.album_sampling == "one-per-user" and config.album_weighting:
+        weight = np.ones(n_rows)
+        for albums_of_user in by_user.values():
+            weight[np.concatenate(albums_of_user)] = len(albums_of_user)
+    return weight
+
+
+def _m3_metrics(
+    stage_metrics: list[dict[str, Any]],
+    counts: dict[str, Any],
+    config: Any,
+    net: Any,
+    report: Callable[[str], None],
+) -> dict[str, Any]:
+    """The run's ``metrics.json``: the heads' metrics plus the album settings and weights."""
+    from trigeo.train.heads_module import head_run_metrics
+
+    metrics = head_run_metrics(stage_metrics, counts, config)
+    metrics["shuffle_albums"] = bool(config.shuffle_albums)
+    metrics["album_sampling"] = config.album_sampling
+    metrics["album_mean_weights"] = net.album_mean_weights()
+    learned = dict(metrics["album_mean_weights"])
+    if net.m2_scale:
+        metrics["m2_logit_scale"] = learned["M2 scale"] = float(net.m2_logit_scale.detach())
+    if learned:
+        report("learned weights: " + ", ".join(f"{k} {v:.3f}" for k, v in learned.items()))
+    return metrics
+
+
 def train_m3(
     data: str | Path,
     m2: str | Path,
@@ -165,30 +312,18 @@ def train_m3(
     """
     import lightning
 
-    from trigeo.models.m2 import M2Model, read_model_json
-    from trigeo.models.m3 import M3Model, M3Net, make_albums
+    from trigeo.models.m2 import M2Model
+    from trigeo.models.m3 import M3Model
     from trigeo.runtime.devices import set_cpu_threads
     from trigeo.train.heads_config import head_config_to_dict
-    from trigeo.train.heads_data import prepare_heads, split_rows
-    from trigeo.train.heads_module import fit_head_stages, head_run_metrics
+    from trigeo.train.heads_data import prepare_heads
+    from trigeo.train.heads_module import fit_head_stages
     from trigeo.train.m2 import start_head_run
 
     out = Path(out)
     set_cpu_threads(config.cpu_threads, config.num_workers)
     m2_model = M2Model.load(m2)
-    m1_dir = Path(m1) if m1 else Path(m2_model.m1["dir"])
-    m1_id = read_model_json(m1_dir).get("model_id")
-    if m1_id != m2_model.m1["model_id"]:
-        raise InputError(
-            f"the M2 {m2_model.model_id} was built on M1 {m2_model.m1['model_id']}, not on the "
-            f"given M1 {m1_id}; pass the M1 it was built on",
-            source=m1_dir,
-        )
-    if m1_pred is None:
-        recorded = Path(str(m2_model.provenance.get("m1_predictions", "")))
-        same_split = m2_model.config.get("train_split") == config.train_split
-        m1_pred = recorded if same_split and recorded.is_file() else None
-    m1_pred = Path(m1_pred) if m1_pred else out / f"m1-{config.train_split}.parquet"
+    m1_dir, m1_pred = _resolve_m1(m2_model, m1, m1_pred, config, out)
     heads = prepare_heads(
         data, m1_dir, config, m1_pred=m1_pred, allow_overlap=allow_overlap, report=report
     )
@@ -201,88 +336,26 @@ def train_m3(
         m2_model_id=m2_model.model_id,
         shuffle_albums=config.shuffle_albums,
     )
-    # The same photo-level fit/stop split as M2's (same rows, fraction and seed), so M3 learns
-    # from exactly M2's photos. Albums hold all of a user's heads photos: a stop photo is
-    # context (its M1 cells and time) in training and scored only in validation.
-    stop = split_rows(len(x), config.stop_fraction, config.seed)
-    fit_labels = np.where(stop, -1, heads.labels)
-    stop_labels = np.where(stop, heads.labels, -1)
-    # Albums are cut by the true posting order (the time features may be shuffled).
-    users = heads.user_id
-    if config.shuffle_albums:
-        users = shuffled_users(users, config.seed)
-        report("--shuffle-albums: user ids permuted across the photos; albums are random photos")
-    albums = make_albums(users, heads.posted_at, heads.photo_id, config.album_size)
-    by_user: dict[str, list[np.ndarray]] = {}
-    for album in albums:
-        by_user.setdefault(users[album[0]], []).append(album)
-    fit_albums = [album for album in albums if (fit_labels[album] >= 0).any()]
-    stop_albums = [album for album in albums if (stop_labels[album] >= 0).any()]
-    n_single = sum(1 for a in by_user.values() if sum(len(r) for r in a) == 1)
-    counts = {
-        **heads.counts,
-        "users": len(by_user),
-        "albums": len(albums),
-        "single_photo_users": n_single,
-        "fit": int((fit_labels >= 0).sum()),
-        "stop": int((stop_labels >= 0).sum()),
-        "fit_albums": len(fit_albums),
-        "stop_albums": len(stop_albums),
-    }
-    report(
-        f"albums of {config.album_size}: {len(albums)} from {len(by_user)} users "
-        f"({n_single} with a single photo: an album of one); {counts['fit']} photos fit, "
-        f"{counts['stop']} for early stopping (in {len(stop_albums)} albums)"
-    )
-    if not counts["fit"] or not stop_albums:
-        raise InputError(f"too few photos to split into fit and stop parts: {counts}")
+    split = _split_albums(heads, len(x), config, report)
     # Seeded here, not earlier: running M1 for a missing predictions file draws from the RNG.
     lightning.seed_everything(config.seed, workers=True, verbose=False)
-    net = M3Net(
-        n_cells,
-        m2={k: v for k, v in m2_model.net.hparams().items() if k != "num_classes"},
-        hidden=config.hidden,
-        layers=config.layers,
-        lstm_dropout=config.lstm_dropout,
-        lstm_input=config.lstm_input,
-        album_means=config.album_means,
-        head_bias=config.head_bias,
-        head_centering=config.head_centering,
-        m2_scale=config.m2_scale,
-    )
-    net.m2.load_state_dict(m2_model.net.state_dict())
-    inputs = x
-    if not config.train_m2_layers:
-        net.freeze_m2()
-        if config.lstm_input == "logprobs":
-            # Frozen layers give every photo the same M2 output in every epoch: compute it
-            # once (the network then reads it instead of M2's input; the same values as
-            # running the frozen layers in eval mode, up to float rounding).
-            inputs = _m2_logits(net, x)
-            net.m2_logits_given = True
-    # One album per user and epoch under-weights the photos of users with many albums: the
-    # network would learn the user-level class prior as a bias. Weighting an album's loss by
-    # its user's album count makes every photo count the same in expectation (as in M2).
-    # With every album in every epoch, every photo counts once already.
-    one_per_user = config.album_sampling == "one-per-user"
-    weight = None
-    if one_per_user and config.album_weighting:
-        weight = np.ones(len(x))
-        for albums_of_user in by_user.values():
-            weight[np.concatenate(albums_of_user)] = len(albums_of_user)
+    net, inputs = _m3_net(n_cells, m2_model, config, x)
+    weight = _album_weights(split.by_user, len(x), config)
     label_lat, label_lon = m2_model.label_points()
     stage_metrics, is_zero = fit_head_stages(
         net,
         config,
         out,
-        make_train=_one_album_per_user(list(by_user.values()))
-        if one_per_user
-        else _all_albums(fit_albums),
-        val_set=_Albums(stop_albums),
+        make_train=_one_album_per_user(list(split.by_user.values()))
+        if config.album_sampling == "one-per-user"
+        else _all_albums(split.fit_albums),
+        val_set=_Albums(split.stop_albums),
         collate=album_collate(
-            inputs, fit_labels, heads.lat, heads.lon, config.album_size, weight=weight
+            inputs, split.fit_labels, heads.lat, heads.lon, config.album_size, weight=weight
         ),
-        val_collate=album_collate(inputs, stop_labels, heads.lat, heads.lon, config.album_size),
+        val_collate=album_collate(
+            inputs, split.stop_labels, heads.lat, heads.lon, config.album_size
+        ),
         label_lat=label_lat,
         label_lon=label_lon,
         resume=resume,
@@ -291,15 +364,7 @@ def train_m3(
     )
     net.m2_logits_given = False
     net.freeze_m2(False)
-    metrics = head_run_metrics(stage_metrics, counts, config)
-    metrics["shuffle_albums"] = bool(config.shuffle_albums)
-    metrics["album_sampling"] = config.album_sampling
-    metrics["album_mean_weights"] = net.album_mean_weights()
-    learned = dict(metrics["album_mean_weights"])
-    if net.m2_scale:
-        metrics["m2_logit_scale"] = learned["M2 scale"] = float(net.m2_logit_scale.detach())
-    if learned:
-        report("learned weights: " + ", ".join(f"{k} {v:.3f}" for k, v in learned.items()))
+    metrics = _m3_metrics(stage_metrics, split.counts, config, net, report)
     model = M3Model(
         net.cpu().eval(),
         heads.mesh,

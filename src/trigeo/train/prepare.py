@@ -287,6 +287,92 @@ def _val_rows(dataset: Dataset, mesh: Any, config: Any, notes: list[str]) -> tup
     return val["image"].to_numpy(), val_labels, val_lat, val_lon
 
 
+def _primary_mesh(
+    mesh_path: str | Path | Sequence[str | Path], config: Any
+) -> tuple[list[Path], list[str], list[Any], int]:
+    """The mesh files, their head names, the meshes and the primary (most cells) one's index.
+
+    Raises
+    ------
+    InputError
+        No mesh; two meshes with the same stem; the primary mesh's hash is not
+        ``config.mesh_hash``.
+    """
+    paths = (
+        [Path(mesh_path)] if isinstance(mesh_path, (str, Path)) else [Path(p) for p in mesh_path]
+    )
+    if not paths:
+        raise InputError("give at least one --mesh")
+    names = head_names_for(paths)
+    meshes = [_load_mesh(p) for p in paths]
+    primary = int(np.argmax([int(m.n_cells_) for m in meshes]))
+    mesh = meshes[primary]
+    if config.mesh_hash and str(config.mesh_hash) != str(mesh.mesh_hash):
+        raise InputError(
+            f"mesh hash {mesh.mesh_hash} differs from mesh_hash {config.mesh_hash} recorded in "
+            "the config; pass the mesh the config was made for",
+            source=paths[primary],
+        )
+    return paths, names, meshes, primary
+
+
+def _train_cells(train: Any, meshes: list[Any], paths: list[Path], config: Any) -> np.ndarray:
+    """Each training photo's cell in every mesh, ``(photos, meshes)``, -1 in dropped cells.
+
+    Raises
+    ------
+    InputError
+        A mesh's kept cells miss more than ``max_dropped_fraction`` of the photos.
+    """
+    lat, lon = train["lat"].to_numpy(), train["lon"].to_numpy()
+    all_cells = np.stack([np.asarray(m.locate(lat, lon)) for m in meshes], axis=1)
+    for i, path in enumerate(paths):
+        n_out = int((all_cells[:, i] < 0).sum())
+        if n_out == len(all_cells) or n_out / len(all_cells) > config.max_dropped_fraction:
+            raise InputError(
+                f"{n_out} of {len(all_cells)} {config.train_split!r} photos "
+                f"({100 * n_out / len(all_cells):.1f}%) fall outside the mesh's kept cells "
+                f"(limit max_dropped_fraction={config.max_dropped_fraction}); was the mesh built "
+                "from this dataset's training coordinates?",
+                source=path,
+            )
+    return all_cells
+
+
+def _cell_notes(
+    all_cells: np.ndarray, meshes: list[Any], names: list[str], primary: int, config: Any
+) -> list[str]:
+    """Notes on the photos used and excluded, and on each other head's unlabelled photos."""
+    cells = all_cells[:, primary]
+    keep = cells >= 0
+    notes = [
+        f"{config.train_split}: {len(cells)} photos, {int((~keep).sum())} in dropped cells "
+        f"excluded, {int(keep.sum())} used over {meshes[primary].n_cells_} cells"
+        + (f" of the primary mesh {names[primary]!r}" if len(meshes) > 1 else "")
+    ]
+    if len(meshes) > 1:
+        for i, name in enumerate(names):
+            if i != primary:
+                unlabeled = int((all_cells[keep, i] < 0).sum())
+                notes.append(
+                    f"head {name}: {meshes[i].n_cells_} cells; {unlabeled} used photos in its "
+                    "dropped cells carry no loss for it"
+                )
+    return notes
+
+
+def _init_note(config: Any, weights_report: dict[str, Any] | None, init: str) -> str:
+    """How the backbone was initialised (what a weights file loaded, and left out)."""
+    if weights_report is not None:
+        return (
+            f"weights {config.weights}: {weights_report['loaded']} tensors loaded, "
+            f"{len(weights_report['missing'])} missing {weights_report['missing'][:5]}, "
+            f"{len(weights_report['unexpected'])} unexpected {weights_report['unexpected'][:5]}, "
+            f"{len(weights_report['dropped'])} classifier tensors dropped"
+        )
+    return f"{config.backbone}: {init} initialisation"
+
+
 def prepare_m1(
     data: str | Path,
     mesh_path: str | Path | Sequence[str | Path],
@@ -319,54 +405,16 @@ def prepare_m1(
     check_backbone(config.backbone)
     dataset = Dataset.open(data)
     train = dataset.photos(config.train_split)
-    paths = (
-        [Path(mesh_path)] if isinstance(mesh_path, (str, Path)) else [Path(p) for p in mesh_path]
-    )
-    if not paths:
-        raise InputError("give at least one --mesh")
-    names = head_names_for(paths)
-    meshes = [_load_mesh(p) for p in paths]
-    primary = int(np.argmax([int(m.n_cells_) for m in meshes]))
+    paths, names, meshes, primary = _primary_mesh(mesh_path, config)
     mesh, mesh_path = meshes[primary], paths[primary]
-    if config.mesh_hash and str(config.mesh_hash) != str(mesh.mesh_hash):
-        raise InputError(
-            f"mesh hash {mesh.mesh_hash} differs from mesh_hash {config.mesh_hash} recorded in "
-            "the config; pass the mesh the config was made for",
-            source=mesh_path,
-        )
     notes = [
         check_mesh_source(one, path, dataset, config.train_split, allow_eval=allow_eval_in_mesh)
         for one, path in zip(meshes, paths, strict=True)
     ]
-    lat, lon = train["lat"].to_numpy(), train["lon"].to_numpy()
-    all_cells = np.stack([np.asarray(m.locate(lat, lon)) for m in meshes], axis=1)
-    for i, path in enumerate(paths):
-        n_out = int((all_cells[:, i] < 0).sum())
-        if n_out == len(all_cells) or n_out / len(all_cells) > config.max_dropped_fraction:
-            raise InputError(
-                f"{n_out} of {len(all_cells)} {config.train_split!r} photos "
-                f"({100 * n_out / len(all_cells):.1f}%) fall outside the mesh's kept cells "
-                f"(limit max_dropped_fraction={config.max_dropped_fraction}); was the mesh built "
-                "from this dataset's training coordinates?",
-                source=path,
-            )
+    all_cells = _train_cells(train, meshes, paths, config)
     cells = all_cells[:, primary]
-    dropped = cells < 0
-    n_total, n_dropped = len(cells), int(dropped.sum())
-    keep = ~dropped
-    notes.append(
-        f"{config.train_split}: {n_total} photos, {n_dropped} in dropped cells excluded, "
-        f"{int(keep.sum())} used over {mesh.n_cells_} cells"
-        + (f" of the primary mesh {names[primary]!r}" if len(meshes) > 1 else "")
-    )
-    if len(meshes) > 1:
-        for i, name in enumerate(names):
-            if i != primary:
-                unlabeled = int((all_cells[keep, i] < 0).sum())
-                notes.append(
-                    f"head {name}: {meshes[i].n_cells_} cells; {unlabeled} used photos in its "
-                    "dropped cells carry no loss for it"
-                )
+    keep = cells >= 0
+    notes += _cell_notes(all_cells, meshes, names, primary, config)
     train_images = train["image"].to_numpy()[keep]
     bad = check_images_readable(
         dataset,
@@ -384,15 +432,7 @@ def prepare_m1(
     net, weights_report, init = build_net(
         config, sizes[0] if len(sizes) == 1 else sizes, names if len(sizes) > 1 else None
     )
-    if weights_report is not None:
-        notes.append(
-            f"weights {config.weights}: {weights_report['loaded']} tensors loaded, "
-            f"{len(weights_report['missing'])} missing {weights_report['missing'][:5]}, "
-            f"{len(weights_report['unexpected'])} unexpected {weights_report['unexpected'][:5]}, "
-            f"{len(weights_report['dropped'])} classifier tensors dropped"
-        )
-    else:
-        notes.append(f"{config.backbone}: {init} initialisation")
+    notes.append(_init_note(config, weights_report, init))
     data_config = resolve_image_config(net.backbone, config.image_size)
     points = [
         tuple(np.asarray(a, dtype=np.float64) for a in m.centroids(kind=config.label))
@@ -413,8 +453,8 @@ def prepare_m1(
         train_images=train_images,
         train_labels=cells[keep].astype(np.int64),
         train_photo_ids=train["photo_id"].to_numpy()[keep],
-        n_train_total=n_total,
-        n_dropped=n_dropped,
+        n_train_total=len(cells),
+        n_dropped=int((~keep).sum()),
         val_images=val_images,
         val_labels=val_labels,
         val_lat=val_lat,
