@@ -217,13 +217,15 @@ def refine_depths(run: Path, out: Path, depths: list[int]) -> None:
     from trigeo.retrieve.embed import embed_photos
     from trigeo.retrieve.index import RetrievalIndex
     from trigeo.retrieve.refine import index_cells, refine_points, search_neighbours
+    from trigeo.runtime.options import InferenceOptions
     from trigeo.sphere import EARTH_RADIUS_KM, distance_km
 
     dataset = Dataset.open(run / "world")
     val = dataset.photos("val")
     index = RetrievalIndex.load(run / "index")
     embedded = embed_photos(M1Model.load(run / "m1"), dataset.root,
-                            val["image"].astype(str).tolist(), progress=False)  # fmt: skip
+                            val["image"].astype(str).tolist(),
+                            options=InferenceOptions(progress=False))  # fmt: skip
     ids = val["photo_id"].astype(str).to_numpy()[embedded.rows]
     distance, found = search_neighbours(index, embedded.features, ids, max(depths))
     position = {pid: i for i, pid in enumerate(ids)}

@@ -131,8 +131,9 @@ def main() -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     from trigeo.predict.heads import predict_head
     from trigeo.predict.m1 import predict_m1
+    from trigeo.runtime.options import InferenceOptions
 
-    quiet = {"progress": False, "report": lambda message: None}
+    quiet = {"options": InferenceOptions(progress=False), "report": lambda message: None}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         dataset, mesh, m1 = _setup(root, photos)

@@ -253,6 +253,7 @@ def time_trigeo(
     With ``images``, predict those files instead (the warm-up).
     """
     from trigeo.predict.m1 import predict_m1
+    from trigeo.runtime.options import InferenceOptions
 
     source: dict[str, Any] = {"images": images} if images else {"data": case.data_dir}
     with _photo_dataset_draft(draft) as asked, _clock() as timing:
@@ -262,11 +263,9 @@ def time_trigeo(
             **source,
             split="val",
             top_k=top_k,
-            batch_size=batch,
-            num_workers=workers,
-            accelerator="cpu",
-            devices=1,
-            progress=False,
+            options=InferenceOptions(
+                batch_size=batch, num_workers=workers, accelerator="cpu", devices=1, progress=False
+            ),
             report=lambda message: None,
         )
     # Without this, a predict that stopped passing draft_size would be timed as "draft".

@@ -189,6 +189,7 @@ async def load(url: str, photos: list[bytes], requests: int, concurrency: int) -
 def predict_throughput(model: Path, data: Path, out: Path) -> float:
     """``trigeo predict``'s images/s over every photo of the dataset (one call, set-up included)."""
     from trigeo.predict.m1 import predict_m1
+    from trigeo.runtime.options import InferenceOptions
 
     start = time.perf_counter()
     result = predict_m1(
@@ -196,10 +197,7 @@ def predict_throughput(model: Path, data: Path, out: Path) -> float:
         out,
         data=data,
         split=None,
-        num_workers=0,
-        batch_size=64,
-        progress=False,
-        accelerator="cpu",
+        options=InferenceOptions(num_workers=0, batch_size=64, progress=False, accelerator="cpu"),
         report=lambda _: None,
     )
     assert result is not None

@@ -113,6 +113,7 @@ def test_predict_on_heic_files(tmp_path: Path):
     from trigeo.mesh import DelaunayMesh
     from trigeo.models.m1 import M1Model, M1Net, resolve_image_config
     from trigeo.predict.m1 import predict_m1
+    from trigeo.runtime.options import InferenceOptions
 
     rng = np.random.default_rng(0)
     lat, lon = rng.uniform(-60, 60, 400), rng.uniform(-180, 180, 400)
@@ -132,10 +133,7 @@ def test_predict_on_heic_files(tmp_path: Path):
         tmp_path / "model",
         tmp_path / "pred.parquet",
         images=[folder],
-        num_workers=0,
-        batch_size=2,
-        progress=False,
-        accelerator="cpu",
+        options=InferenceOptions(num_workers=0, batch_size=2, progress=False, accelerator="cpu"),
         report=lambda _: None,
     )
     assert result is not None and not result.skipped

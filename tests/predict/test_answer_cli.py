@@ -10,6 +10,7 @@ from retrieve.conftest import world_model
 from trigeo.answer import answer_points
 from trigeo.cli import app
 from trigeo.predictions import read_predictions
+from trigeo.runtime.options import InferenceOptions
 from trigeo.sphere import distance_km
 
 __all__ = ["world_model"]
@@ -120,8 +121,8 @@ def test_knn_is_the_knn_predictor_and_the_old_flag_still_works(world_model, tmp_
     assert got.answer == "knn" and got.top_cells is None
     assert got.meta["answer_params"]["k"] == 10
     plain = predict_knn(
-        model_dir, index_dir, tmp_path / "plain.parquet", data=dataset.root, num_workers=0,
-        progress=False,
+        model_dir, index_dir, tmp_path / "plain.parquet", data=dataset.root,
+        options=InferenceOptions(num_workers=0, progress=False),
     )  # fmt: skip
     assert plain is not None
     np.testing.assert_allclose(got.lat, plain.lat)

@@ -19,8 +19,9 @@ from trigeo.models.m3 import make_albums
 from trigeo.predict.heads import predict_head
 from trigeo.predict.times import exif_posting_time, parse_posted_at
 from trigeo.predictions import read_predictions, write_predictions
+from trigeo.runtime.options import InferenceOptions
 
-M1_OPTIONS = {"num_workers": 0, "batch_size": 16, "progress": False}
+M1_OPTIONS = InferenceOptions(num_workers=0, batch_size=16, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_split_predictions_run_the_chain_and_match_the_parts(model_dir, heads, t
     model = load_model_dir(heads[kind])
     out = tmp_path / "p.parquet"
     notes: list[str] = []
-    predict_head(model, out, data=dataset.root, top_k=3, m1_options=M1_OPTIONS, report=notes.append)
+    predict_head(model, out, data=dataset.root, top_k=3, options=M1_OPTIONS, report=notes.append)
     m1_file = tmp_path / "p.m1.parquet"  # M1 was run through the chain recorded in the model
     assert m1_file.exists() and any("running M1" in n for n in notes)
     pred = read_predictions(out)
@@ -89,7 +90,7 @@ def test_m1_predictions_of_another_model_are_refused(model_dir, heads, tmp_path)
     _, dataset = model_dir
     model = load_model_dir(heads[0])
     good = tmp_path / "good.parquet"
-    predict_head(model, tmp_path / "x.parquet", data=dataset.root, m1_options=M1_OPTIONS)
+    predict_head(model, tmp_path / "x.parquet", data=dataset.root, options=M1_OPTIONS)
     shutil.copy(tmp_path / "x.m1.parquet", good)
     pred = read_predictions(good)
     write_predictions(
@@ -147,7 +148,7 @@ def test_image_files_take_exif_or_posted_at_and_refuse_no_time(model_dir, heads,
     b = _jpeg(tmp_path / "b.jpg", None, None)
     notes: list[str] = []
     result = predict_head(
-        model, tmp_path / "p.parquet", images=[a, b], m1_options=M1_OPTIONS, report=notes.append
+        model, tmp_path / "p.parquet", images=[a, b], options=M1_OPTIONS, report=notes.append
     )
     assert list(result.photo_id) == [str(a)]
     assert any("posted 2015-07-05 01:30:00 UTC (from exif-offset)" in n for n in notes)
@@ -198,7 +199,7 @@ def test_a_head_answers_by_the_rule_asked_for(model_dir, heads, tmp_path):
     _, dataset = model_dir
     model = load_model_dir(heads[0])
     top = predict_head(model, tmp_path / "top.parquet", data=dataset.root, top_k=3,
-                       m1_options=M1_OPTIONS)  # fmt: skip
+                       options=M1_OPTIONS)  # fmt: skip
     m1_file = tmp_path / "top.m1.parquet"  # M1's own file, top-cell: M2 reads only its cells
     out = tmp_path / "median.parquet"
     got = predict_head(model, out, data=dataset.root, top_k=3, m1_pred=m1_file,

@@ -10,6 +10,7 @@ import pytest
 from trigeo.errors import InputError
 from trigeo.predict.hierarchical import combine_hierarchical, dense_probabilities
 from trigeo.predictions import Predictions
+from trigeo.runtime.options import InferenceOptions
 
 # Four fine cells at longitudes -20, -10, 10, 20; the coarse mesh splits at lon 0
 # (cell 0 west, cell 1 east); nothing of the coarse mesh lies beyond lon 30.
@@ -126,7 +127,11 @@ def test_hierarchical_files_answer_by_the_rule_asked_for(model_dir, tmp_path):
     from trigeo.predictions import read_predictions
 
     path, dataset = model_dir
-    options = {"data": dataset.root, "num_workers": 0, "top_k": 4, "progress": False}
+    options = {
+        "data": dataset.root,
+        "top_k": 4,
+        "options": InferenceOptions(num_workers=0, progress=False),
+    }
     top = predict_hierarchical([path, path], tmp_path / "top.parquet", **options)
     out = tmp_path / "geoscore.parquet"
     got = predict_hierarchical([path, path], out, answer="geoscore", **options)

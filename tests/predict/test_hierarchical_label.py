@@ -6,6 +6,7 @@ import numpy as np
 
 from trigeo.evaluate.averaging import recorded_label_kind
 from trigeo.predictions import Predictions
+from trigeo.runtime.options import InferenceOptions
 
 
 def _meta(config: dict) -> Predictions:
@@ -36,8 +37,8 @@ def test_cell_label_hierarchical_file_records_and_averages_to_cell_points(model_
     path, dataset = model_dir
     out = tmp_path / "hier.parquet"
     predict_hierarchical(
-        [path, path], out, data=dataset.root, label="cell", num_workers=0, top_k=3,
-        progress=False,
+        [path, path], out, data=dataset.root, label="cell", top_k=3,
+        options=InferenceOptions(num_workers=0, progress=False),
     )  # fmt: skip
     hier = read_predictions(out)
     config = hier.meta["config"]

@@ -14,12 +14,13 @@ from trigeo.errors import InputError, UnreadableImagesError
 from trigeo.models import M1Model
 from trigeo.predict.m1 import nearest_place, predict_m1
 from trigeo.predictions import read_predictions
+from trigeo.runtime.options import InferenceOptions
 from trigeo.sphere import distance_km
 from trigeo.train.calibrate import calibrate_m1
 
 
 def _quiet(**kw):
-    return {"num_workers": 0, "batch_size": 16, "progress": False, **kw}
+    return {"options": InferenceOptions(num_workers=0, batch_size=16, progress=False, **kw)}
 
 
 def test_split_predictions_hold_top_k_and_label_points(model_dir, tmp_path):
@@ -71,7 +72,7 @@ def test_unreadable_images_are_reported_and_skipped(model_dir, tmp_path):
     # ... and within a looser limit they are skipped and reported.
     notes: list[str] = []
     result = predict_m1(
-        path, tmp_path / "p.parquet", data=root, max_unreadable=0.1, report=notes.append, **_quiet()
+        path, tmp_path / "p.parquet", data=root, report=notes.append, **_quiet(max_unreadable=0.1)
     )
     assert set(result.skipped) == set(val["photo_id"].iloc[:2])
     assert len(read_predictions(tmp_path / "p.parquet")) == n - 2
@@ -100,7 +101,9 @@ def test_calibration_stores_a_temperature_used_by_predict(model_dir, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(path, model)
     before = predict_m1(model, tmp_path / "a.parquet", data=dataset.root, **_quiet())
-    temperature = calibrate_m1(model, dataset.root, split="heads", num_workers=0, progress=False)
+    temperature = calibrate_m1(
+        model, dataset.root, split="heads", options=InferenceOptions(num_workers=0, progress=False)
+    )
     assert temperature > 0 and M1Model.load(model).temperature == pytest.approx(temperature)
     after = predict_m1(model, tmp_path / "b.parquet", data=dataset.root, **_quiet())
     np.testing.assert_array_equal(after.top_cells[:, 0], before.top_cells[:, 0])
@@ -189,7 +192,7 @@ def test_predict_sets_cpu_threads_like_training(model_dir, tmp_path):
     path, dataset = model_dir
     before = torch.get_num_threads()
     try:
-        predict_m1(path, tmp_path / "a.parquet", data=dataset.root, cpu_threads=1, **_quiet())
+        predict_m1(path, tmp_path / "a.parquet", data=dataset.root, **_quiet(cpu_threads=1))
         assert torch.get_num_threads() == 1
         predict_m1(path, tmp_path / "b.parquet", data=dataset.root, **_quiet())
         # num_workers=0: every core computes.

@@ -11,6 +11,7 @@ import torch
 from PIL import Image, TiffImagePlugin
 
 from train._world import build_mesh, build_world
+from trigeo.runtime.options import InferenceOptions
 
 torch.set_num_threads(1)
 # faiss's OpenMP threads spin-wait: on a shared 2-core machine running two test workers
@@ -54,9 +55,6 @@ def world_model(tmp_path_factory):
         root / "model",
         dataset.root,
         root / "index",
-        num_workers=0,
-        batch_size=16,
-        progress=False,
-        accelerator="cpu",
+        options=InferenceOptions(num_workers=0, batch_size=16, progress=False, accelerator="cpu"),
     )
     return root / "model", dataset, root / "index"

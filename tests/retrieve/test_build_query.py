@@ -19,6 +19,7 @@ from trigeo.predictions import read_predictions
 from trigeo.retrieve.embed import forward_images
 from trigeo.retrieve.index import RetrievalIndex
 from trigeo.retrieve.knn import predict_knn
+from trigeo.runtime.options import InferenceOptions
 from trigeo.sphere import distance_km
 
 
@@ -37,7 +38,9 @@ def _descriptors(model, dataset, rows):
 
 
 def _quiet():
-    return {"num_workers": 0, "batch_size": 16, "progress": False, "accelerator": "cpu"}
+    return {
+        "options": InferenceOptions(num_workers=0, batch_size=16, progress=False, accelerator="cpu")
+    }
 
 
 def test_index_holds_the_training_photos_descriptors(world_model):

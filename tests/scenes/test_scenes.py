@@ -9,6 +9,7 @@ import torch
 from train._world import build_world
 from trigeo.data.table import Dataset
 from trigeo.errors import InputError, UnreadableImagesError
+from trigeo.runtime.options import InferenceOptions
 from trigeo.scenes.places365 import (
     N_CATEGORIES,
     load_places_checkpoint,
@@ -20,6 +21,10 @@ from trigeo.scenes.places365 import (
 from trigeo.scenes.run import PARTIAL_FILE, score_outdoor
 
 torch.set_num_threads(1)
+
+
+def _quiet(**kw):
+    return InferenceOptions(num_workers=0, progress=False, **kw)
 
 
 def test_the_shipped_list_is_the_published_one():
@@ -103,8 +108,7 @@ def _independent(dataset: Dataset, net) -> np.ndarray:
 def test_scores_fill_the_outdoor_column(scene_world, tmp_path):
     dataset, weights, net = scene_world
     out = tmp_path / "scored"
-    result = score_outdoor(dataset.root, weights, out=out, num_workers=0, batch_size=7,
-                           progress=False)  # fmt: skip
+    result = score_outdoor(dataset.root, weights, out=out, options=_quiet(batch_size=7))
     written = Dataset.open(out)
     np.testing.assert_allclose(written.table["outdoor"], _independent(dataset, net), atol=1e-12)
     assert result.scored == len(dataset.table) and not result.skipped
@@ -123,11 +127,10 @@ def test_interrupted_run_resumes_to_the_same_scores(scene_world, tmp_path):
 
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        score_outdoor(dataset.root, weights, out=out, num_workers=0, batch_size=5,
-                      checkpoint_every=1, progress=False, on_batch=crash)  # fmt: skip
+        score_outdoor(dataset.root, weights, out=out, options=_quiet(batch_size=5),
+                      checkpoint_every=1, on_batch=crash)  # fmt: skip
     assert (out / PARTIAL_FILE).exists() and not (out / "table.parquet").exists()
-    result = score_outdoor(dataset.root, weights, out=out, num_workers=0, batch_size=5,
-                           progress=False)  # fmt: skip
+    result = score_outdoor(dataset.root, weights, out=out, options=_quiet(batch_size=5))
     assert result.resumed == 10
     np.testing.assert_allclose(
         Dataset.open(out).table["outdoor"], _independent(dataset, net), atol=1e-12
@@ -144,10 +147,9 @@ def test_unreadable_images_are_left_empty_or_stop_the_run(scene_world, tmp_path)
         (copy.root / copy.table["image"].iloc[i]).write_bytes(b"corrupt")
     # 2 of 24 (8 %) is over the default 5 % limit.
     with pytest.raises(UnreadableImagesError, match=r"2 of 24 images could not be read"):
-        score_outdoor(copy.root, weights, num_workers=0, progress=False)
+        score_outdoor(copy.root, weights, options=_quiet())
     assert Dataset.open(copy.root).table["outdoor"].isna().all()  # table untouched
-    result = score_outdoor(copy.root, weights, num_workers=0, progress=False,
-                           max_unreadable=0.1)  # fmt: skip
+    result = score_outdoor(copy.root, weights, options=_quiet(max_unreadable=0.1))
     outdoor = Dataset.open(copy.root).table["outdoor"]
     assert sorted(result.skipped) == sorted(copy.table["photo_id"].iloc[[3, 11]])
     assert outdoor.isna().sum() == 2 and outdoor.iloc[[3, 11]].isna().all()
@@ -158,7 +160,7 @@ def test_outdoor_only_evaluation_works_on_a_scored_dataset(scene_world, tmp_path
 
     dataset, weights, _ = scene_world
     out = tmp_path / "scored"
-    score_outdoor(dataset.root, weights, out=out, num_workers=0, progress=False)
+    score_outdoor(dataset.root, weights, out=out, options=_quiet())
     scored = Dataset.open(out)
     truth = Truth.from_dataset(scored, split=None, outdoor_only=True)
     assert len(truth) == int((scored.table["outdoor"] >= 0.5).sum())

@@ -13,9 +13,13 @@ from trigeo.errors import InputError
 from trigeo.models import M1Model, M1Net
 from trigeo.models.m1 import base_model_id, head_record, prediction_model_id
 from trigeo.predictions import read_predictions
+from trigeo.runtime.options import InferenceOptions
 from trigeo.train.config import load_config
 from trigeo.train.m1 import train_m1
 from trigeo.train.module import M1Module
+
+#: Inference without progress bars (the options' defaults otherwise).
+QUIET = InferenceOptions(progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +152,7 @@ def test_predict_writes_one_file_per_head_from_one_pass(multi, world, meshes, tm
     model, out, _ = multi
     dataset, _, _ = world
     coarse, _, fine, _ = meshes
-    result = predict_m1(out, tmp_path / "p.parquet", data=dataset.root, split="val", progress=False)
+    result = predict_m1(out, tmp_path / "p.parquet", data=dataset.root, split="val", options=QUIET)
     assert set(result.files) == {"coarse", "fine"}
     assert result.files["coarse"].name == "p-coarse.parquet"
     by_head = {name: read_predictions(path) for name, path in result.files.items()}
@@ -181,7 +185,7 @@ def test_predict_writes_one_file_per_head_from_one_pass(multi, world, meshes, tm
         split="val",
         head="coarse",
         label="cell",
-        progress=False,
+        options=QUIET,
     )
     assert list(one.files) == ["coarse"] and (tmp_path / "c.parquet").exists()
     cell = read_predictions(tmp_path / "c.parquet")
@@ -189,7 +193,7 @@ def test_predict_writes_one_file_per_head_from_one_pass(multi, world, meshes, tm
     lat, _ = coarse.centroids(kind="cell")
     np.testing.assert_allclose(cell.lat, np.asarray(lat)[cell.top_cells[:, 0]])
     with pytest.raises(InputError, match="no head 'nope'"):
-        predict_m1(out, tmp_path / "x.parquet", data=dataset.root, head="nope", progress=False)
+        predict_m1(out, tmp_path / "x.parquet", data=dataset.root, head="nope", options=QUIET)
 
 
 def test_hierarchical_on_a_multi_head_model(multi, world, meshes, tmp_path):
@@ -199,7 +203,7 @@ def test_hierarchical_on_a_multi_head_model(multi, world, meshes, tmp_path):
     dataset, _, _ = world
     _, _, fine, _ = meshes
     result = predict_hierarchical(
-        [out], tmp_path / "h.parquet", data=dataset.root, split="val", progress=False
+        [out], tmp_path / "h.parquet", data=dataset.root, split="val", options=QUIET
     )
     pred = read_predictions(tmp_path / "h.parquet")
     assert pred.mesh_hash == fine.mesh_hash
@@ -207,7 +211,7 @@ def test_hierarchical_on_a_multi_head_model(multi, world, meshes, tmp_path):
     np.testing.assert_allclose(pred.top_probs.sum(1) <= 1 + 1e-6, True)
     with pytest.raises(InputError, match="two or more heads"):
         predict_hierarchical(
-            [out], tmp_path / "h2.parquet", heads=["fine"], data=dataset.root, progress=False
+            [out], tmp_path / "h2.parquet", heads=["fine"], data=dataset.root, options=QUIET
         )
 
 
@@ -222,13 +226,13 @@ def test_m2_on_a_non_primary_head_trains_predicts_and_serves(multi, world, meshe
     dataset, _, _ = world
     coarse = meshes[0]
     heads_pred = tmp_path / "heads.parquet"
-    predict_m1(out, heads_pred, data=dataset.root, split="heads", head="coarse", progress=False)
+    predict_m1(out, heads_pred, data=dataset.root, split="heads", head="coarse", options=QUIET)
     m2 = train_m2(
         dataset.root, out, tmp_path / "m2", load_head_config("m2", "test"), m1_pred=heads_pred
     )
     assert m2.mesh_hash == coarse.mesh_hash
     # Without an M1 predictions file, M2 runs only its own head of the M1.
-    predict_model(tmp_path / "m2", tmp_path / "val.parquet", data=dataset.root, progress=False)
+    predict_model(tmp_path / "m2", tmp_path / "val.parquet", data=dataset.root, options=QUIET)
     assert read_predictions(tmp_path / "val.parquet").mesh_hash == coarse.mesh_hash
     # Served, it answers on the coarse head's cells and label points, not the primary's.
     backend = M2Backend.load(tmp_path / "m2")

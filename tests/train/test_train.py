@@ -156,13 +156,14 @@ def test_validation_median_is_the_median_of_every_photo(trained, world, tmp_path
     # batches of 16: the logged median must be the median over all photos, not a
     # mean of the two batch medians.
     from trigeo.predict.m1 import predict_m1
+    from trigeo.runtime.options import InferenceOptions
     from trigeo.sphere import distance_km
 
     model, out, _ = trained
     dataset, _, _ = world
     result = predict_m1(
-        out, tmp_path / "p.parquet", data=dataset.root, split="heads", progress=False,
-        num_workers=0, accelerator="cpu", devices=1,
+        out, tmp_path / "p.parquet", data=dataset.root, split="heads",
+        options=InferenceOptions(progress=False, num_workers=0, accelerator="cpu", devices=1),
     )  # fmt: skip
     heads = dataset.photos("heads").set_index("photo_id").loc[result.photo_id]
     errors = distance_km(heads["lat"], heads["lon"], result.lat, result.lon)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +22,9 @@ from trigeo.options import (
     Workers,
 )
 
+if TYPE_CHECKING:
+    from trigeo.runtime.options import InferenceOptions
+
 console = Console(stderr=True)
 
 
@@ -28,111 +32,198 @@ def _report(message: str) -> None:
     console.print(f"[cyan]predict[/cyan] {message}", highlight=False)
 
 
+# The command's own options (the shared ones come from trigeo.options).
+ModelDirs = Annotated[
+    list[Path], options.model("M1, M2 or M3 model directory (several M1s with --hierarchical).")
+]
+Out = Annotated[Path, options.out("Predictions Parquet file.")]
+Images = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Image files or folders of images."),
+]
+Data = Annotated[Path | None, options.data("Dataset directory (instead of images).")]
+Split = Annotated[str, options.split()]
+Name = Annotated[
+    str | None,
+    typer.Option("--name", help="Display name in the file (default: the model's name)."),
+]
+TopK = Annotated[int, typer.Option("--top-k", help="Cells kept per photo.")]
+FiveCrop = Annotated[
+    bool, typer.Option("--five-crop", help="Average over 4 corner + center crops.")
+]
+FullProbs = Annotated[
+    bool, typer.Option("--full-probs", help="Also write every cell's probability.")
+]
+Show = Annotated[int, typer.Option(help="Cells shown per image (image mode).")]
+M1Pred = Annotated[
+    Path | None,
+    typer.Option(
+        "--m1-pred",
+        help="M2/M3: M1's predictions for the same photos (default: run the head's M1).",
+    ),
+]
+M1Dir = Annotated[
+    Path | None,
+    typer.Option("--m1", help="M2/M3: the M1 directory, if it moved since training."),
+]
+Hierarchical = Annotated[
+    bool,
+    typer.Option(
+        "--hierarchical",
+        help="Combine several M1 --model dirs: the finest mesh's cells, weighted by the "
+        "coarser meshes' probabilities.",
+    ),
+]
+Head = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--head",
+        metavar="<name>",
+        help="Multi-head M1: predict only this head (default: every head, one file each, "
+        "<out stem>-<head>.parquet); with --hierarchical, repeat it to choose the heads.",
+    ),
+]
+Label = Annotated[
+    str | None,
+    typer.Option(
+        "--label",
+        help="M1: report cells at this label point, imagery or cell (default: the model's).",
+    ),
+]
+AnswerRule = Annotated[
+    Answer,
+    typer.Option(
+        "--answer",
+        help="The reported point: top-cell (the top cell's label point), geoscore "
+        "(maximises the expected GeoScore over the top-k cells), median (minimises the "
+        "expected distance), refine (retrieval inside the top cells; needs --index) or "
+        "knn (the kNN predictor; needs --index). The cells and probabilities written "
+        "are the same for every rule.",
+    ),
+]
+Index = Annotated[
+    Path | None,
+    options.index("Retrieval index directory (trigeo index build) for --answer refine or knn."),
+]
+Knn = Annotated[
+    Path | None,
+    typer.Option(
+        "--knn",
+        hidden=True,
+        help="Renamed: --answer knn --index INDEX.",
+    ),
+]
+PostedAt = Annotated[
+    str | None,
+    typer.Option(
+        "--posted-at",
+        help="M2/M3 on image files: posting time, ISO 8601 with an offset "
+        "(default: EXIF DateTimeOriginal + OffsetTimeOriginal).",
+    ),
+]
+
+
 def predict(
-    model: Annotated[
-        list[Path], options.model("M1, M2 or M3 model directory (several M1s with --hierarchical).")
-    ],
-    out: Annotated[Path, options.out("Predictions Parquet file.")],
-    images: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Image files or folders of images."),
-    ] = None,
-    data: Annotated[Path | None, options.data("Dataset directory (instead of images).")] = None,
-    split: Annotated[str, options.split()] = "val",
-    name: Annotated[
-        str | None,
-        typer.Option("--name", help="Display name in the file (default: the model's name)."),
-    ] = None,
+    model: ModelDirs,
+    out: Out,
+    images: Images = None,
+    data: Data = None,
+    split: Split = "val",
+    name: Name = None,
     max_unreadable: MaxUnreadable = 0.05,
-    top_k: Annotated[int, typer.Option("--top-k", help="Cells kept per photo.")] = 20,
-    five_crop: Annotated[
-        bool, typer.Option("--five-crop", help="Average over 4 corner + center crops.")
-    ] = False,
-    full_probs: Annotated[
-        bool, typer.Option("--full-probs", help="Also write every cell's probability.")
-    ] = False,
+    top_k: TopK = 20,
+    five_crop: FiveCrop = False,
+    full_probs: FullProbs = False,
     batch_size: BatchSize = 64,
     num_workers: Workers = 2,
     accelerator: Accelerator = "auto",
     devices: Devices = "auto",
-    show: Annotated[int, typer.Option(help="Cells shown per image (image mode).")] = 3,
+    show: Show = 3,
     progress: Progress = True,
-    m1_pred: Annotated[
-        Path | None,
-        typer.Option(
-            "--m1-pred",
-            help="M2/M3: M1's predictions for the same photos (default: run the head's M1).",
-        ),
-    ] = None,
-    m1: Annotated[
-        Path | None,
-        typer.Option("--m1", help="M2/M3: the M1 directory, if it moved since training."),
-    ] = None,
-    hierarchical: Annotated[
-        bool,
-        typer.Option(
-            "--hierarchical",
-            help="Combine several M1 --model dirs: the finest mesh's cells, weighted by the "
-            "coarser meshes' probabilities.",
-        ),
-    ] = False,
-    head: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--head",
-            metavar="<name>",
-            help="Multi-head M1: predict only this head (default: every head, one file each, "
-            "<out stem>-<head>.parquet); with --hierarchical, repeat it to choose the heads.",
-        ),
-    ] = None,
-    label: Annotated[
-        str | None,
-        typer.Option(
-            "--label",
-            help="M1: report cells at this label point, imagery or cell (default: the model's).",
-        ),
-    ] = None,
-    answer: Annotated[
-        Answer,
-        typer.Option(
-            "--answer",
-            help="The reported point: top-cell (the top cell's label point), geoscore "
-            "(maximises the expected GeoScore over the top-k cells), median (minimises the "
-            "expected distance), refine (retrieval inside the top cells; needs --index) or "
-            "knn (the kNN predictor; needs --index). The cells and probabilities written "
-            "are the same for every rule.",
-        ),
-    ] = DEFAULT_ANSWER,
-    index: Annotated[
-        Path | None,
-        options.index("Retrieval index directory (trigeo index build) for --answer refine or knn."),
-    ] = None,
-    knn: Annotated[
-        Path | None,
-        typer.Option(
-            "--knn",
-            hidden=True,
-            help="Renamed: --answer knn --index INDEX.",
-        ),
-    ] = None,
+    m1_pred: M1Pred = None,
+    m1: M1Dir = None,
+    hierarchical: Hierarchical = False,
+    head: Head = None,
+    label: Label = None,
+    answer: AnswerRule = DEFAULT_ANSWER,
+    index: Index = None,
+    knn: Knn = None,
     knn_k: Neighbours = 10,
     cpu_threads: Threads = None,
-    posted_at: Annotated[
-        str | None,
-        typer.Option(
-            "--posted-at",
-            help="M2/M3 on image files: posting time, ISO 8601 with an offset "
-            "(default: EXIF DateTimeOriginal + OffsetTimeOriginal).",
-        ),
-    ] = None,
+    posted_at: PostedAt = None,
 ) -> None:
     """Predict where photos were taken with a trained M1, M2 or M3 model (or kNN)."""
+    from trigeo.runtime.options import InferenceOptions
+
+    rule, index = _answer_rule(answer.value, index, knn)
+    job = _Job(
+        out=out,
+        images=images or None,
+        data=data,
+        split=None if split == "all" else split,
+        name=name,
+        options=InferenceOptions.from_cli(
+            max_unreadable=max_unreadable,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            accelerator=accelerator,
+            devices=devices,
+            progress=progress,
+            cpu_threads=cpu_threads,
+        ),
+        index=index,
+        k=knn_k,
+    )
+    if rule == "knn":
+        _predict_knn(model, m1, job)
+    elif hierarchical:
+        _predict_hierarchical(
+            model, m1, job, heads=head, top_k=top_k, five_crop=five_crop, rule=rule
+        )
+    else:
+        _predict_one(
+            model,
+            m1,
+            job,
+            m1_pred=m1_pred,
+            head=head,
+            label=label,
+            posted_at=posted_at,
+            top_k=top_k,
+            five_crop=five_crop,
+            full_probs=full_probs,
+            rule=rule,
+            show=show,
+        )
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every mode shares: the output, the photos, the inference options, the index."""
+
+    out: Path
+    images: list[Path] | None
+    data: Path | None
+    split: str | None
+    name: str | None
+    options: InferenceOptions
+    #: The retrieval index of --answer refine or knn, and its -k.
+    index: Path | None
+    k: int
+
+
+def _answer_rule(rule: str, index: Path | None, knn: Path | None) -> tuple[str, Path | None]:
+    """The answer rule and its index, the renamed ``--knn INDEX`` read as ``--answer knn``.
+
+    Raises
+    ------
+    InputError
+        ``--knn`` and ``--index`` disagree, a rule that needs an index has
+        none, or an index given to a rule that does not read it.
+    """
     from trigeo.answer import check_answer
     from trigeo.errors import InputError
-    from trigeo.predict.run import predict_model
-    from trigeo.runtime.devices import parse_devices
 
-    rule = answer.value
     if knn is not None:
         console.print(
             "[yellow]predict:[/yellow] --knn INDEX is renamed to --answer knn --index INDEX",
@@ -146,42 +237,33 @@ def predict(
         raise InputError(
             f"--index is read by --answer refine or knn, not --answer {rule}; add one of them"
         )
+    return rule, index
 
-    common = {
-        "images": images or None,
-        "data": data,
-        "split": None if split == "all" else split,
-        "name": name,
-        "max_unreadable": max_unreadable,
-        "batch_size": batch_size,
-        "num_workers": num_workers,
-        "accelerator": accelerator,
-        "devices": parse_devices(devices) or "auto",
-        "progress": progress,
-        "report": _report,
-    }
-    # refine runs the classifier with the top-cell answer, then rewrites the points.
-    cell_rule = rule if rule not in INDEX_ANSWERS else "top-cell"
-    if rule == "knn":
-        _predict_knn(model, m1, index, out, knn_k, common)
-        return
-    if hierarchical:
-        from trigeo.predict.hierarchical import predict_hierarchical
 
-        result: Any = predict_hierarchical(
-            model,
-            out,
-            heads=head,
-            top_k=top_k,
-            answer=cell_rule,
-            five_crop=five_crop,
-            cpu_threads=cpu_threads,
-            **common,
-        )
-        if rule == "refine":
-            files = result.outputs() if result is not None else []
-            _refine(files, index, [*model, m1], knn_k, common, out)
-        return
+def _cell_rule(rule: str) -> str:
+    """The classifier's rule: refine runs it with top-cell, then rewrites the points."""
+    return rule if rule not in INDEX_ANSWERS else "top-cell"
+
+
+def _predict_one(
+    model: list[Path],
+    m1: Path | None,
+    job: _Job,
+    *,
+    m1_pred: Path | None,
+    head: list[str] | None,
+    label: str | None,
+    posted_at: str | None,
+    top_k: int,
+    five_crop: bool,
+    full_probs: bool,
+    rule: str,
+    show: int,
+) -> None:
+    """One M1, M2 or M3 model directory; a summary table in image mode."""
+    from trigeo.errors import InputError
+    from trigeo.predict.run import predict_model
+
     if head and len(head) > 1:
         raise InputError("give one --head (several are for --hierarchical)")
     if len(model) != 1:
@@ -189,7 +271,11 @@ def predict(
     (model_dir,) = model
     result = predict_model(
         model_dir,
-        out,
+        job.out,
+        images=job.images,
+        data=job.data,
+        split=job.split,
+        name=job.name,
         top_k=top_k,
         full_probs=full_probs,
         m1_pred=m1_pred,
@@ -197,25 +283,58 @@ def predict(
         posted_at=posted_at,
         head=head[0] if head else None,
         label=label,
-        answer=cell_rule,
+        answer=_cell_rule(rule),
         five_crop=five_crop,
-        cpu_threads=cpu_threads,
-        **common,
+        options=job.options,
+        report=_report,
     )
     if rule == "refine":
         # Every DDP rank joins the embedding pass; only rank 0 has files to rewrite.
         files = result.outputs() if result is not None else []
-        refined = _refine(files, index, [model_dir, m1], knn_k, common, out)
+        refined = _refine(files, [model_dir, m1], job)
         primary = refined.get(result.path) if result is not None else None
         if primary is not None:
             result.lat, result.lon = primary.lat, primary.lon
-    if result is not None and data is None:
+    if result is not None and job.data is None:
         _print_summary(result, show, rule)
 
 
-def _predict_knn(
-    model: list[Path], m1: Path | None, index: Path | None, out: Path, k: int, common: dict
+def _predict_hierarchical(
+    model: list[Path],
+    m1: Path | None,
+    job: _Job,
+    *,
+    heads: list[str] | None,
+    top_k: int,
+    five_crop: bool,
+    rule: str,
 ) -> None:
+    """``--hierarchical``: several M1s (or one multi-head M1) combined on the finest mesh.
+
+    ``--label`` is not passed on: each part reports at its model's own label point.
+    """
+    from trigeo.predict.hierarchical import predict_hierarchical
+
+    result = predict_hierarchical(
+        model,
+        job.out,
+        images=job.images,
+        data=job.data,
+        split=job.split,
+        heads=heads,
+        name=job.name,
+        top_k=top_k,
+        five_crop=five_crop,
+        answer=_cell_rule(rule),
+        options=job.options,
+        report=_report,
+    )
+    if rule == "refine":
+        files = result.outputs() if result is not None else []
+        _refine(files, [*model, m1], job)
+
+
+def _predict_knn(model: list[Path], m1: Path | None, job: _Job) -> None:
     """``--answer knn``: the kNN predictor over the index, with the index's M1."""
     # The kNN predictor lives downstream of predict (in retrieve); the CLI joins them.
     from trigeo.models.registry import model_dir_format
@@ -224,6 +343,7 @@ def _predict_knn(
     from trigeo.retrieve.knn import KNN_RADIUS_KM, predict_knn
     from trigeo.retrieve.refine import index_model_dir
 
+    index = job.index
     assert index is not None
     if len(model) == 1 and model_dir_format(model[0]) == "trigeo-m1/1":
         # The M1 given answers (and is refused when the index holds another's descriptors).
@@ -231,30 +351,48 @@ def _predict_knn(
     else:
         # An M2/M3 or a hierarchical set: kNN runs on the M1 the index was built with.
         m1_dir = index_model_dir(RetrievalIndex.load(index), [*model, m1])
-    result = predict_knn(m1_dir, index, out, k=k, **common)
+    result = predict_knn(
+        m1_dir,
+        index,
+        job.out,
+        images=job.images,
+        data=job.data,
+        split=job.split,
+        k=job.k,
+        name=job.name,
+        options=job.options,
+        report=_report,
+    )
     if result is not None:
         rewrite_answer(
-            out,
+            job.out,
             result.lat,
             result.lon,
             answer="knn",
-            params={"k": k, "radius_km": KNN_RADIUS_KM, "index": str(index)},
+            params={"k": job.k, "radius_km": KNN_RADIUS_KM, "index": str(index)},
         )
 
 
 def _refine(
-    files: list[tuple[Path, Any]],
-    index: Path | None,
-    candidates: list[Path | None],
-    k: int,
-    common: dict,
-    out: Path,
+    files: list[tuple[Path, Any]], candidates: list[Path | None], job: _Job
 ) -> dict[Path, Any]:
     """``--answer refine``: rewrite the written files' points by retrieval in their top cells."""
     from trigeo.retrieve.refine import refine_predictions
 
-    assert index is not None
-    return refine_predictions(files, index, out=out, model_candidates=candidates, k=k, **common)
+    assert job.index is not None
+    return refine_predictions(
+        files,
+        job.index,
+        out=job.out,
+        model_candidates=candidates,
+        images=job.images,
+        data=job.data,
+        split=job.split,
+        k=job.k,
+        name=job.name,
+        options=job.options,
+        report=_report,
+    )
 
 
 def _print_summary(result: Any, show: int, rule: str) -> None:

@@ -11,8 +11,11 @@ without a time or an M1 prediction are left out and counted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from trigeo.data.images import expand_image_paths
 from trigeo.errors import InputError
 from trigeo.predict.m1 import PredictResult
 from trigeo.provenance import make_provenance
+from trigeo.runtime.options import InferenceOptions
 
 __all__ = ["predict_head"]
 
@@ -104,7 +108,8 @@ def predict_head(
     name: str | None = None,
     top_k: int = 20,
     answer: str = "top-cell",
-    m1_options: dict[str, Any] | None = None,
+    five_crop: bool = False,
+    options: InferenceOptions | None = None,
     device: str = "cpu",
     report: Callable[[str], None] = log.info,
 ) -> PredictResult:
@@ -128,8 +133,11 @@ def predict_head(
     answer
         The rule choosing each photo's reported point from its top cells:
         ``top-cell``, ``geoscore`` or ``median`` (:mod:`trigeo.answer`).
-    m1_options
-        Keyword arguments for :func:`~trigeo.predict.m1.predict_m1` when M1 runs.
+    five_crop, options
+        How :func:`~trigeo.predict.m1.predict_m1` runs when M1 runs (default:
+        :class:`InferenceOptions`).
+    device
+        The torch device the head itself runs on.
 
     Raises
     ------
@@ -138,11 +146,8 @@ def predict_head(
         posting time (names the images and why); M1 predictions from another
         M1 or mesh.
     """
-    from trigeo.answer import answer_model_id, answer_points, check_cell_answer
-    from trigeo.data.table import Dataset
-    from trigeo.models.m2 import has_posting_time, m2_inputs
-    from trigeo.predict.m1 import predict_m1
-    from trigeo.predictions import write_predictions
+    from trigeo.answer import check_cell_answer
+    from trigeo.models.m2 import m2_inputs
 
     out = Path(out)
     if (images is None or len(images) == 0) == (data is None):
@@ -150,96 +155,204 @@ def predict_head(
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
     check_cell_answer(answer)
-    inputs: dict[str, str] = {"model": model.model_id, "mesh": model.mesh_hash}
-    missing: dict[str, str] = {}
+    photos = _head_photos(model, images, data, split, posted_at)
+    run_m1 = partial(
+        _run_m1, model, photos.target, five_crop=five_crop, options=options or InferenceOptions()
+    )
+    pred, pred_path = _m1_predictions(model, out, m1_pred, m1_dir, run_m1, report)
+    inputs = {"model": model.model_id, "mesh": model.mesh_hash}
+    if photos.dataset_hash is not None:
+        inputs["dataset"] = photos.dataset_hash
+    inputs["m1_predictions"] = str(pred_path)
+    photos, where, counts = photos.with_m1_predictions(pred, model.name, report)
+    if data is None:
+        for photo, stamp, source in list(
+            zip(photos.ids, photos.times, photos.sources, strict=True)
+        )[:20]:
+            report(f"{photo}: posted {stamp:%Y-%m-%d %H:%M:%S} UTC (from {source})")
+    x = m2_inputs(
+        pred.top_cells[where],
+        pred.top_probs[where],
+        model.num_classes,
+        photos.times,
+        top_k=model.top_k,
+    )
+    if hasattr(model, "predict_albums"):
+        probs = model.predict_albums(x, photos.users, photos.times, photos.ids, device=device)
+    else:
+        probs = model.predict_proba(x, device=device)
+    return _write_head(
+        model,
+        out,
+        photos,
+        probs,
+        config={"top_k": top_k, "split": split if data is not None else None},
+        inputs=inputs,
+        counts=counts,
+        name=name,
+        answer=answer,
+        report=report,
+    )
+
+
+@dataclass
+class _HeadPhotos:
+    """The photos a head predicts, with their users, posting times and the times' sources."""
+
+    ids: np.ndarray
+    users: np.ndarray
+    times: pd.Series
+    sources: np.ndarray
+    #: Which photos have a posting time.
+    timed: np.ndarray
+    #: Photo id -> why it is left out.
+    missing: dict[str, str]
+    #: ``predict_m1``'s input keywords for the same photos.
+    target: dict[str, Any]
+    dataset_hash: str | None = None
+
+    def with_m1_predictions(
+        self, pred: Any, model_name: str, report: Callable[[str], None]
+    ) -> tuple[_HeadPhotos, np.ndarray, dict[str, int]]:
+        """The photos with both a posting time and an M1 prediction, their rows in
+        ``pred``, and the counts of those left out (reported)."""
+        position = pd.Series(np.arange(len(pred.photo_id)), index=pred.photo_id)
+        where = position.reindex(self.ids).to_numpy()
+        predicted = ~np.isnan(where)
+        missing = dict(self.missing)
+        for pid in self.ids[self.timed & ~predicted]:
+            missing[str(pid)] = "no M1 prediction"
+        keep = self.timed & predicted
+        counts = {
+            "photos": len(self.ids),
+            "no_posting_time": int((~self.timed).sum()),
+            "no_m1_prediction": int((self.timed & ~predicted).sum()),
+            "predicted": int(keep.sum()),
+        }
+        for photo, why in list(missing.items())[:10]:
+            report(f"left out {photo}: {why}")
+        if counts["no_posting_time"] or counts["no_m1_prediction"]:
+            report(
+                f"left out {counts['no_posting_time']} photos without a posting time and "
+                f"{counts['no_m1_prediction']} without an M1 prediction, of {len(self.ids)}"
+            )
+        if not keep.any():
+            raise InputError(f"no photo left to predict with {model_name}: {counts}")
+        kept = dataclasses.replace(
+            self,
+            ids=self.ids[keep],
+            users=self.users[keep],
+            times=self.times[keep].reset_index(drop=True),
+            sources=self.sources[keep],
+            timed=self.timed[keep],
+            missing=missing,
+        )
+        return kept, where[keep].astype(np.int64), counts
+
+
+def _head_photos(
+    model: Any,
+    images: Sequence[str | Path] | None,
+    data: str | Path | None,
+    split: str | None,
+    posted_at: str | None,
+) -> _HeadPhotos:
+    """The dataset split's photos and times, or the image files' (``posted_at`` or EXIF)."""
+    from trigeo.data.table import Dataset
+    from trigeo.models.m2 import has_posting_time
+
     if data is not None:
         if posted_at is not None:
             raise InputError("--posted-at is for image files; a dataset has its own times")
         dataset = Dataset.open(data)
         rows = dataset.photos(split)
         ids = rows["photo_id"].astype(str).to_numpy()
-        users = rows["user_id"].astype(str).to_numpy()
-        times = pd.to_datetime(rows["posted_at"], utc=True).reset_index(drop=True)
-        sources = np.array(["dataset"] * len(rows), dtype=object)
         timed = has_posting_time(rows)
-        missing = {pid: "no posting time" for pid in ids[~timed]}
-        inputs["dataset"] = dataset.hash
-        target: dict[str, Any] = {"data": dataset.root, "split": split}
-    else:
-        paths = expand_image_paths(images or [])
-        if not paths:
-            raise InputError("no image files found in the given paths")
-        ids = np.array([str(p) for p in paths])
-        users = np.array(["images"] * len(paths))
-        times, sources, missing = _image_times(paths, posted_at)
-        timed = times.notna().to_numpy()
-        target = {"images": paths}
-        if not timed.any():
-            shown = "; ".join(f"{p}: {why}" for p, why in list(missing.items())[:5])
-            raise InputError(
-                f"{model.name} needs each photo's posting time and none has one ({shown}); "
-                "pass --posted-at 2014-07-01T21:30:00+02:00 (ISO 8601 with an offset)",
-                column="--posted-at",
-            )
-
-    def run_m1(directory: Path, path: Path) -> None:
-        from trigeo.models.heads import read_model_json
-        from trigeo.models.m1 import head_record
-
-        meta = read_model_json(directory)
-        # A multi-head M1: only the head this model was trained on, written to `path`.
-        head = head_record(meta, model.mesh_hash)["name"] if meta.get("heads") else None
-        predict_m1(
-            directory,
-            path,
-            **target,
-            head=head,
-            top_k=max(20, model.top_k),
-            **(m1_options or {}),
+        return _HeadPhotos(
+            ids=ids,
+            users=rows["user_id"].astype(str).to_numpy(),
+            times=pd.to_datetime(rows["posted_at"], utc=True).reset_index(drop=True),
+            sources=np.array(["dataset"] * len(rows), dtype=object),
+            timed=timed,
+            missing={pid: "no posting time" for pid in ids[~timed]},
+            target={"data": dataset.root, "split": split},
+            dataset_hash=dataset.hash,
         )
-
-    pred, pred_path = _m1_predictions(model, out, m1_pred, m1_dir, run_m1, report)
-    inputs["m1_predictions"] = str(pred_path)
-    position = pd.Series(np.arange(len(pred.photo_id)), index=pred.photo_id)
-    where = position.reindex(ids).to_numpy()
-    predicted = ~np.isnan(where)
-    for pid in ids[timed & ~predicted]:
-        missing[str(pid)] = "no M1 prediction"
-    keep = timed & predicted
-    counts = {
-        "photos": len(ids),
-        "no_posting_time": int((~timed).sum()),
-        "no_m1_prediction": int((timed & ~predicted).sum()),
-        "predicted": int(keep.sum()),
-    }
-    for photo, why in list(missing.items())[:10]:
-        report(f"left out {photo}: {why}")
-    if counts["no_posting_time"] or counts["no_m1_prediction"]:
-        report(
-            f"left out {counts['no_posting_time']} photos without a posting time and "
-            f"{counts['no_m1_prediction']} without an M1 prediction, of {len(ids)}"
+    paths = expand_image_paths(images or [])
+    if not paths:
+        raise InputError("no image files found in the given paths")
+    times, sources, missing = _image_times(paths, posted_at)
+    timed = times.notna().to_numpy()
+    if not timed.any():
+        shown = "; ".join(f"{p}: {why}" for p, why in list(missing.items())[:5])
+        raise InputError(
+            f"{model.name} needs each photo's posting time and none has one ({shown}); "
+            "pass --posted-at 2014-07-01T21:30:00+02:00 (ISO 8601 with an offset)",
+            column="--posted-at",
         )
-    if not keep.any():
-        raise InputError(f"no photo left to predict with {model.name}: {counts}")
-    where = where[keep].astype(np.int64)
-    ids, users, sources = ids[keep], users[keep], sources[keep]
-    times = times[keep].reset_index(drop=True)
-    if data is None:
-        for photo, stamp, source in list(zip(ids, times, sources, strict=True))[:20]:
-            report(f"{photo}: posted {stamp:%Y-%m-%d %H:%M:%S} UTC (from {source})")
-    x = m2_inputs(
-        pred.top_cells[where], pred.top_probs[where], model.num_classes, times, top_k=model.top_k
+    return _HeadPhotos(
+        ids=np.array([str(p) for p in paths]),
+        users=np.array(["images"] * len(paths)),
+        times=times,
+        sources=sources,
+        timed=timed,
+        missing=missing,
+        target={"images": paths},
     )
-    if hasattr(model, "predict_albums"):
-        probs = model.predict_albums(x, users, times, ids, device=device)
-    else:
-        probs = model.predict_proba(x, device=device)
-    k = min(top_k, probs.shape[1])
+
+
+def _run_m1(
+    model: Any,
+    target: dict[str, Any],
+    directory: Path,
+    path: Path,
+    *,
+    five_crop: bool,
+    options: InferenceOptions,
+) -> None:
+    """Run the head's M1 from ``directory`` over the same photos, into ``path``."""
+    from trigeo.models.heads import read_model_json
+    from trigeo.models.m1 import head_record
+    from trigeo.predict.m1 import predict_m1
+
+    meta = read_model_json(directory)
+    # A multi-head M1: only the head this model was trained on, written to `path`.
+    head = head_record(meta, model.mesh_hash)["name"] if meta.get("heads") else None
+    predict_m1(
+        directory,
+        path,
+        **target,
+        head=head,
+        top_k=max(20, model.top_k),
+        five_crop=five_crop,
+        options=options,
+    )
+
+
+def _write_head(
+    model: Any,
+    out: Path,
+    photos: _HeadPhotos,
+    probs: np.ndarray,
+    *,
+    config: dict[str, Any],
+    inputs: dict[str, str],
+    counts: dict[str, int],
+    name: str | None,
+    answer: str,
+    report: Callable[[str], None],
+) -> PredictResult:
+    """Write the head's predictions file from its probabilities for ``photos``."""
+    from trigeo.answer import answer_model_id, answer_points
+    from trigeo.predictions import write_predictions
+
+    ids = photos.ids
+    k = min(config["top_k"], probs.shape[1])
     top_cells = np.argsort(-probs, axis=1, kind="stable")[:, :k].astype(np.int32)
     top_probs = np.take_along_axis(probs, top_cells, axis=1)
     label_lat, label_lon = model.label_points()
     lat, lon = answer_points(answer, top_cells, top_probs, label_lat, label_lon)
-    source_counts = {str(s): int(n) for s, n in pd.Series(sources).value_counts().items()}
+    source_counts = {str(s): int(n) for s, n in pd.Series(photos.sources).value_counts().items()}
     model_id = answer_model_id(model.model_id, answer)
     display = name or (model.name if answer == "top-cell" else f"{model.name} {answer}")
     path = write_predictions(
@@ -253,11 +366,11 @@ def predict_head(
         model_name=display,
         mesh_hash=model.mesh_hash,
         provenance=make_provenance(
-            {"top_k": top_k, "split": split if data is not None else None},
+            config,
             inputs,
             counts=counts,
             time_sources=source_counts,
-            left_out=dict(list(missing.items())[:100]),
+            left_out=dict(list(photos.missing.items())[:100]),
         ),
         answer=answer,
         answer_params={"top_k": int(top_cells.shape[1])},
@@ -274,7 +387,7 @@ def predict_head(
         lon=lon,
         top_cells=top_cells,
         top_probs=top_probs,
-        skipped=missing,
+        skipped=photos.missing,
         label_lat=label_lat,
         label_lon=label_lon,
         model_id=model_id,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from numpy.typing import NDArray
 
 from trigeo.errors import InputError
 from trigeo.predictions import Predictions
+from trigeo.runtime.options import InferenceOptions
 
 __all__ = [
     "HierarchicalResult",
@@ -178,12 +180,17 @@ def predict_hierarchical(
     model_dirs: Sequence[str | Path],
     out: str | Path,
     *,
+    images: Sequence[str | Path] | None = None,
+    data: str | Path | None = None,
+    split: str | None = "val",
     heads: Sequence[str] | None = None,
     name: str | None = None,
     top_k: int = 20,
+    five_crop: bool = False,
+    label: str | None = None,
     answer: str = "top-cell",
+    options: InferenceOptions | None = None,
     report: Callable[[str], None] = log.info,
-    **predict_options: Any,
 ) -> HierarchicalResult | None:
     """Run M1 models (or one multi-head M1) over the same photos and combine them.
 
@@ -199,15 +206,14 @@ def predict_hierarchical(
     model_dirs
         Two or more single-head M1 model directories trained on meshes of the
         same photos, or one multi-head M1 (one backbone pass serves every head).
+    images, data, split, five_crop, label, options
+        Passed to :func:`~trigeo.predict.m1.predict_m1` for every part.
     heads
         A multi-head M1's heads to combine (default: all of them).
     answer
         The rule choosing each photo's reported point from the combined top
         cells and the fine mesh's label points: ``top-cell``, ``geoscore``
         or ``median`` (:mod:`trigeo.answer`).
-    predict_options
-        Passed to :func:`~trigeo.predict.m1.predict_m1` (``data``, ``images``,
-        ``split``, devices, workers, ...).
 
     Returns
     -------
@@ -220,70 +226,135 @@ def predict_hierarchical(
         Fewer than two meshes, ``heads`` with several model directories, an
         unknown head, or a model directory that is not an M1.
     """
-    from trigeo.answer import answer_model_id, answer_points, check_cell_answer
+    from trigeo.answer import answer_points, check_cell_answer
     from trigeo.models.m1 import M1Model
     from trigeo.predict.m1 import predict_m1
-    from trigeo.predictions import read_predictions, write_predictions
-    from trigeo.provenance import make_provenance
 
     check_cell_answer(answer)
     models = [M1Model.load(path) for path in model_dirs]
-    multi = len(models) == 1 and models[0].is_multi_head
-    if multi:
+    chosen = _chosen_heads(models, heads)
+    run_part = partial(
+        predict_m1,
+        images=images,
+        data=data,
+        split=split,
+        five_crop=five_crop,
+        label=label,
+        options=options,
+        full_probs=True,
+        top_k=top_k,
+        report=report,
+    )
+    parts = _predict_parts(models, model_dirs, chosen, Path(str(out) + ".parts"), run_part)
+    if parts is None:
+        return None
+    parts.sort(key=lambda m: -int(m.mesh.n_cells_))
+    fine, coarse = parts[0], parts[1:]
+    combined = combine_hierarchical(
+        fine.preds,
+        fine.mesh,
+        [m.preds for m in coarse],
+        [m.mesh for m in coarse],
+        label=fine.label_kind,
+        top_k=top_k,
+    )
+    label_lat, label_lon = fine.mesh.centroids(kind=fine.label_kind)
+    combined.lat, combined.lon = answer_points(
+        answer, combined.top_cells, combined.top_probs, label_lat, label_lon
+    )
+    _write_combined(out, combined, parts, name=name, top_k=top_k, answer=answer)
+    names = " x ".join(m.name for m in parts)
+    report(f"wrote {len(combined.photo_id)} hierarchical predictions ({names}) to {out}")
+    combined.path, combined.mesh = Path(out), fine.mesh
+    return combined
+
+
+@dataclass
+class _Part:
+    """One mesh's predictions: its display name, mesh, label kind, ids and the file read."""
+
+    name: str
+    mesh: Any
+    label_kind: str
+    model_id: str
+    mesh_hash: str
+    preds: Predictions
+
+
+def _chosen_heads(models: Sequence[Any], heads: Sequence[str] | None) -> list[int] | None:
+    """A multi-head M1's heads to combine (``None``: several single-head models).
+
+    Raises
+    ------
+    InputError
+        Fewer than two heads or models, or ``heads`` with several models.
+    """
+    if len(models) == 1 and models[0].is_multi_head:
         model = models[0]
         chosen = [model.head_index(h) for h in heads] if heads else range(len(model.heads))
         chosen = list(dict.fromkeys(chosen))
         if len(chosen) < 2:
             raise InputError("--hierarchical needs two or more heads to combine")
-    elif heads:
+        return chosen
+    if heads:
         raise InputError("--head chooses heads of one multi-head M1, not of several models")
-    elif len(models) < 2:
+    if len(models) < 2:
         raise InputError(
             "--hierarchical needs two or more --model directories (M1 models), "
             "or one M1 trained with several --mesh"
         )
-    parts = Path(str(out) + ".parts")
-    # (display name, mesh, label kind, model id, mesh hash, predictions) per mesh.
-    members: list[tuple[str, Any, str, str, str, Any]] = []
+    return None
+
+
+def _predict_parts(
+    models: Sequence[Any],
+    model_dirs: Sequence[str | Path],
+    chosen: list[int] | None,
+    parts: Path,
+    run_part: Callable[..., Any],
+) -> list[_Part] | None:
+    """Each mesh's predictions with full probabilities, under ``parts`` (``None`` off rank 0).
+
+    ``chosen``: the heads of one multi-head model, else each model's primary head.
+    """
+    from trigeo.predictions import read_predictions
+
+    multi = chosen is not None
+    members: list[_Part] = []
     for i, model in enumerate(models):
         stem = Path(model_dirs[i]).name
         path = parts / (f"{stem}.parquet" if multi else f"{i}-{stem}.parquet")
         # The loaded model is passed on: its weights and meshes are read once.
-        result = predict_m1(
-            model, path, full_probs=True, top_k=top_k, report=report, **predict_options
-        )
+        result = run_part(model, path)
         if result is None:
             return None
-        for h in chosen if multi else [model.net.primary]:
+        for h in chosen if chosen is not None else [model.net.primary]:
             spec = model.heads[h]
             preds = read_predictions(result.files[spec.name])
             # The part's own record: `--label` may have overridden the model's label kind.
             kind = (preds.meta.get("config") or {}).get("label_kind") or model.label_kind
             members.append(
-                (
-                    preds.model_name,
-                    spec.mesh,
-                    kind,
-                    preds.model_id,
-                    spec.mesh_hash,
-                    preds,
-                )
+                _Part(preds.model_name, spec.mesh, kind, preds.model_id, spec.mesh_hash, preds)
             )
-    members.sort(key=lambda m: -int(m[1].n_cells_))
-    fine, coarse = members[0], members[1:]
-    combined = combine_hierarchical(
-        fine[5],
-        fine[1],
-        [m[5] for m in coarse],
-        [m[1] for m in coarse],
-        label=fine[2],
-        top_k=top_k,
-    )
-    label_lat, label_lon = fine[1].centroids(kind=fine[2])
-    combined.lat, combined.lon = answer_points(
-        answer, combined.top_cells, combined.top_probs, label_lat, label_lon
-    )
-    names = " x ".join(m[0] for m in members)
+    return members
+
+
+def _write_combined(
+    out: str | Path,
+    combined: HierarchicalResult,
+    parts: Sequence[_Part],
+    *,
+    name: str | None,
+    top_k: int,
+    answer: str,
+) -> None:
+    """Write the combined predictions on the fine mesh (``parts[0]``)."""
+    from trigeo.answer import answer_model_id
+    from trigeo.predictions import write_predictions
+    from trigeo.provenance import make_provenance
+
+    fine = parts[0]
+    names = " x ".join(m.name for m in parts)
     write_predictions(
         out,
         combined.photo_id,
@@ -292,26 +363,24 @@ def predict_hierarchical(
         top_cells=combined.top_cells,
         top_probs=combined.top_probs,
         model_id=answer_model_id(
-            "hier-" + "-".join(m[3].rsplit("-", 1)[-1] for m in members), answer
+            "hier-" + "-".join(m.model_id.rsplit("-", 1)[-1] for m in parts), answer
         ),
         model_name=name or f"hier {names}"[:40] + ("" if answer == "top-cell" else f" {answer}"),
-        mesh_hash=fine[4],
+        mesh_hash=fine.mesh_hash,
         provenance=make_provenance(
             {
                 "rule": "fine probability x coarse parents' probabilities",
                 "top_k": top_k,
                 # The reported point is the fine part's label point: averaging and
                 # evaluation read this to re-derive points of the same kind.
-                "label_kind": fine[2],
+                "label_kind": fine.label_kind,
                 "parts": [
-                    {"model_id": m[3], "mesh_hash": m[4], "label_kind": m[2]} for m in members
+                    {"model_id": m.model_id, "mesh_hash": m.mesh_hash, "label_kind": m.label_kind}
+                    for m in parts
                 ],
             },
-            {m[3]: m[4] for m in members},
+            {m.model_id: m.mesh_hash for m in parts},
         ),
         answer=answer,
         answer_params={"top_k": int(combined.top_cells.shape[1])},
     )
-    report(f"wrote {len(combined.photo_id)} hierarchical predictions ({names}) to {out}")
-    combined.path, combined.mesh = Path(out), fine[1]
-    return combined

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trigeo.errors import InputError
+from trigeo.runtime.options import InferenceOptions
 
 __all__ = ["predict_model"]
 
@@ -35,8 +36,9 @@ def predict_model(
     head: str | None = None,
     label: str | None = None,
     answer: str = "top-cell",
+    five_crop: bool = False,
+    options: InferenceOptions | None = None,
     report: Callable[[str], None] = log.info,
-    **m1_options: Any,
 ) -> Any:
     """Predict with an M1, M2 or M3 model directory; returns the predictor's result.
 
@@ -51,10 +53,9 @@ def predict_model(
     answer
         The rule choosing each photo's reported point from its top cells
         (``top-cell``, ``geoscore``, ``median``; :mod:`trigeo.answer`).
-    m1_options
-        Inference options shared by every kind (``batch_size``, ``num_workers``,
-        ``accelerator``, ``devices``, ``cpu_threads``, ``five_crop``,
-        ``max_unreadable``, ``progress``).
+    five_crop, options
+        How M1 runs (the model's, or an M2/M3's M1): test-time crops, and the
+        inference options (default: :class:`InferenceOptions`).
 
     Raises
     ------
@@ -89,8 +90,9 @@ def predict_model(
             head=head,
             label=label,
             answer=answer,
+            five_crop=five_crop,
+            options=options,
             report=report,
-            **m1_options,
         )
     from trigeo.predict.heads import predict_head
 
@@ -111,6 +113,7 @@ def predict_model(
         name=name,
         top_k=top_k,
         answer=answer,
-        m1_options=m1_options,
+        five_crop=five_crop,
+        options=options,
         report=report,
     )

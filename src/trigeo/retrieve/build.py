@@ -9,6 +9,7 @@ from pathlib import Path
 from trigeo.errors import InputError
 from trigeo.provenance import make_provenance
 from trigeo.retrieve.index import RetrievalIndex
+from trigeo.runtime.options import InferenceOptions
 
 __all__ = ["build_index"]
 
@@ -25,13 +26,7 @@ def build_index(
     nlist: int | None = None,
     pq_m: int | None = None,
     pq_bits: int = 8,
-    max_unreadable: float = 0.05,
-    batch_size: int = 64,
-    num_workers: int = 2,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
-    precision: str = "auto",
-    progress: bool = True,
+    options: InferenceOptions | None = None,
     report: Callable[[str], None] = log.info,
 ) -> RetrievalIndex | None:
     """Index the photos of ``split`` (``None``: all) of a dataset by M1 descriptor.
@@ -49,6 +44,9 @@ def build_index(
         The index directory to write.
     kind, nlist, pq_m, pq_bits
         See :func:`trigeo.retrieve.index.make_faiss_index`.
+    options
+        How the photos are embedded (default: :class:`InferenceOptions`);
+        ``max_unreadable`` is recorded in the index's provenance.
 
     Returns
     -------
@@ -60,6 +58,7 @@ def build_index(
     from trigeo.retrieve.embed import embed_photos
     from trigeo.runtime.devices import launch_rank
 
+    options = options or InferenceOptions()
     model = M1Model.load(model_dir)
     dataset = Dataset.open(data)
     rows = dataset.photos(split)
@@ -71,13 +70,7 @@ def build_index(
         model,
         dataset.root,
         rows["image"].astype(str).tolist(),
-        max_unreadable=max_unreadable,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=devices,
-        precision=precision,
-        progress=progress,
+        options=options,
         log_file=out.with_name(out.name + ".log"),
         work_dir=out.resolve().parent,
         report=report,
@@ -92,7 +85,7 @@ def build_index(
         "nlist": nlist,
         "pq_m": pq_m,
         "pq_bits": pq_bits,
-        "max_unreadable": max_unreadable,
+        "max_unreadable": options.max_unreadable,
     }
     index = RetrievalIndex.from_features(
         embedded.features,

@@ -64,7 +64,7 @@ def build(
 ) -> None:
     """Index a dataset split by M1's penultimate features (L2, faiss)."""
     from trigeo.retrieve.build import build_index
-    from trigeo.runtime.devices import parse_devices
+    from trigeo.runtime.options import InferenceOptions
 
     build_index(
         model,
@@ -75,12 +75,14 @@ def build(
         nlist=nlist,
         pq_m=pq_m,
         pq_bits=pq_bits,
-        max_unreadable=max_unreadable,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=parse_devices(devices) or "auto",
-        progress=progress,
+        options=InferenceOptions.from_cli(
+            max_unreadable=max_unreadable,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            accelerator=accelerator,
+            devices=devices,
+            progress=progress,
+        ),
         report=_report,
     )
 
@@ -138,10 +140,16 @@ def query(
     """List the nearest indexed photos of each query image (L2 between M1 descriptors)."""
     from rich.table import Table
 
-    from trigeo.retrieve.query import query_images, write_contact_sheet
+    from trigeo.retrieve.query import QUERY_OPTIONS, query_images, write_contact_sheet
 
     results, loaded = query_images(
-        index, images, k=k, model_dir=model, nprobe=nprobe, accelerator=accelerator, report=_report
+        index,
+        images,
+        k=k,
+        model_dir=model,
+        nprobe=nprobe,
+        options=QUERY_OPTIONS.replace(accelerator=accelerator),
+        report=_report,
     )
     screen = Console()
     for result in results:
@@ -194,7 +202,7 @@ def predict(
     """kNN geolocation: the densest cluster of each photo's nearest indexed photos."""
     from trigeo.retrieve.index import RetrievalIndex
     from trigeo.retrieve.knn import predict_knn
-    from trigeo.runtime.devices import parse_devices
+    from trigeo.runtime.options import InferenceOptions
 
     model_dir: Any = model or RetrievalIndex.load(index).meta.get("model_dir")
     predict_knn(
@@ -207,11 +215,13 @@ def predict(
         k=k,
         radius_km=cluster_km,
         name=name,
-        max_unreadable=max_unreadable,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=parse_devices(devices) or "auto",
-        progress=progress,
+        options=InferenceOptions.from_cli(
+            max_unreadable=max_unreadable,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            accelerator=accelerator,
+            devices=devices,
+            progress=progress,
+        ),
         report=_report,
     )

@@ -18,8 +18,9 @@ import torch
 from numpy.typing import NDArray
 
 from trigeo.errors import InputError, UnreadableImagesError
+from trigeo.runtime.options import InferenceOptions
 
-__all__ = ["Embedded", "embed_photos", "forward_images"]
+__all__ = ["Embedded", "QueryPhotos", "embed_photos", "forward_images", "query_photos"]
 
 log = logging.getLogger("trigeo.retrieve")
 
@@ -37,18 +38,49 @@ class Embedded:
     skipped: dict[int, str]
 
 
+@dataclass
+class QueryPhotos:
+    """Photos to embed: image references under ``root``, their photo ids and dataset."""
+
+    root: Path
+    refs: list[str]
+    photo_ids: NDArray
+    #: The dataset's table hash (``None`` for image files).
+    dataset_hash: str | None = None
+
+
+def query_photos(
+    images: Sequence[str | Path] | None, data: str | Path | None, split: str | None
+) -> QueryPhotos:
+    """The photos of a dataset's ``split`` (``data`` given), or else the image files given.
+
+    Image files are referenced by absolute path and named by the path as given;
+    an empty list of them is the caller's to refuse.
+    """
+    from trigeo.data.images import expand_image_paths
+    from trigeo.data.table import Dataset
+
+    if data is not None:
+        dataset = Dataset.open(data)
+        rows = dataset.photos(split)
+        return QueryPhotos(
+            dataset.root,
+            rows["image"].astype(str).tolist(),
+            rows["photo_id"].astype(str).to_numpy(),
+            dataset.hash,
+        )
+    paths = expand_image_paths(images or [])
+    return QueryPhotos(
+        Path.cwd(), [str(p.resolve()) for p in paths], np.array([str(p) for p in paths])
+    )
+
+
 def embed_photos(
     model: Any,
     root: str | Path,
     images: Sequence[str],
     *,
-    max_unreadable: float = 0.05,
-    batch_size: int = 64,
-    num_workers: int = 2,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
-    precision: str = "auto",
-    progress: bool = True,
+    options: InferenceOptions | None = None,
     log_file: str | Path | None = None,
     work_dir: str | Path | None = None,
     report: Callable[[str], None] = log.info,
@@ -56,8 +88,10 @@ def embed_photos(
     """Descriptors of ``images`` (``image`` column values under ``root``, or absolute paths).
 
     Runs :func:`trigeo.runtime.inference.run_inference` in ``embed`` mode, so
-    it scales from one CPU to several GPUs. Unreadable photos are reported and
-    left out; more than ``max_unreadable`` of them stop with an error.
+    it scales from one CPU to several GPUs, as ``options`` say (default:
+    :class:`~trigeo.runtime.options.InferenceOptions`). Unreadable photos are
+    reported and left out; more than ``options.max_unreadable`` of them stop
+    with an error.
 
     Raises
     ------
@@ -67,6 +101,7 @@ def embed_photos(
     from trigeo.data.loading import PhotoDataset, build_transform
     from trigeo.runtime.inference import run_inference
 
+    options = options or InferenceOptions()
     if len(images) == 0:
         raise InputError("no photos to embed")
     dataset = PhotoDataset(
@@ -79,13 +114,8 @@ def embed_photos(
     result = run_inference(
         model.net,
         dataset,
+        options=options,
         mode="embed",
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=devices,
-        precision=precision,
-        progress=progress,
         work_dir=work_dir,
         log_file=log_file,
     )
@@ -94,10 +124,11 @@ def embed_photos(
     skipped = {int(i): str(error) for i, error in result["skipped"].items()}
     for error in list(skipped.values())[:10]:
         report(f"skipped unreadable image: {error}")
-    if len(skipped) > max_unreadable * len(images) or len(result["index"]) == 0:
+    if len(skipped) > options.max_unreadable * len(images) or len(result["index"]) == 0:
         raise UnreadableImagesError(
             f"{len(skipped)} of {len(images)} images could not be read (limit "
-            f"--max-unreadable {max_unreadable:g}); e.g. {'; '.join(list(skipped.values())[:3])}"
+            f"--max-unreadable {options.max_unreadable:g}); "
+            f"e.g. {'; '.join(list(skipped.values())[:3])}"
         )
     features = np.ascontiguousarray(result["features"], dtype=np.float32)
     return Embedded(features, np.asarray(result["index"], dtype=np.int64), skipped)

@@ -26,12 +26,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from trigeo.errors import InputError
 from trigeo.provenance import make_provenance
+from trigeo.runtime.options import InferenceOptions
 from trigeo.sphere import EARTH_RADIUS_KM, latlng_to_xyz, xyz_to_latlng
 
 __all__ = ["KNN_K", "KNN_RADIUS_KM", "KnnResult", "knn_locate", "predict_knn"]
@@ -128,20 +130,15 @@ def predict_knn(
     k: int = KNN_K,
     radius_km: float = KNN_RADIUS_KM,
     name: str | None = None,
-    max_unreadable: float = 0.05,
-    batch_size: int = 64,
-    num_workers: int = 2,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
-    precision: str = "auto",
-    progress: bool = True,
+    options: InferenceOptions | None = None,
     report: Callable[[str], None] = log.info,
 ) -> KnnResult | None:
     """Predict locations by kNN over a retrieval index and write a predictions file.
 
     Exactly one of ``images`` and ``data`` is given, as for ``trigeo predict``.
     When the queries come from the indexed dataset itself, a photo is never
-    its own neighbour (its row is left out of its search).
+    its own neighbour (its row is left out of its search). ``options``: how
+    the photos are embedded (default: :class:`InferenceOptions`).
 
     Returns
     -------
@@ -155,11 +152,9 @@ def predict_knn(
     InputError
         Neither or both inputs; bad ``k``.
     """
-    from trigeo.data.images import expand_image_paths
-    from trigeo.data.table import Dataset
     from trigeo.models.m1 import M1Model
     from trigeo.predictions import write_predictions
-    from trigeo.retrieve.embed import embed_photos
+    from trigeo.retrieve.embed import embed_photos, query_photos
     from trigeo.retrieve.index import RetrievalIndex
     from trigeo.runtime.devices import launch_rank
 
@@ -170,52 +165,26 @@ def predict_knn(
     model = M1Model.load(model_dir)
     index = RetrievalIndex.load(index_dir)
     index.check_model(model.model_id)
-    inputs = {"model": model.model_id, "index_dataset": str(index.meta.get("dataset_sha256"))}
-    same_dataset = False
-    if data is not None:
-        dataset = Dataset.open(data)
-        rows = dataset.photos(split)
-        root = dataset.root
-        refs = rows["image"].astype(str).tolist()
-        photo_ids = rows["photo_id"].astype(str).to_numpy()
-        inputs["dataset"] = dataset.hash
-        same_dataset = dataset.hash == index.meta.get("dataset_sha256")
-    else:
-        paths = expand_image_paths(images or [])
-        if not paths:
-            raise InputError("no image files found in the given paths")
-        root = Path.cwd()
-        refs = [str(p.resolve()) for p in paths]
-        photo_ids = np.array([str(p) for p in paths])
+    photos = query_photos(images, data, split)
+    if data is None and not photos.refs:
+        raise InputError("no image files found in the given paths")
     embedded = embed_photos(
         model,
-        root,
-        refs,
-        max_unreadable=max_unreadable,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=devices,
-        precision=precision,
-        progress=progress,
+        photos.root,
+        photos.refs,
+        options=options or InferenceOptions(),
         log_file=Path(out).with_suffix(".log"),
         work_dir=Path(out).resolve().parent,
         report=report,
     )
     if launch_rank() != 0:  # rank 0 holds every rank's descriptors (as in build_index)
         return None
-    kept_ids = photo_ids[embedded.rows]
-    extra = 1 if same_dataset else 0
-    distance, found = index.search(embedded.features, min(k + extra, max(len(index), 1)))
-    if same_dataset:
-        own = index.photos["photo_id"].astype(str).to_numpy()
-        is_self = (found >= 0) & (own[np.maximum(found, 0)] == kept_ids[:, None])
-        distance, found = _drop_self(distance, found, is_self, k)
-    distance, found = distance[:, :k], found[:, :k]
-    n_lat = index.photos["lat"].to_numpy(dtype=np.float64)
-    n_lon = index.photos["lon"].to_numpy(dtype=np.float64)
-    safe = np.maximum(found, 0)
-    lat, lon, size = knn_locate(n_lat[safe], n_lon[safe], distance, radius_km=radius_km)
+    kept_ids = photos.photo_ids[embedded.rows]
+    same_dataset = data is not None and photos.dataset_hash == index.meta.get("dataset_sha256")
+    lat, lon, size = _knn_answers(index, embedded.features, kept_ids, k, radius_km, same_dataset)
+    inputs = {"model": model.model_id, "index_dataset": str(index.meta.get("dataset_sha256"))}
+    if photos.dataset_hash is not None:
+        inputs["dataset"] = photos.dataset_hash
     model_id = f"knn{k}-{model.model_id}"
     model_name = name or f"kNN-{k} ({model.name})"
     provenance = make_provenance(
@@ -247,10 +216,32 @@ def predict_knn(
         lat=lat,
         lon=lon,
         cluster_size=size,
-        skipped={str(photo_ids[i]): e for i, e in embedded.skipped.items()},
+        skipped={str(photos.photo_ids[i]): e for i, e in embedded.skipped.items()},
         model_id=model_id,
         model_name=model_name,
     )
+
+
+def _knn_answers(
+    index: Any,
+    features: NDArray[np.float32],
+    photo_ids: NDArray,
+    k: int,
+    radius_km: float,
+    same_dataset: bool,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """Each query's kNN answer; a query from the indexed dataset skips its own row."""
+    extra = 1 if same_dataset else 0
+    distance, found = index.search(features, min(k + extra, max(len(index), 1)))
+    if same_dataset:
+        own = index.photos["photo_id"].astype(str).to_numpy()
+        is_self = (found >= 0) & (own[np.maximum(found, 0)] == photo_ids[:, None])
+        distance, found = _drop_self(distance, found, is_self, k)
+    distance, found = distance[:, :k], found[:, :k]
+    n_lat = index.photos["lat"].to_numpy(dtype=np.float64)
+    n_lon = index.photos["lon"].to_numpy(dtype=np.float64)
+    safe = np.maximum(found, 0)
+    return knn_locate(n_lat[safe], n_lon[safe], distance, radius_km=radius_km)
 
 
 def _drop_self(

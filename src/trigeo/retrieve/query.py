@@ -15,8 +15,10 @@ import numpy as np
 
 from trigeo.errors import InputError
 from trigeo.provenance import atomic_path
+from trigeo.runtime.options import InferenceOptions
 
 __all__ = [
+    "QUERY_OPTIONS",
     "Neighbour",
     "QueryResult",
     "exif_location",
@@ -27,6 +29,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("trigeo.retrieve")
+
+#: A few query images: read in the main process, no progress bar.
+QUERY_OPTIONS = InferenceOptions(num_workers=0, progress=False)
 
 
 @dataclass
@@ -90,11 +95,7 @@ def query_images(
     k: int = 6,
     model_dir: str | Path | None = None,
     nprobe: int | None = None,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
-    progress: bool = False,
+    options: InferenceOptions = QUERY_OPTIONS,
     report: Callable[[str], None] = log.info,
 ) -> tuple[list[QueryResult], Any]:
     """Search the index for the nearest photos of each query image.
@@ -108,6 +109,9 @@ def query_images(
     model_dir
         The model to describe the queries with (default: the one recorded in
         the index); a model other than the index's is refused.
+    options
+        How the queries are embedded (default :data:`QUERY_OPTIONS`); an
+        unreadable query is reported in its result, never an error.
 
     Returns
     -------
@@ -136,12 +140,7 @@ def query_images(
         model,
         Path.cwd(),
         [str(p.resolve()) for p in paths],
-        max_unreadable=1.0,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=devices,
-        progress=progress,
+        options=options.replace(max_unreadable=1.0),
         report=report,
     )
     distance, rows = index.search(embedded.features, k, nprobe=nprobe)

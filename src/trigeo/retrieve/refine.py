@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 from trigeo.answer import answer_model_id, refine_weights
 from trigeo.errors import ArtifactError, InputError
 from trigeo.retrieve.knn import KNN_K, KNN_RADIUS_KM, knn_locate
+from trigeo.runtime.options import InferenceOptions
 
 __all__ = [
     "REFINE_DEPTH",
@@ -196,12 +197,7 @@ def refine_predictions(
     radius_km: float = KNN_RADIUS_KM,
     depth: int = REFINE_DEPTH,
     name: str | None = None,
-    max_unreadable: float = 0.05,
-    batch_size: int = 64,
-    num_workers: int = 2,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
-    progress: bool = True,
+    options: InferenceOptions | None = None,
     report: Callable[[str], None] = log.info,
 ) -> dict[Path, RefineResult]:
     """Answer predictions files by ``refine``: rewrite their lat/lon and answer record.
@@ -224,6 +220,8 @@ def refine_predictions(
     name
         The display name of a single file given ``--name``; otherwise each
         file's name gets `` refine`` appended. Model ids get ``+refine``.
+    options
+        How the photos are embedded (default: :class:`InferenceOptions`).
 
     Returns
     -------
@@ -237,11 +235,8 @@ def refine_predictions(
     InputError
         Neither or both inputs, a bad ``depth``, or a file with no cells.
     """
-    from trigeo.data.images import expand_image_paths
-    from trigeo.data.table import Dataset
     from trigeo.models.m1 import M1Model
-    from trigeo.predictions import read_predictions, rewrite_answer
-    from trigeo.retrieve.embed import embed_photos
+    from trigeo.retrieve.embed import embed_photos, query_photos
     from trigeo.retrieve.index import RetrievalIndex
     from trigeo.runtime.devices import launch_rank
 
@@ -251,94 +246,104 @@ def refine_predictions(
         raise InputError(f"the refine search depth ({depth}) must be at least -k ({k})")
     index = RetrievalIndex.load(index_dir)
     model = M1Model.load(index_model_dir(index, model_candidates))
-    if data is not None:
-        dataset = Dataset.open(data)
-        rows = dataset.photos(split)
-        root = dataset.root
-        refs = rows["image"].astype(str).tolist()
-        photo_ids = rows["photo_id"].astype(str).to_numpy()
-    else:
-        paths = expand_image_paths(images or [])
-        root = Path.cwd()
-        refs = [str(p.resolve()) for p in paths]
-        photo_ids = np.array([str(p) for p in paths])
+    photos = query_photos(images, data, split)
     embedded = embed_photos(
         model,
-        root,
-        refs,
-        max_unreadable=max_unreadable,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=devices,
-        progress=progress,
+        photos.root,
+        photos.refs,
+        options=options or InferenceOptions(),
         log_file=Path(out).with_suffix(".log"),
         work_dir=Path(out).resolve().parent,
         report=report,
     )
     if launch_rank() != 0:
         return {}
-    ids = photo_ids[embedded.rows]
+    ids = photos.photo_ids[embedded.rows]
     distance, found = search_neighbours(index, embedded.features, ids, depth)
-    position = {pid: i for i, pid in enumerate(ids)}
-    n_lat = index.photos["lat"].to_numpy(dtype=np.float64)
-    n_lon = index.photos["lon"].to_numpy(dtype=np.float64)
-    cells_by_mesh: dict[str, NDArray[np.int64]] = {}
+    search = _Search(index, {pid: i for i, pid in enumerate(ids)}, distance, found)
+    params = {"k": k, "radius_km": radius_km, "depth": depth, "index": str(index_dir)}
     results: dict[Path, RefineResult] = {}
     for path, mesh in files:
-        preds = read_predictions(path)
-        if preds.top_cells is None or preds.top_probs is None:
-            raise InputError("refine needs the classifier's top cells", source=path)
-        where = np.array([position.get(str(pid), -1) for pid in preds.photo_id])
-        if (where < 0).any():
-            # A photo the classifier read but the embedding pass did not: keep its top cell.
-            report(f"{int((where < 0).sum())} photos of {path} have no descriptor; top cell kept")
-        key = str(mesh.mesh_hash)
-        if key not in cells_by_mesh:
-            cells_by_mesh[key] = index_cells(index, mesh)
-        safe = np.maximum(found[np.maximum(where, 0)], 0)
-        dist = np.where(
-            (where >= 0)[:, None] & (found[np.maximum(where, 0)] >= 0),
-            distance[np.maximum(where, 0)],
-            np.inf,
-        )
-        result = refine_points(
-            preds.top_cells,
-            preds.top_probs,
-            preds.lat,
-            preds.lon,
-            n_lat[safe],
-            n_lon[safe],
-            np.where(np.isfinite(dist), cells_by_mesh[key][safe], -1),
-            dist,
-            k=k,
-            radius_km=radius_km,
-        )
-        if name and len(files) == 1:
-            display: str | None = name
-        else:
-            display = None if preds.model_name is None else f"{preds.model_name} refine"
-        rewrite_answer(
-            path,
-            result.lat,
-            result.lon,
-            model_id=answer_model_id(preds.model_id, "refine"),
-            model_name=display,
-            answer="refine",
-            params={
-                "k": k,
-                "radius_km": radius_km,
-                "depth": depth,
-                "index": str(index_dir),
-                "index_model": index.model_id,
-                "refined": int(result.refined.sum()),
-                "top_cell_kept": int((~result.refined).sum()),
-            },
-        )
-        results[Path(path)] = result
-        report(
-            f"refined {int(result.refined.sum())} of {len(result.lat)} answers of {path} by "
-            f"retrieval in their top cells ({int((~result.refined).sum())} kept the top cell: "
-            "no neighbour there)"
-        )
+        display = name if name and len(files) == 1 else None
+        results[Path(path)] = _refine_file(path, mesh, search, params, display, report)
     return results
+
+
+@dataclass
+class _Search:
+    """The photos' neighbours in the index, shared by every file refined."""
+
+    index: Any
+    #: Photo id -> row of ``distance`` and ``found``.
+    position: dict[str, int]
+    distance: NDArray[np.float32]
+    found: NDArray[np.int64]
+    #: The index's photos' cells, per mesh hash (located once per mesh).
+    cells: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+
+    def neighbour_cells(self, mesh: Any) -> NDArray[np.int64]:
+        key = str(mesh.mesh_hash)
+        if key not in self.cells:
+            self.cells[key] = index_cells(self.index, mesh)
+        return self.cells[key]
+
+
+def _refine_file(
+    path: str | Path,
+    mesh: Any,
+    search: _Search,
+    params: dict[str, Any],
+    name: str | None,
+    report: Callable[[str], None],
+) -> RefineResult:
+    """Refine one predictions file in place; ``name``: its display name, if given."""
+    from trigeo.predictions import read_predictions, rewrite_answer
+
+    index = search.index
+    preds = read_predictions(path)
+    if preds.top_cells is None or preds.top_probs is None:
+        raise InputError("refine needs the classifier's top cells", source=path)
+    where = np.array([search.position.get(str(pid), -1) for pid in preds.photo_id])
+    if (where < 0).any():
+        # A photo the classifier read but the embedding pass did not: keep its top cell.
+        report(f"{int((where < 0).sum())} photos of {path} have no descriptor; top cell kept")
+    cells = search.neighbour_cells(mesh)
+    found = search.found[np.maximum(where, 0)]
+    safe = np.maximum(found, 0)
+    dist = np.where(
+        (where >= 0)[:, None] & (found >= 0), search.distance[np.maximum(where, 0)], np.inf
+    )
+    result = refine_points(
+        preds.top_cells,
+        preds.top_probs,
+        preds.lat,
+        preds.lon,
+        index.photos["lat"].to_numpy(dtype=np.float64)[safe],
+        index.photos["lon"].to_numpy(dtype=np.float64)[safe],
+        np.where(np.isfinite(dist), cells[safe], -1),
+        dist,
+        k=params["k"],
+        radius_km=params["radius_km"],
+    )
+    if name is None:
+        name = None if preds.model_name is None else f"{preds.model_name} refine"
+    rewrite_answer(
+        path,
+        result.lat,
+        result.lon,
+        model_id=answer_model_id(preds.model_id, "refine"),
+        model_name=name,
+        answer="refine",
+        params={
+            **params,
+            "index_model": index.model_id,
+            "refined": int(result.refined.sum()),
+            "top_cell_kept": int((~result.refined).sum()),
+        },
+    )
+    report(
+        f"refined {int(result.refined.sum())} of {len(result.lat)} answers of {path} by "
+        f"retrieval in their top cells ({int((~result.refined).sum())} kept the top cell: "
+        "no neighbour there)"
+    )
+    return result

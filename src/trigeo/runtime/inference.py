@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from trigeo.data.loading import collate_skip
 from trigeo.models.m1 import M1Net
+from trigeo.runtime.options import InferenceOptions
 from trigeo.runtime.quiet import lightning_to_file
 from trigeo.runtime.trainer import make_trainer
 
@@ -173,23 +174,22 @@ def run_inference(
     net: M1Net,
     dataset: torch.utils.data.Dataset,
     *,
+    options: InferenceOptions | None = None,
     mode: str = "topk",
     top_k: int = 20,
     temperature: float | Sequence[float] = 1.0,
     features_mode: bool = False,
     full_probs: bool = False,
-    batch_size: int = 64,
-    num_workers: int = 2,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
-    num_nodes: int = 1,
-    strategy: str = "auto",
-    precision: str = "auto",
-    progress: bool = True,
     work_dir: str | Path | None = None,
     log_file: str | Path | None = None,
+    **flat: Any,
 ) -> dict[str, Any] | None:
     """Run ``net`` over ``dataset`` with ``Trainer.predict``.
+
+    ``options`` gives the batch size, loader workers, devices, precision and
+    progress (``max_unreadable`` and ``cpu_threads`` are the caller's to
+    apply). ``flat``: the same options as separate keywords (``batch_size=...``),
+    as ``trigeo.train`` still passes them; not together with ``options``.
 
     Returns
     -------
@@ -200,6 +200,7 @@ def run_inference(
 
     Lightning's banners and warnings go to ``log_file`` (discarded when ``None``).
     """
+    options = InferenceOptions.resolve(options, flat)
     net.eval()
     module = InferenceModule(
         net,
@@ -218,20 +219,13 @@ def run_inference(
     ):
         writer = _RankWriter(Path(tmp))
         trainer = make_trainer(
-            accelerator=accelerator,
-            devices=devices,
-            num_nodes=num_nodes,
-            strategy=strategy,
-            precision=precision,
-            progress=progress,
-            callbacks=[writer],
-            enable_checkpointing=False,
+            **options.trainer_args(), callbacks=[writer], enable_checkpointing=False
         )
         loader = torch.utils.data.DataLoader(
             dataset,
-            batch_size=batch_size,
+            batch_size=options.batch_size,
             shuffle=False,
-            num_workers=num_workers,
+            num_workers=options.num_workers,
             collate_fn=collate_skip,
             pin_memory=torch.cuda.is_available(),
         )

@@ -40,7 +40,7 @@ def scenes(
     progress: Progress = True,
 ) -> None:
     """Score P(outdoor) per photo: the mean outdoor flag of its top-10 Places365 scenes."""
-    from trigeo.runtime.devices import torch_device
+    from trigeo.runtime.options import InferenceOptions
     from trigeo.scenes.run import score_outdoor
 
     result = score_outdoor(
@@ -49,11 +49,14 @@ def scenes(
         arch=arch,
         out=out,
         split=None if split == "all" else split,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=torch_device(accelerator, devices),
-        max_unreadable=max_unreadable,
-        progress=progress,
+        options=InferenceOptions.from_cli(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            accelerator=accelerator,
+            devices=devices,
+            max_unreadable=max_unreadable,
+            progress=progress,
+        ),
         report=_report,
     )
     for photo, error in list(result.skipped.items())[:5]:

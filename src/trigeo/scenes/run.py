@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from trigeo.data.split import keep_meta
 from trigeo.data.table import Dataset
 from trigeo.errors import InputError, UnreadableImagesError
 from trigeo.provenance import atomic_path, hash_arrays, hash_file, make_provenance
+from trigeo.runtime.options import InferenceOptions
 
 __all__ = ["PARTIAL_FILE", "ScenesResult", "score_outdoor"]
 
@@ -66,12 +68,8 @@ def score_outdoor(
     arch: str = "resnet18",
     out: str | Path | None = None,
     split: str | None = None,
-    batch_size: int = 64,
-    num_workers: int = 2,
-    device: str = "auto",
-    max_unreadable: float = 0.05,
+    options: InferenceOptions | None = None,
     checkpoint_every: int = 20,
-    progress: bool = True,
     report: Callable[[str], None] = log.info,
     on_batch: Callable[[int], None] | None = None,
 ) -> ScenesResult:
@@ -89,6 +87,11 @@ def score_outdoor(
         image references, so the images stay where they are.
     split
         Score only this split's photos (the others keep their ``outdoor`` value).
+    options
+        Batch size, loader workers, progress bar, the unreadable-image limit,
+        and the one device to run on (``accelerator``/``devices``,
+        :func:`~trigeo.runtime.devices.torch_device`); default:
+        :class:`InferenceOptions`.
     checkpoint_every
         Save partial scores every this many batches (resume on the next run).
     on_batch
@@ -101,27 +104,20 @@ def score_outdoor(
     Raises
     ------
     InputError
-        Bad weights, empty split.
+        Bad weights, empty split, an accelerator or devices that are not one device.
     UnreadableImagesError
         More than ``max_unreadable`` of the images cannot be read (the table is
         left as it was).
     """
-    import torch
-    from rich.progress import Progress
+    from trigeo.runtime.devices import torch_device
+    from trigeo.scenes.places365 import load_places_checkpoint
 
-    from trigeo.data.loading import PhotoDataset, collate_skip
-    from trigeo.scenes.places365 import (
-        load_places_checkpoint,
-        outdoor_probability,
-        places_transform,
-    )
-
+    options = options or InferenceOptions()
+    device = torch_device(options.accelerator, options.devices)
     dataset = Dataset.open(data)
     rows = dataset.photos(split)
     weights = Path(weights)
     net = load_places_checkpoint(weights, arch)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     net.to(device)
     work = Path(out) if out is not None else dataset.root
     work.mkdir(parents=True, exist_ok=True)
@@ -134,40 +130,15 @@ def score_outdoor(
     resumed = int(done.sum())
     if resumed:
         report(f"resuming: {resumed} of {len(images)} photos already scored")
-    todo = np.flatnonzero(~done)
-    photos = PhotoDataset(dataset.root, images, None, places_transform())
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(photos, todo.tolist()),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=collate_skip,
-    )
-    skipped: dict[int, str] = {}
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("scenes", total=len(loader))
-        for number, batch in enumerate(loader, 1):
-            # Items carry their position among this run's photos (the Subset passes it on).
-            for index, error in zip(batch["skipped"], batch["errors"], strict=True):
-                # Not marked done: a resumed run tries (and reports) them again.
-                skipped[int(index)] = error
-            if batch["image"] is not None:
-                with torch.inference_mode():
-                    logits = net(batch["image"].to(device)).float().cpu().numpy()
-                index = batch["index"].numpy()
-                scores[index] = outdoor_probability(logits)
-                done[index] = True
-            if number % checkpoint_every == 0:
-                _save_partial(partial, key, scores, done)
-            bar.advance(task)
-            if on_batch is not None:
-                on_batch(number)
-    _save_partial(partial, key, scores, done)
+    run = _Run(net, device, partial, key, scores, done)
+    skipped = _score(run, dataset.root, images, options, checkpoint_every, on_batch)
     ids = rows["photo_id"].to_numpy().astype(str)
-    if len(skipped) > max_unreadable * len(images):
+    if len(skipped) > options.max_unreadable * len(images):
         examples = "; ".join(list(skipped.values())[:3])
         raise UnreadableImagesError(
             f"{dataset.root}: {len(skipped)} of {len(images)} images could not be read (limit "
-            f"--max-unreadable {max_unreadable:g}); the table was not changed. e.g. {examples}"
+            f"--max-unreadable {options.max_unreadable:g}); the table was not changed. "
+            f"e.g. {examples}"
         )
     finite = np.isfinite(scores)
     if not finite.any():
@@ -192,3 +163,64 @@ def score_outdoor(
         resumed=resumed,
         outdoor_share=float(np.mean(scores[finite] >= 0.5)),
     )
+
+
+@dataclass
+class _Run:
+    """The network, its device, and the scores so far with where they are saved."""
+
+    net: Any
+    device: str
+    partial: Path
+    key: str
+    scores: np.ndarray
+    done: np.ndarray
+
+
+def _score(
+    run: _Run,
+    root: Path,
+    images: np.ndarray,
+    options: InferenceOptions,
+    checkpoint_every: int,
+    on_batch: Callable[[int], None] | None,
+) -> dict[int, str]:
+    """Score the photos not done yet into ``run.scores``; the unreadable ones' errors.
+
+    Partial scores are saved every ``checkpoint_every`` batches and at the end.
+    """
+    import torch
+    from rich.progress import Progress
+
+    from trigeo.data.loading import PhotoDataset, collate_skip
+    from trigeo.scenes.places365 import outdoor_probability, places_transform
+
+    todo = np.flatnonzero(~run.done)
+    photos = PhotoDataset(root, images, None, places_transform())
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(photos, todo.tolist()),
+        batch_size=options.batch_size,
+        num_workers=options.num_workers,
+        collate_fn=collate_skip,
+    )
+    skipped: dict[int, str] = {}
+    with Progress(disable=not options.progress, transient=True) as bar:
+        task = bar.add_task("scenes", total=len(loader))
+        for number, batch in enumerate(loader, 1):
+            # Items carry their position among this run's photos (the Subset passes it on).
+            for index, error in zip(batch["skipped"], batch["errors"], strict=True):
+                # Not marked done: a resumed run tries (and reports) them again.
+                skipped[int(index)] = error
+            if batch["image"] is not None:
+                with torch.inference_mode():
+                    logits = run.net(batch["image"].to(run.device)).float().cpu().numpy()
+                index = batch["index"].numpy()
+                run.scores[index] = outdoor_probability(logits)
+                run.done[index] = True
+            if number % checkpoint_every == 0:
+                _save_partial(run.partial, run.key, run.scores, run.done)
+            bar.advance(task)
+            if on_batch is not None:
+                on_batch(number)
+    _save_partial(run.partial, run.key, run.scores, run.done)
+    return skipped

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from trigeo.data.table import Dataset
 from trigeo.errors import InputError
+from trigeo.runtime.options import InferenceOptions
 
 __all__ = ["calibrate_m1"]
 
@@ -18,18 +20,20 @@ def calibrate_m1(
     *,
     split: str = "heads",
     max_photos: int | None = 20000,
-    batch_size: int = 128,
-    num_workers: int = 2,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
     seed: int = 0,
-    progress: bool = True,
+    options: InferenceOptions | None = None,
+    **flat: Any,
 ) -> float | None:
     """Fit a softmax temperature on a held-out split and store it in the model dir.
 
     Uses the photos of ``split`` that fall in kept cells (never ``train``).
     A multi-head model gets one temperature per head, each fitted on the
     photos in that head's kept cells, from one backbone pass.
+
+    ``options``: how the photos are scored (default: :class:`InferenceOptions`
+    with a batch size of 128). ``flat``: the same options as separate keywords
+    (``batch_size=...``), as ``trigeo train calibrate`` still passes them; not
+    together with ``options``.
 
     Returns
     -------
@@ -43,6 +47,7 @@ def calibrate_m1(
     from trigeo.models.m1 import M1Model
     from trigeo.runtime.inference import run_inference
 
+    options = InferenceOptions.resolve(options, flat, batch_size=128)
     model = M1Model.load(model_dir)
     train_split = model.config.get("train_split", "train")
     if split == train_split:
@@ -62,12 +67,8 @@ def calibrate_m1(
     result = run_inference(
         model.net,
         PhotoDataset(dataset.root, rows["image"].to_numpy(), cells, transform),
+        options=options,
         mode="logits",
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=devices,
-        progress=progress,
     )
     if result is None:
         return None
