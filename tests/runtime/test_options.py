@@ -26,17 +26,6 @@ def test_options_are_frozen_and_replace_makes_a_copy():
     assert options.max_unreadable == 0.05
 
 
-def test_resolve_takes_the_object_or_separate_keywords_never_both():
-    given = InferenceOptions(batch_size=8)
-    assert InferenceOptions.resolve(given, {}, batch_size=128) is given
-    assert InferenceOptions.resolve(None, {}, batch_size=128).batch_size == 128
-    assert InferenceOptions.resolve(None, {"batch_size": 4}, batch_size=128).batch_size == 4
-    with pytest.raises(TypeError, match="not both"):
-        InferenceOptions.resolve(given, {"num_workers": 0})
-    with pytest.raises(TypeError):
-        InferenceOptions.resolve(None, {"batch": 4})
-
-
 def test_trainer_args_are_make_trainers_keywords():
     import inspect
 

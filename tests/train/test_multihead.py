@@ -252,7 +252,9 @@ def test_calibration_fits_one_temperature_per_head(multi, world, tmp_path):
     dataset, _, _ = world
     copy = tmp_path / "m1"
     shutil.copytree(out, copy)
-    calibrate_m1(copy, dataset.root, split="heads", num_workers=0, progress=False)
+    calibrate_m1(
+        copy, dataset.root, split="heads", options=InferenceOptions(num_workers=0, progress=False)
+    )
     stored = json.loads((copy / "calibration.json").read_text())
     assert set(stored["temperatures"]) == {"coarse", "fine"}
     loaded = M1Model.load(copy)
@@ -276,8 +278,7 @@ def test_calibration_fits_one_temperature_per_head(multi, world, tmp_path):
             build_transform(loaded.data_config, train=False),
         ),
         mode="logits",
-        num_workers=0,
-        progress=False,
+        options=InferenceOptions(num_workers=0, progress=False),
     )
     lat, lon = rows["lat"].to_numpy(), rows["lon"].to_numpy()
     for h, spec in enumerate(loaded.heads):

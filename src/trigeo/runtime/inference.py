@@ -182,14 +182,12 @@ def run_inference(
     full_probs: bool = False,
     work_dir: str | Path | None = None,
     log_file: str | Path | None = None,
-    **flat: Any,
 ) -> dict[str, Any] | None:
     """Run ``net`` over ``dataset`` with ``Trainer.predict``.
 
     ``options`` gives the batch size, loader workers, devices, precision and
     progress (``max_unreadable`` and ``cpu_threads`` are the caller's to
-    apply). ``flat``: the same options as separate keywords (``batch_size=...``),
-    as ``trigeo.train`` still passes them; not together with ``options``.
+    apply; default: :class:`InferenceOptions`'s defaults).
 
     Returns
     -------
@@ -200,7 +198,7 @@ def run_inference(
 
     Lightning's banners and warnings go to ``log_file`` (discarded when ``None``).
     """
-    options = InferenceOptions.resolve(options, flat)
+    options = options or InferenceOptions()
     net.eval()
     module = InferenceModule(
         net,

@@ -10,7 +10,6 @@ library function below it takes that object instead of the separate values.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,28 +59,6 @@ class InferenceOptions:
         from trigeo.runtime.devices import parse_devices
 
         return cls(devices=parse_devices(devices) or "auto", **values)
-
-    @classmethod
-    def resolve(
-        cls, options: InferenceOptions | None, flat: Mapping[str, Any], **defaults: Any
-    ) -> InferenceOptions:
-        """``options``, or the same options given as separate keywords (``flat``).
-
-        For functions whose callers still pass ``batch_size=...`` and the like
-        (``trigeo.train``); ``defaults`` are that function's own defaults.
-
-        Raises
-        ------
-        TypeError
-            Both ``options`` and separate keywords, or an unknown keyword.
-        """
-        if options is None:
-            return cls(**{**defaults, **flat})
-        if flat:
-            raise TypeError(
-                f"give InferenceOptions or separate keywords, not both ({', '.join(sorted(flat))})"
-            )
-        return options
 
     def replace(self, **changes: Any) -> InferenceOptions:
         """A copy with ``changes``."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -22,7 +21,6 @@ def calibrate_m1(
     max_photos: int | None = 20000,
     seed: int = 0,
     options: InferenceOptions | None = None,
-    **flat: Any,
 ) -> float | None:
     """Fit a softmax temperature on a held-out split and store it in the model dir.
 
@@ -31,9 +29,7 @@ def calibrate_m1(
     photos in that head's kept cells, from one backbone pass.
 
     ``options``: how the photos are scored (default: :class:`InferenceOptions`
-    with a batch size of 128). ``flat``: the same options as separate keywords
-    (``batch_size=...``), as ``trigeo train calibrate`` still passes them; not
-    together with ``options``.
+    with a batch size of 128).
 
     Returns
     -------
@@ -47,7 +43,7 @@ def calibrate_m1(
     from trigeo.models.m1 import M1Model
     from trigeo.runtime.inference import run_inference
 
-    options = InferenceOptions.resolve(options, flat, batch_size=128)
+    options = options or InferenceOptions(batch_size=128)
     model = M1Model.load(model_dir)
     train_split = model.config.get("train_split", "train")
     if split == train_split:

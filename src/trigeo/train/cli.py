@@ -157,6 +157,7 @@ def calibrate(
     devices: Devices = "auto",
 ) -> None:
     """Fit a softmax temperature on held-out photos; predictions use it from then on."""
+    from trigeo.runtime.options import InferenceOptions
     from trigeo.train.calibrate import calibrate_m1
 
     temperature = calibrate_m1(
@@ -164,10 +165,12 @@ def calibrate(
         data,
         split=split,
         max_photos=max_photos,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        devices=parse_devices(devices) or "auto",
+        options=InferenceOptions(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            accelerator=accelerator,
+            devices=parse_devices(devices) or "auto",
+        ),
     )
     if temperature is None:  # another rank than 0: rank 0 saved and reports
         return

@@ -129,6 +129,7 @@ def _make_m1_predictions(
     from trigeo.predictions import write_predictions
     from trigeo.provenance import make_provenance
     from trigeo.runtime.inference import run_inference
+    from trigeo.runtime.options import InferenceOptions
 
     model = M1Model.load(m1_dir)
     rows = dataset.photos(split)
@@ -145,12 +146,14 @@ def _make_m1_predictions(
         mode="topk",
         top_k=20,
         temperature=model.temperature,
-        batch_size=config.m1_batch_size,
-        num_workers=config.m1_num_workers,
-        accelerator=config.accelerator,
-        devices=1,
-        precision=config.precision,
-        progress=bool(config.progress),
+        options=InferenceOptions(
+            batch_size=config.m1_batch_size,
+            num_workers=config.m1_num_workers,
+            accelerator=config.accelerator,
+            devices=1,
+            precision=config.precision,
+            progress=bool(config.progress),
+        ),
         work_dir=path.resolve().parent,
         log_file=path.with_suffix(".log"),
     )

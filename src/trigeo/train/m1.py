@@ -58,6 +58,7 @@ def _feature_cache(out: Path, run: PreparedRun, config: Any, progress: bool) -> 
     """Backbone features of the train (and val) photos, computed once and cached on disk."""
     from trigeo.data.loading import FeatureDataset, PhotoDataset, build_transform
     from trigeo.runtime.inference import run_inference
+    from trigeo.runtime.options import InferenceOptions
 
     weights = hash_file(config.weights) if config.weights else run.init
     # Random-init backbones differ per seed; pretrained ones do not.
@@ -93,12 +94,14 @@ def _feature_cache(out: Path, run: PreparedRun, config: Any, progress: bool) -> 
             run.net,
             PhotoDataset(run.dataset.root, images, labels, transform),
             mode="embed",
-            batch_size=config.eval_batch_size or config.batch_size * 2,
-            num_workers=config.num_workers,
-            accelerator=config.accelerator,
-            devices=1,
-            precision=config.precision,
-            progress=progress,
+            options=InferenceOptions(
+                batch_size=config.eval_batch_size or config.batch_size * 2,
+                num_workers=config.num_workers,
+                accelerator=config.accelerator,
+                devices=1,
+                precision=config.precision,
+                progress=progress,
+            ),
             work_dir=out,
             log_file=out / "logs" / LOG_FILE,
         )
