@@ -336,11 +336,10 @@ def _predict_hierarchical(
 
 def _predict_knn(model: list[Path], m1: Path | None, job: _Job) -> None:
     """``--answer knn``: the kNN predictor over the index, with the index's M1."""
-    # The kNN predictor lives downstream of predict (in retrieve); the CLI joins them.
+    # The kNN predictor is retrieve's (a library below predict); the CLI picks its M1.
     from trigeo.models.registry import model_dir_format
-    from trigeo.predictions import rewrite_answer
     from trigeo.retrieve.index import RetrievalIndex
-    from trigeo.retrieve.knn import KNN_RADIUS_KM, predict_knn
+    from trigeo.retrieve.knn import predict_knn
     from trigeo.retrieve.refine import index_model_dir
 
     index = job.index
@@ -351,7 +350,8 @@ def _predict_knn(model: list[Path], m1: Path | None, job: _Job) -> None:
     else:
         # An M2/M3 or a hierarchical set: kNN runs on the M1 the index was built with.
         m1_dir = index_model_dir(RetrievalIndex.load(index), [*model, m1])
-    result = predict_knn(
+    # The kNN file records its answer rule itself (k, cluster radius, index).
+    predict_knn(
         m1_dir,
         index,
         job.out,
@@ -363,14 +363,6 @@ def _predict_knn(model: list[Path], m1: Path | None, job: _Job) -> None:
         options=job.options,
         report=_report,
     )
-    if result is not None:
-        rewrite_answer(
-            job.out,
-            result.lat,
-            result.lon,
-            answer="knn",
-            params={"k": job.k, "radius_km": KNN_RADIUS_KM, "index": str(index)},
-        )
 
 
 def _refine(

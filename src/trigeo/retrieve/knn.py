@@ -208,6 +208,8 @@ def predict_knn(
         model_name=model_name,
         mesh_hash=None,
         provenance=provenance,
+        answer="knn",
+        answer_params={"k": k, "radius_km": radius_km, "index": str(index_dir)},
     )
     report(f"wrote {len(kept_ids)} kNN predictions (k={k}, {radius_km:g} km clusters) to {path}")
     return KnnResult(
