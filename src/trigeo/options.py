@@ -172,15 +172,11 @@ Neighbours = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")]
 
 
-#: The option objects this module made (the annotated aliases' and the makers'): the CLI test
-#: checks that every option named in :data:`CANONICAL` comes from here.
-_MADE: list[Any] = []
-
-
 def _made(info: Any) -> Any:
-    # Typer copies an option object into each command, so the mark travels as an attribute.
+    """Mark an option object as this module's: the CLI test checks that every option in
+    :data:`MADE_HERE` comes from here. Typer copies an option object into each command,
+    so the mark travels as an attribute."""
     info.trigeo_registry = True
-    _MADE.append(info)
     return info
 
 
@@ -305,7 +301,3 @@ for _alias in (
     Neighbours, Json,
 ):  # fmt: skip
     _made(_alias.__metadata__[0])
-
-#: Until predict's command moves to the new names (issue 19): the old spellings of ``Workers``.
-NumWorkers = Workers
-NumWorkersOrConfig = WorkersOrConfig
