@@ -380,3 +380,23 @@ def test_a_sideways_phone_jpeg_is_answered_upright(client, engine):
     np.testing.assert_allclose(
         [t["probability"] for t in body["top_k"]], np.sort(p)[::-1][:3], rtol=1e-5
     )
+
+
+def test_answers_are_the_json_of_the_standard_encoder_with_nan_as_null():
+    import json
+
+    from trigeo.serve.app import _Answer
+
+    document = {
+        "lat": 51.89583,
+        "p": [0.0032331780595534244, 1e-05, 3],
+        "place": "Zürich, CH (2 km)",
+        "note": None,
+        "missing": float("nan"),
+    }
+    response = _Answer(document)
+    assert response.media_type == "application/json"
+    # Same numbers back, bit for bit, as the standard library's encoder would give.
+    reference = json.loads(json.dumps({**document, "missing": None}))
+    assert json.loads(response.body) == reference
+    assert "Zürich".encode() in response.body  # UTF-8, not \u escapes
