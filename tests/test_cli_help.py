@@ -67,6 +67,22 @@ def test_a_name_used_by_two_commands_is_in_the_grammar_with_one_type():
     assert not problems, "\n".join(problems)
 
 
+def test_help_names_each_value_as_a_reader_would_not_as_a_python_type():
+    from trigeo.help_layout import option_label
+
+    runner = CliRunner()
+    odd = []
+    for path, command in command_tree():
+        with command.make_context(f"trigeo {path}", ["--help"], resilient_parsing=True) as ctx:
+            for option in _options(command):
+                label = option_label(option, ctx)
+                if re.search(r"LIST|\[|TEXT|INTEGER|FLOAT|BOOLEAN", label):
+                    odd.append(f"trigeo {path}: {label}")
+    assert not odd, "\n".join(odd)
+    help_text = runner.invoke(app, ["serve", "--help"], terminal_width=80).output
+    assert "--allowed-host NAME" in help_text
+
+
 def test_shared_options_come_from_the_registry():
     # One definition: a command that spells `--split` or `--workers` itself can give it
     # another meaning (as `data csv --split` once assigned a split instead of filtering).

@@ -58,6 +58,8 @@ _METAVARS = {"int": "N", "int range": "N", "float": "X", "float range": "X", "pa
 
 
 def _type_label(param: Any, ctx: Any) -> str:
+    if getattr(param, "metavar", None):
+        return str(param.metavar)
     shown = param.display_type_rich(ctx=ctx) if hasattr(param, "display_type_rich") else None
     shown = (shown or "").strip()
     bare = shown.strip("<>").lower()

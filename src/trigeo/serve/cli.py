@@ -81,6 +81,7 @@ AllowedHost = Annotated[
     list[str] | None,
     typer.Option(
         "--allowed-host",
+        metavar="NAME",
         help="A Host name to answer besides IP addresses and localhost (repeatable; "
         "'*': any). Other names get 421 (DNS rebinding protection).",
     ),
