@@ -95,6 +95,22 @@ DROP = """(b64) => {
 }"""
 
 
+# Visible marker labels and how many pairs of them overlap on screen.
+LABEL_OVERLAPS = """() => {
+    const rs = [...document.querySelectorAll('#markers text')]
+        .filter(t => getComputedStyle(t).visibility !== 'hidden')
+        .map(t => t.getBoundingClientRect());
+    let overlaps = 0;
+    for (let i = 0; i < rs.length; i++)
+        for (let j = i + 1; j < rs.length; j++) {
+            const a = rs[i], b = rs[j];
+            if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom)
+                overlaps++;
+        }
+    return { visible: rs.length, overlaps };
+}"""
+
+
 def test_a_coarsened_server_shows_no_thumbnails(world_model, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -151,6 +167,8 @@ def test_dropping_a_photo_shades_the_map_and_lists_the_top_k(server, tmp_path):
             credible = page.get_attribute("#credible path.credible90", "d")
             assert credible and credible.startswith("M")
             assert page.locator("#markers .topk").count() == items.count()
+            labels = page.evaluate(LABEL_OVERLAPS)
+            assert labels["visible"] >= 1 and labels["overlaps"] == 0, labels
             assert "km away" in page.inner_text("#truth")
             assert page.locator("#neighbours img").count() == 6
             page.wait_for_function(
@@ -170,6 +188,7 @@ def test_dropping_a_photo_shades_the_map_and_lists_the_top_k(server, tmp_path):
             page.mouse.move(box["x"] + 400, box["y"] + 250)
             page.mouse.up()
             assert len({before, zoomed, page.get_attribute("#map", "viewBox")}) == 3
+            assert page.evaluate(LABEL_OVERLAPS)["overlaps"] == 0
             assert outside == []  # offline: nothing but the trigeo server was asked for
             # Region geometry came once, from /v1/regions; the answer named regions by id.
             assert [u for u in seen if u.endswith("/v1/regions")] == [server + "/v1/regions"]
