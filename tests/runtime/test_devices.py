@@ -78,3 +78,24 @@ def test_one_torch_device_from_accelerator_and_devices(monkeypatch):
         torch_device("gpu", "0,1")
     with pytest.raises(InputError, match="--accelerator"):
         torch_device("tpu", None)
+
+
+def test_a_usable_device_is_one_this_machine_has(monkeypatch):
+    import torch
+
+    from trigeo.errors import InputError
+    from trigeo.runtime.devices import usable_device
+
+    assert usable_device("cpu", "auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert usable_device("auto", None) == "cpu"
+    with pytest.raises(InputError, match=r"no CUDA GPU.*--accelerator cpu"):
+        usable_device("gpu", "auto")
+    with pytest.raises(InputError, match="no MPS device"):
+        usable_device("mps", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert usable_device("gpu", "1,") == "cuda:1"
+    with pytest.raises(InputError, match="GPU 2 asked for, 2 present"):
+        usable_device("cuda", "2,")

@@ -340,6 +340,21 @@ def test_serve_binds_loopback_by_default_and_warns_otherwise(world_model, monkey
     for name, status in (("photos.lan", 200), ("other.lan:8000", 200), ("evil.example", 421)):
         with TestClient(served, base_url=f"http://{name}") as c:
             assert c.get("/v1/health").status_code == status, name
+    # --accelerator: the CPU is named in the start line and /v1/model; a GPU this
+    # machine lacks is refused before the model loads (nothing is served).
+    result = runner.invoke(app, ["serve", "--model", str(world_model[0]), "--accelerator", "cpu"])
+    assert result.exit_code == 0 and "(cpu, " in " ".join(result.output.split())
+    with TestClient(calls[-1]["app"], base_url=BASE) as c:
+        assert c.get("/v1/model").json()["device"] == "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        served_before = len(calls)
+        result = runner.invoke(
+            app, ["serve", "--model", str(world_model[0]), "--accelerator", "gpu"]
+        )
+        assert result.exit_code != 0 and "no CUDA GPU" in " ".join(result.output.split())
+        assert len(calls) == served_before
 
 
 def test_heic_uploads_are_answered_with_their_exif_gps(client, engine):

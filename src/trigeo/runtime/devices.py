@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["launch_rank", "parse_devices", "set_cpu_threads", "torch_device", "trainer_precision"]
+__all__ = [
+    "launch_rank",
+    "parse_devices",
+    "set_cpu_threads",
+    "torch_device",
+    "trainer_precision",
+    "usable_device",
+]
 
 
 def parse_devices(value: str | None) -> int | str | None:
@@ -90,3 +97,33 @@ def torch_device(accelerator: str, devices: str | None) -> str:
         index = int(ids[0]) if ids and str(devices).strip().endswith(",") else 0
         return f"cuda:{index}"
     return accelerator
+
+
+def usable_device(accelerator: str, devices: str | None) -> str:
+    """:func:`torch_device`, checked against what torch sees on this machine.
+
+    Raises
+    ------
+    InputError
+        As :func:`torch_device`, or when the device it names is not here (a GPU
+        asked for on a machine without CUDA, MPS without Apple's GPU, an id past
+        the GPUs present).
+    """
+    import torch
+
+    from trigeo.errors import InputError
+
+    device = torch_device(accelerator, devices)
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(
+                f"--accelerator {accelerator}: torch sees no CUDA GPU on this machine "
+                "(use --accelerator cpu)"
+            )
+        index = int(device.split(":")[1])
+        if index >= count:
+            raise InputError(f"--devices {devices}: GPU {index} asked for, {count} present")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--accelerator {accelerator}: torch sees no MPS device on this machine")
+    return device

@@ -109,11 +109,11 @@ def score_outdoor(
         More than ``max_unreadable`` of the images cannot be read (the table is
         left as it was).
     """
-    from trigeo.runtime.devices import torch_device
+    from trigeo.runtime.devices import usable_device
     from trigeo.scenes.places365 import load_places_checkpoint
 
     options = options or InferenceOptions()
-    device = torch_device(options.accelerator, options.devices)
+    device = usable_device(options.accelerator, options.devices)
     dataset = Dataset.open(data)
     rows = dataset.photos(split)
     weights = Path(weights)

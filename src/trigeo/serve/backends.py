@@ -11,7 +11,8 @@ probabilities and M1 descriptors. :func:`load_backend` picks one by the
   time get M1's answer, and the response says which model answered.
 
 Another model kind plugs in with :func:`register_backend` (also importable
-from :mod:`trigeo.serve.engine`).
+from :mod:`trigeo.serve.engine`). A backend with a ``to(device)`` method can run
+on a GPU (``trigeo serve --accelerator``); one without runs on the CPU.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ class M1Backend:
         self.temperature = spec.temperature
         self.model_id = model.model_id
         self.name = model.name
+        self.device = "cpu"
+
+    def to(self, device: str) -> M1Backend:
+        """Run the forward passes on ``device`` (a torch device name); returns self."""
+        self.model.net.to(device)
+        self.device = str(device)
+        return self
 
     @classmethod
     def load(cls, root: str | Path) -> M1Backend:
@@ -88,6 +96,7 @@ class M1Backend:
             "training_data_sha256": model.provenance.get("inputs", {}).get("dataset"),
             "temperature": self.temperature,
             "uses_time": False,
+            "device": self.device,
         }
 
     def prepare(self, image: Any) -> Any:
@@ -104,7 +113,7 @@ class M1Backend:
 
         from trigeo.retrieve.embed import forward_images
 
-        batch = torch.stack(list(inputs))
+        batch = torch.stack(list(inputs)).to(self.device)
         descriptors, probs = forward_images(
             self.model.net, batch, temperature=self.temperature, head=self.head
         )
@@ -161,6 +170,15 @@ class M2Backend:
     @property
     def m1(self) -> Any:
         return self.m1_backend.model
+
+    @property
+    def device(self) -> str:
+        return self.m1_backend.device
+
+    def to(self, device: str) -> M2Backend:
+        """Run M1's forward passes on ``device``; M2, a small MLP, stays on the CPU."""
+        self.m1_backend.to(device)
+        return self
 
     def label_points(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(lat, lon) of the cells of the M1 head this M2 builds on."""

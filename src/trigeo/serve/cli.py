@@ -128,6 +128,8 @@ def serve(
     max_batch: MaxBatch = 16,
     neighbours: options.Neighbours = 6,
     answer: AnswerRule = DEFAULT_ANSWER,
+    accelerator: options.Accelerator = "auto",
+    devices: options.Devices = "auto",
 ) -> None:
     """Serve a model: POST /v1/predict, the offline map page at /, docs at /docs."""
     serve_model(
@@ -147,4 +149,6 @@ def serve(
         max_batch=max_batch,
         neighbours=neighbours,
         answer=answer.value,
+        accelerator=accelerator,
+        devices=devices,
     )

@@ -67,6 +67,8 @@ def serve_model(
     max_batch: int = 16,
     neighbours: int = 6,
     answer: str = DEFAULT_ANSWER.value,
+    accelerator: str = "auto",
+    devices: str | None = "auto",
 ) -> None:
     """Load ``model`` (and ``index``) and serve them until interrupted.
 
@@ -78,9 +80,13 @@ def serve_model(
     import torch
     import uvicorn
 
+    from trigeo.runtime.devices import usable_device
     from trigeo.serve.app import create_app
     from trigeo.serve.engine import Engine, load_backend
     from trigeo.serve.limits import Limits, cores
+
+    # Also before the model loads: a GPU this machine lacks is a clear error, not a stack.
+    device = usable_device(accelerator, devices)
 
     n_cores = cores()
     concurrent = max_concurrent or DEFAULT_MAX_CONCURRENT
@@ -97,8 +103,18 @@ def serve_model(
 
         faiss.omp_set_num_threads(1)  # one search per pass, a few queries: threads cost more
         loaded_index = RetrievalIndex.load(index)
+    backend = load_backend(model)
+    if hasattr(backend, "to"):
+        backend.to(device)
+    elif device != "cpu":
+        from trigeo.errors import InputError
+
+        raise InputError(
+            f"{model}: this model's backend ({type(backend).__name__}) runs on the CPU only; "
+            "use --accelerator cpu"
+        )
     engine = Engine(
-        load_backend(model),
+        backend,
         index=loaded_index,
         coarsen_km=coarsen_km,
         neighbours=neighbours,
@@ -119,7 +135,7 @@ def serve_model(
     shown = f"[{host}]" if ":" in host else host
     console.print(
         f"[cyan]serve[/cyan] {engine.backend.model_id} on http://{shown}:{port}/ "
-        f"({concurrent} forward pass(es) of up to {batch_size} photos at once, "
+        f"({device}, {concurrent} forward pass(es) of up to {batch_size} photos at once, "
         f"queue {limits.max_queue}, answer {engine.answer_rule}"
         + (f", coarsened to {coarsen_km:g} km" if coarsen_km else "")
         + (f", index of {len(loaded_index)} photos" if loaded_index is not None else "")
