@@ -262,7 +262,7 @@ def predict_throughput(model: Path, data: Path, out: Path) -> float:
         out,
         data=data,
         split=None,
-        options=InferenceOptions(num_workers=0, batch_size=64, progress=False, accelerator="cpu"),
+        options=InferenceOptions(num_workers=0, batch_size=64, progress=False, accelerator="auto"),
         report=lambda _: None,
     )
     assert result is not None
