@@ -275,9 +275,11 @@ def engine_seconds(model: Path, photos: list[bytes], rounds: int = 50) -> float:
 
     from PIL import Image
 
+    from trigeo.runtime.devices import usable_device
     from trigeo.serve.engine import Engine, load_backend
 
-    engine = Engine(load_backend(model))
+    # On the device `trigeo serve` picks by default (auto), as the server runs it.
+    engine = Engine(load_backend(model).to(usable_device("auto", "auto")))
     times = []
     for i in range(rounds):
         start = time.perf_counter()
@@ -300,9 +302,11 @@ def pass_costs(
 
     from PIL import Image
 
+    from trigeo.runtime.devices import usable_device
     from trigeo.serve.engine import Engine, load_backend
 
-    engine = Engine(load_backend(model))
+    # On the device `trigeo serve` picks by default (auto), as the server runs it.
+    engine = Engine(load_backend(model).to(usable_device("auto", "auto")))
     inputs = [engine.prepare(Image.open(io.BytesIO(p)).convert("RGB")) for p in photos]
     costs = {}
     for size in sizes:
