@@ -54,6 +54,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -269,17 +270,21 @@ def predict_throughput(model: Path, data: Path, out: Path) -> float:
     return len(result.photo_id) / (time.perf_counter() - start)
 
 
+def _engine(model: Path) -> Any:
+    """The server's engine for ``model``, on the device ``trigeo serve`` picks by default."""
+    from trigeo.runtime.devices import usable_device
+    from trigeo.serve.engine import Engine, load_backend
+
+    return Engine(load_backend(model).to(usable_device("auto", "auto")))
+
+
 def engine_seconds(model: Path, photos: list[bytes], rounds: int = 50) -> float:
     """Median seconds of the server's in-process work for one photo (decode + answer, no HTTP)."""
     import io
 
     from PIL import Image
 
-    from trigeo.runtime.devices import usable_device
-    from trigeo.serve.engine import Engine, load_backend
-
-    # On the device `trigeo serve` picks by default (auto), as the server runs it.
-    engine = Engine(load_backend(model).to(usable_device("auto", "auto")))
+    engine = _engine(model)
     times = []
     for i in range(rounds):
         start = time.perf_counter()
@@ -302,11 +307,7 @@ def pass_costs(
 
     from PIL import Image
 
-    from trigeo.runtime.devices import usable_device
-    from trigeo.serve.engine import Engine, load_backend
-
-    # On the device `trigeo serve` picks by default (auto), as the server runs it.
-    engine = Engine(load_backend(model).to(usable_device("auto", "auto")))
+    engine = _engine(model)
     inputs = [engine.prepare(Image.open(io.BytesIO(p)).convert("RGB")) for p in photos]
     costs = {}
     for size in sizes:

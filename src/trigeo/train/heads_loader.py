@@ -12,7 +12,7 @@ import lightning
 import numpy as np
 import torch
 
-from trigeo.train.samplers import mix_seed
+from trigeo.train.samplers import mix_seed, trainer_place
 
 __all__ = ["HeadDataModule"]
 
@@ -51,14 +51,8 @@ class HeadDataModule(lightning.LightningDataModule):
         self.batch_size, self.seed, self.stage_index = batch_size, seed, stage_index
         self.num_workers = num_workers
 
-    def _rank(self) -> tuple[int, int, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 1, 0
-        return trainer.global_rank, trainer.world_size, trainer.current_epoch
-
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        rank, replicas, epoch = self._rank()
+        rank, replicas, epoch = trainer_place(self.trainer)
         rng = np.random.default_rng(mix_seed(self.seed, self.stage_index, epoch))
         dataset = self.make_train(rng)
         order = rng.permutation(len(dataset))
@@ -77,7 +71,7 @@ class HeadDataModule(lightning.LightningDataModule):
         )
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
-        rank, replicas, _ = self._rank()
+        rank, replicas, _ = trainer_place(self.trainer)
         positions = np.array_split(np.arange(len(self.val_set)), replicas)[rank]
         return torch.utils.data.DataLoader(
             self.val_set,

@@ -13,7 +13,7 @@ import torch
 
 from trigeo.data.loading import collate_skip
 from trigeo.train.config import StageConfig, TrainConfig
-from trigeo.train.samplers import ClassBalancedSampler, EpochSampler
+from trigeo.train.samplers import ClassBalancedSampler, EpochSampler, trainer_place
 
 __all__ = ["M1DataModule"]
 
@@ -113,15 +113,8 @@ class M1DataModule(lightning.LightningDataModule):
             prefetch_factor=4 if workers else None,
         )
 
-    def _rank(self) -> tuple[int, int, int]:
-        """(rank, world size, current epoch) of the attached trainer."""
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 1, 0
-        return trainer.global_rank, trainer.world_size, trainer.current_epoch
-
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        rank, replicas, epoch = self._rank()
+        rank, replicas, epoch = trainer_place(self.trainer)
         if self._train_loader is not None:
             # Same stage, same ranks: only the epoch (and so the draw and its size) moves.
             self._train_loader.sampler.set_epoch(epoch)
@@ -154,7 +147,7 @@ class M1DataModule(lightning.LightningDataModule):
             return []
         if self._val_loader is not None:
             return self._val_loader
-        rank, replicas, _ = self._rank()
+        rank, replicas, _ = trainer_place(self.trainer)
         # Contiguous shards keep validation deterministic; no padding duplicates.
         positions = np.array_split(np.arange(len(self.val_set)), replicas)[rank]
         batch = self.config.eval_batch_size or self.config.batch_size * 2

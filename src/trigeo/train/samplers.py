@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["ClassBalancedSampler", "EpochSampler", "class_weights", "mix_seed"]
+__all__ = ["ClassBalancedSampler", "EpochSampler", "class_weights", "mix_seed", "trainer_place"]
 
 
 def mix_seed(*parts: int) -> int:
@@ -146,3 +147,13 @@ class EpochSampler(_RankSampler):
 
     def _draw(self, rng: np.random.Generator) -> np.ndarray:
         return rng.permutation(self.n)
+
+
+def trainer_place(trainer: Any) -> tuple[int, int, int]:
+    """(rank, world size, current epoch) of a data module's trainer; (0, 1, 0) without one.
+
+    What a loader needs to draw its shard of this epoch's sample.
+    """
+    if trainer is None:
+        return 0, 1, 0
+    return trainer.global_rank, trainer.world_size, trainer.current_epoch
